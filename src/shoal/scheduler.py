@@ -1,0 +1,545 @@
+"""The state machine of runs, tasks and attempts, over the store.
+
+Every public method is one transaction. The scheduler does no I/O of its own
+(no network, no files, no clock but the one it is given), so the same code
+serves the boss, the tests and any number of boss processes over one
+database: the database is the only state.
+
+Task: waiting -> ready -> running -> succeeded | failed | cancelled, or
+upstream_failed when a dependency failed. Attempt: running -> succeeded |
+failed | cancelled | interrupted | superseded.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoal import protocol as p
+from shoal.exceptions import BadInput, NotFound
+from shoal.spec import RunSpec
+from shoal.store import ACTIVE_STATES, Store, Tx
+
+__all__ = ["Scheduler", "SyncOutcome", "describe_exit"]
+
+
+@dataclass
+class SyncOutcome:
+    """What one sync did: the answer for the worker and whether work appeared."""
+
+    response: p.SyncResponse
+    made_ready: bool = False
+    finished_runs: list[int] = field(default_factory=list)
+
+
+def describe_exit(exit_code: int | None) -> str:
+    """A readable cause for a command's exit status (negative: killed by signal)."""
+    if exit_code is None:
+        return "no exit code"
+    if exit_code < 0:
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = f"signal {-exit_code}"
+        return f"killed by {name}"
+    return f"exit code {exit_code}"
+
+
+def _loads(text: str | None, default: Any = None) -> Any:
+    return json.loads(text) if text else default
+
+
+class Scheduler:
+    """Submit, assign, finish, cancel and retry, each in one transaction."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        lease_seconds: float = 30.0,
+        heartbeat_seconds: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.lease_seconds = lease_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.clock = clock
+
+    # -- runs ------------------------------------------------------------
+
+    def submit(self, spec: RunSpec, *, bundle: str | None = None) -> int:
+        """Store a whole run, its DAG in one transaction; its id."""
+        now = self.clock()
+        rows = []
+        for t in spec.tasks:
+            rows.append(
+                {
+                    "name": t.name,
+                    "state": "waiting",
+                    "spec": json.dumps(
+                        {
+                            "run": list(t.run),
+                            "download": list(t.download),
+                            "upload": list(t.upload),
+                            "cleanup": list(t.cleanup),
+                            "inputs": list(t.inputs),
+                            "outputs": list(t.outputs),
+                            "env": dict(t.env),
+                            "timeout": t.timeout,
+                        },
+                        separators=(",", ":"),
+                    ),
+                    "priority": t.priority,
+                    "slots": t.slots,
+                    "host": t.host,
+                    "requires": json.dumps(dict(t.requires)) if t.requires else None,
+                    "retries": t.retries,
+                    "pending": len(t.after),
+                }
+            )
+        with self.store.transaction() as tx:
+            run_id = tx.insert_run(
+                name=spec.name,
+                env=dict(spec.env),
+                setup=spec.setup,
+                bundle=bundle,
+                source=spec.source,
+                total=len(rows),
+                now=now,
+            )
+            ids = tx.insert_tasks(run_id, rows)
+            tx.insert_deps(
+                [{"task_id": ids[t.name], "dep_id": ids[d]} for t in spec.tasks for d in t.after]
+            )
+            tx.ready_roots(run_id)
+            tx.add_events([{"time": now, "kind": "run_submitted", "run_id": run_id, "detail": spec.name}])
+        return run_id
+
+    def cancel(self, run_id: int) -> int:
+        """Cancel every unfinished task of the run; how many were cancelled."""
+        now = self.clock()
+        with self.store.transaction() as tx:
+            run = tx.run(run_id)
+            if run is None:
+                raise NotFound(f"no run {run_id}")
+            n = tx.cancel_tasks(run_id, now)
+            tx.cancel_attempts(run_id, now)
+            if run.state == "running":
+                tx.count_unfinished(run_id, -n)
+                tx.set_run_state(run_id, "cancelled", now)
+            tx.add_events([{"time": now, "kind": "run_cancelled", "run_id": run_id, "detail": f"{n} tasks"}])
+        return n
+
+    def retry(self, run_id: int) -> int:
+        """Run the run's failed, upstream-failed and cancelled tasks again."""
+        now = self.clock()
+        with self.store.transaction() as tx:
+            if tx.run(run_id) is None:
+                raise NotFound(f"no run {run_id}")
+            ids = tx.reset_failed_tasks(run_id)
+            if ids:
+                tx.reset_unfinished(run_id)
+                tx.set_run_state(run_id, "running", None)
+                tx.add_events(
+                    [{"time": now, "kind": "run_retried", "run_id": run_id, "detail": f"{len(ids)} tasks"}]
+                )
+        return len(ids)
+
+    def fail_unplaceable(self, run_id: int, max_slots: int) -> list[str]:
+        """Fail the run's ready tasks that need more slots than any worker has."""
+        now = self.clock()
+        with self.store.transaction() as tx:
+            rows = tx.ready_needing_more_slots(run_id, max_slots)
+            for r in rows:
+                cause = f"needs {r.slots} slots; the largest worker has {max_slots}"
+                tx.finish_task(r.id, state="failed", now=now, cause=cause)
+                n = tx.fail_downstream(r.id, f"upstream {r.name} failed", now)
+                self._count_done(tx, run_id, 1 + n, now)
+        return [r.name for r in rows]
+
+    # -- workers ---------------------------------------------------------
+
+    def register(self, reg: p.Registration) -> p.Registered:
+        now = self.clock()
+        with self.store.transaction() as tx:
+            worker_id = tx.insert_worker(
+                name=reg.name,
+                host=reg.host,
+                slots=max(1, int(reg.slots)),
+                labels=reg.labels,
+                state="active",
+                registered=now,
+                last_sync=now,
+                pid=reg.pid,
+                python=reg.python,
+                version=reg.version,
+            )
+            tx.add_events([{"time": now, "kind": "worker_registered", "worker_id": worker_id, "detail": reg.name}])
+        return p.Registered(
+            worker_id=worker_id,
+            lease_seconds=self.lease_seconds,
+            heartbeat_seconds=self.heartbeat_seconds,
+        )
+
+    def worker_stopped(self, worker_id: int) -> None:
+        """A worker said goodbye; what it still held runs again elsewhere."""
+        now = self.clock()
+        with self.store.transaction() as tx:
+            tx.set_worker_state(worker_id, "stopped")
+            tx.add_events([{"time": now, "kind": "worker_stopped", "worker_id": worker_id}])
+
+    def sync(self, req: p.SyncRequest) -> SyncOutcome:
+        """One worker round trip: record what finished, renew, hand out work."""
+        now = self.clock()
+        out = SyncOutcome(p.SyncResponse())
+        with self.store.transaction() as tx:
+            worker = tx.worker(req.worker_id)
+            if worker is None:
+                raise NotFound(f"no worker {req.worker_id}: register again")
+            events: list[dict[str, Any]] = []
+            done = failed = 0
+            if req.finished:
+                known = tx.attempts_with_tasks([r.attempt_id for r in req.finished])
+                for report in req.finished:
+                    row = known.get(report.attempt_id)
+                    ok = self._finish(tx, worker.id, row, report, now, events, out)
+                    if ok is True:
+                        done += 1
+                    elif ok is False:
+                        failed += 1
+            tx.touch_worker(worker.id, now, done, failed)
+            if worker.state != "active":
+                tx.set_worker_state(worker.id, "active")
+            tx.renew_leases(worker.id, req.running, now + self.lease_seconds)
+            out.response.cancel = tx.not_running(req.running)
+            if req.free_slots > 0:
+                out.response.assignments = self._assign(tx, worker, req.free_slots, now, events)
+            tx.add_events(events)
+        return out
+
+    def _finish(
+        self,
+        tx: Tx,
+        worker_id: int,
+        row: Any,
+        r: p.Report,
+        now: float,
+        events: list[dict[str, Any]],
+        out: SyncOutcome,
+    ) -> bool | None:
+        """Record one finished attempt; True if its task succeeded, False if it failed."""
+        base = {"time": now, "attempt_id": r.attempt_id, "worker_id": worker_id}
+        if row is None or row.worker_id != worker_id or row.state != "running":
+            # Fenced: this attempt was already ended by the boss (cancelled,
+            # lost, superseded); what its worker says now is dropped.
+            events.append({**base, "kind": "report_dropped", "detail": r.outcome})
+            return None
+        log = p.log_path(row.run_id, row.task_name, r.attempt_id) if (r.log or r.log_uploaded) else None
+        base.update(run_id=row.run_id, task_id=row.task_id)
+        if row.task_state != "running":
+            tx.finish_attempt(
+                r.attempt_id, state="superseded", exit_code=r.exit_code, cause="superseded",
+                started=r.started, ended=r.ended, log=log,
+            )
+            events.append({**base, "kind": "attempt_superseded"})
+            return None
+        if r.outcome == p.SUCCEEDED:
+            tx.finish_attempt(
+                r.attempt_id, state="succeeded", exit_code=r.exit_code, cause=None,
+                started=r.started, ended=r.ended, log=log,
+            )
+            tx.finish_task(
+                row.task_id, state="succeeded", now=now, exit_code=r.exit_code, result=r.result,
+                has_result=r.result is not None, outputs=r.outputs, worker_id=worker_id,
+            )
+            if tx.ready_dependents(row.task_id):
+                out.made_ready = True
+            events.append({**base, "kind": "task_succeeded"})
+            self._count_done(tx, row.run_id, 1, now, out)
+            return True
+        cause = r.cause or describe_exit(r.exit_code)
+        tx.finish_attempt(
+            r.attempt_id, state=r.outcome, exit_code=r.exit_code, cause=cause,
+            started=r.started, ended=r.ended, log=log,
+        )
+        if r.outcome == p.INTERRUPTED:
+            # The worker was stopped, not the command: run it again elsewhere.
+            tx.set_task_ready(row.task_id)
+            out.made_ready = True
+            events.append({**base, "kind": "attempt_interrupted", "detail": cause})
+            return None
+        failures = row.failures + 1
+        if failures <= row.retries:
+            tx.retry_task(row.task_id, failures, r.exit_code, cause)
+            out.made_ready = True
+            events.append({**base, "kind": "task_retried", "detail": cause})
+            return False
+        tx.finish_task(
+            row.task_id, state="failed", now=now, exit_code=r.exit_code, cause=cause,
+            result=r.result, has_result=r.result is not None, outputs=r.outputs, worker_id=worker_id,
+        )
+        n = tx.fail_downstream(row.task_id, f"upstream {row.task_name} failed", now)
+        events.append({**base, "kind": "task_failed", "detail": cause})
+        self._count_done(tx, row.run_id, 1 + n, now, out)
+        return False
+
+    def _count_done(
+        self, tx: Tx, run_id: int, n: int, now: float, out: SyncOutcome | None = None
+    ) -> None:
+        if tx.count_unfinished(run_id, -n) > 0:
+            return
+        run = tx.run(run_id)
+        if run is None or run.state != "running":
+            return
+        state = "failed" if tx.failed_count(run_id) else "succeeded"
+        tx.set_run_state(run_id, state, now)
+        tx.add_events([{"time": now, "kind": f"run_{state}", "run_id": run_id}])
+        if out is not None:
+            out.finished_runs.append(run_id)
+
+    def _assign(
+        self, tx: Tx, worker: Any, free: int, now: float, events: list[dict[str, Any]]
+    ) -> list[p.Assignment]:
+        labels = _loads(worker.labels, {})
+        picked = []
+        for row in tx.ready_candidates(worker.name, min(free, worker.slots), limit=free * 2 + 8):
+            if row.slots > free:
+                continue
+            if row.requires:
+                wanted = _loads(row.requires, {})
+                if any(labels.get(k) != v for k, v in wanted.items()):
+                    continue
+            picked.append(row)
+            free -= row.slots
+            if free <= 0:
+                break
+        if not picked:
+            return []
+        ids = [r.id for r in picked]
+        tx.start_tasks(ids, worker.id, now)
+        attempt_ids = tx.insert_attempts(
+            [
+                {
+                    "task_id": r.id,
+                    "run_id": r.run_id,
+                    "number": r.attempts + 1,
+                    "worker_id": worker.id,
+                    "state": "running",
+                    "assigned": now,
+                    "started": now,
+                    "lease_expires": now + self.lease_seconds,
+                }
+                for r in picked
+            ]
+        )
+        fetches: dict[int, list[p.Fetch]] = {}
+        for d in tx.dep_outputs(ids):
+            for name in _loads(d.outputs, []):
+                fetches.setdefault(d.task_id, []).append(
+                    p.Fetch(
+                        path=p.output_prefix(d.run_id, d.name) + name,
+                        dest=f"inputs/{d.name}/{name}",
+                    )
+                )
+        runs = tx.runs_by_id({r.run_id for r in picked})
+        out = []
+        for r, attempt_id in zip(picked, attempt_ids, strict=True):
+            spec = json.loads(r.spec)
+            run = runs[r.run_id]
+            env = dict(_loads(run.env, {}))
+            env.update(spec["env"])
+            fetch = [p.Fetch(path=i, dest=i) for i in spec["inputs"]] + fetches.get(r.id, [])
+            out.append(
+                p.Assignment(
+                    attempt_id=attempt_id,
+                    run_id=r.run_id,
+                    run=run.name,
+                    task=r.name,
+                    number=r.attempts + 1,
+                    slots=r.slots,
+                    run_cmds=spec["run"],
+                    download=spec["download"],
+                    upload=spec["upload"],
+                    cleanup=spec["cleanup"],
+                    env=env,
+                    timeout=spec["timeout"],
+                    outputs=spec["outputs"],
+                    fetch=fetch,
+                    bundle=run.bundle,
+                    setup=run.setup,
+                )
+            )
+            events.append(
+                {
+                    "time": now,
+                    "kind": "attempt_started",
+                    "run_id": r.run_id,
+                    "task_id": r.id,
+                    "attempt_id": attempt_id,
+                    "worker_id": worker.id,
+                }
+            )
+        return out
+
+    def has_ready(self) -> bool:
+        with self.store.read() as tx:
+            return tx.any_ready()
+
+    # -- views (plain data for the API and the CLI) ----------------------
+
+    def resolve_run(self, ref: str | int | None) -> int:
+        """A run id from an id, a run name (its latest run) or None (the latest run)."""
+        with self.store.read() as tx:
+            if ref is None or ref == "":
+                row = tx.latest_run()
+                if row is None:
+                    raise NotFound("no runs yet: start one with 'shoal run FILE' or 'shoal submit FILE'")
+                return int(row.id)
+            text = str(ref)
+            if text.isdigit() and tx.run(int(text)) is not None:
+                return int(text)
+            row = tx.latest_run(text)
+            if row is None:
+                raise NotFound(f"no run '{text}' (see 'shoal status' for the runs there are)")
+            return int(row.id)
+
+    def run_view(self, run_id: int) -> dict[str, Any]:
+        with self.store.read() as tx:
+            run = tx.run(run_id)
+            if run is None:
+                raise NotFound(f"no run {run_id}")
+            counts = tx.state_counts(run_id)
+            stuck: list[str] = []
+            if run.state == "running" and counts.get("ready"):
+                biggest = tx.max_worker_slots()
+                if biggest is not None:
+                    stuck = [r.name for r in tx.ready_needing_more_slots(run_id, biggest)]
+        view = _run_dict(run, counts)
+        if stuck:
+            view["warnings"] = [
+                f"{len(stuck)} task(s) need more slots than any worker has: {', '.join(stuck[:5])}"
+            ]
+        return view
+
+    def runs_view(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self.store.read() as tx:
+            return [_run_dict(r, tx.state_counts(r.id)) for r in tx.list_runs(limit)]
+
+    def tasks_view(self, run_id: int, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        with self.store.read() as tx:
+            if tx.run(run_id) is None:
+                raise NotFound(f"no run {run_id}")
+            last = tx.last_attempts(run_id)
+            return [_task_dict(t, last.get(t.id)) for t in tx.list_tasks(run_id, states)]
+
+    def task_view(self, run_id: int, name: str) -> dict[str, Any]:
+        with self.store.read() as tx:
+            task = tx.task_by_name(run_id, name)
+            if task is None:
+                raise NotFound(f"no task '{name}' in run {run_id}")
+            attempts = tx.list_attempts(task.id)
+            view = _task_dict(task, attempts[-1] if attempts else None)
+            view["spec"] = json.loads(task.spec)
+            view["attempt_list"] = [_attempt_dict(a) for a in attempts]
+            return view
+
+    def results(self, run_id: int) -> dict[str, Any]:
+        with self.store.read() as tx:
+            if tx.run(run_id) is None:
+                raise NotFound(f"no run {run_id}")
+            return {
+                t.name: json.loads(t.result)
+                for t in tx.list_tasks(run_id, ["succeeded", "failed"])
+                if t.has_result
+            }
+
+    def workers_view(self) -> list[dict[str, Any]]:
+        with self.store.read() as tx:
+            return [
+                {
+                    "id": w.id,
+                    "name": w.name,
+                    "host": w.host,
+                    "slots": w.slots,
+                    "running": int(w.running),
+                    "labels": _loads(w.labels, {}),
+                    "state": w.state,
+                    "done": w.done,
+                    "failed": w.failed,
+                    "registered": w.registered,
+                    "last_sync": w.last_sync,
+                    "pid": w.pid,
+                    "python": w.python,
+                }
+                for w in tx.list_workers()
+            ]
+
+    def events_view(self, run_id: int | None, limit: int = 1000) -> list[dict[str, Any]]:
+        with self.store.read() as tx:
+            return [dict(e._mapping) for e in tx.list_events(run_id, limit)]
+
+
+def _run_dict(run: Any, counts: dict[str, int]) -> dict[str, Any]:
+    end = run.finished
+    return {
+        "run": run.id,
+        "name": run.name,
+        "state": run.state,
+        "counts": counts,
+        "total": run.total,
+        "unfinished": run.unfinished,
+        "created": run.created,
+        "finished": end,
+        "source": run.source,
+        "active": sum(counts.get(s, 0) for s in ACTIVE_STATES),
+    }
+
+
+def _task_dict(task: Any, attempt: Any) -> dict[str, Any]:
+    duration = None
+    if attempt is not None and attempt.started is not None and attempt.ended is not None:
+        duration = max(0.0, attempt.ended - attempt.started)
+    return {
+        "id": task.id,
+        "name": task.name,
+        "state": task.state,
+        "attempts": task.attempts,
+        "exit_code": task.exit_code,
+        "cause": task.cause,
+        "result": json.loads(task.result) if task.has_result else None,
+        "outputs": _loads(task.outputs, []),
+        "worker": attempt.worker_name if attempt is not None else None,
+        "duration": duration,
+        "log": attempt.log if attempt is not None else None,
+        "priority": task.priority,
+        "slots": task.slots,
+    }
+
+
+def _attempt_dict(a: Any) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "number": a.number,
+        "state": a.state,
+        "worker": a.worker_name,
+        "exit_code": a.exit_code,
+        "cause": a.cause,
+        "started": a.started,
+        "ended": a.ended,
+        "duration": (a.ended - a.started) if a.ended is not None and a.started is not None else None,
+        "log": a.log,
+    }
+
+
+def check_spec_fits(spec: RunSpec, max_slots: int) -> None:
+    """Refuse, before storing, a run with a task that no local worker can hold."""
+    for t in spec.tasks:
+        if t.slots > max_slots:
+            raise BadInput(
+                f"{spec.source or spec.name}: task '{t.name}' needs {t.slots} slots but each "
+                f"worker has {max_slots} (start workers with more: --slots {t.slots})"
+            )

@@ -1,0 +1,622 @@
+"""Task files: parse, validate and expand them into a DAG.
+
+A task file is YAML or JSON holding one run (see DESIGN.md), or a bare JSON
+list of tasks. Everything is checked here, before anything is stored, and each
+problem is a :class:`~shoal.exceptions.SpecError` naming the file, the line
+where one is known, and the task.
+
+This module knows nothing of the network or the database.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import itertools
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shoal.exceptions import SpecError
+
+__all__ = ["RunSpec", "TaskSpec", "load", "parse_duration", "parse_text"]
+
+TASK_FIELDS = (
+    "name",
+    "run",
+    "download",
+    "upload",
+    "cleanup",
+    "inputs",
+    "outputs",
+    "after",
+    "matrix",
+    "env",
+    "timeout",
+    "retries",
+    "slots",
+    "priority",
+    "host",
+    "requires",
+)
+RUN_FIELDS = ("name", "bundle", "setup", "env", "defaults", "tasks")
+DEFAULTABLE = tuple(f for f in TASK_FIELDS if f not in ("name", "matrix"))
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task after matrix expansion, ready to be stored."""
+
+    name: str
+    run: tuple[str, ...]
+    download: tuple[str, ...] = ()
+    upload: tuple[str, ...] = ()
+    cleanup: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    retries: int = 0
+    slots: int = 1
+    priority: int = 0
+    host: str | None = None
+    requires: Mapping[str, Any] = field(default_factory=dict)
+    line: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The task as plain JSON-ready data (the form ``shoal submit`` sends)."""
+        return {
+            "name": self.name,
+            "run": list(self.run),
+            "download": list(self.download),
+            "upload": list(self.upload),
+            "cleanup": list(self.cleanup),
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+            "after": list(self.after),
+            "env": dict(self.env),
+            "timeout": self.timeout,
+            "retries": self.retries,
+            "slots": self.slots,
+            "priority": self.priority,
+            "host": self.host,
+            "requires": dict(self.requires),
+        }
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A whole run: its tasks in file order and what they share."""
+
+    name: str
+    tasks: tuple[TaskSpec, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    bundle: Path | None = None
+    setup: str | None = None
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for the boss; the bundle travels separately, by hash."""
+        return {
+            "name": self.name,
+            "env": dict(self.env),
+            "setup": self.setup,
+            "tasks": [t.to_dict() for t in self.tasks],
+        }
+
+
+# --------------------------------------------------------------------------
+# durations
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``90``, ``1.5``, ``"90s"``, ``"30m"``, ``"2h"`` or ``"1h30m"``.
+
+    Raises ValueError with a message fit for the user.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"bad duration {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        try:
+            seconds = float(text)
+        except ValueError:
+            pos, seconds = 0, 0.0
+            for m in _DURATION_RE.finditer(text):
+                if text[pos : m.start()].strip():
+                    break
+                seconds += float(m.group(1)) * _UNITS[m.group(2)]
+                pos = m.end()
+            else:
+                if pos and not text[pos:].strip():
+                    return _positive(seconds, value)
+            raise ValueError(
+                f"bad duration {value!r} (use seconds or a number with s, m, h, e.g. 90s, 30m, 2h)"
+            ) from None
+    else:
+        raise ValueError(f"bad duration {value!r} (use seconds or e.g. 90s, 30m, 2h)")
+    return _positive(seconds, value)
+
+
+def _positive(seconds: float, value: Any) -> float:
+    if seconds <= 0:
+        raise ValueError(f"bad duration {value!r}: it must be more than zero")
+    return seconds
+
+
+# --------------------------------------------------------------------------
+# reading files with line numbers
+
+
+class _LineDict(dict[str, Any]):
+    """A mapping from YAML that remembers its own line and each key's line."""
+
+    line: int | None = None
+    key_lines: dict[str, int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
+    made = _LineDict()
+    made.line = node.start_mark.line + 1
+    made.key_lines = {}
+    loader.flatten_mapping(node)
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str):
+            key = str(key)
+        made[key] = loader.construct_object(value_node, deep=True)
+        made.key_lines[key] = key_node.start_mark.line + 1
+    return made
+
+
+_LineLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,  # type: ignore[arg-type]
+)
+
+
+def _line_of(obj: Any, key: str | None = None) -> int | None:
+    if isinstance(obj, _LineDict):
+        if key is not None and key in obj.key_lines:
+            return obj.key_lines[key]
+        return obj.line
+    return None
+
+
+def load(path: str | Path) -> RunSpec:
+    """Read, validate and expand the task file at ``path``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError("no such file (check the path)", path=str(path)) from None
+    except IsADirectoryError:
+        raise SpecError("is a folder, not a task file", path=str(path)) from None
+    except UnicodeDecodeError:
+        raise SpecError("is not UTF-8 text", path=str(path)) from None
+    except OSError as e:
+        raise SpecError(f"cannot be read: {e.strerror}", path=str(path)) from None
+    return parse_text(text, path=str(path), base=p.parent, default_name=p.stem)
+
+
+def parse_text(
+    text: str,
+    *,
+    path: str = "<text>",
+    base: Path | None = None,
+    default_name: str = "run",
+) -> RunSpec:
+    """Validate and expand a task file given as text."""
+    data = _parse_document(text, path)
+    return _Builder(path, base or Path("."), default_name).build(data)
+
+
+def _parse_document(text: str, path: str) -> Any:
+    if path.endswith(".json"):
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SpecError(f"invalid JSON: {e.msg}", path=path, line=e.lineno) from None
+    try:
+        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = e.problem or e.context or "syntax error"
+        raise SpecError(f"invalid YAML: {problem}", path=path, line=line) from None
+    except yaml.YAMLError as e:
+        if path.endswith(".json"):
+            # Valid JSON that YAML refuses (tabs, say): take it without lines.
+            return json.loads(text)
+        raise SpecError(f"invalid YAML: {e}", path=path) from None
+
+
+# --------------------------------------------------------------------------
+# building the run
+
+
+def _suggest(word: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else f" (known fields: {', '.join(known)})"
+
+
+def _substitute(value: Any, binding: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+
+        def repl(m: re.Match[str]) -> str:
+            whole = m.group(0)
+            if whole == "{{":
+                return "{"
+            if whole == "}}":
+                return "}"
+            key = m.group(1)
+            return str(binding[key]) if key in binding else whole
+
+        return _PLACEHOLDER_RE.sub(repl, value)
+    if isinstance(value, list):
+        return [_substitute(v, binding) for v in value]
+    if isinstance(value, dict):
+        made = type(value)() if isinstance(value, _LineDict) else {}
+        if isinstance(value, _LineDict):
+            made.line, made.key_lines = value.line, value.key_lines
+        for k, v in value.items():
+            made[k] = _substitute(v, binding)
+        return made
+    return value
+
+
+class _Builder:
+    def __init__(self, path: str, base: Path, default_name: str) -> None:
+        self.path = path
+        self.base = base
+        self.default_name = default_name
+
+    def error(self, message: str, line: int | None = None, task: str | None = None) -> SpecError:
+        return SpecError(message, path=self.path, line=line, task=task)
+
+    def build(self, data: Any) -> RunSpec:
+        if data is None:
+            raise self.error("the file is empty (it needs a list of tasks under 'tasks:')")
+        if isinstance(data, list):
+            data = {"tasks": data}
+        if not isinstance(data, dict):
+            raise self.error(
+                "the top level must be a mapping with 'tasks:' or a list of tasks",
+                _line_of(data),
+            )
+        for key in data:
+            if key not in RUN_FIELDS:
+                hint = _suggest(key, RUN_FIELDS)
+                if key in TASK_FIELDS:
+                    hint = " (task fields go inside an entry of 'tasks:')"
+                raise self.error(f"unknown field '{key}'{hint}", _line_of(data, key))
+
+        name = data.get("name", self.default_name)
+        if not isinstance(name, str) or not name:
+            raise self.error("the run's 'name' must be a non-empty string", _line_of(data, "name"))
+        env = self._env(data.get("env", {}), _line_of(data, "env"), None)
+        setup = self._commands_text(data.get("setup"), "setup", _line_of(data, "setup"), None)
+        bundle = self._bundle(data.get("bundle"), _line_of(data, "bundle"))
+
+        defaults = data.get("defaults", {})
+        if not isinstance(defaults, dict):
+            raise self.error("'defaults' must be a mapping of task fields", _line_of(data, "defaults"))
+        for key in defaults:
+            if key not in DEFAULTABLE:
+                raise self.error(
+                    f"unknown field '{key}' in defaults{_suggest(key, DEFAULTABLE)}",
+                    _line_of(defaults, key),
+                )
+
+        raw_tasks = data.get("tasks")
+        if raw_tasks is None:
+            raise self.error("no 'tasks:' list", _line_of(data))
+        if not isinstance(raw_tasks, list):
+            raise self.error("'tasks' must be a list", _line_of(data, "tasks"))
+        if not raw_tasks:
+            raise self.error("'tasks' is empty: there is nothing to run", _line_of(data, "tasks"))
+
+        expanded: list[tuple[dict[str, Any], Any]] = []
+        for index, raw in enumerate(raw_tasks):
+            expanded.extend(self._expand(raw, index, defaults))
+
+        tasks = self._resolve(expanded)
+        return RunSpec(
+            name=name,
+            tasks=tuple(tasks),
+            env=env,
+            bundle=bundle,
+            setup=setup,
+            source=self.path,
+        )
+
+    # -- one entry of tasks: ------------------------------------------------
+
+    def _expand(
+        self, raw: Any, index: int, defaults: Mapping[str, Any]
+    ) -> list[tuple[dict[str, Any], Any]]:
+        if isinstance(raw, str):
+            raise self.error(
+                f"task #{index + 1} is a string; write it as a mapping, e.g. '- name: t1' and 'run: {raw}'",
+            )
+        if not isinstance(raw, dict):
+            raise self.error(f"task #{index + 1} must be a mapping of fields", _line_of(raw))
+        label = raw.get("name") if isinstance(raw.get("name"), str) else f"#{index + 1}"
+        for key in raw:
+            if key not in TASK_FIELDS:
+                raise self.error(
+                    f"unknown field '{key}'{_suggest(key, TASK_FIELDS)}", _line_of(raw, key), label
+                )
+        if "name" not in raw:
+            raise self.error("has no 'name'", _line_of(raw), label)
+        if "run" not in raw and "run" not in defaults:
+            raise self.error("has no 'run' command", _line_of(raw), label)
+        merged: dict[str, Any] = dict(defaults)
+        merged.update(raw)
+        matrix = raw.get("matrix")
+        if matrix is None:
+            return [(merged, raw)]
+        line = _line_of(raw, "matrix")
+        if not isinstance(matrix, dict) or not matrix:
+            raise self.error(
+                "'matrix' must be a mapping of lists, e.g. {seed: [1, 2, 3]}", line, label
+            )
+        for key, values in matrix.items():
+            if not isinstance(values, list) or not values:
+                raise self.error(
+                    f"matrix key '{key}' must be a non-empty list, e.g. {key}: [1, 2, 3]",
+                    _line_of(matrix, key),
+                    label,
+                )
+            for v in values:
+                if isinstance(v, (dict, list)):
+                    raise self.error(
+                        f"matrix key '{key}' must list plain values (numbers or strings)",
+                        _line_of(matrix, key),
+                        label,
+                    )
+        del merged["matrix"]
+        keys = list(matrix)
+        out = []
+        for combo in itertools.product(*(matrix[k] for k in keys)):
+            out.append((_substitute(merged, dict(zip(keys, combo, strict=True))), raw))
+        return out
+
+    def _resolve(self, expanded: list[tuple[dict[str, Any], Any]]) -> list[TaskSpec]:
+        seen: dict[str, int | None] = {}
+        partial: list[tuple[TaskSpec, list[str], Any]] = []
+        for fields, raw in expanded:
+            task, after = self._task(fields, raw)
+            if task.name in seen:
+                first = seen[task.name]
+                where = f" (first defined at line {first})" if first else ""
+                raise self.error(
+                    f"duplicate task name{where}; names must be unique, add a matrix key to the name",
+                    task.line,
+                    task.name,
+                )
+            seen[task.name] = task.line
+            partial.append((task, after, raw))
+
+        names = [t.name for t, _, _ in partial]
+        name_set = set(names)
+        resolved: list[TaskSpec] = []
+        for task, after, raw in partial:
+            deps: list[str] = []
+            for pattern in after:
+                if any(c in pattern for c in "*?["):
+                    hits = [n for n in fnmatch.filter(names, pattern) if n != task.name]
+                    if not hits:
+                        raise self.error(
+                            f"'after' pattern '{pattern}' matches no task",
+                            _line_of(raw, "after"),
+                            task.name,
+                        )
+                elif pattern not in name_set:
+                    close = difflib.get_close_matches(pattern, names, n=1)
+                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    raise self.error(
+                        f"'after' names no task '{pattern}'{hint}", _line_of(raw, "after"), task.name
+                    )
+                else:
+                    hits = [pattern]
+                for h in hits:
+                    if h not in deps:
+                        deps.append(h)
+            resolved.append(_replace_after(task, tuple(deps)))
+        self._check_cycles(resolved)
+        return resolved
+
+    def _check_cycles(self, tasks: list[TaskSpec]) -> None:
+        by_name = {t.name: t for t in tasks}
+        state: dict[str, int] = {}  # 1: on the stack, 2: done
+        for root in tasks:
+            if state.get(root.name):
+                continue
+            stack: list[tuple[str, Iterable[str]]] = [(root.name, iter(root.after))]
+            path = [root.name]
+            state[root.name] = 1
+            while stack:
+                name, it = stack[-1]
+                nxt = next(iter(it), None)
+                if nxt is None:
+                    state[name] = 2
+                    stack.pop()
+                    path.pop()
+                    continue
+                if state.get(nxt) == 1:
+                    cycle = [*path[path.index(nxt) :], nxt]
+                    raise self.error(
+                        f"dependency cycle {' -> '.join(cycle)} (remove one of these 'after' entries)",
+                        by_name[nxt].line,
+                        nxt,
+                    )
+                if not state.get(nxt):
+                    state[nxt] = 1
+                    path.append(nxt)
+                    stack.append((nxt, iter(by_name[nxt].after)))
+
+    # -- fields ------------------------------------------------------------
+
+    def _task(self, f: dict[str, Any], raw: Any) -> tuple[TaskSpec, list[str]]:
+        line = _line_of(raw)
+        name = f.get("name")
+        label = name if isinstance(name, str) else None
+        if not isinstance(name, str) or not name:
+            raise self.error("'name' must be a non-empty string", _line_of(raw, "name"), label)
+        if not _NAME_RE.match(name):
+            bad = "".join(sorted({c for c in name if not re.match(r"[A-Za-z0-9._-]", c)}))
+            hint = " (a matrix key in {braces} that the matrix does not define?)" if "{" in name else ""
+            raise self.error(
+                f"bad name: only letters, digits, '.', '_' and '-' are allowed, not {bad!r}{hint}",
+                _line_of(raw, "name"),
+                name,
+            )
+
+        def where(key: str) -> int | None:
+            return _line_of(raw, key)
+
+        def commands(key: str) -> tuple[str, ...]:
+            return self._commands(f.get(key), key, where(key), name)
+
+        run = commands("run")
+        if not run:
+            raise self.error("'run' is empty", where("run"), name)
+        timeout = None
+        if f.get("timeout") is not None:
+            try:
+                timeout = parse_duration(f["timeout"])
+            except ValueError as e:
+                raise self.error(f"'timeout': {e}", where("timeout"), name) from None
+        after = f.get("after", [])
+        if isinstance(after, str):
+            after = [after]
+        if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
+            raise self.error("'after' must be a task name or a list of names", where("after"), name)
+        requires = f.get("requires", {})
+        if isinstance(requires, list) and all(isinstance(r, str) for r in requires):
+            requires = {r: True for r in requires}
+        if not isinstance(requires, dict):
+            raise self.error(
+                "'requires' must be a mapping of labels, e.g. {gpu: true}", where("requires"), name
+            )
+        host = f.get("host")
+        if host is not None and not isinstance(host, str):
+            raise self.error("'host' must be a host name", where("host"), name)
+        task = TaskSpec(
+            name=name,
+            run=run,
+            download=commands("download"),
+            upload=commands("upload"),
+            cleanup=commands("cleanup"),
+            inputs=self._strings(f.get("inputs"), "inputs", where("inputs"), name),
+            outputs=self._strings(f.get("outputs"), "outputs", where("outputs"), name),
+            env=self._env(f.get("env", {}), where("env"), name),
+            timeout=timeout,
+            retries=self._int(f.get("retries", 0), "retries", where("retries"), name, low=0),
+            slots=self._int(f.get("slots", 1), "slots", where("slots"), name, low=1),
+            priority=self._int(f.get("priority", 0), "priority", where("priority"), name, low=None),
+            host=host,
+            requires=dict(requires),
+            line=line,
+        )
+        return task, list(after)
+
+    def _commands(self, value: Any, key: str, line: int | None, task: str | None) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            return (value,) if value.strip() else ()
+        if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+            return tuple(str(v) for v in value if str(v).strip())
+        raise self.error(f"'{key}' must be a command or a list of commands", line, task)
+
+    def _commands_text(
+        self, value: Any, key: str, line: int | None, task: str | None
+    ) -> str | None:
+        cmds = self._commands(value, key, line, task)
+        return "\n".join(cmds) if cmds else None
+
+    def _strings(self, value: Any, key: str, line: int | None, task: str) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+            for v in value:
+                if v.startswith("/") or ".." in Path(v).parts:
+                    raise self.error(
+                        f"'{key}' entry '{v}' must be a relative path inside the workspace",
+                        line,
+                        task,
+                    )
+            return tuple(value)
+        raise self.error(f"'{key}' must be a path or a list of paths", line, task)
+
+    def _env(self, value: Any, line: int | None, task: str | None) -> dict[str, str]:
+        if not isinstance(value, dict):
+            raise self.error("'env' must be a mapping of NAME: value", line, task)
+        out = {}
+        for k, v in value.items():
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(k)):
+                raise self.error(f"'env' has a bad variable name '{k}'", _line_of(value, k) or line, task)
+            if isinstance(v, (dict, list)) or v is None:
+                raise self.error(
+                    f"'env' variable '{k}' must be a string or number", _line_of(value, k) or line, task
+                )
+            out[str(k)] = str(v).lower() if isinstance(v, bool) else str(v)
+        return out
+
+    def _int(
+        self, value: Any, key: str, line: int | None, task: str, *, low: int | None
+    ) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(f"'{key}' must be a whole number, not {value!r}", line, task)
+        if low is not None and value < low:
+            raise self.error(f"'{key}' must be at least {low}, not {value}", line, task)
+        return value
+
+    def _bundle(self, value: Any, line: int | None) -> Path | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise self.error("'bundle' must be the path of a folder", line)
+        p = Path(value).expanduser()
+        if not p.is_absolute():
+            p = self.base / p
+        if not p.exists():
+            raise self.error(f"bundle folder '{value}' does not exist (the path is relative to the task file)", line)
+        if not p.is_dir():
+            raise self.error(f"bundle '{value}' is not a folder", line)
+        return p
+
+
+def _replace_after(task: TaskSpec, after: tuple[str, ...]) -> TaskSpec:
+    from dataclasses import replace
+
+    return replace(task, after=after)
+
+
+def spec_from_dict(data: Mapping[str, Any], *, path: str = "<submitted>") -> RunSpec:
+    """Rebuild and re-check a run the client sent as :meth:`RunSpec.to_dict`."""
+    clean = {k: v for k, v in data.items() if k in ("name", "env", "setup", "tasks")}
+    if clean.get("setup") is None:
+        clean.pop("setup", None)
+    return _Builder(path, Path("."), str(data.get("name") or "run")).build(clean)

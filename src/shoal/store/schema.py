@@ -1,0 +1,154 @@
+"""The database schema: one definition for SQLite and PostgreSQL.
+
+``SCHEMA_VERSION`` counts migrations. A fresh database is created from the
+tables below and stamped with the current version; an older one is brought
+forward by the functions in ``MIGRATIONS`` (index ``i`` upgrades version
+``i + 1`` to ``i + 2``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("created", Float, nullable=False),
+    Column("finished", Float),
+    Column("env", Text, nullable=False),  # JSON object
+    Column("setup", Text),
+    Column("bundle", String(80)),  # content hash of the bundle archive
+    Column("source", Text),  # the task file it came from
+    Column("total", Integer, nullable=False),
+    Column("unfinished", Integer, nullable=False),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("spec", Text, nullable=False),  # JSON: commands, env, inputs, outputs, timeout
+    Column("priority", Integer, nullable=False, server_default=text("0")),
+    Column("slots", Integer, nullable=False, server_default=text("1")),
+    Column("host", String(200)),
+    Column("requires", Text),  # JSON object of labels, or NULL
+    Column("retries", Integer, nullable=False, server_default=text("0")),
+    Column("failures", Integer, nullable=False, server_default=text("0")),
+    Column("pending", Integer, nullable=False, server_default=text("0")),  # unfinished deps
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("has_result", Boolean, nullable=False, server_default=text("false")),
+    Column("result", Text),  # JSON value
+    Column("outputs", Text),  # JSON list of uploaded output files
+    Column("exit_code", Integer),
+    Column("cause", Text),
+    Column("worker_id", Integer),
+    Column("started", Float),
+    Column("ended", Float),
+    UniqueConstraint("run_id", "name", name="uq_tasks_run_name"),
+)
+Index("ix_tasks_run_state", tasks.c.run_id, tasks.c.state)
+Index(
+    "ix_tasks_ready",
+    tasks.c.priority.desc(),
+    tasks.c.id,
+    sqlite_where=tasks.c.state == "ready",
+    postgresql_where=tasks.c.state == "ready",
+)
+
+deps = Table(
+    "deps",
+    metadata,
+    Column("task_id", Integer, ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("dep_id", Integer, ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    PrimaryKeyConstraint("task_id", "dep_id"),
+)
+Index("ix_deps_dep", deps.c.dep_id)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("host", String(200), nullable=False),
+    Column("slots", Integer, nullable=False),
+    Column("labels", Text, nullable=False),  # JSON object
+    Column("state", String(20), nullable=False),
+    Column("registered", Float, nullable=False),
+    Column("last_sync", Float, nullable=False),
+    Column("pid", Integer),
+    Column("python", String(40)),
+    Column("version", String(40)),
+    Column("done", Integer, nullable=False, server_default=text("0")),
+    Column("failed", Integer, nullable=False, server_default=text("0")),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", Integer, ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("run_id", Integer, nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("worker_id", Integer, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("exit_code", Integer),
+    Column("cause", Text),
+    Column("assigned", Float, nullable=False),
+    Column("started", Float),
+    Column("ended", Float),
+    Column("lease_expires", Float),
+    Column("log", Text),  # datastore path of the log, when there is one
+)
+Index("ix_attempts_task", attempts.c.task_id)
+Index("ix_attempts_worker_state", attempts.c.worker_id, attempts.c.state)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", Float, nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("run_id", Integer),
+    Column("task_id", Integer),
+    Column("attempt_id", Integer),
+    Column("worker_id", Integer),
+    Column("detail", Text),
+)
+Index("ix_events_run", events.c.run_id, events.c.id)
+
+# Upgrades from each older version; empty while there is only version 1.
+MIGRATIONS: list[Callable[[Connection], None]] = []

@@ -1,0 +1,591 @@
+"""The only place in shoal that holds SQL.
+
+:class:`Store` owns the engine and opens transactions; :class:`Tx` is one
+transaction and offers the queries the scheduler needs, by name. Nothing above
+this module builds a query.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from shoal.exceptions import StoreError
+from shoal.store import schema as s
+
+__all__ = ["ACTIVE_STATES", "TERMINAL_STATES", "Store", "Tx", "database_url"]
+
+ACTIVE_STATES = ("waiting", "ready", "running")
+TERMINAL_STATES = ("succeeded", "failed", "cancelled", "upstream_failed")
+
+
+def database_url(value: str | Path) -> str:
+    """A SQLAlchemy URL from a URL or a plain file path."""
+    text = str(value)
+    if "://" in text or text == "sqlite://":
+        return text
+    return f"sqlite:///{Path(text).expanduser()}"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class Store:
+    """A shoal database: opens it, creates or upgrades its schema, runs transactions."""
+
+    def __init__(self, url: str | Path) -> None:
+        self.url = database_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        try:
+            self.engine = self._make_engine()
+            self._prepare()
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot open the database {self.url}: {e.__class__.__name__}: {e.args[0] if e.args else e}") from e
+
+    def _make_engine(self) -> Engine:
+        if not self.is_sqlite:
+            return create_engine(self.url, pool_pre_ping=True)
+        memory = self.url in ("sqlite://", "sqlite:///:memory:")
+        if not memory:
+            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            self.url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            poolclass=StaticPool if memory else None,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # We issue BEGIN ourselves (below); pysqlite's own is too late.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            if not memory:
+                cur.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: every commit is durable against a crash of shoal,
+            # and survives power loss up to the last checkpoint.
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # Writers take the lock up front so two writers never deadlock on
+            # an upgrade from a read lock.
+            if conn.get_execution_options().get("shoal_read"):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+
+    def _prepare(self) -> None:
+        with self.engine.begin() as conn:
+            s.metadata.create_all(conn, tables=[s.meta])
+            row = conn.execute(select(s.meta.c.value).where(s.meta.c.key == "schema_version")).first()
+            if row is None:
+                s.metadata.create_all(conn)
+                conn.execute(insert(s.meta).values(key="schema_version", value=str(s.SCHEMA_VERSION)))
+                return
+            version = int(row[0])
+            if version > s.SCHEMA_VERSION:
+                raise StoreError(
+                    f"the database {self.url} has schema version {version}, newer than this "
+                    f"shoal ({s.SCHEMA_VERSION}): upgrade shoal"
+                )
+            for step in s.MIGRATIONS[version - 1 :]:
+                step(conn)
+            conn.execute(
+                update(s.meta).where(s.meta.c.key == "schema_version").values(value=str(s.SCHEMA_VERSION))
+            )
+
+    def schema_version(self) -> int:
+        with self.read() as tx:
+            return tx.schema_version()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """One write transaction: committed at the end, rolled back on error."""
+        try:
+            with self.engine.begin() as conn:
+                yield Tx(conn)
+        except OperationalError as e:
+            raise StoreError(f"database error on {self.url}: {e.orig}") from e
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A read-only transaction, which never blocks writers on SQLite."""
+        try:
+            with self.engine.connect() as raw:
+                conn = raw.execution_options(shoal_read=True)
+                with conn.begin():
+                    yield Tx(conn)
+        except OperationalError as e:
+            raise StoreError(f"database error on {self.url}: {e.orig}") from e
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class Tx:
+    """One transaction, with every query shoal needs."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def schema_version(self) -> int:
+        row = self.conn.execute(
+            select(s.meta.c.value).where(s.meta.c.key == "schema_version")
+        ).scalar_one()
+        return int(row)
+
+    # -- runs ------------------------------------------------------------
+
+    def insert_run(
+        self,
+        *,
+        name: str,
+        env: dict[str, str],
+        setup: str | None,
+        bundle: str | None,
+        source: str | None,
+        total: int,
+        now: float,
+    ) -> int:
+        result = self.conn.execute(
+            insert(s.runs)
+            .values(
+                name=name,
+                state="running",
+                created=now,
+                env=_dumps(env),
+                setup=setup,
+                bundle=bundle,
+                source=source,
+                total=total,
+                unfinished=total,
+            )
+            .returning(s.runs.c.id)
+        )
+        return int(result.scalar_one())
+
+    def run(self, run_id: int) -> Row[Any] | None:
+        return self.conn.execute(select(s.runs).where(s.runs.c.id == run_id)).first()
+
+    def runs_by_id(self, run_ids: Iterable[int]) -> dict[int, Row[Any]]:
+        rows = self.conn.execute(select(s.runs).where(s.runs.c.id.in_(list(run_ids))))
+        return {r.id: r for r in rows}
+
+    def latest_run(self, name: str | None = None) -> Row[Any] | None:
+        q = select(s.runs).order_by(s.runs.c.id.desc()).limit(1)
+        if name is not None:
+            q = q.where(s.runs.c.name == name)
+        return self.conn.execute(q).first()
+
+    def list_runs(self, limit: int = 100) -> Sequence[Row[Any]]:
+        return self.conn.execute(select(s.runs).order_by(s.runs.c.id.desc()).limit(limit)).all()
+
+    def count_unfinished(self, run_id: int, delta: int) -> int:
+        """Move the run's count of unfinished tasks by ``delta``; the new count."""
+        self.conn.execute(
+            update(s.runs).where(s.runs.c.id == run_id).values(unfinished=s.runs.c.unfinished + delta)
+        )
+        return int(
+            self.conn.execute(select(s.runs.c.unfinished).where(s.runs.c.id == run_id)).scalar_one()
+        )
+
+    def set_run_state(self, run_id: int, state: str, now: float | None) -> None:
+        self.conn.execute(update(s.runs).where(s.runs.c.id == run_id).values(state=state, finished=now))
+
+    def reset_unfinished(self, run_id: int) -> int:
+        """Recount the run's unfinished tasks from the tasks themselves."""
+        n = self.conn.execute(
+            select(func.count())
+            .select_from(s.tasks)
+            .where(s.tasks.c.run_id == run_id, s.tasks.c.state.in_(ACTIVE_STATES))
+        ).scalar_one()
+        self.conn.execute(update(s.runs).where(s.runs.c.id == run_id).values(unfinished=n))
+        return int(n)
+
+    def state_counts(self, run_id: int) -> dict[str, int]:
+        rows = self.conn.execute(
+            select(s.tasks.c.state, func.count())
+            .where(s.tasks.c.run_id == run_id)
+            .group_by(s.tasks.c.state)
+        )
+        return {state: int(n) for state, n in rows}
+
+    # -- tasks -----------------------------------------------------------
+
+    def insert_tasks(self, run_id: int, rows: list[dict[str, Any]]) -> dict[str, int]:
+        """Insert a run's tasks; their ids by name."""
+        for r in rows:
+            r["run_id"] = run_id
+        self.conn.execute(insert(s.tasks), rows)
+        ids = self.conn.execute(
+            select(s.tasks.c.name, s.tasks.c.id).where(s.tasks.c.run_id == run_id)
+        )
+        return {name: int(i) for name, i in ids}
+
+    def insert_deps(self, pairs: list[dict[str, int]]) -> None:
+        if pairs:
+            self.conn.execute(insert(s.deps), pairs)
+
+    def ready_roots(self, run_id: int) -> int:
+        result = self.conn.execute(
+            update(s.tasks)
+            .where(s.tasks.c.run_id == run_id, s.tasks.c.state == "waiting", s.tasks.c.pending == 0)
+            .values(state="ready")
+        )
+        return int(result.rowcount)
+
+    def task(self, task_id: int) -> Row[Any] | None:
+        return self.conn.execute(select(s.tasks).where(s.tasks.c.id == task_id)).first()
+
+    def task_by_name(self, run_id: int, name: str) -> Row[Any] | None:
+        return self.conn.execute(
+            select(s.tasks).where(s.tasks.c.run_id == run_id, s.tasks.c.name == name)
+        ).first()
+
+    def list_tasks(self, run_id: int, states: Sequence[str] | None = None) -> Sequence[Row[Any]]:
+        q = select(s.tasks).where(s.tasks.c.run_id == run_id).order_by(s.tasks.c.id)
+        if states:
+            q = q.where(s.tasks.c.state.in_(list(states)))
+        return self.conn.execute(q).all()
+
+    def ready_candidates(self, worker_name: str, max_slots: int, limit: int) -> Sequence[Row[Any]]:
+        """Ready tasks this worker may take, by priority then submission order."""
+        q = (
+            select(
+                s.tasks.c.id,
+                s.tasks.c.run_id,
+                s.tasks.c.name,
+                s.tasks.c.spec,
+                s.tasks.c.slots,
+                s.tasks.c.requires,
+                s.tasks.c.attempts,
+            )
+            .where(
+                s.tasks.c.state == "ready",
+                s.tasks.c.slots <= max_slots,
+                or_(s.tasks.c.host.is_(None), s.tasks.c.host == worker_name),
+            )
+            .order_by(s.tasks.c.priority.desc(), s.tasks.c.id)
+            .limit(limit)
+        )
+        return self.conn.execute(q).all()
+
+    def ready_needing_more_slots(self, run_id: int, max_slots: int) -> Sequence[Row[Any]]:
+        return self.conn.execute(
+            select(s.tasks.c.id, s.tasks.c.name, s.tasks.c.slots).where(
+                s.tasks.c.run_id == run_id, s.tasks.c.state == "ready", s.tasks.c.slots > max_slots
+            )
+        ).all()
+
+    def any_ready(self) -> bool:
+        return (
+            self.conn.execute(select(s.tasks.c.id).where(s.tasks.c.state == "ready").limit(1)).first()
+            is not None
+        )
+
+    def start_tasks(self, task_ids: list[int], worker_id: int, now: float) -> None:
+        self.conn.execute(
+            update(s.tasks)
+            .where(s.tasks.c.id == bindparam("tid"))
+            .values(state="running", attempts=s.tasks.c.attempts + 1, worker_id=worker_id, started=func.coalesce(s.tasks.c.started, now)),
+            [{"tid": t} for t in task_ids],
+        )
+
+    def dep_outputs(self, task_ids: list[int]) -> Sequence[Row[Any]]:
+        """For each task, the name, run and uploaded outputs of every dependency."""
+        d = s.tasks.alias("d")
+        return self.conn.execute(
+            select(s.deps.c.task_id, d.c.name, d.c.run_id, d.c.outputs)
+            .join(d, d.c.id == s.deps.c.dep_id)
+            .where(s.deps.c.task_id.in_(task_ids))
+            .order_by(s.deps.c.task_id, d.c.id)
+        ).all()
+
+    def finish_task(
+        self,
+        task_id: int,
+        *,
+        state: str,
+        now: float,
+        exit_code: int | None = None,
+        cause: str | None = None,
+        result: Any = None,
+        has_result: bool = False,
+        outputs: list[str] | None = None,
+        worker_id: int | None = None,
+    ) -> None:
+        values: dict[str, Any] = {
+            "state": state,
+            "ended": now,
+            "exit_code": exit_code,
+            "cause": cause,
+            "has_result": has_result,
+            "result": _dumps(result) if has_result else None,
+            "outputs": _dumps(outputs or []),
+        }
+        if worker_id is not None:
+            values["worker_id"] = worker_id
+        self.conn.execute(update(s.tasks).where(s.tasks.c.id == task_id).values(**values))
+
+    def retry_task(self, task_id: int, failures: int, exit_code: int | None, cause: str | None) -> None:
+        self.conn.execute(
+            update(s.tasks)
+            .where(s.tasks.c.id == task_id)
+            .values(state="ready", failures=failures, exit_code=exit_code, cause=cause)
+        )
+
+    def set_task_ready(self, task_id: int) -> None:
+        self.conn.execute(update(s.tasks).where(s.tasks.c.id == task_id).values(state="ready"))
+
+    def ready_dependents(self, task_id: int) -> int:
+        """One dependency of each dependent is done; make ready those with none left."""
+        dependents = select(s.deps.c.task_id).where(s.deps.c.dep_id == task_id).scalar_subquery()
+        self.conn.execute(
+            update(s.tasks).where(s.tasks.c.id.in_(dependents)).values(pending=s.tasks.c.pending - 1)
+        )
+        result = self.conn.execute(
+            update(s.tasks)
+            .where(s.tasks.c.id.in_(dependents), s.tasks.c.pending == 0, s.tasks.c.state == "waiting")
+            .values(state="ready")
+        )
+        return int(result.rowcount)
+
+    def fail_downstream(self, task_id: int, cause: str, now: float) -> int:
+        """Mark every task that depends on this one, directly or not, upstream_failed."""
+        down = select(s.deps.c.task_id).where(s.deps.c.dep_id == task_id).cte("down", recursive=True)
+        down = down.union(select(s.deps.c.task_id).join(down, s.deps.c.dep_id == down.c.task_id))
+        result = self.conn.execute(
+            update(s.tasks)
+            .where(s.tasks.c.id.in_(select(down.c.task_id)), s.tasks.c.state.in_(("waiting", "ready")))
+            .values(state="upstream_failed", cause=cause, ended=now)
+            .returning(s.tasks.c.id)
+        )
+        # rowcount is not reliable for an UPDATE with a CTE; count what came back.
+        return len(result.all())
+
+    def cancel_tasks(self, run_id: int, now: float) -> int:
+        result = self.conn.execute(
+            update(s.tasks)
+            .where(s.tasks.c.run_id == run_id, s.tasks.c.state.in_(ACTIVE_STATES))
+            .values(state="cancelled", cause="cancelled", ended=now)
+        )
+        return int(result.rowcount)
+
+    def reset_failed_tasks(self, run_id: int) -> list[int]:
+        """Put the run's failed, upstream-failed and cancelled tasks back to waiting."""
+        ids = [
+            int(i)
+            for i in self.conn.execute(
+                select(s.tasks.c.id).where(
+                    s.tasks.c.run_id == run_id,
+                    s.tasks.c.state.in_(("failed", "upstream_failed", "cancelled")),
+                )
+            ).scalars()
+        ]
+        if not ids:
+            return []
+        self.conn.execute(
+            update(s.tasks)
+            .where(s.tasks.c.id.in_(ids))
+            .values(state="waiting", failures=0, cause=None, exit_code=None, ended=None)
+        )
+        # Recount each reset task's unfinished dependencies.
+        dep = s.tasks.alias("dep")
+        undone = (
+            select(func.count())
+            .select_from(s.deps)
+            .join(dep, s.deps.c.dep_id == dep.c.id)
+            .where(s.deps.c.task_id == s.tasks.c.id, dep.c.state != "succeeded")
+            .scalar_subquery()
+        )
+        self.conn.execute(update(s.tasks).where(s.tasks.c.id.in_(ids)).values(pending=undone))
+        self.conn.execute(
+            update(s.tasks)
+            .where(s.tasks.c.id.in_(ids), s.tasks.c.pending == 0)
+            .values(state="ready")
+        )
+        return ids
+
+    def failed_count(self, run_id: int) -> int:
+        return int(
+            self.conn.execute(
+                select(func.count())
+                .select_from(s.tasks)
+                .where(s.tasks.c.run_id == run_id, s.tasks.c.state != "succeeded")
+            ).scalar_one()
+        )
+
+    # -- attempts --------------------------------------------------------
+
+    def insert_attempts(self, rows: list[dict[str, Any]]) -> list[int]:
+        result = self.conn.execute(
+            insert(s.attempts).returning(s.attempts.c.id, sort_by_parameter_order=True), rows
+        )
+        return [int(r[0]) for r in result]
+
+    def attempts_with_tasks(self, attempt_ids: list[int]) -> dict[int, Row[Any]]:
+        """Attempts joined with their task's state, retries and failures."""
+        rows = self.conn.execute(
+            select(
+                s.attempts.c.id,
+                s.attempts.c.worker_id,
+                s.attempts.c.state,
+                s.attempts.c.task_id,
+                s.attempts.c.run_id,
+                s.tasks.c.name.label("task_name"),
+                s.tasks.c.state.label("task_state"),
+                s.tasks.c.retries,
+                s.tasks.c.failures,
+            )
+            .join(s.tasks, s.tasks.c.id == s.attempts.c.task_id)
+            .where(s.attempts.c.id.in_(attempt_ids))
+        )
+        return {int(r.id): r for r in rows}
+
+    def finish_attempt(
+        self,
+        attempt_id: int,
+        *,
+        state: str,
+        exit_code: int | None,
+        cause: str | None,
+        started: float | None,
+        ended: float | None,
+        log: str | None,
+    ) -> None:
+        self.conn.execute(
+            update(s.attempts)
+            .where(s.attempts.c.id == attempt_id)
+            .values(state=state, exit_code=exit_code, cause=cause, started=started, ended=ended, log=log)
+        )
+
+    def renew_leases(self, worker_id: int, attempt_ids: list[int], until: float) -> None:
+        if attempt_ids:
+            self.conn.execute(
+                update(s.attempts)
+                .where(
+                    s.attempts.c.worker_id == worker_id,
+                    s.attempts.c.state == "running",
+                    s.attempts.c.id.in_(attempt_ids),
+                )
+                .values(lease_expires=until)
+            )
+
+    def not_running(self, attempt_ids: list[int]) -> list[int]:
+        """Those of these attempts that should no longer run."""
+        if not attempt_ids:
+            return []
+        rows = self.conn.execute(
+            select(s.attempts.c.id).where(
+                s.attempts.c.id.in_(attempt_ids), s.attempts.c.state != "running"
+            )
+        )
+        return [int(r[0]) for r in rows]
+
+    def cancel_attempts(self, run_id: int, now: float) -> int:
+        result = self.conn.execute(
+            update(s.attempts)
+            .where(s.attempts.c.run_id == run_id, s.attempts.c.state == "running")
+            .values(state="cancelled", cause="cancelled", ended=now)
+        )
+        return int(result.rowcount)
+
+    def list_attempts(self, task_id: int) -> Sequence[Row[Any]]:
+        return self.conn.execute(
+            select(s.attempts, s.workers.c.name.label("worker_name"))
+            .join(s.workers, s.workers.c.id == s.attempts.c.worker_id, isouter=True)
+            .where(s.attempts.c.task_id == task_id)
+            .order_by(s.attempts.c.id)
+        ).all()
+
+    def last_attempts(self, run_id: int) -> dict[int, Row[Any]]:
+        """The newest attempt of each task of the run, with its worker's name."""
+        newest = (
+            select(func.max(s.attempts.c.id))
+            .where(s.attempts.c.run_id == run_id)
+            .group_by(s.attempts.c.task_id)
+        )
+        rows = self.conn.execute(
+            select(s.attempts, s.workers.c.name.label("worker_name"))
+            .join(s.workers, s.workers.c.id == s.attempts.c.worker_id, isouter=True)
+            .where(s.attempts.c.id.in_(newest))
+        )
+        return {int(r.task_id): r for r in rows}
+
+    # -- workers ---------------------------------------------------------
+
+    def insert_worker(self, **values: Any) -> int:
+        values["labels"] = _dumps(values.get("labels") or {})
+        result = self.conn.execute(insert(s.workers).values(**values).returning(s.workers.c.id))
+        return int(result.scalar_one())
+
+    def worker(self, worker_id: int) -> Row[Any] | None:
+        return self.conn.execute(select(s.workers).where(s.workers.c.id == worker_id)).first()
+
+    def touch_worker(self, worker_id: int, now: float, done: int, failed: int) -> None:
+        values: dict[str, Any] = {"last_sync": now}
+        if done:
+            values["done"] = s.workers.c.done + done
+        if failed:
+            values["failed"] = s.workers.c.failed + failed
+        self.conn.execute(update(s.workers).where(s.workers.c.id == worker_id).values(**values))
+
+    def set_worker_state(self, worker_id: int, state: str) -> None:
+        self.conn.execute(update(s.workers).where(s.workers.c.id == worker_id).values(state=state))
+
+    def list_workers(self, states: Sequence[str] | None = None) -> Sequence[Row[Any]]:
+        running = (
+            select(func.count())
+            .select_from(s.attempts)
+            .where(s.attempts.c.worker_id == s.workers.c.id, s.attempts.c.state == "running")
+            .scalar_subquery()
+        )
+        q = select(s.workers, running.label("running")).order_by(s.workers.c.id)
+        if states:
+            q = q.where(s.workers.c.state.in_(list(states)))
+        return self.conn.execute(q).all()
+
+    def max_worker_slots(self) -> int | None:
+        value = self.conn.execute(
+            select(func.max(s.workers.c.slots)).where(s.workers.c.state == "active")
+        ).scalar_one()
+        return int(value) if value is not None else None
+
+    # -- events ----------------------------------------------------------
+
+    def add_events(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            # executemany wants the same keys in every row.
+            keys = ("time", "kind", "run_id", "task_id", "attempt_id", "worker_id", "detail")
+            self.conn.execute(insert(s.events), [{k: r.get(k) for k in keys} for r in rows])
+
+    def list_events(self, run_id: int | None, limit: int = 1000) -> Sequence[Row[Any]]:
+        q = select(s.events).order_by(s.events.c.id.desc()).limit(limit)
+        if run_id is not None:
+            q = q.where(s.events.c.run_id == run_id)
+        return list(reversed(self.conn.execute(q).all()))
