@@ -136,6 +136,8 @@ class Report:
 
     attempt_id: int
     outcome: str
+    run_id: int = 0
+    task: str = ""
     exit_code: Optional[int] = None
     cause: Optional[str] = None
     result: Any = None

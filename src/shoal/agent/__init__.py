@@ -1,0 +1,10 @@
+"""The worker agent: standard library only, Python >= 3.8.
+
+It ships as-is to any host with ``python3`` (see ``shoal.launch``), so
+nothing here may import outside the standard library, ``shoal.protocol`` and
+``shoal`` itself.
+"""
+
+from shoal.agent.worker import Agent, main
+
+__all__ = ["Agent", "main"]

@@ -1,0 +1,5 @@
+import sys
+
+from shoal.agent.worker import main
+
+sys.exit(main())

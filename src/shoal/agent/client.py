@@ -1,0 +1,178 @@
+"""The agent's HTTP client: standard library only, keep-alive per thread."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import threading
+from typing import Any, Dict, Optional
+from urllib.parse import quote, urlsplit
+
+from shoal import protocol as p
+
+CHUNK = 256 * 1024
+
+
+class BossDown(Exception):
+    """The boss did not answer (connection refused, reset, timed out)."""
+
+
+class BossRefused(Exception):
+    """The boss answered with an error status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class AgentClient:
+    """Talks to one boss; each thread keeps its own connection open."""
+
+    def __init__(self, url: str, token: str, timeout: float = 60.0) -> None:
+        parts = urlsplit(url if "://" in url else "http://" + url)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError("the boss URL must start with http:// or https://: {}".format(url))
+        self.url = url
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if self.https else 80)
+        self.base = parts.path.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def _conn(self, timeout: float) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.https:
+                conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout)
+            else:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            self._local.conn = conn
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn
+
+    def drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _headers(self, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+        headers = {"Authorization": "Bearer " + self.token}
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: Optional[Dict[str, str]] = None,
+        timeout: Optional[float] = None,
+    ) -> http.client.HTTPResponse:
+        url = self.base + path
+        for attempt in (1, 2):
+            conn = self._conn(timeout or self.timeout)
+            try:
+                conn.request(method, url, body=body, headers=self._headers(headers))
+                return conn.getresponse()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+                # A kept-alive connection the server closed: retry once afresh,
+                # unless the body was a stream we cannot send twice.
+                self.drop_connection()
+                if attempt == 2 or hasattr(body, "read"):
+                    raise BossDown("{}: {}".format(self.url, e)) from e
+            except (OSError, http.client.HTTPException) as e:
+                self.drop_connection()
+                raise BossDown("{}: {}".format(self.url, e)) from e
+        raise BossDown(self.url)  # pragma: no cover - the loop returns or raises
+
+    def _check(self, resp: http.client.HTTPResponse) -> bytes:
+        try:
+            data = resp.read()
+        except (OSError, http.client.HTTPException) as e:
+            self.drop_connection()
+            raise BossDown("{}: {}".format(self.url, e)) from e
+        if resp.status >= 400:
+            message = data.decode("utf-8", "replace")
+            try:
+                message = json.loads(message).get("error", message)
+            except (ValueError, AttributeError):
+                pass
+            raise BossRefused(resp.status, message)
+        return data
+
+    def call(self, method: str, path: str, payload: Any = None, timeout: Optional[float] = None) -> Any:
+        body = None if payload is None else json.dumps(payload, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        resp = self._send(method, p.API_PREFIX + path, body, headers, timeout)
+        data = self._check(resp)
+        return json.loads(data) if data else None
+
+    # -- the protocol ----------------------------------------------------
+
+    def register(self, reg: p.Registration) -> p.Registered:
+        return p.Registered.from_dict(self.call("POST", "/workers", reg.to_dict()))
+
+    def sync(self, req: p.SyncRequest) -> p.SyncResponse:
+        timeout = self.timeout + req.wait
+        return p.SyncResponse.from_dict(self.call("POST", "/sync", req.to_dict(), timeout=timeout))
+
+    def goodbye(self, worker_id: int) -> None:
+        self.call("DELETE", "/workers/{}".format(worker_id), timeout=5)
+
+    # -- the datastore ---------------------------------------------------
+
+    def download(self, path: str, dest: str) -> int:
+        """Fetch a datastore file to ``dest``, streamed; its size."""
+        resp = self._send("GET", p.API_PREFIX + "/data/" + quote(path))
+        if resp.status >= 400:
+            self._check(resp)
+        parent = os.path.dirname(dest)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        tmp = dest + ".part"
+        size = 0
+        try:
+            with open(tmp, "wb") as f:
+                while True:
+                    chunk = resp.read(CHUNK)
+                    if not chunk:
+                        break
+                    f.write(chunk)
+                    size += len(chunk)
+            os.replace(tmp, dest)
+        except (OSError, http.client.HTTPException, socket.timeout) as e:
+            self.drop_connection()
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise BossDown("download of {} failed: {}".format(path, e)) from e
+        return size
+
+    def upload(self, path: str, source: str) -> None:
+        """Send a local file to the datastore, streamed."""
+        size = os.path.getsize(source)
+        with open(source, "rb") as f:
+            resp = self._send(
+                "PUT",
+                p.API_PREFIX + "/data/" + quote(path),
+                body=f,
+                headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
+            )
+        self._check(resp)
+
+    def upload_bytes(self, path: str, data: bytes) -> None:
+        resp = self._send(
+            "PUT",
+            p.API_PREFIX + "/data/" + quote(path),
+            body=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        self._check(resp)

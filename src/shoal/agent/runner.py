@@ -1,0 +1,393 @@
+"""Running one attempt: workspace, inputs, commands, outputs, log, result.
+
+Standard library only. Each phase's commands run in one shell (``bash -e``
+where bash exists, else ``sh -e``) in the attempt's own process group, so a
+timeout or a cancel kills everything the task started. A phase that is a
+single simple command (no quoting, redirection, variables or globs) is
+executed directly, as make does: the same result without a shell's start-up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import hashlib
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import tarfile
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from shoal import protocol as p
+from shoal.agent.client import AgentClient
+
+_SHELL_CHARS = frozenset("|&;<>()$`\\\"'*?[]#~=%{}!\n\t")
+_SHELL_WORDS = frozenset(
+    "alias bg break cd command continue eval exec exit export fg jobs read readonly return "
+    "set shift source trap ulimit umask unalias unset wait . :".split()
+)
+_which_cache: Dict[str, Optional[str]] = {}
+_SHELL = shutil.which("bash") or shutil.which("sh") or "/bin/sh"
+
+KILL_GRACE = 2.0
+CLEANUP_TIMEOUT = 300.0
+
+
+def _which(word: str) -> Optional[str]:
+    if word not in _which_cache:
+        _which_cache[word] = shutil.which(word)
+    return _which_cache[word]
+
+
+def command_argv(commands: List[str]) -> List[str]:
+    """The argv that runs these commands in order, stopping at the first failure."""
+    if len(commands) == 1 and not (_SHELL_CHARS & set(commands[0])):
+        words = commands[0].split()
+        if words and words[0] not in _SHELL_WORDS and "/" not in words[0]:
+            exe = _which(words[0])
+            if exe is not None:
+                return [exe, *words[1:]]
+    return [_SHELL, "-e", "-c", "\n".join(commands)]
+
+
+def parse_result(text: str) -> Any:
+    """A result from text: the JSON value it holds, else the text itself."""
+    stripped = text.strip()
+    if not stripped:
+        return None
+    try:
+        return json.loads(stripped)
+    except ValueError:
+        return stripped
+
+
+class SetupFailed(Exception):
+    """A bundle's setup command failed on this worker."""
+
+
+class BundleCache:
+    """Bundles unpacked once per worker host, by content hash, with setup run once."""
+
+    def __init__(self, root: str, client: AgentClient) -> None:
+        self.root = root
+        self.client = client
+        self._locks: Dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        os.makedirs(root, exist_ok=True)
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def ensure(self, digest: str, setup: Optional[str], env: Dict[str, str]) -> str:
+        """The folder holding this bundle, fetched, unpacked and set up if need be."""
+        folder = os.path.join(self.root, digest)
+        setup_key = hashlib.sha256((setup or "").encode()).hexdigest()[:16]
+        marker = os.path.join(folder, ".shoal-setup-" + setup_key)
+        if os.path.exists(marker):
+            return folder
+        with self._lock(digest):
+            # Other agents on this host share the cache: lock across processes too.
+            with open(os.path.join(self.root, digest + ".lock"), "w") as lockfile:
+                fcntl.flock(lockfile, fcntl.LOCK_EX)
+                if not os.path.isdir(folder):
+                    self._unpack(digest, folder)
+                if not os.path.exists(marker):
+                    if setup:
+                        self._setup(folder, setup, env)
+                    open(marker, "w").close()
+        return folder
+
+    def _unpack(self, digest: str, folder: str) -> None:
+        archive = os.path.join(self.root, digest + ".tar.gz")
+        self.client.download(p.bundle_path(digest), archive)
+        tmp = folder + ".unpacking"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                name = member.name
+                if name.startswith("/") or ".." in name.split("/"):
+                    raise SetupFailed("bundle {} holds an unsafe path: {}".format(digest, name))
+                if member.issym() or member.islnk():
+                    link = member.linkname
+                    if link.startswith("/") or ".." in link.split("/"):
+                        raise SetupFailed("bundle {} holds an unsafe link: {}".format(digest, name))
+            tar.extractall(tmp)  # noqa: S202 - members checked above
+        os.replace(tmp, folder)
+        os.unlink(archive)
+
+    def _setup(self, folder: str, setup: str, env: Dict[str, str]) -> None:
+        log_path = os.path.join(folder, ".shoal-setup.log")
+        with open(log_path, "wb") as log:
+            proc = subprocess.run(
+                [_SHELL, "-e", "-c", setup],
+                cwd=folder,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        if proc.returncode != 0:
+            with open(log_path, "rb") as f:
+                tail = f.read()[-2000:].decode("utf-8", "replace").strip().splitlines()[-5:]
+            raise SetupFailed(
+                "bundle setup failed with exit code {}: {}".format(proc.returncode, " | ".join(tail))
+            )
+
+
+class Attempt:
+    """One attempt running on this worker; another thread may cancel it."""
+
+    def __init__(self, assignment: p.Assignment) -> None:
+        self.a = assignment
+        self.cancelled: Optional[str] = None  # p.CANCELLED or p.INTERRUPTED
+        self._proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
+        self._lock = threading.Lock()
+
+    def cancel(self, outcome: str = p.CANCELLED) -> None:
+        with self._lock:
+            if self.cancelled is None:
+                self.cancelled = outcome
+            proc = self._proc
+        if proc is not None:
+            _kill_group(proc, signal.SIGTERM)
+
+
+def _kill_group(proc: "subprocess.Popen[bytes]", sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class Runner:
+    """Runs attempts for one worker: the parts that stay the same between them."""
+
+    def __init__(self, client: AgentClient, workdir: str, worker_name: str) -> None:
+        self.client = client
+        self.workdir = os.path.abspath(workdir)
+        self.worker_name = worker_name
+        self.bundles = BundleCache(os.path.join(self.workdir, "bundles"), client)
+        os.makedirs(os.path.join(self.workdir, "ws"), exist_ok=True)
+
+    def run(self, attempt: Attempt) -> p.Report:
+        a = attempt.a
+        started = time.time()
+        deadline = started + a.timeout if a.timeout else None
+        base = os.path.join(self.workdir, "ws", str(a.attempt_id))
+        ws = base + ".w"
+        log_file = base + ".log"
+        result_file = base + ".result"
+        shutil.rmtree(ws, ignore_errors=True)
+        os.makedirs(ws)
+        env = dict(os.environ)
+        env.update(a.env)
+        env.update(
+            SHOAL_RUN=a.run,
+            SHOAL_RUN_ID=str(a.run_id),
+            SHOAL_TASK=a.task,
+            SHOAL_ATTEMPT=str(a.number),
+            SHOAL_WORKER=self.worker_name,
+            SHOAL_RESULT=result_file,
+            SHOAL_WORKSPACE=ws,
+        )
+        exit_code: Optional[int] = None
+        cause: Optional[str] = None
+        outcome = p.FAILED
+        stdout_tail = b""
+        outputs: List[str] = []
+        log = open(log_file, "ab", buffering=0)
+        try:
+            try:
+                if a.bundle:
+                    folder = self.bundles.ensure(a.bundle, a.setup, env)
+                    env["SHOAL_BUNDLE"] = folder
+                    for entry in os.listdir(folder):
+                        if not entry.startswith(".shoal-setup"):
+                            os.symlink(os.path.join(folder, entry), os.path.join(ws, entry))
+                for f in a.fetch:
+                    self.client.download(f.path, os.path.join(ws, f.dest))
+            except SetupFailed as e:
+                cause = str(e)
+            except Exception as e:  # noqa: BLE001 - any staging failure fails the attempt
+                cause = "staging inputs failed: {}".format(e)
+            if cause is None:
+                exit_code, cause, _ = self._phase(attempt, a.download, ws, env, log, deadline)
+                if exit_code == 0:
+                    exit_code, cause, stdout_tail = self._phase(
+                        attempt, a.run_cmds, ws, env, log, deadline
+                    )
+                if exit_code == 0 and a.upload:
+                    exit_code, cause, _ = self._phase(attempt, a.upload, ws, env, log, deadline)
+                if exit_code == 0:
+                    try:
+                        outputs = self._upload_outputs(a, ws)
+                        outcome = p.SUCCEEDED
+                    except Exception as e:  # noqa: BLE001
+                        cause = "uploading outputs failed: {}".format(e)
+        finally:
+            if a.cleanup:
+                cleanup_deadline = time.time() + CLEANUP_TIMEOUT
+                code, why, _ = self._phase(attempt, a.cleanup, ws, env, log, cleanup_deadline)
+                if code != 0 and outcome == p.SUCCEEDED:
+                    log.write("shoal: cleanup failed ({})\n".format(why or code).encode())
+            log.close()
+            shutil.rmtree(ws, ignore_errors=True)
+        if attempt.cancelled is not None and outcome != p.SUCCEEDED:
+            outcome = attempt.cancelled
+            cause = attempt.cancelled
+        result, result_error = self._result(result_file, stdout_tail)
+        if result_error and outcome == p.SUCCEEDED:
+            outcome, cause = p.FAILED, result_error
+        report = p.Report(
+            attempt_id=a.attempt_id,
+            outcome=outcome,
+            run_id=a.run_id,
+            task=a.task,
+            exit_code=exit_code,
+            cause=cause if outcome != p.SUCCEEDED else None,
+            result=result,
+            started=started,
+            ended=time.time(),
+            outputs=outputs,
+        )
+        self._attach_log(report, a, log_file)
+        return report
+
+    def _phase(
+        self,
+        attempt: Attempt,
+        commands: List[str],
+        ws: str,
+        env: Dict[str, str],
+        log: Any,
+        deadline: Optional[float],
+    ) -> Tuple[Optional[int], Optional[str], bytes]:
+        """Run one phase's commands; exit code, cause of failure, last stdout bytes."""
+        if not commands:
+            return 0, None, b""
+        if attempt.cancelled is not None:
+            return None, attempt.cancelled, b""
+        with attempt._lock:
+            try:
+                proc = subprocess.Popen(
+                    command_argv(commands),
+                    cwd=ws,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=log.fileno(),
+                    start_new_session=True,
+                )
+            except OSError as e:
+                return 127, "cannot start the command: {}".format(e), b""
+            attempt._proc = proc
+        tail = b""
+        timed_out = False
+        killed_at: Optional[float] = None
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        while True:
+            wait = 0.5
+            now = time.time()
+            if deadline is not None and not timed_out:
+                if now >= deadline:
+                    timed_out = True
+                    killed_at = now
+                    _kill_group(proc, signal.SIGTERM)
+                else:
+                    wait = min(wait, deadline - now)
+            if attempt.cancelled is not None and killed_at is None:
+                killed_at = now
+            if killed_at is not None and now - killed_at > KILL_GRACE:
+                _kill_group(proc, signal.SIGKILL)
+            ready, _, _ = select.select([fd], [], [], wait)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                log.write(chunk)
+                tail = (tail + chunk)[-8192:]
+            elif proc.poll() is not None:
+                # The command is done but something it started holds stdout.
+                _kill_group(proc, signal.SIGKILL)
+        code = proc.wait()
+        proc.stdout.close()
+        # Nothing the task started outlives it.
+        _kill_group(proc, signal.SIGKILL)
+        with attempt._lock:
+            attempt._proc = None
+        if timed_out:
+            return code, "timeout after {}".format(_seconds(attempt.a.timeout or 0)), tail
+        if attempt.cancelled is not None:
+            return code, attempt.cancelled, tail
+        if code != 0:
+            return code, _exit_cause(code), tail
+        return 0, None, tail
+
+    def _upload_outputs(self, a: p.Assignment, ws: str) -> List[str]:
+        names: List[str] = []
+        for pattern in a.outputs:
+            hits = sorted(glob.glob(os.path.join(ws, pattern), recursive=True))
+            hits = [h for h in hits if os.path.isfile(h)]
+            if not hits and not glob.has_magic(pattern):
+                raise RuntimeError("output '{}' was not written by the task".format(pattern))
+            for h in hits:
+                rel = os.path.relpath(h, ws).replace(os.sep, "/")
+                if rel not in names:
+                    self.client.upload(p.output_prefix(a.run_id, a.task) + rel, h)
+                    names.append(rel)
+        return names
+
+    def _result(self, result_file: str, stdout_tail: bytes) -> Tuple[Any, Optional[str]]:
+        if os.path.exists(result_file):
+            try:
+                with open(result_file, encoding="utf-8") as f:
+                    text = f.read()
+            finally:
+                os.unlink(result_file)
+            if text.strip():
+                try:
+                    return json.loads(text), None
+                except ValueError as e:
+                    return None, "$SHOAL_RESULT does not hold JSON: {}".format(e)
+        lines = [ln for ln in stdout_tail.decode("utf-8", "replace").splitlines() if ln.strip()]
+        return (parse_result(lines[-1]) if lines else None), None
+
+    def _attach_log(self, report: p.Report, a: p.Assignment, log_file: str) -> None:
+        try:
+            size = os.path.getsize(log_file)
+            if 0 < size <= p.INLINE_LOG_LIMIT:
+                with open(log_file, "rb") as f:
+                    report.log = f.read().decode("utf-8", "replace")
+            elif size > p.INLINE_LOG_LIMIT:
+                try:
+                    self.client.upload(p.log_path(a.run_id, a.task, a.attempt_id), log_file)
+                    report.log_uploaded = True
+                except Exception:  # noqa: BLE001 - keep the tail rather than nothing
+                    with open(log_file, "rb") as f:
+                        f.seek(size - p.INLINE_LOG_LIMIT)
+                        report.log = "[log cut: upload failed]\n" + f.read().decode("utf-8", "replace")
+        finally:
+            if os.path.exists(log_file):
+                os.unlink(log_file)
+
+
+def _exit_cause(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "signal {}".format(-code)
+        return "killed by {}".format(name)
+    return "exit code {}".format(code)
+
+
+def _seconds(value: float) -> str:
+    return "{:g}s".format(value)

@@ -1,0 +1,381 @@
+"""The worker agent: register, then sync in a loop and run attempts.
+
+Standard library only, Python >= 3.8. One thread talks to the boss; each
+running attempt has a thread of its own. Finished attempts are reported in the
+next sync, which also renews the leases of those still running and asks for as
+many new attempts as there is room for. When tasks are short, the agent keeps
+a few assignments queued ahead so a slot never waits for a round trip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Deque, Dict, List, Optional
+
+from shoal import __version__
+from shoal import protocol as p
+from shoal.agent.client import AgentClient, BossDown, BossRefused
+from shoal.agent.runner import Attempt, Runner
+
+# Keep assignments queued ahead only while tasks take less than this.
+SHORT_TASK = 0.5
+# How long an idle worker's sync may wait at the boss for work.
+LONG_POLL = 5.0
+# Back-off bounds while the boss is unreachable.
+BACKOFF_MIN, BACKOFF_MAX = 0.2, 10.0
+
+
+def log_event(event: str, **fields: Any) -> None:
+    """One structured log line on stderr."""
+    fields = dict(event=event, time=round(time.time(), 3), **fields)
+    sys.stderr.write(json.dumps(fields, default=str) + "\n")
+    sys.stderr.flush()
+
+
+class _Interrupt(Exception):
+    """Raised by the signal handler to break out of an idle long-poll."""
+
+
+class Agent:
+    """A worker: one sync loop, up to ``slots`` attempts at once."""
+
+    def __init__(
+        self,
+        client: AgentClient,
+        *,
+        slots: int = 1,
+        name: Optional[str] = None,
+        labels: Optional[Dict[str, Any]] = None,
+        workdir: Optional[str] = None,
+        idle_exit: Optional[float] = None,
+        drain_timeout: Optional[float] = None,
+        quiet: bool = False,
+    ) -> None:
+        self.client = client
+        self.slots = max(1, slots)
+        self.name = name or "{}-{}".format(socket.gethostname(), os.getpid())
+        self.labels = labels or {}
+        self.workdir = workdir or os.path.join(tempfile.gettempdir(), "shoal-worker-{}".format(os.getuid()))
+        self.idle_exit = idle_exit
+        self.drain_timeout = drain_timeout
+        self.quiet = quiet
+        self.runner = Runner(client, self.workdir, self.name)
+        self.worker_id = 0
+        self.heartbeat = 5.0
+        self.cond = threading.Condition()
+        self.pending: Deque[p.Assignment] = collections.deque()
+        self.running: Dict[int, Attempt] = {}
+        self.used = 0
+        self.finished: List[p.Report] = []
+        self.durations: Deque[float] = collections.deque(maxlen=20)
+        self.stopping = 0  # 1: drain, 2: kill what runs
+        self.stop_since = 0.0
+        self._in_long_poll = False
+
+    # -- lifecycle -------------------------------------------------------
+
+    def log(self, event: str, **fields: Any) -> None:
+        if not self.quiet:
+            log_event(event, worker=self.name, **fields)
+
+    def request_stop(self) -> None:
+        """First call: take no new work, finish what runs. Second: stop it now."""
+        with self.cond:
+            self.stopping = min(2, self.stopping + 1)
+            if self.stopping == 1:
+                self.stop_since = time.time()
+            self.cond.notify_all()
+        if self.stopping == 2:
+            self._interrupt_all()
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: Any) -> None:
+            self.request_stop()
+            if self._in_long_poll:
+                raise _Interrupt()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def _interrupt_all(self) -> None:
+        with self.cond:
+            attempts = list(self.running.values())
+        for attempt in attempts:
+            attempt.cancel(p.INTERRUPTED)
+
+    def register(self) -> None:
+        reg = p.Registration(
+            name=self.name,
+            host=socket.gethostname(),
+            slots=self.slots,
+            labels=self.labels,
+            pid=os.getpid(),
+            python=platform.python_version(),
+            version=__version__,
+        )
+        delay = BACKOFF_MIN
+        while True:
+            try:
+                answer = self.client.register(reg)
+                break
+            except BossDown as e:
+                if self.stopping:
+                    raise
+                self.log("boss_unreachable", error=str(e), retry_in=round(delay, 2))
+                time.sleep(delay)
+                delay = min(BACKOFF_MAX, delay * 2) * random.uniform(0.8, 1.2)
+        self.worker_id = answer.worker_id
+        self.heartbeat = max(0.5, answer.heartbeat_seconds)
+        self.log("registered", worker_id=self.worker_id, slots=self.slots, boss=self.client.url)
+
+    def run(self) -> int:
+        """Work until stopped or idle for ``idle_exit`` seconds; the exit code."""
+        try:
+            self.register()
+        except BossRefused as e:
+            sys.stderr.write("shoal worker: the boss refused to register this worker: {}\n".format(e.message))
+            return 2
+        except (BossDown, _Interrupt):
+            return 130 if self.stopping else 1
+        idle_since = time.time()
+        backoff = BACKOFF_MIN
+        while True:
+            with self.cond:
+                self._start_what_fits()
+                busy = bool(self.running or self.pending)
+                if busy:
+                    idle_since = time.time()
+                if self.stopping and not self.running:
+                    break
+                if self.stopping == 1 and self.drain_timeout is not None:
+                    if time.time() - self.stop_since > self.drain_timeout:
+                        self.stopping = 2
+                        self.cond.release()
+                        try:
+                            self._interrupt_all()
+                        finally:
+                            self.cond.acquire()
+                idle_for = time.time() - idle_since
+                if not busy and self.idle_exit is not None and idle_for >= self.idle_exit:
+                    self.log("idle_exit", idle_seconds=round(idle_for, 1))
+                    break
+                room = self._room()
+                if not self.finished and (room == 0 or busy or self.stopping):
+                    # Wait for an attempt to finish (or the heartbeat).
+                    self.cond.wait(self.heartbeat if room == 0 and not self.stopping else min(self.heartbeat, 0.5))
+                    self._start_what_fits()
+                    room = self._room()
+                finished, self.finished = self.finished, []
+                running = list(self.running) + [a.attempt_id for a in self.pending]
+                wait = 0.0
+                if not finished and not busy and room > 0 and not self.stopping:
+                    wait = LONG_POLL
+                    if self.idle_exit is not None:
+                        wait = max(0.0, min(wait, self.idle_exit - idle_for))
+            req = p.SyncRequest(
+                worker_id=self.worker_id,
+                finished=finished,
+                running=running,
+                free_slots=room,
+                wait=wait,
+            )
+            try:
+                self._in_long_poll = wait > 0
+                try:
+                    resp = self.client.sync(req)
+                finally:
+                    self._in_long_poll = False
+                backoff = BACKOFF_MIN
+            except _Interrupt:
+                self.client.drop_connection()
+                self._requeue(finished)
+                continue
+            except BossDown as e:
+                self._requeue(finished)
+                self.log("boss_unreachable", error=str(e), retry_in=round(backoff, 2))
+                self._sleep(backoff)
+                backoff = min(BACKOFF_MAX, backoff * 2) * random.uniform(0.8, 1.2)
+                continue
+            except BossRefused as e:
+                if e.status == 404:
+                    self._requeue(finished)
+                    self.log("reregister", reason=e.message)
+                    self.register()
+                    continue
+                if e.status == 401:
+                    sys.stderr.write("shoal worker: the boss refused the token: {}\n".format(e.message))
+                    return 2
+                self.log("sync_refused", status=e.status, error=e.message)
+                self._sleep(backoff)
+                backoff = min(BACKOFF_MAX, backoff * 2)
+                continue
+            self._apply(resp)
+        self._farewell()
+        return 0
+
+    def _sleep(self, seconds: float) -> None:
+        with self.cond:
+            if not self.stopping:
+                self.cond.wait(seconds)
+
+    def _requeue(self, reports: List[p.Report]) -> None:
+        with self.cond:
+            self.finished[:0] = reports
+
+    def _farewell(self) -> None:
+        with self.cond:
+            leftover = list(self.pending)
+            self.pending.clear()
+            finished, self.finished = self.finished, []
+        now = time.time()
+        for a in leftover:
+            finished.append(
+                p.Report(
+                    attempt_id=a.attempt_id,
+                    outcome=p.INTERRUPTED,
+                    run_id=a.run_id,
+                    task=a.task,
+                    cause="worker stopped",
+                    started=now,
+                    ended=now,
+                )
+            )
+        try:
+            if finished:
+                self.client.sync(p.SyncRequest(worker_id=self.worker_id, finished=finished))
+            self.client.goodbye(self.worker_id)
+        except (BossDown, BossRefused) as e:
+            self.log("farewell_failed", error=str(e))
+        self.log("stopped")
+
+    # -- work ------------------------------------------------------------
+
+    def _room(self) -> int:
+        """Slots to ask for: free ones, plus a queue ahead while tasks are short."""
+        if self.stopping:
+            return 0
+        ahead = 0
+        if len(self.durations) >= 3:
+            typical = sorted(self.durations)[len(self.durations) // 2]
+            if typical < 0.05:
+                ahead = 4 * self.slots
+            elif typical < SHORT_TASK:
+                ahead = self.slots
+        queued = sum(a.slots for a in self.pending)
+        return max(0, self.slots + ahead - self.used - queued)
+
+    def _apply(self, resp: p.SyncResponse) -> None:
+        with self.cond:
+            for attempt_id in resp.cancel:
+                for a in list(self.pending):
+                    if a.attempt_id == attempt_id:
+                        self.pending.remove(a)
+                running = self.running.get(attempt_id)
+                if running is not None:
+                    running.cancel(p.CANCELLED)
+            self.pending.extend(resp.assignments)
+            self._start_what_fits()
+        if resp.stop:
+            self.request_stop()
+
+    def _start_what_fits(self) -> None:
+        # Called with self.cond held.
+        while self.pending and not self.stopping:
+            a = self.pending[0]
+            if self.used + a.slots > self.slots and self.used > 0:
+                break
+            self.pending.popleft()
+            attempt = Attempt(a)
+            self.running[a.attempt_id] = attempt
+            self.used += a.slots
+            threading.Thread(target=self._run_one, args=(attempt,), name="attempt-{}".format(a.attempt_id), daemon=True).start()
+
+    def _run_one(self, attempt: Attempt) -> None:
+        a = attempt.a
+        try:
+            report = self.runner.run(attempt)
+        except Exception as e:  # noqa: BLE001 - a bug here must not kill the worker
+            now = time.time()
+            report = p.Report(
+                attempt_id=a.attempt_id,
+                outcome=p.FAILED,
+                run_id=a.run_id,
+                task=a.task,
+                cause="worker error: {!r}".format(e),
+                started=now,
+                ended=now,
+            )
+        with self.cond:
+            self.running.pop(a.attempt_id, None)
+            self.used -= a.slots
+            self.finished.append(report)
+            self.durations.append(report.ended - report.started)
+            self._start_what_fits()
+            self.cond.notify_all()
+
+
+def _labels(items: List[str]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            out[key] = True
+            continue
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``shoal worker`` / ``python -m shoal.agent``: run a worker until stopped."""
+    parser = argparse.ArgumentParser(prog="shoal worker", description="Run a shoal worker.")
+    parser.add_argument("--boss", default=os.environ.get("SHOAL_BOSS"), help="the boss's URL")
+    parser.add_argument("--token", default=None, help="the boss's token (default: $SHOAL_TOKEN)")
+    parser.add_argument("--slots", type=int, default=os.cpu_count() or 1, help="attempts at once")
+    parser.add_argument("--name", default=None, help="worker name (default: HOST-PID)")
+    parser.add_argument("--label", action="append", default=[], help="a label KEY=VALUE (repeatable)")
+    parser.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
+    parser.add_argument("--drain-timeout", type=float, default=None, help="on SIGTERM, wait this long for running attempts")
+    parser.add_argument("--workdir", default=None, help="where workspaces and bundles go")
+    parser.add_argument("--quiet", action="store_true", help="no log lines on stderr")
+    args = parser.parse_args(argv)
+    token = args.token or os.environ.get("SHOAL_TOKEN")
+    if not args.boss:
+        sys.stderr.write("shoal worker: no boss given: pass --boss URL or set SHOAL_BOSS\n")
+        return 2
+    if not token:
+        sys.stderr.write("shoal worker: no token given: pass --token or set SHOAL_TOKEN\n")
+        return 2
+    if args.slots < 1:
+        sys.stderr.write("shoal worker: --slots must be at least 1\n")
+        return 2
+    try:
+        client = AgentClient(args.boss, token)
+    except ValueError as e:
+        sys.stderr.write("shoal worker: {}\n".format(e))
+        return 2
+    agent = Agent(
+        client,
+        slots=args.slots,
+        name=args.name,
+        labels=_labels(args.label),
+        workdir=args.workdir,
+        idle_exit=args.idle_exit,
+        drain_timeout=args.drain_timeout,
+        quiet=args.quiet,
+    )
+    agent.install_signal_handlers()
+    return agent.run()

@@ -1,0 +1,380 @@
+"""The boss's HTTP API over the scheduler and the datastore.
+
+Every request carries the boss's token (``Authorization: Bearer TOKEN``);
+only ``/openapi.json`` is open. Handlers call the scheduler directly on the
+event loop: each call is one short database transaction, and a single writer
+is what SQLite wants anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.schemas import SchemaGenerator
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from shoal import protocol as p
+from shoal.boss.datastore import LocalDatastore
+from shoal.exceptions import BadInput, NotFound, ShoalError, StoreError
+from shoal.scheduler import Scheduler
+from shoal.spec import spec_from_dict
+
+__all__ = ["WorkSignal", "create_app"]
+
+log = logging.getLogger("shoal.boss")
+
+# The longest a sync may be held open waiting for work.
+MAX_WAIT = 30.0
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(
+        json.dumps(data, separators=(",", ":")).encode(), status_code=status, media_type="application/json"
+    )
+
+
+class WorkSignal:
+    """Wakes long-polling syncs when tasks become ready or runs change."""
+
+    def __init__(self) -> None:
+        self._event: asyncio.Event | None = None
+
+    def waiter(self) -> asyncio.Event:
+        if self._event is None:
+            self._event = asyncio.Event()
+        return self._event
+
+    def notify(self) -> None:
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+
+class TokenGuard:
+    """Refuses every request without the boss's token (401)."""
+
+    OPEN_PATHS = frozenset({"/openapi.json"})
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.OPEN_PATHS:
+            given = b""
+            for key, value in scope["headers"]:
+                if key == b"authorization":
+                    given = value
+                    break
+            if not hmac.compare_digest(given, self.expected):
+                response = _json(
+                    {
+                        "error": "missing or wrong token: pass the boss's token "
+                        "(--token, SHOAL_TOKEN, or the state folder's boss.json)"
+                    },
+                    401,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(scheduler: Scheduler, datastore: LocalDatastore, token: str) -> ASGIApp:
+    """The boss's ASGI application."""
+    signal = WorkSignal()
+    schemas = SchemaGenerator(
+        {"openapi": "3.0.0", "info": {"title": "shoal boss", "version": str(p.PROTOCOL_VERSION)}}
+    )
+
+    def run_id(request: Request) -> int:
+        return scheduler.resolve_run(request.path_params["run"])
+
+    async def register(request: Request) -> Response:
+        """
+        summary: Register a worker.
+        requestBody:
+          description: Registration (name, host, slots, labels, pid, python, version).
+        responses:
+          200:
+            description: Registered (worker_id, lease_seconds, heartbeat_seconds).
+        """
+        reg = p.Registration.from_dict(await _body(request))
+        answer = scheduler.register(reg)
+        log.info("worker registered", extra={"event": "worker_registered", "worker": reg.name})
+        return _json(answer.to_dict())
+
+    async def goodbye(request: Request) -> Response:
+        """
+        summary: A worker leaves; it takes no more work.
+        responses:
+          200:
+            description: Acknowledged.
+        """
+        scheduler.worker_stopped(int(request.path_params["worker"]))
+        signal.notify()
+        return _json({"ok": True})
+
+    async def sync(request: Request) -> Response:
+        """
+        summary: One worker round trip.
+        description: >
+          Reports finished attempts, renews the leases of running ones and asks
+          for as many new attempts as the worker has free slots. When nothing
+          is ready, the request is held up to `wait` seconds for work to appear.
+        requestBody:
+          description: SyncRequest (worker_id, finished, running, free_slots, wait).
+        responses:
+          200:
+            description: SyncResponse (assignments, cancel, stop).
+        """
+        req = p.SyncRequest.from_dict(await _body(request))
+        for report in req.finished:
+            if report.log:
+                # Small logs travel inline; they land where large ones are uploaded.
+                path = p.log_path(report.run_id, report.task, report.attempt_id)
+                datastore.write_bytes(path, report.log.encode())
+        outcome = scheduler.sync(req)
+        if outcome.made_ready:
+            signal.notify()
+        response = outcome.response
+        if not response.assignments and not response.cancel and req.free_slots > 0 and req.wait > 0:
+            deadline = asyncio.get_running_loop().time() + min(req.wait, MAX_WAIT)
+            idle = p.SyncRequest(worker_id=req.worker_id, running=req.running, free_slots=req.free_slots)
+            while True:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0 or await request.is_disconnected():
+                    break
+                try:
+                    await asyncio.wait_for(signal.waiter().wait(), min(left, 1.0))
+                except asyncio.TimeoutError:
+                    continue
+                response = scheduler.sync(idle).response
+                if response.assignments or response.cancel:
+                    break
+        return _json(response.to_dict())
+
+    async def data_get(request: Request) -> Response:
+        """
+        summary: Download a file from the datastore (streamed).
+        responses:
+          200:
+            description: The file's bytes.
+        """
+        path = request.path_params["path"]
+        return FileResponse(datastore.open_path(path))
+
+    async def data_put(request: Request) -> Response:
+        """
+        summary: Upload a file to the datastore (streamed to disk, renamed into place).
+        responses:
+          200:
+            description: The stored size.
+        """
+        size = await datastore.write_stream(request.path_params["path"], request.stream())
+        return _json({"size": size})
+
+    async def data_list(request: Request) -> Response:
+        """
+        summary: List the files under a datastore folder.
+        responses:
+          200:
+            description: A list of datastore paths.
+        """
+        return _json(datastore.list(request.query_params.get("prefix", "")))
+
+    async def submit(request: Request) -> Response:
+        """
+        summary: Submit a run.
+        requestBody:
+          description: "{spec: the run as the client expanded it, bundle: its hash or null}"
+        responses:
+          200:
+            description: "{run: id}"
+        """
+        body = await _body(request)
+        spec_data = body.get("spec")
+        if not isinstance(spec_data, dict):
+            raise BadInput("the request needs a 'spec' object")
+        spec = spec_from_dict(spec_data, path=str(body.get("source") or "<submitted>"))
+        bundle = body.get("bundle")
+        if bundle is not None and not datastore.exists(p.bundle_path(str(bundle))):
+            raise BadInput(f"bundle {bundle} is not in the datastore: upload it first")
+        if body.get("source"):
+            spec = _with_source(spec, str(body["source"]))
+        rid = scheduler.submit(spec, bundle=bundle)
+        signal.notify()
+        log.info("run submitted", extra={"event": "run_submitted", "run": rid})
+        return _json({"run": rid})
+
+    async def runs(request: Request) -> Response:
+        """
+        summary: List runs, newest first.
+        responses:
+          200:
+            description: A list of runs with counts by state.
+        """
+        return _json(scheduler.runs_view())
+
+    async def run(request: Request) -> Response:
+        """
+        summary: One run (id, name, or 'latest').
+        responses:
+          200:
+            description: The run with counts by state.
+        """
+        return _json(scheduler.run_view(run_id(request)))
+
+    async def tasks(request: Request) -> Response:
+        """
+        summary: A run's tasks, optionally filtered by ?state=.
+        responses:
+          200:
+            description: A list of tasks.
+        """
+        states = [s for s in request.query_params.getlist("state") if s]
+        return _json(scheduler.tasks_view(run_id(request), states or None))
+
+    async def task(request: Request) -> Response:
+        """
+        summary: One task with all its attempts.
+        responses:
+          200:
+            description: The task.
+        """
+        return _json(scheduler.task_view(run_id(request), request.path_params["task"]))
+
+    async def task_log(request: Request) -> Response:
+        """
+        summary: The log of a task's latest attempt (or ?attempt=N).
+        responses:
+          200:
+            description: The log text.
+        """
+        view = scheduler.task_view(run_id(request), request.path_params["task"])
+        attempts = view["attempt_list"]
+        wanted = request.query_params.get("attempt")
+        if wanted:
+            attempts = [a for a in attempts if str(a["number"]) == wanted]
+        if not attempts:
+            raise NotFound(f"task '{view['name']}' has no attempt yet")
+        path = attempts[-1]["log"]
+        if not path or not datastore.exists(path):
+            return PlainTextResponse("")
+        return FileResponse(datastore.open_path(path), media_type="text/plain")
+
+    async def results(request: Request) -> Response:
+        """
+        summary: The results of a run's tasks, by task name.
+        responses:
+          200:
+            description: An object mapping task name to result.
+        """
+        return _json(scheduler.results(run_id(request)))
+
+    async def cancel(request: Request) -> Response:
+        """
+        summary: Cancel a run's unfinished tasks.
+        responses:
+          200:
+            description: "{cancelled: N}"
+        """
+        n = scheduler.cancel(run_id(request))
+        signal.notify()
+        return _json({"cancelled": n})
+
+    async def retry(request: Request) -> Response:
+        """
+        summary: Run a run's failed tasks again.
+        responses:
+          200:
+            description: "{retried: N}"
+        """
+        n = scheduler.retry(run_id(request))
+        signal.notify()
+        return _json({"retried": n})
+
+    async def workers(request: Request) -> Response:
+        """
+        summary: List workers.
+        responses:
+          200:
+            description: A list of workers.
+        """
+        return _json(scheduler.workers_view())
+
+    async def events(request: Request) -> Response:
+        """
+        summary: State changes, oldest first (?run=ID to filter).
+        responses:
+          200:
+            description: A list of events.
+        """
+        ref = request.query_params.get("run")
+        rid = scheduler.resolve_run(ref) if ref else None
+        return _json(scheduler.events_view(rid))
+
+    async def openapi(request: Request) -> Response:
+        return schemas.OpenAPIResponse(request=request)
+
+    v = p.API_PREFIX
+    routes = [
+        Route(f"{v}/workers", register, methods=["POST"]),
+        Route(f"{v}/workers", workers, methods=["GET"]),
+        Route(f"{v}/workers/{{worker:int}}", goodbye, methods=["DELETE"]),
+        Route(f"{v}/sync", sync, methods=["POST"]),
+        Route(f"{v}/data", data_list, methods=["GET"]),
+        Route(f"{v}/data/{{path:path}}", data_get, methods=["GET"]),
+        Route(f"{v}/data/{{path:path}}", data_put, methods=["PUT"]),
+        Route(f"{v}/runs", submit, methods=["POST"]),
+        Route(f"{v}/runs", runs, methods=["GET"]),
+        Route(f"{v}/runs/{{run}}", run, methods=["GET"]),
+        Route(f"{v}/runs/{{run}}/tasks", tasks, methods=["GET"]),
+        Route(f"{v}/runs/{{run}}/tasks/{{task}}", task, methods=["GET"]),
+        Route(f"{v}/runs/{{run}}/tasks/{{task}}/log", task_log, methods=["GET"]),
+        Route(f"{v}/runs/{{run}}/results", results, methods=["GET"]),
+        Route(f"{v}/runs/{{run}}/cancel", cancel, methods=["POST"]),
+        Route(f"{v}/runs/{{run}}/retry", retry, methods=["POST"]),
+        Route(f"{v}/events", events, methods=["GET"]),
+        Route("/openapi.json", openapi, include_in_schema=False),
+    ]
+
+    async def on_shoal_error(request: Request, exc: Exception) -> Response:
+        status = 400
+        if isinstance(exc, NotFound):
+            status = 404
+        elif isinstance(exc, StoreError):
+            status = 503
+        return _json({"error": str(exc)}, status)
+
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+        ShoalError: on_shoal_error
+    }
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    app.state.signal = signal
+    return TokenGuard(app, token)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise BadInput("the request body is not JSON") from None
+    if not isinstance(data, dict):
+        raise BadInput("the request body must be a JSON object")
+    return data
+
+
+def _with_source(spec: Any, source: str) -> Any:
+    from dataclasses import replace
+
+    return replace(spec, source=source)

@@ -1,0 +1,375 @@
+"""The ``shoal`` command line.
+
+Every command ends in one clear line on error and an exit code: 0 success,
+1 a task failed, 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from shoal import __version__
+from shoal.cli import render
+from shoal.client import BossClient, OfflineClient
+from shoal.exceptions import BadInput, ShoalError
+from shoal.statedir import StateDir
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="shoal runs a batch of shell tasks with dependencies across many machines.",
+)
+console = Console()
+
+BossOpt = Annotated[str | None, typer.Option("--boss", help="The boss's URL (default: $SHOAL_BOSS or the state folder).")]
+TokenOpt = Annotated[str | None, typer.Option("--token", help="The boss's token (default: $SHOAL_TOKEN or the state folder).")]
+StateDirOpt = Annotated[
+    Path | None, typer.Option("--state-dir", help="The state folder to find the boss in (default: .shoal).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+RunArg = Annotated[str | None, typer.Argument(help="Run id or name (default: the latest run).")]
+
+
+def _state(path: Path | None) -> StateDir:
+    return StateDir(path or Path(os.environ.get("SHOAL_STATE", ".shoal")))
+
+
+def _client(boss: str | None, token: str | None, state: Path | None) -> BossClient | OfflineClient:
+    """The boss to ask; without one, the state folder's database, read directly."""
+    sd = _state(state)
+    if not (boss or os.environ.get("SHOAL_BOSS")) and sd.live_boss() is None and sd.db_path.exists():
+        return OfflineClient(sd)
+    return BossClient.find(boss, token, sd)
+
+
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=None) + "\n")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"shoal {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    pass
+
+
+@app.command()
+def run(
+    file: Annotated[str, typer.Argument(help="The task file (YAML or JSON).")],
+    jobs: Annotated[int, typer.Option("-j", "--jobs", help="Local workers (default: the number of cores).")] = 0,
+    slots: Annotated[int, typer.Option("--slots", help="Slots per local worker.")] = 1,
+    state: Annotated[Path, typer.Option("--state", help="State folder: database, datastore, logs.")] = Path(".shoal"),
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")] = False,
+) -> None:
+    """Run a task file on this machine, start to end: boss, workers, progress, summary."""
+    from shoal.cli.run import run_command
+
+    code = run_command(
+        file,
+        jobs=jobs or os.cpu_count() or 1,
+        slots=slots,
+        state=StateDir(state),
+        as_json=as_json,
+        quiet=quiet,
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def boss(
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT to serve on.")] = "127.0.0.1:8765",
+    db: Annotated[str | None, typer.Option("--db", help="Database URL or SQLite file (default: STATE/shoal.db).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Datastore folder (default: STATE/data).")] = None,
+    state: Annotated[Path, typer.Option("--state", help="State folder.")] = Path(".shoal"),
+    lease: Annotated[float, typer.Option("--lease", help="Seconds an attempt's lease lasts without a sync.")] = 30.0,
+) -> None:
+    """Serve the boss: the API workers and commands talk to."""
+    from shoal.boss.server import Boss, parse_listen
+
+    sd = StateDir(state)
+    other = sd.live_boss()
+    if other is not None:
+        raise BadInput(f"a boss (pid {other.get('pid')}) already serves {sd.root} at {other.get('url')}")
+    host, port = parse_listen(listen)
+    token = sd.token()
+    server = Boss(db=db or sd.db_path, data=data or sd.data, token=token, host=host, port=port, lease_seconds=lease)
+    sd.write_boss(server.url, token)
+    err = Console(stderr=True)
+    err.print(f"shoal boss serving {server.url} (state in {sd.root}; token in {sd.token_file})", highlight=False)
+    err.print(f"start workers with: SHOAL_TOKEN=$(cat {sd.token_file}) shoal worker --boss {server.url}", highlight=False)
+    try:
+        server.serve()
+    finally:
+        sd.clear_boss()
+        server.store.close()
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(
+    ctx: typer.Context,
+    boss_url: Annotated[str | None, typer.Option("--boss", help="The boss's URL.")] = None,
+    token: Annotated[str | None, typer.Option("--token", help="The boss's token (default: $SHOAL_TOKEN).")] = None,
+    slots: Annotated[int, typer.Option("--slots", help="Attempts at once (default: cores).")] = 0,
+    idle_exit: Annotated[float | None, typer.Option("--idle-exit", help="Exit after this many idle seconds.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Worker name (default: HOST-PID).")] = None,
+    state: StateDirOpt = None,
+) -> None:
+    """Run a worker that pulls tasks from a boss until stopped."""
+    from shoal.agent.worker import main as agent_main
+
+    sd = _state(state)
+    info = sd.live_boss() if not (boss_url or os.environ.get("SHOAL_BOSS")) else None
+    argv = ["--boss", boss_url or os.environ.get("SHOAL_BOSS") or (info or {}).get("url") or ""]
+    tok = token or os.environ.get("SHOAL_TOKEN") or (info or {}).get("token")
+    if tok:
+        argv += ["--token", tok]
+    argv += ["--slots", str(slots or os.cpu_count() or 1)]
+    if idle_exit is not None:
+        argv += ["--idle-exit", str(idle_exit)]
+    if name:
+        argv += ["--name", name]
+    raise typer.Exit(agent_main(argv + list(ctx.args)))
+
+
+@app.command()
+def submit(
+    file: Annotated[str, typer.Argument(help="The task file.")],
+    boss: BossOpt = None,
+    token: TokenOpt = None,
+    state: StateDirOpt = None,
+) -> None:
+    """Submit a task file to a running boss; prints the run id."""
+    from shoal import spec as specs
+
+    spec = specs.load(file)
+    client = _client(boss, token, state)
+    print(client.submit(spec))
+
+
+@app.command()
+def status(
+    run_ref: RunArg = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Redraw until the run ends.")] = False,
+    boss: BossOpt = None,
+    token: TokenOpt = None,
+    state: StateDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a run's state and counts (or every run, with 'all')."""
+    client = _client(boss, token, state)
+    if run_ref == "all":
+        runs = client.runs()
+        _emit_json(runs) if as_json else console.print(render.run_table(runs))
+        return
+    view = client.run(run_ref)
+    if as_json:
+        _emit_json(view)
+        return
+    if not watch:
+        render.run_summary(console, view)
+        return
+    with Live(console=console, refresh_per_second=4) as live:
+        while True:
+            view = client.run(view["run"])
+            tasks = client.tasks(view["run"], ["running", "failed"])
+            from rich.console import Group
+
+            summary = Console(record=True, width=console.width)
+            with summary.capture():
+                render.run_summary(summary, view)
+            live.update(Group(summary.export_text(styles=False), render.task_table(tasks[:30])))
+            if view["state"] != "running":
+                break
+            time.sleep(0.5)
+
+
+@app.command()
+def tasks(
+    run_ref: RunArg = None,
+    state_filter: Annotated[list[str] | None, typer.Option("--state", help="Only tasks in this state (repeatable).")] = None,
+    boss: BossOpt = None,
+    token: TokenOpt = None,
+    state: StateDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a run's tasks with state, attempts, exit code, result, worker, duration."""
+    client = _client(boss, token, state)
+    rows = client.tasks(run_ref, state_filter)
+    if as_json:
+        _emit_json(rows)
+    else:
+        console.print(render.task_table(rows))
+
+
+@app.command()
+def logs(
+    task: Annotated[str, typer.Argument(help="Task name.")],
+    run_ref: Annotated[str | None, typer.Option("--run", help="Run id or name (default: latest).")] = None,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Wait for the task to finish and print its log.")] = False,
+    attempt: Annotated[int | None, typer.Option("--attempt", help="Attempt number (default: the latest).")] = None,
+    boss: BossOpt = None,
+    token: TokenOpt = None,
+    state: StateDirOpt = None,
+) -> None:
+    """Print a task's log (stdout and stderr of its commands)."""
+    client = _client(boss, token, state)
+    if follow:
+        while client.task(run_ref, task)["state"] in ("waiting", "ready", "running"):
+            time.sleep(0.5)
+    view = client.task(run_ref, task)
+    if not view["attempt_list"]:
+        raise BadInput(f"task '{task}' has not run yet (state: {view['state']})")
+    text = client.log(run_ref, task, attempt)
+    sys.stdout.write(text)
+    if text and not text.endswith("\n"):
+        sys.stdout.write("\n")
+    last = view["attempt_list"][-1]
+    if last["cause"]:
+        Console(stderr=True).print(f"attempt {last['number']} on {last['worker']}: {last['cause']}", style="red")
+
+
+@app.command()
+def results(
+    run_ref: RunArg = None,
+    boss: BossOpt = None,
+    token: TokenOpt = None,
+    state: StateDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the results tasks wrote to $SHOAL_RESULT (or their last stdout line)."""
+    client = _client(boss, token, state)
+    data = client.results(run_ref)
+    if as_json:
+        _emit_json(data)
+        return
+    table = render.Table(box=None, header_style="bold")
+    table.add_column("task")
+    table.add_column("result", overflow="fold")
+    for name, value in data.items():
+        table.add_row(name, render.short(value, 200))
+    console.print(table)
+
+
+@app.command()
+def workers(
+    boss: BossOpt = None,
+    token: TokenOpt = None,
+    state: StateDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the workers the boss knows."""
+    client = _client(boss, token, state)
+    rows = client.workers()
+    _emit_json(rows) if as_json else console.print(render.worker_table(rows))
+
+
+@app.command()
+def cancel(
+    run_ref: Annotated[str, typer.Argument(help="Run id or name.")],
+    boss: BossOpt = None,
+    token: TokenOpt = None,
+    state: StateDirOpt = None,
+) -> None:
+    """Cancel a run: its unfinished tasks stop and will not start."""
+    client = _client(boss, token, state)
+    run_id = client.run(run_ref)["run"]
+    n = client.cancel(run_id)
+    console.print(f"run {run_id}: {n} task(s) cancelled")
+
+
+@app.command()
+def retry(
+    run_ref: Annotated[str, typer.Argument(help="Run id or name.")],
+    boss: BossOpt = None,
+    token: TokenOpt = None,
+    state: StateDirOpt = None,
+) -> None:
+    """Run a run's failed, upstream-failed and cancelled tasks again."""
+    client = _client(boss, token, state)
+    run_id = client.run(run_ref)["run"]
+    n = client.retry(run_id)
+    console.print(f"run {run_id}: {n} task(s) will run again")
+
+
+@app.command()
+def events(
+    run_ref: RunArg = None,
+    boss: BossOpt = None,
+    token: TokenOpt = None,
+    state: StateDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List state changes, oldest first."""
+    client = _client(boss, token, state)
+    run_id = client.run(run_ref)["run"]
+    rows = client.events(run_id)
+    if as_json:
+        _emit_json(rows)
+        return
+    table = render.Table(box=None, header_style="bold")
+    for col in ("time", "event", "task", "attempt", "worker", "detail"):
+        table.add_column(col)
+    for e in rows:
+        table.add_row(
+            time.strftime("%H:%M:%S", time.localtime(e["time"])),
+            e["kind"],
+            str(e["task_id"] or ""),
+            str(e["attempt_id"] or ""),
+            str(e["worker_id"] or ""),
+            e["detail"] or "",
+        )
+    console.print(table)
+
+
+def main() -> None:
+    """Entry point of the ``shoal`` command."""
+    try:
+        code = app(standalone_mode=False)
+    except ShoalError as e:
+        # One line, never wrapped: scripts and people both read it.
+        sys.stderr.write(f"shoal: {e}\n")
+        sys.exit(e.exit_code)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as e:  # click's usage errors
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(2)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+# Restore the default SIGPIPE behaviour so `shoal tasks | head` exits quietly.
+if hasattr(signal, "SIGPIPE"):
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)

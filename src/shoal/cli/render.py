@@ -1,0 +1,134 @@
+"""How the command line shows runs, tasks and workers (Rich)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+STATE_STYLE = {
+    "succeeded": "green",
+    "failed": "bold red",
+    "upstream_failed": "red",
+    "cancelled": "yellow",
+    "running": "cyan",
+    "ready": "blue",
+    "waiting": "dim",
+    "active": "green",
+    "stopped": "dim",
+    "lost": "red",
+}
+STATE_ORDER = ("failed", "upstream_failed", "cancelled", "running", "ready", "waiting", "succeeded")
+
+
+def styled(state: str) -> Text:
+    return Text(state, style=STATE_STYLE.get(state, ""))
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value * 1000:.0f}ms"
+    if value < 120:
+        return f"{value:.1f}s"
+    if value < 7200:
+        return f"{value / 60:.1f}m"
+    return f"{value / 3600:.1f}h"
+
+
+def short(value: Any, width: int = 40) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def counts_text(counts: dict[str, int]) -> Text:
+    out = Text()
+    for state in STATE_ORDER:
+        n = counts.get(state)
+        if n:
+            if out:
+                out.append("  ")
+            out.append(f"{n} {state}", style=STATE_STYLE.get(state, ""))
+    return out
+
+
+def run_table(runs: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for col in ("run", "name", "state", "done", "tasks", "counts", "age"):
+        table.add_column(col)
+    now = time.time()
+    for r in runs:
+        done = r["total"] - r["active"]
+        table.add_row(
+            str(r["run"]),
+            r["name"],
+            styled(r["state"]),
+            str(done),
+            str(r["total"]),
+            counts_text(r["counts"]),
+            seconds(now - r["created"]) + " ago",
+        )
+    return table
+
+
+def run_summary(console: Console, view: dict[str, Any]) -> None:
+    end = view["finished"] or time.time()
+    elapsed = max(1e-9, end - view["created"])
+    done = view["total"] - view["active"]
+    console.print(
+        Text.assemble(
+            (f"run {view['run']} ", "bold"),
+            (view["name"], "bold"),
+            "  ",
+            styled(view["state"]),
+            f"  {done}/{view['total']} done in {seconds(elapsed)}",
+            f"  ({done / elapsed:.1f} tasks/s)" if done else "",
+        )
+    )
+    console.print(counts_text(view["counts"]))
+    for w in view.get("warnings", []):
+        console.print(Text(f"warning: {w}", style="yellow"))
+
+
+def task_table(tasks: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for col in ("task", "state", "attempts", "exit", "duration", "worker", "result / cause"):
+        table.add_column(col, overflow="fold")
+    for t in tasks:
+        note = short(t["result"]) if t["state"] == "succeeded" else short(t.get("cause"), 60)
+        table.add_row(
+            t["name"],
+            styled(t["state"]),
+            str(t["attempts"]),
+            "" if t["exit_code"] is None else str(t["exit_code"]),
+            seconds(t["duration"]),
+            t["worker"] or "",
+            note,
+        )
+    return table
+
+
+def worker_table(workers: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for col in ("worker", "host", "state", "slots", "running", "done", "failed", "last sync"):
+        table.add_column(col)
+    now = time.time()
+    for w in workers:
+        table.add_row(
+            w["name"],
+            w["host"],
+            styled(w["state"]),
+            str(w["slots"]),
+            str(w["running"]),
+            str(w["done"]),
+            str(w["failed"]),
+            seconds(now - w["last_sync"]) + " ago",
+        )
+    return table

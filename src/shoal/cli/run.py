@@ -1,0 +1,176 @@
+"""``shoal run``: a boss, local workers and one run, to the end, with progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
+
+from shoal import spec as specs
+from shoal.cli import render
+from shoal.client import BossClient
+from shoal.session import LocalSession
+from shoal.statedir import StateDir
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+class RateColumn(ProgressColumn):
+    """Tasks per second since the start, and the time left at that pace."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        done = task.completed
+        if not elapsed or not done:
+            return Text("")
+        rate = done / elapsed
+        left = (task.total or 0) - done
+        eta = render.seconds(left / rate) if rate > 0 and left > 0 else "0s"
+        return Text(f"{rate:,.1f}/s  ETA {eta}", style="progress.data.speed")
+
+
+def run_command(
+    file: str,
+    *,
+    jobs: int,
+    slots: int,
+    state: StateDir,
+    as_json: bool,
+    quiet: bool,
+) -> int:
+    spec = specs.load(file)
+    console = Console(stderr=False)
+    err = Console(stderr=True)
+    show_progress = not as_json and not quiet and console.is_terminal
+    started = time.time()
+    # A SIGTERM to `shoal run` is handled like Ctrl-C: cancel, clean up, exit.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    with LocalSession(state, workers=jobs, slots=slots) as session:
+        run_id = session.submit(spec)
+        if not as_json and not quiet:
+            err.print(
+                f"run {run_id} [bold]{spec.name}[/]: {len(spec.tasks)} tasks on {jobs} local "
+                f"worker{'s' if jobs != 1 else ''} (state in {state.root})",
+                highlight=False,
+            )
+        try:
+            if show_progress:
+                view = _wait_with_progress(session, run_id, console)
+            else:
+                view = session.wait(run_id)
+        except KeyboardInterrupt:
+            err.print(f"\ninterrupted: cancelling run {run_id} and stopping the workers…")
+            try:
+                session.cancel(run_id)
+            finally:
+                session.close(interrupt=True)
+            return EXIT_INTERRUPTED
+        assert session.client is not None
+        client = session.client
+        if as_json:
+            _print_json(client, run_id, view)
+        elif not quiet:
+            _summary(console, client, spec, run_id, view, time.time() - started)
+    return EXIT_OK if view["state"] == "succeeded" else EXIT_FAILED
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _wait_with_progress(session: LocalSession, run_id: int, console: Console) -> dict[str, Any]:
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("[cyan]{task.fields[running]} running"),
+        TextColumn("[red]{task.fields[failed]} failed"),
+        RateColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        refresh_per_second=8,
+    )
+    with progress:
+        bar = progress.add_task("run", total=None, running=0, failed=0)
+
+        def update(view: dict[str, Any]) -> None:
+            counts = view["counts"]
+            failed = sum(counts.get(s, 0) for s in ("failed", "upstream_failed", "cancelled"))
+            progress.update(
+                bar,
+                description=f"run {view['run']} {view['name']}",
+                total=view["total"],
+                completed=view["total"] - view["active"],
+                running=counts.get("running", 0),
+                failed=failed,
+            )
+
+        return session.wait(run_id, update, interval=0.2)
+
+
+def _print_json(client: BossClient, run_id: int, view: dict[str, Any]) -> None:
+    out = {
+        "run": run_id,
+        "name": view["name"],
+        "state": view["state"],
+        "counts": view["counts"],
+        "tasks": client.tasks(run_id),
+        "results": client.results(run_id),
+    }
+    json.dump(out, sys.stdout)
+    sys.stdout.write("\n")
+
+
+def _summary(
+    console: Console,
+    client: BossClient,
+    spec: specs.RunSpec,
+    run_id: int,
+    view: dict[str, Any],
+    elapsed: float,
+) -> None:
+    bad = client.tasks(run_id, ["failed", "upstream_failed", "cancelled"])
+    bad.sort(key=lambda t: render.STATE_ORDER.index(t["state"]))
+    if bad:
+        console.print(render.task_table(bad[:20]))
+        if len(bad) > 20:
+            console.print(f"… and {len(bad) - 20} more (shoal tasks --state failed)")
+        for t in [t for t in bad if t["state"] == "failed"][:5]:
+            text = client.log(run_id, t["name"]).rstrip("\n")
+            lines = text.splitlines()[-8:] if text else ["(no output)"]
+            console.print(Text(f"── last lines of {t['name']}'s log ──", style="bold red"))
+            for line in lines:
+                console.print(Text(line))
+    # The results of tasks nothing depends on are what a run is for.
+    needed = {d for t in spec.tasks for d in t.after}
+    sinks = [t.name for t in spec.tasks if t.name not in needed]
+    results = client.results(run_id)
+    shown = [(n, results[n]) for n in sinks if n in results][:10]
+    if shown:
+        table = render.Table(box=None, header_style="bold")
+        table.add_column("task")
+        table.add_column("result", overflow="fold")
+        for name, value in shown:
+            table.add_row(name, render.short(value, 100))
+        console.print(table)
+    render.run_summary(console, view)
+    if os.environ.get("SHOAL_DEBUG_TIMING"):
+        console.print(f"wall time {elapsed:.3f}s")

@@ -1,0 +1,101 @@
+"""Worker agents as local processes, each in its own session.
+
+Each agent gets its own process group, so a Ctrl-C at the terminal reaches
+only ``shoal run``, which then stops the agents in order: SIGTERM (take no
+more work), SIGTERM again (interrupt what runs), SIGKILL as the last resort.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["LocalWorkers"]
+
+
+class LocalWorkers:
+    """N worker agents on this machine, started and stopped by PID."""
+
+    def __init__(
+        self,
+        count: int,
+        *,
+        boss_url: str,
+        token: str,
+        slots: int,
+        workdir: Path,
+        logdir: Path,
+        name_prefix: str = "local",
+    ) -> None:
+        self.count = count
+        self.boss_url = boss_url
+        self.token = token
+        self.slots = slots
+        self.workdir = workdir
+        self.logdir = logdir
+        self.name_prefix = name_prefix
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, SHOAL_TOKEN=self.token)
+        src = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else src
+        for i in range(self.count):
+            log = (self.logdir / f"worker-{i + 1}.log").open("ab")
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "shoal.agent",
+                    "--boss",
+                    self.boss_url,
+                    "--slots",
+                    str(self.slots),
+                    "--name",
+                    f"{self.name_prefix}-{i + 1}",
+                    "--workdir",
+                    str(self.workdir),
+                ],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+            log.close()
+            self.procs.append(proc)
+
+    def alive(self) -> int:
+        return sum(1 for p in self.procs if p.poll() is None)
+
+    def log_paths(self) -> list[Path]:
+        return [self.logdir / f"worker-{i + 1}.log" for i in range(self.count)]
+
+    def stop(self, *, interrupt: bool = False, timeout: float = 10.0) -> None:
+        """Stop every agent: drain (or interrupt), then kill what is left."""
+        for p in self.procs:
+            self._signal(p, signal.SIGTERM)
+        if interrupt:
+            for p in self.procs:
+                self._signal(p, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for p in self.procs:
+            left = deadline - time.monotonic()
+            try:
+                p.wait(max(0.0, left))
+            except subprocess.TimeoutExpired:
+                self._signal(p, signal.SIGKILL)
+                p.wait()
+
+    @staticmethod
+    def _signal(p: subprocess.Popen[bytes], sig: int) -> None:
+        if p.poll() is None:
+            try:
+                p.send_signal(sig)
+            except ProcessLookupError:
+                pass

@@ -1,0 +1,95 @@
+"""The state folder (``.shoal/`` by default): database, datastore, boss address and token."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["StateDir"]
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class StateDir:
+    """Where a boss keeps everything a restart must find again."""
+
+    root: Path
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "shoal.db"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def work(self) -> Path:
+        """Workspaces and caches of the local workers."""
+        return self.root / "work"
+
+    @property
+    def boss_file(self) -> Path:
+        return self.root / "boss.json"
+
+    @property
+    def token_file(self) -> Path:
+        return self.root / "token"
+
+    def token(self) -> str:
+        """The boss's token, made on first use and kept (mode 0600)."""
+        try:
+            text = self.token_file.read_text().strip()
+            if text:
+                return text
+        except FileNotFoundError:
+            pass
+        token = secrets.token_urlsafe(32)
+        _write_private(self.token_file, token + "\n")
+        return token
+
+    def write_boss(self, url: str, token: str) -> None:
+        _write_private(
+            self.boss_file, json.dumps({"url": url, "token": token, "pid": os.getpid()}) + "\n"
+        )
+
+    def read_boss(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.boss_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def clear_boss(self) -> None:
+        info = self.read_boss()
+        if info is not None and info.get("pid") == os.getpid():
+            self.boss_file.unlink(missing_ok=True)
+
+    def live_boss(self) -> dict[str, Any] | None:
+        """The running boss recorded here, if its process is still alive."""
+        info = self.read_boss()
+        if info is None:
+            return None
+        pid = info.get("pid")
+        if not isinstance(pid, int):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return info
