@@ -1,21 +1,21 @@
-"""The command line's client of a boss's HTTP API."""
+"""The command line's client of a boss's HTTP API (standard library HTTP)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import httpx
+from urllib.parse import quote, urlencode
 
 from shoal import protocol as p
+from shoal.agent.client import AgentClient, BossDown, BossRefused
 from shoal.bundle import pack_folder
 from shoal.exceptions import BadInput, BossError, BossUnreachable, NotFound, Unauthorized
 from shoal.spec import RunSpec
 from shoal.statedir import StateDir
 
-__all__ = ["BossClient"]
+__all__ = ["BossClient", "OfflineClient"]
 
 
 class BossClient:
@@ -23,11 +23,7 @@ class BossClient:
 
     def __init__(self, url: str, token: str, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
-        self.http = httpx.Client(
-            base_url=self.url + p.API_PREFIX,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=timeout,
-        )
+        self.http = AgentClient(self.url, token, timeout=timeout)
 
     @classmethod
     def find(cls, boss: str | None, token: str | None, state: StateDir) -> BossClient:
@@ -38,9 +34,7 @@ class BossClient:
             info = state.live_boss()
             if info is None:
                 if url:
-                    raise BadInput(
-                        f"no token for the boss at {url}: pass --token or set SHOAL_TOKEN"
-                    )
+                    raise BadInput(f"no token for the boss at {url}: pass --token or set SHOAL_TOKEN")
                 raise BossUnreachable(
                     f"no boss is running for {state.root}: start one with 'shoal boss', "
                     "or pass --boss URL (or set SHOAL_BOSS)"
@@ -50,56 +44,49 @@ class BossClient:
         return cls(url, token)
 
     def close(self) -> None:
-        self.http.close()
+        self.http.drop_connection()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _call(self, method: str, path: str, payload: Any = None) -> Any:
         try:
-            resp = self.http.request(method, path, **kwargs)
-        except httpx.TransportError as e:
+            return self.http.call(method, path, payload)
+        except BossDown as e:
             raise BossUnreachable(f"cannot reach the boss at {self.url}: {e}") from e
-        if resp.status_code >= 400:
-            try:
-                message = str(resp.json().get("error", resp.text))
-            except ValueError:
-                message = resp.text
-            if resp.status_code == 401:
-                raise Unauthorized(f"the boss at {self.url} refused the token: {message}")
-            if resp.status_code == 404:
-                raise NotFound(message)
-            if resp.status_code == 400:
-                raise BadInput(message)
-            raise BossError(f"the boss at {self.url} answered {resp.status_code}: {message}")
-        return resp
+        except BossRefused as e:
+            raise _error(self.url, e) from None
 
     def get(self, path: str, **params: Any) -> Any:
-        return self._request("GET", path, params={k: v for k, v in params.items() if v is not None}).json()
+        query = urlencode([(k, v) for k, v in params.items() if v is not None], doseq=True)
+        return self._call("GET", path + ("?" + query if query else ""))
 
     def post(self, path: str, body: Any = None) -> Any:
-        return self._request("POST", path, json=body).json()
+        return self._call("POST", path, body if body is not None else {})
 
     # -- runs ------------------------------------------------------------
 
+    def upload_bundle(self, folder: Path) -> str:
+        """Send a bundle folder to the boss's datastore unless it has it; its digest."""
+        digest, archive = pack_folder(folder)
+        try:
+            path = p.bundle_path(digest)
+            if path not in self.get("/data", prefix="bundles/"):
+                try:
+                    self.http.upload(path, str(archive))
+                except BossDown as e:
+                    raise BossUnreachable(f"cannot reach the boss at {self.url}: {e}") from e
+                except BossRefused as e:
+                    raise _error(self.url, e) from None
+        finally:
+            archive.unlink(missing_ok=True)
+        return digest
+
     def submit(self, spec: RunSpec) -> int:
         """Upload the run's bundle if the boss lacks it, then submit the run; its id."""
-        digest = None
-        if spec.bundle is not None:
-            digest, archive = pack_folder(spec.bundle)
-            try:
-                path = p.bundle_path(digest)
-                try:
-                    self.http.head(f"/data/{path}").raise_for_status()
-                except httpx.HTTPStatusError:
-                    with archive.open("rb") as f:
-                        self._request("PUT", f"/data/{path}", content=_chunks(f))
-                except httpx.TransportError as e:
-                    raise BossUnreachable(f"cannot reach the boss at {self.url}: {e}") from e
-            finally:
-                archive.unlink(missing_ok=True)
+        digest = self.upload_bundle(spec.bundle) if spec.bundle is not None else None
         body = {"spec": spec.to_dict(), "bundle": digest, "source": spec.source}
         return int(self.post("/runs", body)["run"])
 
     def run(self, ref: str | int | None) -> dict[str, Any]:
-        result: dict[str, Any] = self.get(f"/runs/{ref or 'latest'}")
+        result: dict[str, Any] = self.get(f"/runs/{_ref(ref)}")
         return result
 
     def runs(self) -> list[dict[str, Any]]:
@@ -107,28 +94,33 @@ class BossClient:
         return result
 
     def tasks(self, ref: str | int | None, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        params = [("state", s) for s in states or ()]
-        resp = self._request("GET", f"/runs/{ref or 'latest'}/tasks", params=params)
-        result: list[dict[str, Any]] = resp.json()
+        result: list[dict[str, Any]] = self.get(f"/runs/{_ref(ref)}/tasks", state=list(states or []) or None)
         return result
 
     def task(self, ref: str | int | None, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.get(f"/runs/{ref or 'latest'}/tasks/{name}")
+        result: dict[str, Any] = self.get(f"/runs/{_ref(ref)}/tasks/{quote(name)}")
         return result
 
     def log(self, ref: str | int | None, name: str, attempt: int | None = None) -> str:
-        params = {"attempt": attempt} if attempt is not None else {}
-        return self._request("GET", f"/runs/{ref or 'latest'}/tasks/{name}/log", params=params).text
+        query = f"?attempt={attempt}" if attempt is not None else ""
+        try:
+            resp = self.http._send("GET", f"{p.API_PREFIX}/runs/{_ref(ref)}/tasks/{quote(name)}/log{query}")
+            data = self.http._check(resp)
+        except BossDown as e:
+            raise BossUnreachable(f"cannot reach the boss at {self.url}: {e}") from e
+        except BossRefused as e:
+            raise _error(self.url, e) from None
+        return data.decode("utf-8", "replace")
 
     def results(self, ref: str | int | None) -> dict[str, Any]:
-        result: dict[str, Any] = self.get(f"/runs/{ref or 'latest'}/results")
+        result: dict[str, Any] = self.get(f"/runs/{_ref(ref)}/results")
         return result
 
     def cancel(self, ref: str | int) -> int:
-        return int(self.post(f"/runs/{ref}/cancel")["cancelled"])
+        return int(self.post(f"/runs/{_ref(ref)}/cancel")["cancelled"])
 
     def retry(self, ref: str | int) -> int:
-        return int(self.post(f"/runs/{ref}/retry")["retried"])
+        return int(self.post(f"/runs/{_ref(ref)}/retry")["retried"])
 
     def workers(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.get("/workers")
@@ -138,23 +130,19 @@ class BossClient:
         result: list[dict[str, Any]] = self.get("/events", run=ref)
         return result
 
-    def download(self, path: str, dest: Path) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with self.http.stream("GET", f"/data/{path}") as resp:
-                if resp.status_code == 404:
-                    raise NotFound(f"no file '{path}' in the datastore")
-                resp.raise_for_status()
-                with dest.open("wb") as f:
-                    for chunk in resp.iter_bytes():
-                        f.write(chunk)
-        except httpx.TransportError as e:
-            raise BossUnreachable(f"cannot reach the boss at {self.url}: {e}") from e
+
+def _ref(ref: str | int | None) -> str:
+    return quote(str(ref)) if ref not in (None, "") else "latest"
 
 
-def _chunks(f: Any, size: int = 256 * 1024) -> Iterator[bytes]:
-    while chunk := f.read(size):
-        yield chunk
+def _error(url: str, e: BossRefused) -> Exception:
+    if e.status == 401:
+        return Unauthorized(f"the boss at {url} refused the token: {e.message}")
+    if e.status == 404:
+        return NotFound(e.message)
+    if e.status == 400:
+        return BadInput(e.message)
+    return BossError(f"the boss at {url} answered {e.status}: {e.message}")
 
 
 class OfflineClient:

@@ -121,7 +121,9 @@ class Assignment:
     setup: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dict(self.__dict__)
+        data["fetch"] = [dict(f.__dict__) for f in self.fetch]
+        return data
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "Assignment":
@@ -148,7 +150,7 @@ class Report:
     log_uploaded: bool = False
 
     def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "Report":
@@ -169,7 +171,9 @@ class SyncRequest:
     wait: float = 0.0
 
     def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dict(self.__dict__)
+        data["finished"] = [r.to_dict() for r in self.finished]
+        return data
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "SyncRequest":
@@ -187,7 +191,11 @@ class SyncResponse:
     stop: bool = False
 
     def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {
+            "assignments": [a.to_dict() for a in self.assignments],
+            "cancel": list(self.cancel),
+            "stop": self.stop,
+        }
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "SyncResponse":

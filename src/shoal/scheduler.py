@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shoal import protocol as p
-from shoal.exceptions import BadInput, NotFound
+from shoal.exceptions import NotFound
 from shoal.spec import RunSpec
 from shoal.store import ACTIVE_STATES, Store, Tx
 
@@ -34,6 +34,35 @@ class SyncOutcome:
     response: p.SyncResponse
     made_ready: bool = False
     finished_runs: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _RunInfo:
+    name: str
+    env: dict[str, str]
+    bundle: str | None
+    setup: str | None
+
+
+@dataclass
+class _Finished:
+    """What the finished attempts of one sync change, written in few statements."""
+
+    now: float
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    with_dependents: list[int] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    done_per_run: dict[int, int] = field(default_factory=dict)
+    succeeded: int = 0
+    failed: int = 0
+    readied: bool = False
+
+    def write(self, tx: Tx) -> None:
+        tx.finish_attempts(self.attempts)
+        tx.succeed_tasks(self.tasks)
+        if tx.ready_dependents(self.with_dependents):
+            self.readied = True
 
 
 def describe_exit(exit_code: int | None) -> str:
@@ -68,12 +97,17 @@ class Scheduler:
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.clock = clock
+        self._runs: dict[int, _RunInfo] = {}
 
     # -- runs ------------------------------------------------------------
 
     def submit(self, spec: RunSpec, *, bundle: str | None = None) -> int:
         """Store a whole run, its DAG in one transaction; its id."""
         now = self.clock()
+        dependents: dict[str, int] = {}
+        for t in spec.tasks:
+            for d in t.after:
+                dependents[d] = dependents.get(d, 0) + 1
         rows = []
         for t in spec.tasks:
             rows.append(
@@ -99,6 +133,8 @@ class Scheduler:
                     "requires": json.dumps(dict(t.requires)) if t.requires else None,
                     "retries": t.retries,
                     "pending": len(t.after),
+                    "n_deps": len(t.after),
+                    "n_dependents": dependents.get(t.name, 0),
                 }
             )
         with self.store.transaction() as tx:
@@ -197,95 +233,89 @@ class Scheduler:
         now = self.clock()
         out = SyncOutcome(p.SyncResponse())
         with self.store.transaction() as tx:
-            worker = tx.worker(req.worker_id)
-            if worker is None:
-                raise NotFound(f"no worker {req.worker_id}: register again")
-            events: list[dict[str, Any]] = []
-            done = failed = 0
+            batch = _Finished(now)
             if req.finished:
                 known = tx.attempts_with_tasks([r.attempt_id for r in req.finished])
                 for report in req.finished:
-                    row = known.get(report.attempt_id)
-                    ok = self._finish(tx, worker.id, row, report, now, events, out)
-                    if ok is True:
-                        done += 1
-                    elif ok is False:
-                        failed += 1
-            tx.touch_worker(worker.id, now, done, failed)
-            if worker.state != "active":
-                tx.set_worker_state(worker.id, "active")
+                    self._finish(tx, req.worker_id, known.get(report.attempt_id), report, batch)
+            worker = tx.touch_worker(req.worker_id, now, batch.succeeded, batch.failed)
+            if worker is None:
+                raise NotFound(f"no worker {req.worker_id}: register again")
+            batch.write(tx)
+            if batch.readied:
+                out.made_ready = True
+            for run_id, n in batch.done_per_run.items():
+                self._count_done(tx, run_id, n, now, out)
             tx.renew_leases(worker.id, req.running, now + self.lease_seconds)
             out.response.cancel = tx.not_running(req.running)
             if req.free_slots > 0:
-                out.response.assignments = self._assign(tx, worker, req.free_slots, now, events)
-            tx.add_events(events)
+                out.response.assignments = self._assign(tx, worker, req.free_slots, now, batch.events)
+            tx.add_events(batch.events)
         return out
 
-    def _finish(
-        self,
-        tx: Tx,
-        worker_id: int,
-        row: Any,
-        r: p.Report,
-        now: float,
-        events: list[dict[str, Any]],
-        out: SyncOutcome,
-    ) -> bool | None:
-        """Record one finished attempt; True if its task succeeded, False if it failed."""
+    def _finish(self, tx: Tx, worker_id: int, row: Any, r: p.Report, batch: _Finished) -> None:
+        """Record one finished attempt in the batch (failures are written at once)."""
+        now = batch.now
         base = {"time": now, "attempt_id": r.attempt_id, "worker_id": worker_id}
         if row is None or row.worker_id != worker_id or row.state != "running":
             # Fenced: this attempt was already ended by the boss (cancelled,
             # lost, superseded); what its worker says now is dropped.
-            events.append({**base, "kind": "report_dropped", "detail": r.outcome})
-            return None
+            batch.events.append({**base, "kind": "report_dropped", "detail": r.outcome})
+            return
         log = p.log_path(row.run_id, row.task_name, r.attempt_id) if (r.log or r.log_uploaded) else None
         base.update(run_id=row.run_id, task_id=row.task_id)
+        attempt = {
+            "b_id": r.attempt_id,
+            "b_exit_code": r.exit_code,
+            "b_started": r.started,
+            "b_ended": r.ended,
+            "b_log": log,
+        }
         if row.task_state != "running":
-            tx.finish_attempt(
-                r.attempt_id, state="superseded", exit_code=r.exit_code, cause="superseded",
-                started=r.started, ended=r.ended, log=log,
-            )
-            events.append({**base, "kind": "attempt_superseded"})
-            return None
+            batch.attempts.append({**attempt, "b_state": "superseded", "b_cause": "superseded"})
+            batch.events.append({**base, "kind": "attempt_superseded"})
+            return
         if r.outcome == p.SUCCEEDED:
-            tx.finish_attempt(
-                r.attempt_id, state="succeeded", exit_code=r.exit_code, cause=None,
-                started=r.started, ended=r.ended, log=log,
+            batch.attempts.append({**attempt, "b_state": "succeeded", "b_cause": None})
+            batch.tasks.append(
+                {
+                    "b_id": row.task_id,
+                    "b_now": now,
+                    "b_exit_code": r.exit_code,
+                    "b_has_result": r.result is not None,
+                    "b_result": json.dumps(r.result) if r.result is not None else None,
+                    "b_outputs": json.dumps(r.outputs),
+                    "b_worker": worker_id,
+                }
             )
-            tx.finish_task(
-                row.task_id, state="succeeded", now=now, exit_code=r.exit_code, result=r.result,
-                has_result=r.result is not None, outputs=r.outputs, worker_id=worker_id,
-            )
-            if tx.ready_dependents(row.task_id):
-                out.made_ready = True
-            events.append({**base, "kind": "task_succeeded"})
-            self._count_done(tx, row.run_id, 1, now, out)
-            return True
+            if row.n_dependents:
+                batch.with_dependents.append(row.task_id)
+            batch.events.append({**base, "kind": "task_succeeded"})
+            batch.done_per_run[row.run_id] = batch.done_per_run.get(row.run_id, 0) + 1
+            batch.succeeded += 1
+            return
         cause = r.cause or describe_exit(r.exit_code)
-        tx.finish_attempt(
-            r.attempt_id, state=r.outcome, exit_code=r.exit_code, cause=cause,
-            started=r.started, ended=r.ended, log=log,
-        )
+        batch.attempts.append({**attempt, "b_state": r.outcome, "b_cause": cause})
         if r.outcome == p.INTERRUPTED:
             # The worker was stopped, not the command: run it again elsewhere.
             tx.set_task_ready(row.task_id)
-            out.made_ready = True
-            events.append({**base, "kind": "attempt_interrupted", "detail": cause})
-            return None
+            batch.readied = True
+            batch.events.append({**base, "kind": "attempt_interrupted", "detail": cause})
+            return
+        batch.failed += 1
         failures = row.failures + 1
         if failures <= row.retries:
             tx.retry_task(row.task_id, failures, r.exit_code, cause)
-            out.made_ready = True
-            events.append({**base, "kind": "task_retried", "detail": cause})
-            return False
+            batch.readied = True
+            batch.events.append({**base, "kind": "task_retried", "detail": cause})
+            return
         tx.finish_task(
             row.task_id, state="failed", now=now, exit_code=r.exit_code, cause=cause,
             result=r.result, has_result=r.result is not None, outputs=r.outputs, worker_id=worker_id,
         )
         n = tx.fail_downstream(row.task_id, f"upstream {row.task_name} failed", now)
-        events.append({**base, "kind": "task_failed", "detail": cause})
-        self._count_done(tx, row.run_id, 1 + n, now, out)
-        return False
+        batch.events.append({**base, "kind": "task_failed", "detail": cause})
+        batch.done_per_run[row.run_id] = batch.done_per_run.get(row.run_id, 0) + 1 + n
 
     def _count_done(
         self, tx: Tx, run_id: int, n: int, now: float, out: SyncOutcome | None = None
@@ -300,6 +330,14 @@ class Scheduler:
         tx.add_events([{"time": now, "kind": f"run_{state}", "run_id": run_id}])
         if out is not None:
             out.finished_runs.append(run_id)
+
+    def _run_info(self, tx: Tx, run_ids: set[int]) -> dict[int, _RunInfo]:
+        # A run's name, env, bundle and setup never change: read them once.
+        missing = [r for r in run_ids if r not in self._runs]
+        if missing:
+            for run in tx.runs_by_id(missing).values():
+                self._runs[run.id] = _RunInfo(run.name, _loads(run.env, {}), run.bundle, run.setup)
+        return {r: self._runs[r] for r in run_ids}
 
     def _assign(
         self, tx: Tx, worker: Any, free: int, now: float, events: list[dict[str, Any]]
@@ -337,20 +375,22 @@ class Scheduler:
             ]
         )
         fetches: dict[int, list[p.Fetch]] = {}
-        for d in tx.dep_outputs(ids):
-            for name in _loads(d.outputs, []):
-                fetches.setdefault(d.task_id, []).append(
-                    p.Fetch(
-                        path=p.output_prefix(d.run_id, d.name) + name,
-                        dest=f"inputs/{d.name}/{name}",
+        with_deps = [r.id for r in picked if r.n_deps]
+        if with_deps:
+            for d in tx.dep_outputs(with_deps):
+                for name in _loads(d.outputs, []):
+                    fetches.setdefault(d.task_id, []).append(
+                        p.Fetch(
+                            path=p.output_prefix(d.run_id, d.name) + name,
+                            dest=f"inputs/{d.name}/{name}",
+                        )
                     )
-                )
-        runs = tx.runs_by_id({r.run_id for r in picked})
+        runs = self._run_info(tx, {r.run_id for r in picked})
         out = []
         for r, attempt_id in zip(picked, attempt_ids, strict=True):
             spec = json.loads(r.spec)
             run = runs[r.run_id]
-            env = dict(_loads(run.env, {}))
+            env = dict(run.env)
             env.update(spec["env"])
             fetch = [p.Fetch(path=i, dest=i) for i in spec["inputs"]] + fetches.get(r.id, [])
             out.append(
@@ -406,6 +446,13 @@ class Scheduler:
             if row is None:
                 raise NotFound(f"no run '{text}' (see 'shoal status' for the runs there are)")
             return int(row.id)
+
+    def run_state(self, run_id: int) -> str:
+        with self.store.read() as tx:
+            run = tx.run(run_id)
+            if run is None:
+                raise NotFound(f"no run {run_id}")
+            return str(run.state)
 
     def run_view(self, run_id: int) -> dict[str, Any]:
         with self.store.read() as tx:
@@ -533,13 +580,3 @@ def _attempt_dict(a: Any) -> dict[str, Any]:
         "duration": (a.ended - a.started) if a.ended is not None and a.started is not None else None,
         "log": a.log,
     }
-
-
-def check_spec_fits(spec: RunSpec, max_slots: int) -> None:
-    """Refuse, before storing, a run with a task that no local worker can hold."""
-    for t in spec.tasks:
-        if t.slots > max_slots:
-            raise BadInput(
-                f"{spec.source or spec.name}: task '{t.name}' needs {t.slots} slots but each "
-                f"worker has {max_slots} (start workers with more: --slots {t.slots})"
-            )

@@ -11,15 +11,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shoal.boss.server import Boss
+from shoal.boss.listen import bind, url_of
+from shoal.bundle import pack_folder
 from shoal.client import BossClient
 from shoal.exceptions import BadInput, ShoalError
 from shoal.launch.local import LocalWorkers
-from shoal.scheduler import check_spec_fits
 from shoal.spec import RunSpec
 from shoal.statedir import StateDir
+
+if TYPE_CHECKING:
+    from shoal.boss.server import Boss
 
 __all__ = ["LocalSession", "WorkersLost"]
 
@@ -61,27 +64,38 @@ class LocalSession:
                 f"submit to it with 'shoal submit FILE', or pass another --state folder"
             )
         token = self.state.token()
-        self.boss = Boss(
-            db=self.state.db_path,
-            data=self.state.data,
-            token=token,
-            host="127.0.0.1",
-            port=0,
-            lease_seconds=self.lease_seconds,
-        )
-        self.boss.start()
-        self.state.write_boss(self.boss.url, token)
-        self.client = BossClient(self.boss.url, token)
+        # Bind the port and start the workers first: they start up on the
+        # other core while this process imports the boss. Their first
+        # requests wait in the socket's backlog until the boss serves.
+        sock = bind("127.0.0.1", 0)
+        url = url_of(sock)
         self.workers = LocalWorkers(
             self.n_workers,
-            boss_url=self.boss.url,
+            boss_url=url,
             token=token,
             slots=self.slots,
             workdir=self.state.work,
             logdir=self.state.root / "logs",
         )
         self.workers.start()
+        from shoal.boss.server import Boss
+
+        self.boss = Boss(
+            db=self.state.db_path,
+            data=self.state.data,
+            token=token,
+            lease_seconds=self.lease_seconds,
+            sock=sock,
+        )
+        self.state.write_boss(self.boss.url, token)
+        self.client = BossClient(self.boss.url, token)
         return self
+
+    def start(self) -> None:
+        """Serve the boss (idempotent): workers register from here on."""
+        assert self.boss is not None
+        if self.boss._thread is None:
+            self.boss.start()
 
     def __exit__(
         self,
@@ -92,44 +106,82 @@ class LocalSession:
         self.close(interrupt=exc_type is not None)
 
     def close(self, *, interrupt: bool = False) -> None:
+        _t0 = time.perf_counter()
         if self.workers is not None:
             self.workers.stop(interrupt=interrupt)
             self.workers = None
+        if os.environ.get("SHOAL_DEBUG_TIMING"):
+            print("workers stopped", time.perf_counter() - _t0)
         if self.client is not None:
             self.client.close()
             self.client = None
         if self.boss is not None:
-            self.boss.stop()
+            if self.boss._thread is None:
+                self.boss.sock.close()
+                self.boss.store.close()
+            else:
+                # The workers are gone: nobody is left to serve gracefully.
+                self.boss.stop(fast=True)
+            if os.environ.get("SHOAL_DEBUG_TIMING"):
+                print("boss stopped", time.perf_counter() - _t0)
             self.state.clear_boss()
             self.boss = None
 
     def submit(self, spec: RunSpec) -> int:
-        check_spec_fits(spec, self.slots)
-        assert self.client is not None
-        return self.client.submit(spec)
+        """Store the run (in this process: the boss is ours) and serve it."""
+        _check_fits(spec, self.slots)
+        assert self.boss is not None
+        if spec.bundle is not None:
+            digest, archive = pack_folder(spec.bundle)
+            try:
+                run_id = self.boss.submit(spec, archive, digest)
+            finally:
+                archive.unlink(missing_ok=True)
+        else:
+            run_id = self.boss.submit(spec)
+        self.start()
+        return run_id
 
     def wait(
         self,
         run_id: int,
         on_progress: Callable[[dict[str, Any]], None] | None = None,
-        interval: float = 0.1,
+        interval: float = 0.25,
     ) -> dict[str, Any]:
         """Block until the run ends; calls ``on_progress`` with the run's view as it goes."""
         assert self.client is not None and self.workers is not None
+        self.start()
+        assert self.boss is not None
+        scheduler = self.boss.scheduler
+        last = 0.0
         while True:
-            view = self.client.run(run_id)
-            if on_progress is not None:
-                on_progress(view)
-            if view["state"] in FINAL_STATES:
-                return view
+            # The run's state is one row: look often, so the end is seen at once.
+            ended = scheduler.run_state(run_id) in FINAL_STATES
+            if ended or time.monotonic() - last >= interval:
+                last = time.monotonic()
+                view = self.client.run(run_id)
+                if on_progress is not None:
+                    on_progress(view)
+                if view["state"] in FINAL_STATES:
+                    return view
             if self.workers.alive() == 0:
                 logs = ", ".join(str(p) for p in self.workers.log_paths())
                 raise WorkersLost(f"every local worker exited before the run ended (see {logs})")
-            time.sleep(interval)
+            time.sleep(0.02)
 
     def cancel(self, run_id: int) -> None:
         assert self.client is not None
         self.client.cancel(run_id)
+
+
+def _check_fits(spec: RunSpec, max_slots: int) -> None:
+    """Refuse, before storing, a run with a task that no local worker can hold."""
+    for t in spec.tasks:
+        if t.slots > max_slots:
+            raise BadInput(
+                f"{spec.source or spec.name}: task '{t.name}' needs {t.slots} slots but each "
+                f"local worker has {max_slots} (give them more with --slots {t.slots})"
+            )
 
 
 def default_state() -> StateDir:

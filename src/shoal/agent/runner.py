@@ -238,7 +238,7 @@ class Runner:
                 if code != 0 and outcome == p.SUCCEEDED:
                     log.write("shoal: cleanup failed ({})\n".format(why or code).encode())
             log.close()
-            shutil.rmtree(ws, ignore_errors=True)
+            _remove_tree(ws)
         if attempt.cancelled is not None and outcome != p.SUCCEEDED:
             outcome = attempt.cancelled
             cause = attempt.cancelled
@@ -377,6 +377,13 @@ class Runner:
         finally:
             if os.path.exists(log_file):
                 os.unlink(log_file)
+
+
+def _remove_tree(path: str) -> None:
+    try:
+        os.rmdir(path)  # the common case: the task left nothing behind
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _exit_cause(code: int) -> str:

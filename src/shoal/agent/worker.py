@@ -30,6 +30,8 @@ from shoal.agent.runner import Attempt, Runner
 
 # Keep assignments queued ahead only while tasks take less than this.
 SHORT_TASK = 0.5
+# How long a sync may wait for more attempts to finish while work is queued.
+BATCH_WAIT = 0.02
 # How long an idle worker's sync may wait at the boss for work.
 LONG_POLL = 5.0
 # Back-off bounds while the boss is unreachable.
@@ -171,6 +173,16 @@ class Agent:
                     self.log("idle_exit", idle_seconds=round(idle_for, 1))
                     break
                 room = self._room()
+                if self.finished and len(self.pending) >= self.slots and not self.stopping:
+                    # Work is queued ahead, so nothing waits on this sync:
+                    # let a few more attempts finish and report them together.
+                    limit = time.time() + BATCH_WAIT
+                    while len(self.finished) < 4 * self.slots and len(self.pending) >= self.slots:
+                        left = limit - time.time()
+                        if left <= 0:
+                            break
+                        self.cond.wait(left)
+                    room = self._room()
                 if not self.finished and (room == 0 or busy or self.stopping):
                     # Wait for an attempt to finish (or the heartbeat).
                     self.cond.wait(self.heartbeat if room == 0 and not self.stopping else min(self.heartbeat, 0.5))
@@ -269,7 +281,7 @@ class Agent:
         if len(self.durations) >= 3:
             typical = sorted(self.durations)[len(self.durations) // 2]
             if typical < 0.05:
-                ahead = 4 * self.slots
+                ahead = 8 * self.slots
             elif typical < SHORT_TASK:
                 ahead = self.slots
         queued = sum(a.slots for a in self.pending)

@@ -96,7 +96,8 @@ def create_app(scheduler: Scheduler, datastore: LocalDatastore, token: str) -> A
     )
 
     def run_id(request: Request) -> int:
-        return scheduler.resolve_run(request.path_params["run"])
+        ref = request.path_params["run"]
+        return scheduler.resolve_run(None if ref == "latest" else ref)
 
     async def register(request: Request) -> Response:
         """

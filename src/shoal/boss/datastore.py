@@ -76,6 +76,17 @@ class LocalDatastore:
             f.write(data)
         os.replace(tmp, target)
 
+    def write_file(self, path: str, source: str | os.PathLike[str]) -> None:
+        """Copy a local file into the datastore."""
+        import shutil
+
+        target = self.resolve(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
+        os.close(fd)
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+
     def tail(self, path: str, lines: int) -> list[str]:
         """The last lines of a text file, reading only its end."""
         target = self.resolve(path)

@@ -11,29 +11,19 @@ import logging
 import socket
 import threading
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
+from shoal import protocol as p
 from shoal.boss.api import create_app
 from shoal.boss.datastore import LocalDatastore
-from shoal.exceptions import BadInput
+from shoal.boss.listen import bind, parse_listen, url_of
 from shoal.scheduler import Scheduler
+from shoal.spec import RunSpec
 from shoal.store import Store
 
-__all__ = ["Boss", "parse_listen"]
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``:PORT`` or ``PORT`` into a host and a port."""
-    host, _, port = text.rpartition(":")
-    host = host.strip("[]") or "127.0.0.1"
-    try:
-        number = int(port)
-    except ValueError:
-        raise BadInput(f"bad --listen '{text}': use HOST:PORT, e.g. 127.0.0.1:8765") from None
-    if not 0 <= number <= 65535:
-        raise BadInput(f"bad --listen '{text}': the port must be 0-65535")
-    return host, number
+__all__ = ["Boss", "parse_listen"]  # parse_listen: re-exported for the CLI
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -57,43 +47,52 @@ class Boss:
         host: str = "127.0.0.1",
         port: int = 0,
         lease_seconds: float = 30.0,
+        sock: socket.socket | None = None,
     ) -> None:
         self.store = Store(db)
         self.scheduler = Scheduler(self.store, lease_seconds=lease_seconds)
         self.datastore = LocalDatastore(data)
         self.token = token
         self.app = create_app(self.scheduler, self.datastore, token)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self.sock.bind((host, port))
-        except OSError as e:
-            self.sock.close()
-            raise BadInput(f"cannot listen on {host}:{port}: {e.strerror} (choose another --listen)") from None
-        self.sock.listen(1024)
-        self.host, self.port = self.sock.getsockname()[:2]
+        self.sock = sock if sock is not None else bind(host, port)
+        self.url = url_of(self.sock)
         config = uvicorn.Config(
             self.app,
             log_level="warning",
             access_log=False,
             lifespan="off",
             http="httptools",
+            proxy_headers=False,
             timeout_keep_alive=120,
         )
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+    def submit(self, spec: RunSpec, bundle_archive: Any = None, digest: str | None = None) -> int:
+        """Submit a run in this process (what ``POST /v1/runs`` does, without HTTP)."""
+        if bundle_archive is not None and digest is not None:
+            path = p.bundle_path(digest)
+            if not self.datastore.exists(path):
+                self.datastore.write_file(path, bundle_archive)
+        run_id = self.scheduler.submit(spec, bundle=digest)
+        self.wake()
+        return run_id
+
+    def wake(self) -> None:
+        """Wake long-polling workers (from any thread)."""
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            signal = getattr(self.app, "app").state.signal
+            loop.call_soon_threadsafe(signal.notify)
 
     def serve(self) -> None:
         """Serve in this thread until :meth:`stop` (or SIGINT/SIGTERM in the main thread)."""
-        loop = _new_loop()
+        loop = self._loop = _new_loop()
         try:
             loop.run_until_complete(self.server.serve(sockets=[self.sock]))
+        except RuntimeError:
+            pass  # stopped at once by stop(fast=True)
         finally:
             loop.close()
 
@@ -106,10 +105,14 @@ class Boss:
                 raise RuntimeError("the boss failed to start")
             self._thread.join(0.005)
 
-    def stop(self) -> None:
+    def stop(self, *, fast: bool = False) -> None:
+        """Stop serving. ``fast``: no graceful close, for when no client is left."""
         self.server.should_exit = True
+        if fast and self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(10)
+            self._thread = None
         self.sock.close()
         self.store.close()
 

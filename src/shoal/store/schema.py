@@ -69,6 +69,8 @@ tasks = Table(
     Column("retries", Integer, nullable=False, server_default=text("0")),
     Column("failures", Integer, nullable=False, server_default=text("0")),
     Column("pending", Integer, nullable=False, server_default=text("0")),  # unfinished deps
+    Column("n_deps", Integer, nullable=False, server_default=text("0")),
+    Column("n_dependents", Integer, nullable=False, server_default=text("0")),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("has_result", Boolean, nullable=False, server_default=text("false")),
     Column("result", Text),  # JSON value

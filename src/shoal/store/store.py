@@ -50,6 +50,140 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+# The sync path runs these many times a second: built once, compiled once.
+_ids = bindparam("b_ids", expanding=True)
+_Q_TOUCH_WORKER = (
+    update(s.workers)
+    .where(s.workers.c.id == bindparam("b_id"))
+    .values(
+        last_sync=bindparam("b_now"),
+        done=s.workers.c.done + bindparam("b_done"),
+        failed=s.workers.c.failed + bindparam("b_failed"),
+        state="active",
+    )
+    .returning(s.workers.c.id, s.workers.c.name, s.workers.c.slots, s.workers.c.labels)
+)
+_Q_ATTEMPTS_WITH_TASKS = (
+    select(
+        s.attempts.c.id,
+        s.attempts.c.worker_id,
+        s.attempts.c.state,
+        s.attempts.c.task_id,
+        s.attempts.c.run_id,
+        s.tasks.c.name.label("task_name"),
+        s.tasks.c.state.label("task_state"),
+        s.tasks.c.retries,
+        s.tasks.c.failures,
+        s.tasks.c.n_dependents,
+    )
+    .join(s.tasks, s.tasks.c.id == s.attempts.c.task_id)
+    .where(s.attempts.c.id.in_(_ids))
+)
+_Q_FINISH_ATTEMPT = (
+    update(s.attempts)
+    .where(s.attempts.c.id == bindparam("b_id"))
+    .values(
+        state=bindparam("b_state"),
+        exit_code=bindparam("b_exit_code"),
+        cause=bindparam("b_cause"),
+        started=bindparam("b_started"),
+        ended=bindparam("b_ended"),
+        log=bindparam("b_log"),
+    )
+)
+_Q_SUCCEED_TASK = (
+    update(s.tasks)
+    .where(s.tasks.c.id == bindparam("b_id"))
+    .values(
+        state="succeeded",
+        ended=bindparam("b_now"),
+        exit_code=bindparam("b_exit_code"),
+        cause=None,
+        has_result=bindparam("b_has_result"),
+        result=bindparam("b_result"),
+        outputs=bindparam("b_outputs"),
+        worker_id=bindparam("b_worker"),
+    )
+)
+_dependents_of = select(s.deps.c.task_id).where(s.deps.c.dep_id.in_(_ids))
+_Q_DECREMENT_PENDING = (
+    update(s.tasks)
+    .where(s.tasks.c.id.in_(_dependents_of.scalar_subquery()))
+    .values(
+        pending=s.tasks.c.pending
+        - select(func.count())
+        .select_from(s.deps)
+        .where(s.deps.c.task_id == s.tasks.c.id, s.deps.c.dep_id.in_(_ids))
+        .scalar_subquery()
+    )
+)
+_Q_READY_DEPENDENTS = (
+    update(s.tasks)
+    .where(
+        s.tasks.c.id.in_(_dependents_of.scalar_subquery()),
+        s.tasks.c.pending == 0,
+        s.tasks.c.state == "waiting",
+    )
+    .values(state="ready")
+    .returning(s.tasks.c.id)
+)
+_Q_COUNT_UNFINISHED = (
+    update(s.runs)
+    .where(s.runs.c.id == bindparam("b_id"))
+    .values(unfinished=s.runs.c.unfinished + bindparam("b_delta"))
+    .returning(s.runs.c.unfinished)
+)
+_Q_RENEW = (
+    update(s.attempts)
+    .where(
+        s.attempts.c.worker_id == bindparam("b_worker"),
+        s.attempts.c.state == "running",
+        s.attempts.c.id.in_(_ids),
+    )
+    .values(lease_expires=bindparam("b_until"))
+)
+_Q_NOT_RUNNING = select(s.attempts.c.id).where(s.attempts.c.id.in_(_ids), s.attempts.c.state != "running")
+_Q_READY_CANDIDATES = (
+    select(
+        s.tasks.c.id,
+        s.tasks.c.run_id,
+        s.tasks.c.name,
+        s.tasks.c.spec,
+        s.tasks.c.slots,
+        s.tasks.c.requires,
+        s.tasks.c.attempts,
+        s.tasks.c.n_deps,
+    )
+    .where(
+        s.tasks.c.state == "ready",
+        s.tasks.c.slots <= bindparam("b_slots"),
+        or_(s.tasks.c.host.is_(None), s.tasks.c.host == bindparam("b_name")),
+    )
+    .order_by(s.tasks.c.priority.desc(), s.tasks.c.id)
+    .limit(bindparam("b_limit"))
+)
+_Q_START_TASK = (
+    update(s.tasks)
+    .where(s.tasks.c.id == bindparam("b_id"))
+    .values(
+        state="running",
+        attempts=s.tasks.c.attempts + 1,
+        worker_id=bindparam("b_worker"),
+        started=func.coalesce(s.tasks.c.started, bindparam("b_now")),
+    )
+)
+_Q_INSERT_ATTEMPTS = insert(s.attempts).returning(s.attempts.c.id, sort_by_parameter_order=True)
+_dep = s.tasks.alias("d")
+_Q_DEP_OUTPUTS = (
+    select(s.deps.c.task_id, _dep.c.name, _dep.c.run_id, _dep.c.outputs)
+    .join(_dep, _dep.c.id == s.deps.c.dep_id)
+    .where(s.deps.c.task_id.in_(_ids))
+    .order_by(s.deps.c.task_id, _dep.c.id)
+)
+_Q_INSERT_EVENTS = insert(s.events)
+_EVENT_KEYS = ("time", "kind", "run_id", "task_id", "attempt_id", "worker_id", "detail")
+
+
 class Store:
     """A shoal database: opens it, creates or upgrades its schema, runs transactions."""
 
@@ -207,12 +341,7 @@ class Tx:
 
     def count_unfinished(self, run_id: int, delta: int) -> int:
         """Move the run's count of unfinished tasks by ``delta``; the new count."""
-        self.conn.execute(
-            update(s.runs).where(s.runs.c.id == run_id).values(unfinished=s.runs.c.unfinished + delta)
-        )
-        return int(
-            self.conn.execute(select(s.runs.c.unfinished).where(s.runs.c.id == run_id)).scalar_one()
-        )
+        return int(self.conn.execute(_Q_COUNT_UNFINISHED, {"b_id": run_id, "b_delta": delta}).scalar_one())
 
     def set_run_state(self, run_id: int, state: str, now: float | None) -> None:
         self.conn.execute(update(s.runs).where(s.runs.c.id == run_id).values(state=state, finished=now))
@@ -275,25 +404,9 @@ class Tx:
 
     def ready_candidates(self, worker_name: str, max_slots: int, limit: int) -> Sequence[Row[Any]]:
         """Ready tasks this worker may take, by priority then submission order."""
-        q = (
-            select(
-                s.tasks.c.id,
-                s.tasks.c.run_id,
-                s.tasks.c.name,
-                s.tasks.c.spec,
-                s.tasks.c.slots,
-                s.tasks.c.requires,
-                s.tasks.c.attempts,
-            )
-            .where(
-                s.tasks.c.state == "ready",
-                s.tasks.c.slots <= max_slots,
-                or_(s.tasks.c.host.is_(None), s.tasks.c.host == worker_name),
-            )
-            .order_by(s.tasks.c.priority.desc(), s.tasks.c.id)
-            .limit(limit)
-        )
-        return self.conn.execute(q).all()
+        return self.conn.execute(
+            _Q_READY_CANDIDATES, {"b_slots": max_slots, "b_name": worker_name, "b_limit": limit}
+        ).all()
 
     def ready_needing_more_slots(self, run_id: int, max_slots: int) -> Sequence[Row[Any]]:
         return self.conn.execute(
@@ -310,21 +423,12 @@ class Tx:
 
     def start_tasks(self, task_ids: list[int], worker_id: int, now: float) -> None:
         self.conn.execute(
-            update(s.tasks)
-            .where(s.tasks.c.id == bindparam("tid"))
-            .values(state="running", attempts=s.tasks.c.attempts + 1, worker_id=worker_id, started=func.coalesce(s.tasks.c.started, now)),
-            [{"tid": t} for t in task_ids],
+            _Q_START_TASK, [{"b_id": t, "b_worker": worker_id, "b_now": now} for t in task_ids]
         )
 
     def dep_outputs(self, task_ids: list[int]) -> Sequence[Row[Any]]:
         """For each task, the name, run and uploaded outputs of every dependency."""
-        d = s.tasks.alias("d")
-        return self.conn.execute(
-            select(s.deps.c.task_id, d.c.name, d.c.run_id, d.c.outputs)
-            .join(d, d.c.id == s.deps.c.dep_id)
-            .where(s.deps.c.task_id.in_(task_ids))
-            .order_by(s.deps.c.task_id, d.c.id)
-        ).all()
+        return self.conn.execute(_Q_DEP_OUTPUTS, {"b_ids": task_ids}).all()
 
     def finish_task(
         self,
@@ -362,18 +466,17 @@ class Tx:
     def set_task_ready(self, task_id: int) -> None:
         self.conn.execute(update(s.tasks).where(s.tasks.c.id == task_id).values(state="ready"))
 
-    def ready_dependents(self, task_id: int) -> int:
-        """One dependency of each dependent is done; make ready those with none left."""
-        dependents = select(s.deps.c.task_id).where(s.deps.c.dep_id == task_id).scalar_subquery()
-        self.conn.execute(
-            update(s.tasks).where(s.tasks.c.id.in_(dependents)).values(pending=s.tasks.c.pending - 1)
-        )
-        result = self.conn.execute(
-            update(s.tasks)
-            .where(s.tasks.c.id.in_(dependents), s.tasks.c.pending == 0, s.tasks.c.state == "waiting")
-            .values(state="ready")
-        )
-        return int(result.rowcount)
+    def ready_dependents(self, task_ids: list[int]) -> int:
+        """These tasks are done: count that in their dependents and make ready those with none left."""
+        if not task_ids:
+            return 0
+        self.conn.execute(_Q_DECREMENT_PENDING, {"b_ids": task_ids})
+        return len(self.conn.execute(_Q_READY_DEPENDENTS, {"b_ids": task_ids}).all())
+
+    def succeed_tasks(self, rows: list[dict[str, Any]]) -> None:
+        """Record succeeded tasks: rows of b_id, b_now, b_exit_code, b_has_result, b_result, b_outputs, b_worker."""
+        if rows:
+            self.conn.execute(_Q_SUCCEED_TASK, rows)
 
     def fail_downstream(self, task_id: int, cause: str, now: float) -> int:
         """Mark every task that depends on this one, directly or not, upstream_failed."""
@@ -443,69 +546,28 @@ class Tx:
     # -- attempts --------------------------------------------------------
 
     def insert_attempts(self, rows: list[dict[str, Any]]) -> list[int]:
-        result = self.conn.execute(
-            insert(s.attempts).returning(s.attempts.c.id, sort_by_parameter_order=True), rows
-        )
+        result = self.conn.execute(_Q_INSERT_ATTEMPTS, rows)
         return [int(r[0]) for r in result]
 
     def attempts_with_tasks(self, attempt_ids: list[int]) -> dict[int, Row[Any]]:
-        """Attempts joined with their task's state, retries and failures."""
-        rows = self.conn.execute(
-            select(
-                s.attempts.c.id,
-                s.attempts.c.worker_id,
-                s.attempts.c.state,
-                s.attempts.c.task_id,
-                s.attempts.c.run_id,
-                s.tasks.c.name.label("task_name"),
-                s.tasks.c.state.label("task_state"),
-                s.tasks.c.retries,
-                s.tasks.c.failures,
-            )
-            .join(s.tasks, s.tasks.c.id == s.attempts.c.task_id)
-            .where(s.attempts.c.id.in_(attempt_ids))
-        )
+        """Attempts joined with their task's state, retries, failures and dependents."""
+        rows = self.conn.execute(_Q_ATTEMPTS_WITH_TASKS, {"b_ids": attempt_ids})
         return {int(r.id): r for r in rows}
 
-    def finish_attempt(
-        self,
-        attempt_id: int,
-        *,
-        state: str,
-        exit_code: int | None,
-        cause: str | None,
-        started: float | None,
-        ended: float | None,
-        log: str | None,
-    ) -> None:
-        self.conn.execute(
-            update(s.attempts)
-            .where(s.attempts.c.id == attempt_id)
-            .values(state=state, exit_code=exit_code, cause=cause, started=started, ended=ended, log=log)
-        )
+    def finish_attempts(self, rows: list[dict[str, Any]]) -> None:
+        """End attempts: rows of b_id, b_state, b_exit_code, b_cause, b_started, b_ended, b_log."""
+        if rows:
+            self.conn.execute(_Q_FINISH_ATTEMPT, rows)
 
     def renew_leases(self, worker_id: int, attempt_ids: list[int], until: float) -> None:
         if attempt_ids:
-            self.conn.execute(
-                update(s.attempts)
-                .where(
-                    s.attempts.c.worker_id == worker_id,
-                    s.attempts.c.state == "running",
-                    s.attempts.c.id.in_(attempt_ids),
-                )
-                .values(lease_expires=until)
-            )
+            self.conn.execute(_Q_RENEW, {"b_worker": worker_id, "b_ids": attempt_ids, "b_until": until})
 
     def not_running(self, attempt_ids: list[int]) -> list[int]:
         """Those of these attempts that should no longer run."""
         if not attempt_ids:
             return []
-        rows = self.conn.execute(
-            select(s.attempts.c.id).where(
-                s.attempts.c.id.in_(attempt_ids), s.attempts.c.state != "running"
-            )
-        )
-        return [int(r[0]) for r in rows]
+        return [int(r[0]) for r in self.conn.execute(_Q_NOT_RUNNING, {"b_ids": attempt_ids})]
 
     def cancel_attempts(self, run_id: int, now: float) -> int:
         result = self.conn.execute(
@@ -547,13 +609,11 @@ class Tx:
     def worker(self, worker_id: int) -> Row[Any] | None:
         return self.conn.execute(select(s.workers).where(s.workers.c.id == worker_id)).first()
 
-    def touch_worker(self, worker_id: int, now: float, done: int, failed: int) -> None:
-        values: dict[str, Any] = {"last_sync": now}
-        if done:
-            values["done"] = s.workers.c.done + done
-        if failed:
-            values["failed"] = s.workers.c.failed + failed
-        self.conn.execute(update(s.workers).where(s.workers.c.id == worker_id).values(**values))
+    def touch_worker(self, worker_id: int, now: float, done: int, failed: int) -> Row[Any] | None:
+        """Record a sync from the worker (active again); its name, slots and labels, or None."""
+        return self.conn.execute(
+            _Q_TOUCH_WORKER, {"b_id": worker_id, "b_now": now, "b_done": done, "b_failed": failed}
+        ).first()
 
     def set_worker_state(self, worker_id: int, state: str) -> None:
         self.conn.execute(update(s.workers).where(s.workers.c.id == worker_id).values(state=state))
@@ -581,8 +641,7 @@ class Tx:
     def add_events(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             # executemany wants the same keys in every row.
-            keys = ("time", "kind", "run_id", "task_id", "attempt_id", "worker_id", "detail")
-            self.conn.execute(insert(s.events), [{k: r.get(k) for k in keys} for r in rows])
+            self.conn.execute(_Q_INSERT_EVENTS, [{k: r.get(k) for k in _EVENT_KEYS} for r in rows])
 
     def list_events(self, run_id: int | None, limit: int = 1000) -> Sequence[Row[Any]]:
         q = select(s.events).order_by(s.events.c.id.desc()).limit(limit)
