@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import tarfile
+import tempfile
 import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -174,18 +175,48 @@ class Runner:
         self.workdir = os.path.abspath(workdir)
         self.worker_name = worker_name
         self.bundles = BundleCache(os.path.join(self.workdir, "bundles"), client)
-        os.makedirs(os.path.join(self.workdir, "ws"), exist_ok=True)
+        # Empty workspaces are kept for the next attempt: making and removing
+        # a folder costs more than a no-op task on a journaling file system.
+        self._free: List[str] = []
+        self._free_lock = threading.Lock()
+        self._made = 0
+        self._ws_root = tempfile.mkdtemp(prefix="ws-", dir=_ensure(os.path.join(self.workdir, "ws")))
+
+    def _take_workspace(self) -> str:
+        with self._free_lock:
+            if self._free:
+                return self._free.pop()
+            self._made += 1
+            path = os.path.join(self._ws_root, str(self._made))
+        os.makedirs(path)
+        return path
+
+    def _return_workspace(self, ws: str) -> None:
+        try:
+            with os.scandir(ws) as it:
+                leftovers = [e.path for e in it]
+            for path in leftovers:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
+        except OSError:
+            shutil.rmtree(ws, ignore_errors=True)
+            return
+        with self._free_lock:
+            self._free.append(ws)
+
+    def close(self) -> None:
+        """Remove this runner's workspaces."""
+        shutil.rmtree(self._ws_root, ignore_errors=True)
 
     def run(self, attempt: Attempt) -> p.Report:
         a = attempt.a
         started = time.time()
         deadline = started + a.timeout if a.timeout else None
-        base = os.path.join(self.workdir, "ws", str(a.attempt_id))
-        ws = base + ".w"
-        log_file = base + ".log"
-        result_file = base + ".result"
-        shutil.rmtree(ws, ignore_errors=True)
-        os.makedirs(ws)
+        ws = self._take_workspace()
+        log_file = ws + ".log"
+        result_file = ws + ".result"
         env = dict(os.environ)
         env.update(a.env)
         env.update(
@@ -202,7 +233,7 @@ class Runner:
         outcome = p.FAILED
         stdout_tail = b""
         outputs: List[str] = []
-        log = open(log_file, "ab", buffering=0)
+        log = open(log_file, "wb", buffering=0)
         try:
             try:
                 if a.bundle:
@@ -238,7 +269,7 @@ class Runner:
                 if code != 0 and outcome == p.SUCCEEDED:
                     log.write("shoal: cleanup failed ({})\n".format(why or code).encode())
             log.close()
-            _remove_tree(ws)
+            self._return_workspace(ws)
         if attempt.cancelled is not None and outcome != p.SUCCEEDED:
             outcome = attempt.cancelled
             cause = attempt.cancelled
@@ -361,29 +392,23 @@ class Runner:
         return (parse_result(lines[-1]) if lines else None), None
 
     def _attach_log(self, report: p.Report, a: p.Assignment, log_file: str) -> None:
-        try:
-            size = os.path.getsize(log_file)
-            if 0 < size <= p.INLINE_LOG_LIMIT:
+        size = os.path.getsize(log_file)
+        if 0 < size <= p.INLINE_LOG_LIMIT:
+            with open(log_file, "rb") as f:
+                report.log = f.read().decode("utf-8", "replace")
+        elif size > p.INLINE_LOG_LIMIT:
+            try:
+                self.client.upload(p.log_path(a.run_id, a.task, a.attempt_id), log_file)
+                report.log_uploaded = True
+            except Exception:  # noqa: BLE001 - keep the tail rather than nothing
                 with open(log_file, "rb") as f:
-                    report.log = f.read().decode("utf-8", "replace")
-            elif size > p.INLINE_LOG_LIMIT:
-                try:
-                    self.client.upload(p.log_path(a.run_id, a.task, a.attempt_id), log_file)
-                    report.log_uploaded = True
-                except Exception:  # noqa: BLE001 - keep the tail rather than nothing
-                    with open(log_file, "rb") as f:
-                        f.seek(size - p.INLINE_LOG_LIMIT)
-                        report.log = "[log cut: upload failed]\n" + f.read().decode("utf-8", "replace")
-        finally:
-            if os.path.exists(log_file):
-                os.unlink(log_file)
+                    f.seek(size - p.INLINE_LOG_LIMIT)
+                    report.log = "[log cut: upload failed]\n" + f.read().decode("utf-8", "replace")
 
 
-def _remove_tree(path: str) -> None:
-    try:
-        os.rmdir(path)  # the common case: the task left nothing behind
-    except OSError:
-        shutil.rmtree(path, ignore_errors=True)
+def _ensure(path: str) -> str:
+    os.makedirs(path, exist_ok=True)
+    return path
 
 
 def _exit_cause(code: int) -> str:

@@ -31,7 +31,7 @@ from shoal.agent.runner import Attempt, Runner
 # Keep assignments queued ahead only while tasks take less than this.
 SHORT_TASK = 0.5
 # How long a sync may wait for more attempts to finish while work is queued.
-BATCH_WAIT = 0.02
+BATCH_WAIT = 0.05
 # How long an idle worker's sync may wait at the boss for work.
 LONG_POLL = 5.0
 # Back-off bounds while the boss is unreachable.
@@ -177,7 +177,7 @@ class Agent:
                     # Work is queued ahead, so nothing waits on this sync:
                     # let a few more attempts finish and report them together.
                     limit = time.time() + BATCH_WAIT
-                    while len(self.finished) < 4 * self.slots and len(self.pending) >= self.slots:
+                    while len(self.finished) < 8 * self.slots and len(self.pending) >= self.slots:
                         left = limit - time.time()
                         if left <= 0:
                             break
@@ -234,6 +234,7 @@ class Agent:
                 continue
             self._apply(resp)
         self._farewell()
+        self.runner.close()
         return 0
 
     def _sleep(self, seconds: float) -> None:
@@ -281,7 +282,7 @@ class Agent:
         if len(self.durations) >= 3:
             typical = sorted(self.durations)[len(self.durations) // 2]
             if typical < 0.05:
-                ahead = 8 * self.slots
+                ahead = 16 * self.slots
             elif typical < SHORT_TASK:
                 ahead = self.slots
         queued = sum(a.slots for a in self.pending)
