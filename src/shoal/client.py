@@ -46,6 +46,12 @@ class BossClient:
     def close(self) -> None:
         self.http.drop_connection()
 
+    def __enter__(self) -> BossClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _call(self, method: str, path: str, payload: Any = None) -> Any:
         try:
             return self.http.call(method, path, payload)

@@ -240,7 +240,7 @@ class Scheduler:
                     self._finish(tx, req.worker_id, known.get(report.attempt_id), report, batch)
             worker = tx.touch_worker(req.worker_id, now, batch.succeeded, batch.failed)
             if worker is None:
-                raise NotFound(f"no worker {req.worker_id}: register again")
+                raise NotFound(f"no active worker {req.worker_id}: register again")
             batch.write(tx)
             if batch.readied:
                 out.made_ready = True

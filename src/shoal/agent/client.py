@@ -43,6 +43,8 @@ class AgentClient:
         self.token = token
         self.timeout = timeout
         self._local = threading.local()
+        self._sync_conn: Optional[http.client.HTTPConnection] = None
+        self._aborted = False
 
     def _conn(self, timeout: float) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
@@ -87,7 +89,7 @@ class AgentClient:
                 # A kept-alive connection the server closed: retry once afresh,
                 # unless the body was a stream we cannot send twice.
                 self.drop_connection()
-                if attempt == 2 or hasattr(body, "read"):
+                if attempt == 2 or hasattr(body, "read") or self._aborted:
                     raise BossDown("{}: {}".format(self.url, e)) from e
             except (OSError, http.client.HTTPException) as e:
                 self.drop_connection()
@@ -123,7 +125,24 @@ class AgentClient:
 
     def sync(self, req: p.SyncRequest) -> p.SyncResponse:
         timeout = self.timeout + req.wait
-        return p.SyncResponse.from_dict(self.call("POST", "/sync", req.to_dict(), timeout=timeout))
+        self._sync_conn = self._conn(timeout)
+        self._aborted = False
+        try:
+            return p.SyncResponse.from_dict(self.call("POST", "/sync", req.to_dict(), timeout=timeout))
+        finally:
+            self._sync_conn = None
+            self._aborted = False
+
+    def abort_sync(self) -> None:
+        """Break off a sync in progress (from another thread or a signal handler)."""
+        self._aborted = True
+        conn = self._sync_conn
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def goodbye(self, worker_id: int) -> None:
         self.call("DELETE", "/workers/{}".format(worker_id), timeout=5)

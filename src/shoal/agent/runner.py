@@ -313,7 +313,7 @@ class Runner:
                     env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
-                    stderr=log.fileno(),
+                    stderr=subprocess.PIPE,
                     start_new_session=True,
                 )
             except OSError as e:
@@ -322,9 +322,10 @@ class Runner:
         tail = b""
         timed_out = False
         killed_at: Optional[float] = None
-        assert proc.stdout is not None
-        fd = proc.stdout.fileno()
-        while True:
+        assert proc.stdout is not None and proc.stderr is not None
+        out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+        open_fds = [out_fd, err_fd]
+        while open_fds:
             wait = 0.5
             now = time.time()
             if deadline is not None and not timed_out:
@@ -338,18 +339,22 @@ class Runner:
                 killed_at = now
             if killed_at is not None and now - killed_at > KILL_GRACE:
                 _kill_group(proc, signal.SIGKILL)
-            ready, _, _ = select.select([fd], [], [], wait)
-            if ready:
+            # Both streams go to one log, in the order they are read.
+            ready, _, _ = select.select(open_fds, [], [], wait)
+            for fd in sorted(ready):
                 chunk = os.read(fd, 65536)
                 if not chunk:
-                    break
+                    open_fds.remove(fd)
+                    continue
                 log.write(chunk)
-                tail = (tail + chunk)[-8192:]
-            elif proc.poll() is not None:
-                # The command is done but something it started holds stdout.
+                if fd == out_fd:
+                    tail = (tail + chunk)[-8192:]
+            if not ready and proc.poll() is not None:
+                # The command is done but something it started holds a stream.
                 _kill_group(proc, signal.SIGKILL)
         code = proc.wait()
         proc.stdout.close()
+        proc.stderr.close()
         # Nothing the task started outlives it.
         _kill_group(proc, signal.SIGKILL)
         with attempt._lock:

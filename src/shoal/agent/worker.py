@@ -45,10 +45,6 @@ def log_event(event: str, **fields: Any) -> None:
     sys.stderr.flush()
 
 
-class _Interrupt(Exception):
-    """Raised by the signal handler to break out of an idle long-poll."""
-
-
 class Agent:
     """A worker: one sync loop, up to ``slots`` attempts at once."""
 
@@ -98,14 +94,15 @@ class Agent:
             if self.stopping == 1:
                 self.stop_since = time.time()
             self.cond.notify_all()
+        if self._in_long_poll:
+            # Idle and waiting at the boss: no need to wait for the answer.
+            self.client.abort_sync()
         if self.stopping == 2:
             self._interrupt_all()
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, frame: Any) -> None:
             self.request_stop()
-            if self._in_long_poll:
-                raise _Interrupt()
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
@@ -148,7 +145,7 @@ class Agent:
         except BossRefused as e:
             sys.stderr.write("shoal worker: the boss refused to register this worker: {}\n".format(e.message))
             return 2
-        except (BossDown, _Interrupt):
+        except BossDown:
             return 130 if self.stopping else 1
         idle_since = time.time()
         backoff = BACKOFF_MIN
@@ -209,12 +206,11 @@ class Agent:
                 finally:
                     self._in_long_poll = False
                 backoff = BACKOFF_MIN
-            except _Interrupt:
-                self.client.drop_connection()
-                self._requeue(finished)
-                continue
             except BossDown as e:
                 self._requeue(finished)
+                if self.stopping and not finished and wait > 0:
+                    self.client.drop_connection()
+                    continue
                 self.log("boss_unreachable", error=str(e), retry_in=round(backoff, 2))
                 self._sleep(backoff)
                 backoff = min(BACKOFF_MAX, backoff * 2) * random.uniform(0.8, 1.2)
@@ -270,6 +266,7 @@ class Agent:
             self.client.goodbye(self.worker_id)
         except (BossDown, BossRefused) as e:
             self.log("farewell_failed", error=str(e))
+        self.client.drop_connection()
         self.log("stopped")
 
     # -- work ------------------------------------------------------------
@@ -318,6 +315,7 @@ class Agent:
         a = attempt.a
         try:
             report = self.runner.run(attempt)
+            self.client.drop_connection()  # this thread's, if it moved files
         except Exception as e:  # noqa: BLE001 - a bug here must not kill the worker
             now = time.time()
             report = p.Report(

@@ -158,6 +158,8 @@ def create_app(scheduler: Scheduler, datastore: LocalDatastore, token: str) -> A
                     await asyncio.wait_for(signal.waiter().wait(), min(left, 1.0))
                 except asyncio.TimeoutError:
                     continue
+                if await request.is_disconnected():
+                    break
                 response = scheduler.sync(idle).response
                 if response.assignments or response.cancel:
                     break
@@ -324,7 +326,7 @@ def create_app(scheduler: Scheduler, datastore: LocalDatastore, token: str) -> A
         return _json(scheduler.events_view(rid))
 
     async def openapi(request: Request) -> Response:
-        return schemas.OpenAPIResponse(request=request)
+        return _json(schemas.get_schema(routes=routes))
 
     v = p.API_PREFIX
     routes = [

@@ -54,7 +54,8 @@ def _dumps(value: Any) -> str:
 _ids = bindparam("b_ids", expanding=True)
 _Q_TOUCH_WORKER = (
     update(s.workers)
-    .where(s.workers.c.id == bindparam("b_id"))
+    # A worker that said goodbye stays gone: it registers anew to come back.
+    .where(s.workers.c.id == bindparam("b_id"), s.workers.c.state != "stopped")
     .values(
         last_sync=bindparam("b_now"),
         done=s.workers.c.done + bindparam("b_done"),

@@ -1,0 +1,196 @@
+"""The scheduler's state machine over an in-memory SQLite store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shoal import protocol as p
+from shoal import spec
+from shoal.exceptions import NotFound
+from shoal.scheduler import Scheduler
+from shoal.store import Store
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def sched() -> Scheduler:
+    return Scheduler(Store("sqlite://"), clock=Clock())
+
+
+def run_of(text: str) -> spec.RunSpec:
+    return spec.parse_text(text, path="t.yaml")
+
+
+def worker(s: Scheduler, name: str = "w", slots: int = 1, **labels: Any) -> int:
+    return s.register(p.Registration(name=name, host="h", slots=slots, labels=labels)).worker_id
+
+
+def take(s: Scheduler, w: int, free: int = 1, running: list[int] | None = None) -> list[p.Assignment]:
+    return s.sync(p.SyncRequest(worker_id=w, free_slots=free, running=running or [])).response.assignments
+
+
+def report(s: Scheduler, w: int, a: p.Assignment, code: int = 0, result: Any = None, free: int = 0, **kw: Any) -> Any:
+    outcome = p.SUCCEEDED if code == 0 else p.FAILED
+    r = p.Report(attempt_id=a.attempt_id, outcome=outcome, exit_code=code, result=result, run_id=a.run_id, task=a.task, **kw)
+    return s.sync(p.SyncRequest(worker_id=w, finished=[r], free_slots=free))
+
+
+def states(s: Scheduler, run_id: int) -> dict[str, str]:
+    return {t["name"]: t["state"] for t in s.tasks_view(run_id)}
+
+
+def test_dependencies_gate_readiness_and_outputs_flow(sched: Scheduler) -> None:
+    rid = sched.submit(run_of("tasks:\n- {name: a, run: x, outputs: [o.txt]}\n- {name: b, run: y, after: [a]}\n"))
+    w = worker(sched)
+    assert states(sched, rid) == {"a": "ready", "b": "waiting"}
+    (a,) = take(sched, w, free=5)
+    assert a.task == "a"
+    out = report(sched, w, a, outputs=["o.txt"], free=1)
+    assert out.made_ready
+    (b,) = out.response.assignments
+    assert b.task == "b"
+    assert [(f.path, f.dest) for f in b.fetch] == [(f"runs/{rid}/a/o.txt", "inputs/a/o.txt")]
+    report(sched, w, b)
+    assert sched.run_view(rid)["state"] == "succeeded"
+
+
+def test_priority_then_submission_order_across_runs(sched: Scheduler) -> None:
+    r1 = sched.submit(run_of("tasks:\n- {name: a, run: x}\n- {name: b, run: x, priority: 5}\n"))
+    r2 = sched.submit(run_of("tasks:\n- {name: c, run: x}\n- {name: d, run: x, priority: 5}\n"))
+    w = worker(sched, slots=4)
+    got = [(a.run_id, a.task) for a in take(sched, w, free=4)]
+    assert got == [(r1, "b"), (r2, "d"), (r1, "a"), (r2, "c")]
+
+
+def test_slots_hosts_and_labels_decide_who_takes_what(sched: Scheduler) -> None:
+    sched.submit(
+        run_of(
+            "tasks:\n- {name: big, run: x, slots: 3}\n- {name: pinned, run: x, host: other}\n"
+            "- {name: gpu, run: x, requires: {gpu: true}}\n- {name: small, run: x}\n"
+        )
+    )
+    plain = worker(sched, "plain", slots=2)
+    assert [a.task for a in take(sched, plain, free=2)] == ["small"]
+    other = worker(sched, "other", slots=4, gpu=True)
+    assert [a.task for a in take(sched, other, free=4)] == ["big", "pinned"]
+    assert [a.task for a in take(sched, other, free=1)] == ["gpu"]
+
+
+def test_task_needing_more_slots_than_any_worker_is_reported(sched: Scheduler) -> None:
+    rid = sched.submit(run_of("tasks:\n- {name: huge, run: x, slots: 8}\n- {name: after, run: x, after: [huge]}\n"))
+    worker(sched, slots=2)
+    assert "more slots than any worker" in sched.run_view(rid)["warnings"][0]
+    assert sched.fail_unplaceable(rid, 2) == ["huge"]
+    assert states(sched, rid) == {"huge": "failed", "after": "upstream_failed"}
+    assert sched.run_view(rid)["state"] == "failed"
+
+
+def test_failure_marks_downstream_and_unrelated_tasks_go_on(sched: Scheduler) -> None:
+    rid = sched.submit(
+        run_of(
+            "tasks:\n- {name: bad, run: x}\n- {name: child, run: x, after: [bad]}\n"
+            "- {name: grandchild, run: x, after: [child]}\n- {name: fine, run: x}\n"
+        )
+    )
+    w = worker(sched, slots=2)
+    bad, fine = take(sched, w, free=2)
+    report(sched, w, bad, code=3)
+    assert states(sched, rid)["grandchild"] == "upstream_failed"
+    assert sched.run_view(rid)["state"] == "running"
+    report(sched, w, fine)
+    view = sched.run_view(rid)
+    assert view["state"] == "failed"
+    assert view["counts"] == {"failed": 1, "upstream_failed": 2, "succeeded": 1}
+    task = sched.task_view(rid, "bad")
+    assert task["exit_code"] == 3 and task["cause"] == "exit code 3"
+
+
+def test_retries_run_a_failed_command_again(sched: Scheduler) -> None:
+    rid = sched.submit(run_of("tasks:\n- {name: flaky, run: x, retries: 2}\n"))
+    w = worker(sched)
+    (first,) = take(sched, w)
+    (second,) = report(sched, w, first, code=1, free=1).response.assignments
+    assert second.number == 2 and second.attempt_id != first.attempt_id
+    report(sched, w, second, result=42)
+    task = sched.task_view(rid, "flaky")
+    assert task["state"] == "succeeded" and task["attempts"] == 2 and task["result"] == 42
+    assert [a["state"] for a in task["attempt_list"]] == ["failed", "succeeded"]
+
+
+def test_result_is_recorded_once_and_late_reports_are_dropped(sched: Scheduler) -> None:
+    rid = sched.submit(run_of("tasks:\n- {name: a, run: x}\n"))
+    w = worker(sched)
+    (a,) = take(sched, w)
+    report(sched, w, a, result="first")
+    report(sched, w, a, result="second")  # the same attempt again: fenced
+    other = worker(sched, "other")
+    report(sched, other, a, result="third")  # another worker claiming it: fenced
+    assert sched.results(rid) == {"a": "first"}
+    assert sched.task_view(rid, "a")["attempts"] == 1
+    kinds = [e["kind"] for e in sched.events_view(rid)]
+    assert kinds.count("task_succeeded") == 1
+
+
+def test_cancel_stops_running_attempts_and_retry_brings_them_back(sched: Scheduler) -> None:
+    rid = sched.submit(run_of("tasks:\n- {name: a, run: x}\n- {name: b, run: x, after: [a]}\n"))
+    w = worker(sched)
+    (a,) = take(sched, w)
+    assert sched.cancel(rid) == 2
+    assert sched.run_view(rid)["state"] == "cancelled"
+    answer = sched.sync(p.SyncRequest(worker_id=w, running=[a.attempt_id], free_slots=1)).response
+    assert answer.cancel == [a.attempt_id] and answer.assignments == []
+    assert sched.retry(rid) == 2
+    assert states(sched, rid) == {"a": "ready", "b": "waiting"}
+    assert sched.run_view(rid)["state"] == "running"
+    (again,) = take(sched, w)
+    assert again.task == "a" and again.number == 2
+
+
+def test_interrupted_attempt_is_ready_again_without_counting_a_failure(sched: Scheduler) -> None:
+    rid = sched.submit(run_of("tasks:\n- {name: a, run: x}\n"))
+    w = worker(sched)
+    (a,) = take(sched, w)
+    r = p.Report(attempt_id=a.attempt_id, outcome=p.INTERRUPTED, cause="worker stopped")
+    sched.sync(p.SyncRequest(worker_id=w, finished=[r]))
+    assert states(sched, rid) == {"a": "ready"}
+    assert sched.task_view(rid, "a")["attempt_list"][0]["state"] == p.INTERRUPTED
+
+
+def test_batched_reports_ready_a_join_once(sched: Scheduler) -> None:
+    rid = sched.submit(run_of("tasks:\n- {name: a, run: x}\n- {name: b, run: x}\n- {name: j, run: x, after: [a, b]}\n"))
+    w = worker(sched, slots=2)
+    a, b = take(sched, w, free=2)
+    reports = [p.Report(attempt_id=x.attempt_id, outcome=p.SUCCEEDED, exit_code=0) for x in (a, b)]
+    out = sched.sync(p.SyncRequest(worker_id=w, finished=reports, free_slots=2))
+    assert [x.task for x in out.response.assignments] == ["j"]
+    assert states(sched, rid)["j"] == "running"
+
+
+def test_unknown_run_worker_and_task(sched: Scheduler) -> None:
+    with pytest.raises(NotFound):
+        sched.run_view(99)
+    with pytest.raises(NotFound):
+        sched.sync(p.SyncRequest(worker_id=99))
+    rid = sched.submit(run_of("tasks:\n- {name: a, run: x}\n"))
+    with pytest.raises(NotFound):
+        sched.task_view(rid, "nope")
+    assert sched.resolve_run("run") == rid
+    assert sched.resolve_run(str(rid)) == rid
+    with pytest.raises(NotFound):
+        sched.resolve_run("no-such-run")
+
+
+def test_dag_of_many_tasks_in_one_transaction(sched: Scheduler) -> None:
+    tasks = "\n".join(f"- {{name: t{i}, run: x{', after: [t' + str(i - 1) + ']' if i else ''}}}" for i in range(300))
+    rid = sched.submit(run_of("tasks:\n" + tasks))
+    counts = sched.run_view(rid)["counts"]
+    assert counts == {"ready": 1, "waiting": 299}
