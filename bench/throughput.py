@@ -28,7 +28,9 @@ import time
 from pathlib import Path
 
 
-def timed(cmd: list[str], *, cwd: Path, stdin: bytes | None = None, env: dict[str, str] | None = None) -> float:
+def timed(
+    cmd: list[str], *, cwd: Path, stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> float:
     start = time.perf_counter()
     proc = subprocess.run(
         cmd, cwd=cwd, input=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
@@ -43,7 +45,18 @@ def shoal_run(task_file: Path, work: Path, jobs: int) -> float:
     state = work / f"state-{time.monotonic_ns()}"
     try:
         return timed(
-            [sys.executable, "-m", "shoal", "run", str(task_file), "-j", str(jobs), "--state", str(state), "--quiet"],
+            [
+                sys.executable,
+                "-m",
+                "shoal",
+                "run",
+                str(task_file),
+                "-j",
+                str(jobs),
+                "--state",
+                str(state),
+                "--quiet",
+            ],
             cwd=work,
         )
     finally:
@@ -51,11 +64,19 @@ def shoal_run(task_file: Path, work: Path, jobs: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, default=2000, help="no-op tasks (default 2000)")
-    parser.add_argument("--chain", type=int, default=200, help="length of the dependency chain (default 200)")
-    parser.add_argument("--jobs", type=int, default=2, help="parallelism for every tool (default 2)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each; the median is shown (default 3)")
+    parser.add_argument(
+        "--chain", type=int, default=200, help="length of the dependency chain (default 200)"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="parallelism for every tool (default 2)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of each; the median is shown (default 3)"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = parser.parse_args()
 
@@ -67,7 +88,10 @@ def main() -> None:
         chain.write_text(
             json.dumps(
                 [{"name": "c0", "run": "true"}]
-                + [{"name": f"c{i}", "run": "true", "after": [f"c{i - 1}"]} for i in range(1, args.chain)]
+                + [
+                    {"name": f"c{i}", "run": "true", "after": [f"c{i - 1}"]}
+                    for i in range(1, args.chain)
+                ]
             )
         )
         lines = "".join(f"{i}\n" for i in range(args.tasks)).encode()
@@ -95,7 +119,9 @@ def main() -> None:
 
     rate = {k: args.tasks / statistics.median(v) for k, v in tools.items()}
     hop_ms = statistics.median(chain_times) / args.chain * 1000
-    print(f"{args.tasks} no-op tasks, parallelism {args.jobs}, median of {args.repeat} runs, {os.cpu_count()} cores")
+    print(
+        f"{args.tasks} no-op tasks, parallelism {args.jobs}, median of {args.repeat} runs, {os.cpu_count()} cores"
+    )
     for name, r in rate.items():
         print(f"  {name:9s} {r:8.0f} tasks/s   ({statistics.median(tools[name]):.2f} s)")
     if "parallel" in rate:
@@ -103,8 +129,10 @@ def main() -> None:
     else:
         print("  GNU parallel: not installed (apt-get install parallel)")
     print(f"  shoal / xargs:        {rate['shoal'] / rate['xargs']:.2f}x")
-    print(f"chain of {args.chain} tasks through shoal run: {hop_ms:.2f} ms per hop "
-          f"({statistics.median(chain_times):.2f} s in all)")
+    print(
+        f"chain of {args.chain} tasks through shoal run: {hop_ms:.2f} ms per hop "
+        f"({statistics.median(chain_times):.2f} s in all)"
+    )
     if args.json:
         print(json.dumps({"rate": rate, "chain_ms_per_hop": hop_ms}))
 

@@ -22,7 +22,9 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def shoal(*args: str, cwd: Path, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def shoal(
+    *args: str, cwd: Path, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real `shoal` command as a user would."""
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = SRC + os.pathsep + full_env.get("PYTHONPATH", "")
@@ -54,7 +56,9 @@ class RunningBoss:
 
         self.root = root
         self.token = "test-token"
-        self.boss = Boss(db=root / "shoal.db", data=root / "data", token=self.token, lease_seconds=lease_seconds)
+        self.boss = Boss(
+            db=root / "shoal.db", data=root / "data", token=self.token, lease_seconds=lease_seconds
+        )
         self.boss.start()
         self.url = self.boss.url
         self.scheduler = self.boss.scheduler
@@ -73,11 +77,15 @@ def boss(tmp_path: Path) -> Iterator[RunningBoss]:
 class AgentThread:
     """A real worker agent in a thread of the test process."""
 
-    def __init__(self, url: str, token: str, workdir: Path, slots: int = 1, name: str = "w", **kw: Any) -> None:
+    def __init__(
+        self, url: str, token: str, workdir: Path, slots: int = 1, name: str = "w", **kw: Any
+    ) -> None:
         from shoal.agent.client import AgentClient
         from shoal.agent.worker import Agent
 
-        self.agent = Agent(AgentClient(url, token), slots=slots, name=name, workdir=str(workdir), quiet=True, **kw)
+        self.agent = Agent(
+            AgentClient(url, token), slots=slots, name=name, workdir=str(workdir), quiet=True, **kw
+        )
         self.code: int | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()

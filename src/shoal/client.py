@@ -34,7 +34,9 @@ class BossClient:
             info = state.live_boss()
             if info is None:
                 if url:
-                    raise BadInput(f"no token for the boss at {url}: pass --token or set SHOAL_TOKEN")
+                    raise BadInput(
+                        f"no token for the boss at {url}: pass --token or set SHOAL_TOKEN"
+                    )
                 raise BossUnreachable(
                     f"no boss is running for {state.root}: start one with 'shoal boss', "
                     "or pass --boss URL (or set SHOAL_BOSS)"
@@ -99,8 +101,12 @@ class BossClient:
         result: list[dict[str, Any]] = self.get("/runs")
         return result
 
-    def tasks(self, ref: str | int | None, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.get(f"/runs/{_ref(ref)}/tasks", state=list(states or []) or None)
+    def tasks(
+        self, ref: str | int | None, states: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.get(
+            f"/runs/{_ref(ref)}/tasks", state=list(states or []) or None
+        )
         return result
 
     def task(self, ref: str | int | None, name: str) -> dict[str, Any]:
@@ -110,7 +116,9 @@ class BossClient:
     def log(self, ref: str | int | None, name: str, attempt: int | None = None) -> str:
         query = f"?attempt={attempt}" if attempt is not None else ""
         try:
-            resp = self.http._send("GET", f"{p.API_PREFIX}/runs/{_ref(ref)}/tasks/{quote(name)}/log{query}")
+            resp = self.http._send(
+                "GET", f"{p.API_PREFIX}/runs/{_ref(ref)}/tasks/{quote(name)}/log{query}"
+            )
             data = self.http._check(resp)
         except BossDown as e:
             raise BossUnreachable(f"cannot reach the boss at {self.url}: {e}") from e
@@ -180,7 +188,9 @@ class OfflineClient:
     def runs(self) -> list[dict[str, Any]]:
         return self.scheduler.runs_view()
 
-    def tasks(self, ref: str | int | None, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    def tasks(
+        self, ref: str | int | None, states: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
         return self.scheduler.tasks_view(self._id(ref), states or None)
 
     def task(self, ref: str | int | None, name: str) -> dict[str, Any]:
@@ -190,7 +200,11 @@ class OfflineClient:
         attempts = self.task(ref, name)["attempt_list"]
         if attempt is not None:
             attempts = [a for a in attempts if a["number"] == attempt]
-        if not attempts or not attempts[-1]["log"] or not self.datastore.exists(attempts[-1]["log"]):
+        if (
+            not attempts
+            or not attempts[-1]["log"]
+            or not self.datastore.exists(attempts[-1]["log"])
+        ):
             return ""
         return self.datastore.open_path(attempts[-1]["log"]).read_text(errors="replace")
 

@@ -36,17 +36,17 @@ INTERRUPTED = "interrupted"
 
 def log_path(run_id: int, task: str, attempt_id: int) -> str:
     """Where an attempt's log lives in the datastore."""
-    return "logs/{}/{}/{}.log".format(run_id, task, attempt_id)
+    return f"logs/{run_id}/{task}/{attempt_id}.log"
 
 
 def output_prefix(run_id: int, task: str) -> str:
     """The datastore folder that holds a task's uploaded outputs."""
-    return "runs/{}/{}/".format(run_id, task)
+    return f"runs/{run_id}/{task}/"
 
 
 def bundle_path(digest: str) -> str:
     """Where a bundle archive lives in the datastore."""
-    return "bundles/{}.tar.gz".format(digest)
+    return f"bundles/{digest}.tar.gz"
 
 
 def _build(cls: Any, data: Dict[str, Any]) -> Any:
@@ -71,7 +71,7 @@ class Registration:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "Registration":
+    def from_dict(cls, data: Dict[str, Any]) -> Registration:
         return _build(cls, data)  # type: ignore[no-any-return]
 
 
@@ -87,7 +87,7 @@ class Registered:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "Registered":
+    def from_dict(cls, data: Dict[str, Any]) -> Registered:
         return _build(cls, data)  # type: ignore[no-any-return]
 
 
@@ -126,7 +126,7 @@ class Assignment:
         return data
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "Assignment":
+    def from_dict(cls, data: Dict[str, Any]) -> Assignment:
         made: Assignment = _build(cls, data)
         made.fetch = [Fetch(**f) if isinstance(f, dict) else f for f in made.fetch]
         return made
@@ -153,7 +153,7 @@ class Report:
         return dict(self.__dict__)
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "Report":
+    def from_dict(cls, data: Dict[str, Any]) -> Report:
         return _build(cls, data)  # type: ignore[no-any-return]
 
 
@@ -176,7 +176,7 @@ class SyncRequest:
         return data
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "SyncRequest":
+    def from_dict(cls, data: Dict[str, Any]) -> SyncRequest:
         made: SyncRequest = _build(cls, data)
         made.finished = [Report.from_dict(r) for r in made.finished]  # type: ignore[arg-type]
         return made
@@ -198,7 +198,7 @@ class SyncResponse:
         }
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "SyncResponse":
+    def from_dict(cls, data: Dict[str, Any]) -> SyncResponse:
         made: SyncResponse = _build(cls, data)
         made.assignments = [Assignment.from_dict(a) for a in made.assignments]  # type: ignore[arg-type]
         return made

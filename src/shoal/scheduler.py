@@ -152,7 +152,9 @@ class Scheduler:
                 [{"task_id": ids[t.name], "dep_id": ids[d]} for t in spec.tasks for d in t.after]
             )
             tx.ready_roots(run_id)
-            tx.add_events([{"time": now, "kind": "run_submitted", "run_id": run_id, "detail": spec.name}])
+            tx.add_events(
+                [{"time": now, "kind": "run_submitted", "run_id": run_id, "detail": spec.name}]
+            )
         return run_id
 
     def cancel(self, run_id: int) -> int:
@@ -167,7 +169,9 @@ class Scheduler:
             if run.state == "running":
                 tx.count_unfinished(run_id, -n)
                 tx.set_run_state(run_id, "cancelled", now)
-            tx.add_events([{"time": now, "kind": "run_cancelled", "run_id": run_id, "detail": f"{n} tasks"}])
+            tx.add_events(
+                [{"time": now, "kind": "run_cancelled", "run_id": run_id, "detail": f"{n} tasks"}]
+            )
         return n
 
     def retry(self, run_id: int) -> int:
@@ -181,7 +185,14 @@ class Scheduler:
                 tx.reset_unfinished(run_id)
                 tx.set_run_state(run_id, "running", None)
                 tx.add_events(
-                    [{"time": now, "kind": "run_retried", "run_id": run_id, "detail": f"{len(ids)} tasks"}]
+                    [
+                        {
+                            "time": now,
+                            "kind": "run_retried",
+                            "run_id": run_id,
+                            "detail": f"{len(ids)} tasks",
+                        }
+                    ]
                 )
         return len(ids)
 
@@ -214,7 +225,16 @@ class Scheduler:
                 python=reg.python,
                 version=reg.version,
             )
-            tx.add_events([{"time": now, "kind": "worker_registered", "worker_id": worker_id, "detail": reg.name}])
+            tx.add_events(
+                [
+                    {
+                        "time": now,
+                        "kind": "worker_registered",
+                        "worker_id": worker_id,
+                        "detail": reg.name,
+                    }
+                ]
+            )
         return p.Registered(
             worker_id=worker_id,
             lease_seconds=self.lease_seconds,
@@ -245,11 +265,13 @@ class Scheduler:
             if batch.readied:
                 out.made_ready = True
             for run_id, n in batch.done_per_run.items():
-                self._count_done(tx, run_id, n, now, out)
+                self._count_done(tx, run_id, n, now, out, batch.events)
             tx.renew_leases(worker.id, req.running, now + self.lease_seconds)
             out.response.cancel = tx.not_running(req.running)
             if req.free_slots > 0:
-                out.response.assignments = self._assign(tx, worker, req.free_slots, now, batch.events)
+                out.response.assignments = self._assign(
+                    tx, worker, req.free_slots, now, batch.events
+                )
             tx.add_events(batch.events)
         return out
 
@@ -262,7 +284,11 @@ class Scheduler:
             # lost, superseded); what its worker says now is dropped.
             batch.events.append({**base, "kind": "report_dropped", "detail": r.outcome})
             return
-        log = p.log_path(row.run_id, row.task_name, r.attempt_id) if (r.log or r.log_uploaded) else None
+        log = (
+            p.log_path(row.run_id, row.task_name, r.attempt_id)
+            if (r.log or r.log_uploaded)
+            else None
+        )
         base.update(run_id=row.run_id, task_id=row.task_id)
         attempt = {
             "b_id": r.attempt_id,
@@ -310,15 +336,28 @@ class Scheduler:
             batch.events.append({**base, "kind": "task_retried", "detail": cause})
             return
         tx.finish_task(
-            row.task_id, state="failed", now=now, exit_code=r.exit_code, cause=cause,
-            result=r.result, has_result=r.result is not None, outputs=r.outputs, worker_id=worker_id,
+            row.task_id,
+            state="failed",
+            now=now,
+            exit_code=r.exit_code,
+            cause=cause,
+            result=r.result,
+            has_result=r.result is not None,
+            outputs=r.outputs,
+            worker_id=worker_id,
         )
         n = tx.fail_downstream(row.task_id, f"upstream {row.task_name} failed", now)
         batch.events.append({**base, "kind": "task_failed", "detail": cause})
         batch.done_per_run[row.run_id] = batch.done_per_run.get(row.run_id, 0) + 1 + n
 
     def _count_done(
-        self, tx: Tx, run_id: int, n: int, now: float, out: SyncOutcome | None = None
+        self,
+        tx: Tx,
+        run_id: int,
+        n: int,
+        now: float,
+        out: SyncOutcome | None = None,
+        events: list[dict[str, Any]] | None = None,
     ) -> None:
         if tx.count_unfinished(run_id, -n) > 0:
             return
@@ -327,7 +366,11 @@ class Scheduler:
             return
         state = "failed" if tx.failed_count(run_id) else "succeeded"
         tx.set_run_state(run_id, state, now)
-        tx.add_events([{"time": now, "kind": f"run_{state}", "run_id": run_id}])
+        event = {"time": now, "kind": f"run_{state}", "run_id": run_id}
+        if events is not None:
+            events.append(event)  # after the events of the tasks that ended it
+        else:
+            tx.add_events([event])
         if out is not None:
             out.finished_runs.append(run_id)
 
@@ -437,7 +480,9 @@ class Scheduler:
             if ref is None or ref == "":
                 row = tx.latest_run()
                 if row is None:
-                    raise NotFound("no runs yet: start one with 'shoal run FILE' or 'shoal submit FILE'")
+                    raise NotFound(
+                        "no runs yet: start one with 'shoal run FILE' or 'shoal submit FILE'"
+                    )
                 return int(row.id)
             text = str(ref)
             if text.isdigit() and tx.run(int(text)) is not None:
@@ -577,6 +622,8 @@ def _attempt_dict(a: Any) -> dict[str, Any]:
         "cause": a.cause,
         "started": a.started,
         "ended": a.ended,
-        "duration": (a.ended - a.started) if a.ended is not None and a.started is not None else None,
+        "duration": (a.ended - a.started)
+        if a.ended is not None and a.started is not None
+        else None,
         "log": a.log,
     }

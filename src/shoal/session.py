@@ -24,7 +24,7 @@ from shoal.statedir import StateDir
 if TYPE_CHECKING:
     from shoal.boss.server import Boss
 
-__all__ = ["LocalSession", "WorkersLost"]
+__all__ = ["LocalSession", "WorkersLost", "check_fits"]
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 
@@ -129,7 +129,7 @@ class LocalSession:
 
     def submit(self, spec: RunSpec) -> int:
         """Store the run (in this process: the boss is ours) and serve it."""
-        _check_fits(spec, self.slots)
+        check_fits(spec, self.slots)
         assert self.boss is not None
         if spec.bundle is not None:
             digest, archive = pack_folder(spec.bundle)
@@ -174,7 +174,7 @@ class LocalSession:
         self.client.cancel(run_id)
 
 
-def _check_fits(spec: RunSpec, max_slots: int) -> None:
+def check_fits(spec: RunSpec, max_slots: int) -> None:
     """Refuse, before storing, a run with a task that no local worker can hold."""
     for t in spec.tasks:
         if t.slots > max_slots:

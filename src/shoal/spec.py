@@ -192,7 +192,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict
 
 _LineLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
+    _construct_mapping,
 )
 
 
@@ -252,7 +252,7 @@ def parse_text(
 
 def _parse_document(text: str, path: str) -> Any:
     try:
-        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_LineLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -289,13 +289,12 @@ def _substitute(value: Any, binding: Mapping[str, Any]) -> Any:
         return _PLACEHOLDER_RE.sub(repl, value)
     if isinstance(value, list):
         return [_substitute(v, binding) for v in value]
+    if isinstance(value, _LineDict):
+        lined = _LineDict((k, _substitute(v, binding)) for k, v in value.items())
+        lined.line, lined.key_lines = value.line, value.key_lines
+        return lined
     if isinstance(value, dict):
-        made = type(value)() if isinstance(value, _LineDict) else {}
-        if isinstance(value, _LineDict):
-            made.line, made.key_lines = value.line, value.key_lines
-        for k, v in value.items():
-            made[k] = _substitute(v, binding)
-        return made
+        return {k: _substitute(v, binding) for k, v in value.items()}
     return value
 
 
@@ -334,7 +333,9 @@ class _Builder:
 
         defaults = data.get("defaults", {})
         if not isinstance(defaults, dict):
-            raise self.error("'defaults' must be a mapping of task fields", _line_of(data, "defaults"))
+            raise self.error(
+                "'defaults' must be a mapping of task fields", _line_of(data, "defaults")
+            )
         for key in defaults:
             if key not in DEFAULTABLE:
                 raise self.error(
@@ -450,7 +451,9 @@ class _Builder:
                     close = difflib.get_close_matches(pattern, names, n=1)
                     hint = f" (did you mean '{close[0]}'?)" if close else ""
                     raise self.error(
-                        f"'after' names no task '{pattern}'{hint}", _line_of(raw, "after"), task.name
+                        f"'after' names no task '{pattern}'{hint}",
+                        _line_of(raw, "after"),
+                        task.name,
                     )
                 else:
                     hits = [pattern]
@@ -500,7 +503,11 @@ class _Builder:
             raise self.error("'name' must be a non-empty string", _line_of(raw, "name"), label)
         if not _NAME_RE.match(name):
             bad = "".join(sorted({c for c in name if not re.match(r"[A-Za-z0-9._-]", c)}))
-            hint = " (a matrix key in {braces} that the matrix does not define?)" if "{" in name else ""
+            hint = (
+                " (a matrix key in {braces} that the matrix does not define?)"
+                if "{" in name
+                else ""
+            )
             raise self.error(
                 f"bad name: only letters, digits, '.', '_' and '-' are allowed, not {bad!r}{hint}",
                 _line_of(raw, "name"),
@@ -556,7 +563,9 @@ class _Builder:
         )
         return task, list(after)
 
-    def _commands(self, value: Any, key: str, line: int | None, task: str | None) -> tuple[str, ...]:
+    def _commands(
+        self, value: Any, key: str, line: int | None, task: str | None
+    ) -> tuple[str, ...]:
         if value is None:
             return ()
         if isinstance(value, str):
@@ -593,17 +602,19 @@ class _Builder:
         out = {}
         for k, v in value.items():
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(k)):
-                raise self.error(f"'env' has a bad variable name '{k}'", _line_of(value, k) or line, task)
+                raise self.error(
+                    f"'env' has a bad variable name '{k}'", _line_of(value, k) or line, task
+                )
             if isinstance(v, (dict, list)) or v is None:
                 raise self.error(
-                    f"'env' variable '{k}' must be a string or number", _line_of(value, k) or line, task
+                    f"'env' variable '{k}' must be a string or number",
+                    _line_of(value, k) or line,
+                    task,
                 )
             out[str(k)] = str(v).lower() if isinstance(v, bool) else str(v)
         return out
 
-    def _int(
-        self, value: Any, key: str, line: int | None, task: str, *, low: int | None
-    ) -> int:
+    def _int(self, value: Any, key: str, line: int | None, task: str, *, low: int | None) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error(f"'{key}' must be a whole number, not {value!r}", line, task)
         if low is not None and value < low:
@@ -619,7 +630,10 @@ class _Builder:
         if not p.is_absolute():
             p = self.base / p
         if not p.exists():
-            raise self.error(f"bundle folder '{value}' does not exist (the path is relative to the task file)", line)
+            raise self.error(
+                f"bundle folder '{value}' does not exist (the path is relative to the task file)",
+                line,
+            )
         if not p.is_dir():
             raise self.error(f"bundle '{value}' is not a folder", line)
         return p

@@ -46,7 +46,9 @@ def by_name(client: BossClient, run_id: int) -> dict[str, dict[str, Any]]:
     return {t["name"]: t for t in client.tasks(run_id)}
 
 
-def test_outputs_become_inputs_and_results_are_kept(client: BossClient, agent: AgentThread, tmp_path: Path) -> None:
+def test_outputs_become_inputs_and_results_are_kept(
+    client: BossClient, agent: AgentThread, tmp_path: Path
+) -> None:
     rid = submit(
         client,
         tmp_path,
@@ -72,7 +74,9 @@ tasks:
     assert tasks["use"]["worker"] == "w" and tasks["use"]["duration"] >= 0
 
 
-def test_workspace_is_fresh_and_removed(client: BossClient, agent: AgentThread, tmp_path: Path) -> None:
+def test_workspace_is_fresh_and_removed(
+    client: BossClient, agent: AgentThread, tmp_path: Path
+) -> None:
     rid = submit(
         client,
         tmp_path,
@@ -91,15 +95,23 @@ tasks:
     assert not Path(dirty_ws, "leftover").exists()
 
 
-def test_failure_reports_exit_code_and_log_tail(client: BossClient, agent: AgentThread, tmp_path: Path) -> None:
-    rid = submit(client, tmp_path, "tasks:\n  - name: bad\n    run: [echo about to fail, echo oops >&2, exit 7]\n")
+def test_failure_reports_exit_code_and_log_tail(
+    client: BossClient, agent: AgentThread, tmp_path: Path
+) -> None:
+    rid = submit(
+        client,
+        tmp_path,
+        "tasks:\n  - name: bad\n    run: [echo about to fail, echo oops >&2, exit 7]\n",
+    )
     assert wait(client, rid)["state"] == "failed"
     bad = by_name(client, rid)["bad"]
     assert bad["exit_code"] == 7 and bad["cause"] == "exit code 7"
     assert sorted(client.log(rid, "bad").splitlines()) == ["about to fail", "oops"]
 
 
-def test_timeout_kills_the_whole_process_group(client: BossClient, agent: AgentThread, tmp_path: Path) -> None:
+def test_timeout_kills_the_whole_process_group(
+    client: BossClient, agent: AgentThread, tmp_path: Path
+) -> None:
     pidfile = tmp_path / "child.pid"
     rid = submit(
         client,
@@ -113,11 +125,20 @@ def test_timeout_kills_the_whole_process_group(client: BossClient, agent: AgentT
     assert by_name(client, rid)["slow"]["cause"] == "timeout after 1s"
     child = int(pidfile.read_text())
     time.sleep(0.2)
-    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+    assert (
+        not Path(f"/proc/{child}").exists()
+        or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+    )
 
 
-def test_cancel_stops_a_running_attempt(client: BossClient, agent: AgentThread, tmp_path: Path) -> None:
-    rid = submit(client, tmp_path, "tasks:\n  - name: long\n    run: sleep 60\n  - name: next\n    after: [long]\n    run: 'true'\n")
+def test_cancel_stops_a_running_attempt(
+    client: BossClient, agent: AgentThread, tmp_path: Path
+) -> None:
+    rid = submit(
+        client,
+        tmp_path,
+        "tasks:\n  - name: long\n    run: sleep 60\n  - name: next\n    after: [long]\n    run: 'true'\n",
+    )
     deadline = time.monotonic() + 10
     while client.run(rid)["counts"].get("running") != 1:
         assert time.monotonic() < deadline
@@ -144,7 +165,9 @@ def test_retries_until_success(client: BossClient, agent: AgentThread, tmp_path:
     assert [a["state"] for a in flaky["attempt_list"]] == ["failed", "failed", "succeeded"]
 
 
-def test_bundle_is_unpacked_once_and_setup_runs_once(client: BossClient, agent: AgentThread, tmp_path: Path) -> None:
+def test_bundle_is_unpacked_once_and_setup_runs_once(
+    client: BossClient, agent: AgentThread, tmp_path: Path
+) -> None:
     code = tmp_path / "code"
     write(code / "lib" / "data.txt", "bundled\n")
     write(code / "hello.sh", "cat lib/data.txt\n")
@@ -165,33 +188,59 @@ tasks:
     assert setup_log.read_text() == "setup\n"
 
 
-def test_failed_setup_fails_the_task_with_its_log_tail(client: BossClient, agent: AgentThread, tmp_path: Path) -> None:
+def test_failed_setup_fails_the_task_with_its_log_tail(
+    client: BossClient, agent: AgentThread, tmp_path: Path
+) -> None:
     write(tmp_path / "code" / "x.txt", "x")
-    rid = submit(client, tmp_path, "bundle: code\nsetup: echo cannot build >&2; exit 3\ntasks:\n  - {name: t, run: 'true'}\n")
+    rid = submit(
+        client,
+        tmp_path,
+        "bundle: code\nsetup: echo cannot build >&2; exit 3\ntasks:\n  - {name: t, run: 'true'}\n",
+    )
     assert wait(client, rid)["state"] == "failed"
     cause = by_name(client, rid)["t"]["cause"]
     assert "setup failed with exit code 3" in cause and "cannot build" in cause
 
 
-def test_inputs_come_from_the_datastore(client: BossClient, agent: AgentThread, boss: RunningBoss, tmp_path: Path) -> None:
+def test_inputs_come_from_the_datastore(
+    client: BossClient, agent: AgentThread, boss: RunningBoss, tmp_path: Path
+) -> None:
     write(tmp_path / "local.csv", "a,b\n1,2\n")
     client.http.upload("datasets/table.csv", str(tmp_path / "local.csv"))
-    rid = submit(client, tmp_path, "tasks:\n  - name: read\n    inputs: [datasets/table.csv]\n    run: tail -1 datasets/table.csv\n")
+    rid = submit(
+        client,
+        tmp_path,
+        "tasks:\n  - name: read\n    inputs: [datasets/table.csv]\n    run: tail -1 datasets/table.csv\n",
+    )
     assert wait(client, rid)["state"] == "succeeded"
     assert client.results(rid) == {"read": "1,2"}
 
 
-def test_missing_output_fails_the_task(client: BossClient, agent: AgentThread, tmp_path: Path) -> None:
-    rid = submit(client, tmp_path, "tasks:\n  - name: forgot\n    run: 'true'\n    outputs: [report.pdf]\n")
+def test_missing_output_fails_the_task(
+    client: BossClient, agent: AgentThread, tmp_path: Path
+) -> None:
+    rid = submit(
+        client, tmp_path, "tasks:\n  - name: forgot\n    run: 'true'\n    outputs: [report.pdf]\n"
+    )
     assert wait(client, rid)["state"] == "failed"
     assert "report.pdf" in by_name(client, rid)["forgot"]["cause"]
 
 
-def test_two_runs_at_once_both_finish(client: BossClient, boss: RunningBoss, tmp_path: Path) -> None:
+def test_two_runs_at_once_both_finish(
+    client: BossClient, boss: RunningBoss, tmp_path: Path
+) -> None:
     agents = [AgentThread(boss.url, boss.token, tmp_path / f"w{i}", name=f"w{i}") for i in range(2)]
     try:
-        r1 = submit(client, tmp_path, "tasks:\n  - name: a-{i}\n    matrix: {i: [1, 2, 3, 4, 5, 6, 7, 8]}\n    run: echo {i}\n")
-        r2 = submit(client, tmp_path, "tasks:\n  - name: b-{i}\n    matrix: {i: [1, 2, 3, 4, 5, 6, 7, 8]}\n    run: echo {i}0\n")
+        r1 = submit(
+            client,
+            tmp_path,
+            "tasks:\n  - name: a-{i}\n    matrix: {i: [1, 2, 3, 4, 5, 6, 7, 8]}\n    run: echo {i}\n",
+        )
+        r2 = submit(
+            client,
+            tmp_path,
+            "tasks:\n  - name: b-{i}\n    matrix: {i: [1, 2, 3, 4, 5, 6, 7, 8]}\n    run: echo {i}0\n",
+        )
         assert wait(client, r1)["state"] == "succeeded"
         assert wait(client, r2)["state"] == "succeeded"
         assert sorted(client.results(r1).values()) == list(range(1, 9))
@@ -202,8 +251,14 @@ def test_two_runs_at_once_both_finish(client: BossClient, boss: RunningBoss, tmp
     assert {w["state"] for w in client.workers()} == {"stopped"}
 
 
-def test_environment_variables_are_set(client: BossClient, agent: AgentThread, tmp_path: Path) -> None:
-    rid = submit(client, tmp_path, "name: envy\ntasks:\n  - name: e\n    run: echo $SHOAL_RUN/$SHOAL_TASK/$SHOAL_ATTEMPT/$SHOAL_WORKER/$SHOAL_RUN_ID\n")
+def test_environment_variables_are_set(
+    client: BossClient, agent: AgentThread, tmp_path: Path
+) -> None:
+    rid = submit(
+        client,
+        tmp_path,
+        "name: envy\ntasks:\n  - name: e\n    run: echo $SHOAL_RUN/$SHOAL_TASK/$SHOAL_ATTEMPT/$SHOAL_WORKER/$SHOAL_RUN_ID\n",
+    )
     assert wait(client, rid)["state"] == "succeeded"
     assert client.results(rid) == {"e": f"envy/e/1/w/{rid}"}
     assert os.environ.get("SHOAL_TASK") is None

@@ -22,7 +22,13 @@ from shoal.exceptions import BadInput, NotFound, Unauthorized
 from tests.conftest import RunningBoss
 
 
-def raw(boss: RunningBoss, method: str, path: str, body: bytes | None = None, token: str | None = "default") -> tuple[int, bytes]:
+def raw(
+    boss: RunningBoss,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    token: str | None = "default",
+) -> tuple[int, bytes]:
     parts = urlsplit(boss.url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     headers = {}
@@ -65,21 +71,39 @@ def agent(boss: RunningBoss) -> Any:
     a.drop_connection()
 
 
-def test_register_and_sync_in_one_round_trip(boss: RunningBoss, client: BossClient, agent: AgentClient) -> None:
-    rid = client.submit(spec.parse_text("tasks:\n- {name: a, run: x, env: {K: v}}\n- {name: b, run: y, after: [a]}\n"))
+def test_register_and_sync_in_one_round_trip(
+    boss: RunningBoss, client: BossClient, agent: AgentClient
+) -> None:
+    rid = client.submit(
+        spec.parse_text(
+            "tasks:\n- {name: a, run: x, env: {K: v}}\n- {name: b, run: y, after: [a]}\n"
+        )
+    )
     reg = agent.register(p.Registration(name="w1", host="h", slots=2))
     assert reg.lease_seconds > 0
     (a,) = agent.sync(p.SyncRequest(worker_id=reg.worker_id, free_slots=2)).assignments
     assert (a.task, a.run_cmds, a.env["K"]) == ("a", ["x"], "v")
-    done = p.Report(attempt_id=a.attempt_id, outcome=p.SUCCEEDED, exit_code=0, result=7, run_id=rid, task="a", log="hello\n")
-    (b,) = agent.sync(p.SyncRequest(worker_id=reg.worker_id, finished=[done], free_slots=2)).assignments
+    done = p.Report(
+        attempt_id=a.attempt_id,
+        outcome=p.SUCCEEDED,
+        exit_code=0,
+        result=7,
+        run_id=rid,
+        task="a",
+        log="hello\n",
+    )
+    (b,) = agent.sync(
+        p.SyncRequest(worker_id=reg.worker_id, finished=[done], free_slots=2)
+    ).assignments
     assert b.task == "b"
     assert client.results(rid) == {"a": 7}
     assert client.log(rid, "a") == "hello\n"
     assert client.workers()[0]["name"] == "w1"
 
 
-def test_idle_sync_waits_for_work_and_wakes_when_it_appears(boss: RunningBoss, client: BossClient) -> None:
+def test_idle_sync_waits_for_work_and_wakes_when_it_appears(
+    boss: RunningBoss, client: BossClient
+) -> None:
     agent = AgentClient(boss.url, boss.token)
     wid = agent.register(p.Registration(name="w", host="h", slots=1)).worker_id
     got: list[Any] = []
@@ -97,7 +121,9 @@ def test_idle_sync_waits_for_work_and_wakes_when_it_appears(boss: RunningBoss, c
     agent.drop_connection()
 
 
-def test_datastore_streams_large_files_both_ways(boss: RunningBoss, client: BossClient, agent: AgentClient, tmp_path: Path) -> None:
+def test_datastore_streams_large_files_both_ways(
+    boss: RunningBoss, client: BossClient, agent: AgentClient, tmp_path: Path
+) -> None:
     big = tmp_path / "big.bin"
     with big.open("wb") as f:
         for i in range(64):
@@ -120,7 +146,9 @@ def test_datastore_refuses_paths_outside_it(boss: RunningBoss, path: str) -> Non
 
 def test_bad_submissions_are_refused_with_a_reason(client: BossClient, agent: AgentClient) -> None:
     with pytest.raises(BadInput, match="duplicate"):
-        client.post("/runs", {"spec": {"tasks": [{"name": "a", "run": "x"}, {"name": "a", "run": "y"}]}})
+        client.post(
+            "/runs", {"spec": {"tasks": [{"name": "a", "run": "x"}, {"name": "a", "run": "y"}]}}
+        )
     with pytest.raises(BadInput, match="bundle"):
         client.post("/runs", {"spec": {"tasks": [{"name": "a", "run": "x"}]}, "bundle": "f" * 32})
     with pytest.raises(NotFound):

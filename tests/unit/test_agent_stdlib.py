@@ -14,19 +14,23 @@ from shoal import protocol as p
 from shoal.agent.runner import command_argv, parse_result
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-AGENT_FILES = sorted((SRC / "shoal" / "agent").glob("*.py")) + [SRC / "shoal" / "protocol.py", SRC / "shoal" / "__init__.py"]
+AGENT_FILES = [
+    *sorted((SRC / "shoal" / "agent").glob("*.py")),
+    SRC / "shoal" / "protocol.py",
+    SRC / "shoal" / "__init__.py",
+]
 
 
 def test_agent_imports_with_third_party_packages_unimportable() -> None:
     # -S: no site-packages at all; -I: ignore PYTHON* variables and the user site.
     code = (
-        "import sys; sys.path.insert(0, %r)\n"
+        f"import sys; sys.path.insert(0, {str(SRC)!r})\n"
         "import shoal.agent, shoal.agent.worker, shoal.agent.runner, shoal.agent.client, shoal.protocol\n"
         "third = [m for m in sys.modules if m.split('.')[0] in "
         "('yaml', 'sqlalchemy', 'starlette', 'uvicorn', 'typer', 'rich', 'httpx', 'click', 'anyio')]\n"
         "assert not third, third\n"
         "print('ok')\n"
-    ) % str(SRC)
+    )
     proc = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
@@ -41,7 +45,9 @@ def _old_python() -> str | None:
     candidates = [str(p) for p in sorted(Path.home().glob(".pyenv/versions/3.[89].*/bin/python3"))]
     candidates += [w for w in (shutil.which("python3.8"), shutil.which("python3.9")) if w]
     for exe in candidates:
-        probe = subprocess.run([exe, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True)
+        probe = subprocess.run(
+            [exe, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
+        )
         if probe.returncode == 0 and probe.stdout.strip() in ("(3, 8)", "(3, 9)"):
             return exe
     return None
@@ -52,7 +58,13 @@ def test_agent_runs_on_an_old_python_where_one_is_installed() -> None:
     if old is None:
         pytest.skip("no Python 3.8 or 3.9 on this machine")
     proc = subprocess.run(
-        [old, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {str(SRC)!r}); import shoal.agent.worker; print('ok')"],
+        [
+            old,
+            "-I",
+            "-S",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(SRC)!r}); import shoal.agent.worker; print('ok')",
+        ],
         capture_output=True,
         text=True,
     )
@@ -63,7 +75,16 @@ def test_simple_commands_skip_the_shell_and_others_use_it() -> None:
     argv = command_argv(["true"])
     assert argv[0].endswith("/true") and len(argv) == 1
     assert command_argv(["echo hello world"])[1:] == ["hello", "world"]
-    for cmd in ["echo $HOME", "a | b", "x > y", "cd /tmp", "FOO=1 env", "echo 'q'", "ls *.py", "no-such-command-xyz"]:
+    for cmd in [
+        "echo $HOME",
+        "a | b",
+        "x > y",
+        "cd /tmp",
+        "FOO=1 env",
+        "echo 'q'",
+        "ls *.py",
+        "no-such-command-xyz",
+    ]:
         argv = command_argv([cmd])
         assert argv[-2:] == ["-c", cmd], cmd
     assert command_argv(["true", "false"])[-1] == "true\nfalse"
@@ -71,17 +92,40 @@ def test_simple_commands_skip_the_shell_and_others_use_it() -> None:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("42", 42), ("3.5", 3.5), ('{"a": 1}', {"a": 1}), ("[1, 2]", [1, 2]), ("hello world", "hello world"), ("", None), ("  ", None)],
+    [
+        ("42", 42),
+        ("3.5", 3.5),
+        ('{"a": 1}', {"a": 1}),
+        ("[1, 2]", [1, 2]),
+        ("hello world", "hello world"),
+        ("", None),
+        ("  ", None),
+    ],
 )
 def test_results_from_text(text: str, value: object) -> None:
     assert parse_result(text) == value
 
 
 def test_wire_messages_round_trip() -> None:
-    a = p.Assignment(attempt_id=1, run_id=2, run="r", task="t", number=1, fetch=[p.Fetch("x", "y")], env={"A": "1"})
+    a = p.Assignment(
+        attempt_id=1,
+        run_id=2,
+        run="r",
+        task="t",
+        number=1,
+        fetch=[p.Fetch("x", "y")],
+        env={"A": "1"},
+    )
     resp = p.SyncResponse(assignments=[a], cancel=[5])
     assert p.SyncResponse.from_dict(resp.to_dict()) == resp
-    req = p.SyncRequest(worker_id=3, finished=[p.Report(attempt_id=1, outcome=p.SUCCEEDED, result={"k": [1]})], running=[2])
+    req = p.SyncRequest(
+        worker_id=3,
+        finished=[p.Report(attempt_id=1, outcome=p.SUCCEEDED, result={"k": [1]})],
+        running=[2],
+    )
     assert p.SyncRequest.from_dict(req.to_dict()) == req
     # Fields a newer peer adds are ignored, not fatal.
-    assert p.Report.from_dict({"attempt_id": 1, "outcome": "failed", "future_field": 1}).attempt_id == 1
+    assert (
+        p.Report.from_dict({"attempt_id": 1, "outcome": "failed", "future_field": 1}).attempt_id
+        == 1
+    )

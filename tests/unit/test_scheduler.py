@@ -34,13 +34,33 @@ def worker(s: Scheduler, name: str = "w", slots: int = 1, **labels: Any) -> int:
     return s.register(p.Registration(name=name, host="h", slots=slots, labels=labels)).worker_id
 
 
-def take(s: Scheduler, w: int, free: int = 1, running: list[int] | None = None) -> list[p.Assignment]:
-    return s.sync(p.SyncRequest(worker_id=w, free_slots=free, running=running or [])).response.assignments
+def take(
+    s: Scheduler, w: int, free: int = 1, running: list[int] | None = None
+) -> list[p.Assignment]:
+    return s.sync(
+        p.SyncRequest(worker_id=w, free_slots=free, running=running or [])
+    ).response.assignments
 
 
-def report(s: Scheduler, w: int, a: p.Assignment, code: int = 0, result: Any = None, free: int = 0, **kw: Any) -> Any:
+def report(
+    s: Scheduler,
+    w: int,
+    a: p.Assignment,
+    code: int = 0,
+    result: Any = None,
+    free: int = 0,
+    **kw: Any,
+) -> Any:
     outcome = p.SUCCEEDED if code == 0 else p.FAILED
-    r = p.Report(attempt_id=a.attempt_id, outcome=outcome, exit_code=code, result=result, run_id=a.run_id, task=a.task, **kw)
+    r = p.Report(
+        attempt_id=a.attempt_id,
+        outcome=outcome,
+        exit_code=code,
+        result=result,
+        run_id=a.run_id,
+        task=a.task,
+        **kw,
+    )
     return s.sync(p.SyncRequest(worker_id=w, finished=[r], free_slots=free))
 
 
@@ -49,7 +69,9 @@ def states(s: Scheduler, run_id: int) -> dict[str, str]:
 
 
 def test_dependencies_gate_readiness_and_outputs_flow(sched: Scheduler) -> None:
-    rid = sched.submit(run_of("tasks:\n- {name: a, run: x, outputs: [o.txt]}\n- {name: b, run: y, after: [a]}\n"))
+    rid = sched.submit(
+        run_of("tasks:\n- {name: a, run: x, outputs: [o.txt]}\n- {name: b, run: y, after: [a]}\n")
+    )
     w = worker(sched)
     assert states(sched, rid) == {"a": "ready", "b": "waiting"}
     (a,) = take(sched, w, free=5)
@@ -86,7 +108,9 @@ def test_slots_hosts_and_labels_decide_who_takes_what(sched: Scheduler) -> None:
 
 
 def test_task_needing_more_slots_than_any_worker_is_reported(sched: Scheduler) -> None:
-    rid = sched.submit(run_of("tasks:\n- {name: huge, run: x, slots: 8}\n- {name: after, run: x, after: [huge]}\n"))
+    rid = sched.submit(
+        run_of("tasks:\n- {name: huge, run: x, slots: 8}\n- {name: after, run: x, after: [huge]}\n")
+    )
     worker(sched, slots=2)
     assert "more slots than any worker" in sched.run_view(rid)["warnings"][0]
     assert sched.fail_unplaceable(rid, 2) == ["huge"]
@@ -166,7 +190,11 @@ def test_interrupted_attempt_is_ready_again_without_counting_a_failure(sched: Sc
 
 
 def test_batched_reports_ready_a_join_once(sched: Scheduler) -> None:
-    rid = sched.submit(run_of("tasks:\n- {name: a, run: x}\n- {name: b, run: x}\n- {name: j, run: x, after: [a, b]}\n"))
+    rid = sched.submit(
+        run_of(
+            "tasks:\n- {name: a, run: x}\n- {name: b, run: x}\n- {name: j, run: x, after: [a, b]}\n"
+        )
+    )
     w = worker(sched, slots=2)
     a, b = take(sched, w, free=2)
     reports = [p.Report(attempt_id=x.attempt_id, outcome=p.SUCCEEDED, exit_code=0) for x in (a, b)]
@@ -190,7 +218,10 @@ def test_unknown_run_worker_and_task(sched: Scheduler) -> None:
 
 
 def test_dag_of_many_tasks_in_one_transaction(sched: Scheduler) -> None:
-    tasks = "\n".join(f"- {{name: t{i}, run: x{', after: [t' + str(i - 1) + ']' if i else ''}}}" for i in range(300))
+    tasks = "\n".join(
+        f"- {{name: t{i}, run: x{', after: [t' + str(i - 1) + ']' if i else ''}}}"
+        for i in range(300)
+    )
     rid = sched.submit(run_of("tasks:\n" + tasks))
     counts = sched.run_view(rid)["counts"]
     assert counts == {"ready": 1, "waiting": 299}

@@ -100,7 +100,11 @@ tasks:
 
 
 def test_bare_json_list_and_name_from_file(tmp_path: Path) -> None:
-    run = load(tmp_path, '[{"name": "a", "run": "true"}, {"name": "b", "run": "true", "after": "a"}]', "batch.json")
+    run = load(
+        tmp_path,
+        '[{"name": "a", "run": "true"}, {"name": "b", "run": "true", "after": "a"}]',
+        "batch.json",
+    )
     assert run.name == "batch"
     assert run.tasks[1].after == ("a",)
 
@@ -117,22 +121,49 @@ def test_bundle_folder_is_resolved_next_to_the_file(tmp_path: Path) -> None:
     [
         ("tasks:\n  - name: a\n    run: [x\n", 4, None, "invalid YAML"),
         ("tasks:\n  - name: a\n    run: x\n    retires: 3\n", 4, "a", "did you mean 'retries'"),
-        ("tasks:\n  - name: a\n    run: x\n  - name: a\n    run: y\n", 4, "a", "duplicate task name"),
-        ("tasks:\n  - name: a\n    run: x\n    after: [prpe]\n", 4, "a", "'after' names no task 'prpe'"),
+        (
+            "tasks:\n  - name: a\n    run: x\n  - name: a\n    run: y\n",
+            4,
+            "a",
+            "duplicate task name",
+        ),
+        (
+            "tasks:\n  - name: a\n    run: x\n    after: [prpe]\n",
+            4,
+            "a",
+            "'after' names no task 'prpe'",
+        ),
         ("tasks:\n  - name: a\n    run: x\n    after: ['z*']\n", 4, "a", "matches no task"),
-        ("tasks:\n  - name: a\n    run: x\n    after: [b]\n  - name: b\n    run: y\n    after: [a]\n", 2, "a", "dependency cycle a -> b -> a"),
-        ("tasks:\n  - name: a-{i}\n    matrix: [1, 2]\n    run: x\n", 3, "a-{i}", "mapping of lists"),
+        (
+            "tasks:\n  - name: a\n    run: x\n    after: [b]\n  - name: b\n    run: y\n    after: [a]\n",
+            2,
+            "a",
+            "dependency cycle a -> b -> a",
+        ),
+        (
+            "tasks:\n  - name: a-{i}\n    matrix: [1, 2]\n    run: x\n",
+            3,
+            "a-{i}",
+            "mapping of lists",
+        ),
         ("tasks:\n  - name: a-{i}\n    matrix: {i: 3}\n    run: x\n", 3, "a-{i}", "non-empty list"),
         ("tasks:\n  - name: a\n    run: x\n    timeout: soon\n", 4, "a", "bad duration 'soon'"),
         ("tasks:\n  - name: a\n    run: x\n    timeout: -5\n", 4, "a", "more than zero"),
-        ("bundle: ./nowhere\ntasks:\n  - name: a\n    run: x\n", 1, None, "bundle folder './nowhere' does not exist"),
+        (
+            "bundle: ./nowhere\ntasks:\n  - name: a\n    run: x\n",
+            1,
+            None,
+            "bundle folder './nowhere' does not exist",
+        ),
         ("tasks:\n  - name: a b\n    run: x\n", 2, "a b", "bad name"),
         ("tasks:\n  - name: a\n", 2, "a", "no 'run'"),
         ("tasks:\n  - name: a\n    run: x\n    slots: 0\n", 4, "a", "at least 1"),
         ("taks:\n  - name: a\n", 1, None, "did you mean 'tasks'"),
     ],
 )
-def test_bad_input_names_file_line_and_task(tmp_path: Path, text: str, line: int, task: str | None, words: str) -> None:
+def test_bad_input_names_file_line_and_task(
+    tmp_path: Path, text: str, line: int, task: str | None, words: str
+) -> None:
     e = error(tmp_path, text)
     assert e.path == str(tmp_path / "tasks.yaml")
     assert e.line == line, str(e)
@@ -165,7 +196,16 @@ def test_missing_file_and_empty_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [(90, 90.0), (1.5, 1.5), ("90", 90.0), ("90s", 90.0), ("30m", 1800.0), ("2h", 7200.0), ("1h30m", 5400.0), ("250ms", 0.25)],
+    [
+        (90, 90.0),
+        (1.5, 1.5),
+        ("90", 90.0),
+        ("90s", 90.0),
+        ("30m", 1800.0),
+        ("2h", 7200.0),
+        ("1h30m", 5400.0),
+        ("250ms", 0.25),
+    ],
 )
 def test_durations(value: object, seconds: float) -> None:
     assert spec.parse_duration(value) == seconds
@@ -178,6 +218,8 @@ def test_bad_durations(value: object) -> None:
 
 
 def test_submitted_form_round_trips() -> None:
-    run = spec.parse_text("tasks:\n- {name: a, run: x, timeout: 5m}\n- {name: b, run: y, after: [a], requires: [gpu]}\n")
+    run = spec.parse_text(
+        "tasks:\n- {name: a, run: x, timeout: 5m}\n- {name: b, run: y, after: [a], requires: [gpu]}\n"
+    )
     again = spec.spec_from_dict(run.to_dict())
     assert [t.to_dict() for t in again.tasks] == [t.to_dict() for t in run.tasks]

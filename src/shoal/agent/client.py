@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -34,7 +35,7 @@ class AgentClient:
     def __init__(self, url: str, token: str, timeout: float = 60.0) -> None:
         parts = urlsplit(url if "://" in url else "http://" + url)
         if parts.scheme not in ("http", "https"):
-            raise ValueError("the boss URL must start with http:// or https://: {}".format(url))
+            raise ValueError(f"the boss URL must start with http:// or https://: {url}")
         self.url = url
         self.https = parts.scheme == "https"
         self.host = parts.hostname or "127.0.0.1"
@@ -90,10 +91,10 @@ class AgentClient:
                 # unless the body was a stream we cannot send twice.
                 self.drop_connection()
                 if attempt == 2 or hasattr(body, "read") or self._aborted:
-                    raise BossDown("{}: {}".format(self.url, e)) from e
+                    raise BossDown(f"{self.url}: {e}") from e
             except (OSError, http.client.HTTPException) as e:
                 self.drop_connection()
-                raise BossDown("{}: {}".format(self.url, e)) from e
+                raise BossDown(f"{self.url}: {e}") from e
         raise BossDown(self.url)  # pragma: no cover - the loop returns or raises
 
     def _check(self, resp: http.client.HTTPResponse) -> bytes:
@@ -101,17 +102,17 @@ class AgentClient:
             data = resp.read()
         except (OSError, http.client.HTTPException) as e:
             self.drop_connection()
-            raise BossDown("{}: {}".format(self.url, e)) from e
+            raise BossDown(f"{self.url}: {e}") from e
         if resp.status >= 400:
             message = data.decode("utf-8", "replace")
-            try:
+            with contextlib.suppress(ValueError, AttributeError):
                 message = json.loads(message).get("error", message)
-            except (ValueError, AttributeError):
-                pass
             raise BossRefused(resp.status, message)
         return data
 
-    def call(self, method: str, path: str, payload: Any = None, timeout: Optional[float] = None) -> Any:
+    def call(
+        self, method: str, path: str, payload: Any = None, timeout: Optional[float] = None
+    ) -> Any:
         body = None if payload is None else json.dumps(payload, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json"} if body is not None else None
         resp = self._send(method, p.API_PREFIX + path, body, headers, timeout)
@@ -128,7 +129,9 @@ class AgentClient:
         self._sync_conn = self._conn(timeout)
         self._aborted = False
         try:
-            return p.SyncResponse.from_dict(self.call("POST", "/sync", req.to_dict(), timeout=timeout))
+            return p.SyncResponse.from_dict(
+                self.call("POST", "/sync", req.to_dict(), timeout=timeout)
+            )
         finally:
             self._sync_conn = None
             self._aborted = False
@@ -139,13 +142,11 @@ class AgentClient:
         conn = self._sync_conn
         sock = conn.sock if conn is not None else None
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def goodbye(self, worker_id: int) -> None:
-        self.call("DELETE", "/workers/{}".format(worker_id), timeout=5)
+        self.call("DELETE", f"/workers/{worker_id}", timeout=5)
 
     # -- the datastore ---------------------------------------------------
 
@@ -168,11 +169,11 @@ class AgentClient:
                     f.write(chunk)
                     size += len(chunk)
             os.replace(tmp, dest)
-        except (OSError, http.client.HTTPException, socket.timeout) as e:
+        except (TimeoutError, OSError, http.client.HTTPException) as e:
             self.drop_connection()
             if os.path.exists(tmp):
                 os.unlink(tmp)
-            raise BossDown("download of {} failed: {}".format(path, e)) from e
+            raise BossDown(f"download of {path} failed: {e}") from e
         return size
 
     def upload(self, path: str, source: str) -> None:

@@ -9,6 +9,7 @@ executed directly, as make does: the same result without a shell's start-up.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import glob
 import hashlib
@@ -29,8 +30,34 @@ from shoal.agent.client import AgentClient
 
 _SHELL_CHARS = frozenset("|&;<>()$`\\\"'*?[]#~=%{}!\n\t")
 _SHELL_WORDS = frozenset(
-    "alias bg break cd command continue eval exec exit export fg jobs read readonly return "
-    "set shift source trap ulimit umask unalias unset wait . :".split()
+    [
+        "alias",
+        "bg",
+        "break",
+        "cd",
+        "command",
+        "continue",
+        "eval",
+        "exec",
+        "exit",
+        "export",
+        "fg",
+        "jobs",
+        "read",
+        "readonly",
+        "return",
+        "set",
+        "shift",
+        "source",
+        "trap",
+        "ulimit",
+        "umask",
+        "unalias",
+        "unset",
+        "wait",
+        ".",
+        ":",
+    ]
 )
 _which_cache: Dict[str, Optional[str]] = {}
 _SHELL = shutil.which("bash") or shutil.which("sh") or "/bin/sh"
@@ -92,16 +119,16 @@ class BundleCache:
         marker = os.path.join(folder, ".shoal-setup-" + setup_key)
         if os.path.exists(marker):
             return folder
-        with self._lock(digest):
-            # Other agents on this host share the cache: lock across processes too.
-            with open(os.path.join(self.root, digest + ".lock"), "w") as lockfile:
-                fcntl.flock(lockfile, fcntl.LOCK_EX)
-                if not os.path.isdir(folder):
-                    self._unpack(digest, folder)
-                if not os.path.exists(marker):
-                    if setup:
-                        self._setup(folder, setup, env)
-                    open(marker, "w").close()
+        # Other agents on this host share the cache: lock across processes too.
+        lock_path = os.path.join(self.root, digest + ".lock")
+        with self._lock(digest), open(lock_path, "w") as lockfile:
+            fcntl.flock(lockfile, fcntl.LOCK_EX)
+            if not os.path.isdir(folder):
+                self._unpack(digest, folder)
+            if not os.path.exists(marker):
+                if setup:
+                    self._setup(folder, setup, env)
+                open(marker, "w").close()
         return folder
 
     def _unpack(self, digest: str, folder: str) -> None:
@@ -114,12 +141,12 @@ class BundleCache:
             for member in tar.getmembers():
                 name = member.name
                 if name.startswith("/") or ".." in name.split("/"):
-                    raise SetupFailed("bundle {} holds an unsafe path: {}".format(digest, name))
+                    raise SetupFailed(f"bundle {digest} holds an unsafe path: {name}")
                 if member.issym() or member.islnk():
                     link = member.linkname
                     if link.startswith("/") or ".." in link.split("/"):
-                        raise SetupFailed("bundle {} holds an unsafe link: {}".format(digest, name))
-            tar.extractall(tmp)  # noqa: S202 - members checked above
+                        raise SetupFailed(f"bundle {digest} holds an unsafe link: {name}")
+            tar.extractall(tmp)
         os.replace(tmp, folder)
         os.unlink(archive)
 
@@ -138,7 +165,9 @@ class BundleCache:
             with open(log_path, "rb") as f:
                 tail = f.read()[-2000:].decode("utf-8", "replace").strip().splitlines()[-5:]
             raise SetupFailed(
-                "bundle setup failed with exit code {}: {}".format(proc.returncode, " | ".join(tail))
+                "bundle setup failed with exit code {}: {}".format(
+                    proc.returncode, " | ".join(tail)
+                )
             )
 
 
@@ -160,11 +189,9 @@ class Attempt:
             _kill_group(proc, signal.SIGTERM)
 
 
-def _kill_group(proc: "subprocess.Popen[bytes]", sig: int) -> None:
-    try:
+def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class Runner:
@@ -180,7 +207,9 @@ class Runner:
         self._free: List[str] = []
         self._free_lock = threading.Lock()
         self._made = 0
-        self._ws_root = tempfile.mkdtemp(prefix="ws-", dir=_ensure(os.path.join(self.workdir, "ws")))
+        self._ws_root = tempfile.mkdtemp(
+            prefix="ws-", dir=_ensure(os.path.join(self.workdir, "ws"))
+        )
 
     def _take_workspace(self) -> str:
         with self._free_lock:
@@ -228,48 +257,18 @@ class Runner:
             SHOAL_RESULT=result_file,
             SHOAL_WORKSPACE=ws,
         )
-        exit_code: Optional[int] = None
-        cause: Optional[str] = None
-        outcome = p.FAILED
-        stdout_tail = b""
-        outputs: List[str] = []
-        log = open(log_file, "wb", buffering=0)
-        try:
+        with open(log_file, "wb", buffering=0) as log:
             try:
-                if a.bundle:
-                    folder = self.bundles.ensure(a.bundle, a.setup, env)
-                    env["SHOAL_BUNDLE"] = folder
-                    for entry in os.listdir(folder):
-                        if not entry.startswith(".shoal-setup"):
-                            os.symlink(os.path.join(folder, entry), os.path.join(ws, entry))
-                for f in a.fetch:
-                    self.client.download(f.path, os.path.join(ws, f.dest))
-            except SetupFailed as e:
-                cause = str(e)
-            except Exception as e:  # noqa: BLE001 - any staging failure fails the attempt
-                cause = "staging inputs failed: {}".format(e)
-            if cause is None:
-                exit_code, cause, _ = self._phase(attempt, a.download, ws, env, log, deadline)
-                if exit_code == 0:
-                    exit_code, cause, stdout_tail = self._phase(
-                        attempt, a.run_cmds, ws, env, log, deadline
-                    )
-                if exit_code == 0 and a.upload:
-                    exit_code, cause, _ = self._phase(attempt, a.upload, ws, env, log, deadline)
-                if exit_code == 0:
-                    try:
-                        outputs = self._upload_outputs(a, ws)
-                        outcome = p.SUCCEEDED
-                    except Exception as e:  # noqa: BLE001
-                        cause = "uploading outputs failed: {}".format(e)
-        finally:
-            if a.cleanup:
-                cleanup_deadline = time.time() + CLEANUP_TIMEOUT
-                code, why, _ = self._phase(attempt, a.cleanup, ws, env, log, cleanup_deadline)
-                if code != 0 and outcome == p.SUCCEEDED:
-                    log.write("shoal: cleanup failed ({})\n".format(why or code).encode())
-            log.close()
-            self._return_workspace(ws)
+                outcome, exit_code, cause, stdout_tail, outputs = self._stage_and_run(
+                    attempt, ws, env, log, deadline
+                )
+            finally:
+                if a.cleanup:
+                    cleanup_deadline = time.time() + CLEANUP_TIMEOUT
+                    code, why, _ = self._phase(attempt, a.cleanup, ws, env, log, cleanup_deadline)
+                    if code != 0:
+                        log.write(f"shoal: cleanup failed ({why or code})\n".encode())
+                self._return_workspace(ws)
         if attempt.cancelled is not None and outcome != p.SUCCEEDED:
             outcome = attempt.cancelled
             cause = attempt.cancelled
@@ -290,6 +289,38 @@ class Runner:
         )
         self._attach_log(report, a, log_file)
         return report
+
+    def _stage_and_run(
+        self, attempt: Attempt, ws: str, env: Dict[str, str], log: Any, deadline: Optional[float]
+    ) -> Tuple[str, Optional[int], Optional[str], bytes, List[str]]:
+        """Bundle and inputs in, then download, run, upload and the outputs out."""
+        a = attempt.a
+        try:
+            if a.bundle:
+                folder = self.bundles.ensure(a.bundle, a.setup, env)
+                env["SHOAL_BUNDLE"] = folder
+                for entry in os.listdir(folder):
+                    if not entry.startswith(".shoal-setup"):
+                        os.symlink(os.path.join(folder, entry), os.path.join(ws, entry))
+            for f in a.fetch:
+                self.client.download(f.path, os.path.join(ws, f.dest))
+        except SetupFailed as e:
+            return p.FAILED, None, str(e), b"", []
+        except Exception as e:  # any staging failure fails the attempt, not the worker
+            return p.FAILED, None, f"staging inputs failed: {e}", b"", []
+        tail = b""
+        code, cause, _ = self._phase(attempt, a.download, ws, env, log, deadline)
+        if code == 0:
+            code, cause, tail = self._phase(attempt, a.run_cmds, ws, env, log, deadline)
+        if code == 0:
+            code, cause, _ = self._phase(attempt, a.upload, ws, env, log, deadline)
+        if code != 0:
+            return p.FAILED, code, cause, tail, []
+        try:
+            outputs = self._upload_outputs(a, ws)
+        except Exception as e:
+            return p.FAILED, code, f"uploading outputs failed: {e}", tail, []
+        return p.SUCCEEDED, code, None, tail, outputs
 
     def _phase(
         self,
@@ -317,7 +348,7 @@ class Runner:
                     start_new_session=True,
                 )
             except OSError as e:
-                return 127, "cannot start the command: {}".format(e), b""
+                return 127, f"cannot start the command: {e}", b""
             attempt._proc = proc
         tail = b""
         timed_out = False
@@ -360,7 +391,7 @@ class Runner:
         with attempt._lock:
             attempt._proc = None
         if timed_out:
-            return code, "timeout after {}".format(_seconds(attempt.a.timeout or 0)), tail
+            return code, f"timeout after {_seconds(attempt.a.timeout or 0)}", tail
         if attempt.cancelled is not None:
             return code, attempt.cancelled, tail
         if code != 0:
@@ -373,7 +404,7 @@ class Runner:
             hits = sorted(glob.glob(os.path.join(ws, pattern), recursive=True))
             hits = [h for h in hits if os.path.isfile(h)]
             if not hits and not glob.has_magic(pattern):
-                raise RuntimeError("output '{}' was not written by the task".format(pattern))
+                raise RuntimeError(f"output '{pattern}' was not written by the task")
             for h in hits:
                 rel = os.path.relpath(h, ws).replace(os.sep, "/")
                 if rel not in names:
@@ -392,7 +423,7 @@ class Runner:
                 try:
                     return json.loads(text), None
                 except ValueError as e:
-                    return None, "$SHOAL_RESULT does not hold JSON: {}".format(e)
+                    return None, f"$SHOAL_RESULT does not hold JSON: {e}"
         lines = [ln for ln in stdout_tail.decode("utf-8", "replace").splitlines() if ln.strip()]
         return (parse_result(lines[-1]) if lines else None), None
 
@@ -405,7 +436,7 @@ class Runner:
             try:
                 self.client.upload(p.log_path(a.run_id, a.task, a.attempt_id), log_file)
                 report.log_uploaded = True
-            except Exception:  # noqa: BLE001 - keep the tail rather than nothing
+            except Exception:
                 with open(log_file, "rb") as f:
                     f.seek(size - p.INLINE_LOG_LIMIT)
                     report.log = "[log cut: upload failed]\n" + f.read().decode("utf-8", "replace")
@@ -421,10 +452,10 @@ def _exit_cause(code: int) -> str:
         try:
             name = signal.Signals(-code).name
         except ValueError:
-            name = "signal {}".format(-code)
-        return "killed by {}".format(name)
-    return "exit code {}".format(code)
+            name = f"signal {-code}"
+        return f"killed by {name}"
+    return f"exit code {code}"
 
 
 def _seconds(value: float) -> str:
-    return "{:g}s".format(value)
+    return f"{value:g}s"

@@ -62,9 +62,9 @@ class Agent:
     ) -> None:
         self.client = client
         self.slots = max(1, slots)
-        self.name = name or "{}-{}".format(socket.gethostname(), os.getpid())
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.labels = labels or {}
-        self.workdir = workdir or os.path.join(tempfile.gettempdir(), "shoal-worker-{}".format(os.getuid()))
+        self.workdir = workdir or os.path.join(tempfile.gettempdir(), f"shoal-worker-{os.getuid()}")
         self.idle_exit = idle_exit
         self.drain_timeout = drain_timeout
         self.quiet = quiet
@@ -143,7 +143,9 @@ class Agent:
         try:
             self.register()
         except BossRefused as e:
-            sys.stderr.write("shoal worker: the boss refused to register this worker: {}\n".format(e.message))
+            sys.stderr.write(
+                f"shoal worker: the boss refused to register this worker: {e.message}\n"
+            )
             return 2
         except BossDown:
             return 130 if self.stopping else 1
@@ -157,14 +159,17 @@ class Agent:
                     idle_since = time.time()
                 if self.stopping and not self.running:
                     break
-                if self.stopping == 1 and self.drain_timeout is not None:
-                    if time.time() - self.stop_since > self.drain_timeout:
-                        self.stopping = 2
-                        self.cond.release()
-                        try:
-                            self._interrupt_all()
-                        finally:
-                            self.cond.acquire()
+                if (
+                    self.stopping == 1
+                    and self.drain_timeout is not None
+                    and time.time() - self.stop_since > self.drain_timeout
+                ):
+                    self.stopping = 2
+                    self.cond.release()
+                    try:
+                        self._interrupt_all()
+                    finally:
+                        self.cond.acquire()
                 idle_for = time.time() - idle_since
                 if not busy and self.idle_exit is not None and idle_for >= self.idle_exit:
                     self.log("idle_exit", idle_seconds=round(idle_for, 1))
@@ -182,7 +187,11 @@ class Agent:
                     room = self._room()
                 if not self.finished and (room == 0 or busy or self.stopping):
                     # Wait for an attempt to finish (or the heartbeat).
-                    self.cond.wait(self.heartbeat if room == 0 and not self.stopping else min(self.heartbeat, 0.5))
+                    self.cond.wait(
+                        self.heartbeat
+                        if room == 0 and not self.stopping
+                        else min(self.heartbeat, 0.5)
+                    )
                     self._start_what_fits()
                     room = self._room()
                 finished, self.finished = self.finished, []
@@ -222,7 +231,7 @@ class Agent:
                     self.register()
                     continue
                 if e.status == 401:
-                    sys.stderr.write("shoal worker: the boss refused the token: {}\n".format(e.message))
+                    sys.stderr.write(f"shoal worker: the boss refused the token: {e.message}\n")
                     return 2
                 self.log("sync_refused", status=e.status, error=e.message)
                 self._sleep(backoff)
@@ -309,21 +318,23 @@ class Agent:
             attempt = Attempt(a)
             self.running[a.attempt_id] = attempt
             self.used += a.slots
-            threading.Thread(target=self._run_one, args=(attempt,), name="attempt-{}".format(a.attempt_id), daemon=True).start()
+            threading.Thread(
+                target=self._run_one, args=(attempt,), name=f"attempt-{a.attempt_id}", daemon=True
+            ).start()
 
     def _run_one(self, attempt: Attempt) -> None:
         a = attempt.a
         try:
             report = self.runner.run(attempt)
             self.client.drop_connection()  # this thread's, if it moved files
-        except Exception as e:  # noqa: BLE001 - a bug here must not kill the worker
+        except Exception as e:
             now = time.time()
             report = p.Report(
                 attempt_id=a.attempt_id,
                 outcome=p.FAILED,
                 run_id=a.run_id,
                 task=a.task,
-                cause="worker error: {!r}".format(e),
+                cause=f"worker error: {e!r}",
                 started=now,
                 ended=now,
             )
@@ -357,9 +368,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--token", default=None, help="the boss's token (default: $SHOAL_TOKEN)")
     parser.add_argument("--slots", type=int, default=os.cpu_count() or 1, help="attempts at once")
     parser.add_argument("--name", default=None, help="worker name (default: HOST-PID)")
-    parser.add_argument("--label", action="append", default=[], help="a label KEY=VALUE (repeatable)")
-    parser.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
-    parser.add_argument("--drain-timeout", type=float, default=None, help="on SIGTERM, wait this long for running attempts")
+    parser.add_argument(
+        "--label", action="append", default=[], help="a label KEY=VALUE (repeatable)"
+    )
+    parser.add_argument(
+        "--idle-exit", type=float, default=None, help="exit after this many idle seconds"
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=None,
+        help="on SIGTERM, wait this long for running attempts",
+    )
     parser.add_argument("--workdir", default=None, help="where workspaces and bundles go")
     parser.add_argument("--quiet", action="store_true", help="no log lines on stderr")
     args = parser.parse_args(argv)
@@ -376,7 +396,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         client = AgentClient(args.boss, token)
     except ValueError as e:
-        sys.stderr.write("shoal worker: {}\n".format(e))
+        sys.stderr.write(f"shoal worker: {e}\n")
         return 2
     agent = Agent(
         client,

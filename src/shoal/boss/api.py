@@ -18,7 +18,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.schemas import SchemaGenerator
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -38,7 +38,9 @@ MAX_WAIT = 30.0
 
 def _json(data: Any, status: int = 200) -> Response:
     return Response(
-        json.dumps(data, separators=(",", ":")).encode(), status_code=status, media_type="application/json"
+        json.dumps(data, separators=(",", ":")).encode(),
+        status_code=status,
+        media_type="application/json",
     )
 
 
@@ -88,9 +90,11 @@ class TokenGuard:
         await self.app(scope, receive, send)
 
 
-def create_app(scheduler: Scheduler, datastore: LocalDatastore, token: str) -> ASGIApp:
-    """The boss's ASGI application."""
-    signal = WorkSignal()
+def create_app(
+    scheduler: Scheduler, datastore: LocalDatastore, token: str, signal: WorkSignal | None = None
+) -> ASGIApp:
+    """The boss's ASGI application; ``signal`` wakes its long-polls."""
+    signal = signal or WorkSignal()
     schemas = SchemaGenerator(
         {"openapi": "3.0.0", "info": {"title": "shoal boss", "version": str(p.PROTOCOL_VERSION)}}
     )
@@ -149,7 +153,9 @@ def create_app(scheduler: Scheduler, datastore: LocalDatastore, token: str) -> A
         response = outcome.response
         if not response.assignments and not response.cancel and req.free_slots > 0 and req.wait > 0:
             deadline = asyncio.get_running_loop().time() + min(req.wait, MAX_WAIT)
-            idle = p.SyncRequest(worker_id=req.worker_id, running=req.running, free_slots=req.free_slots)
+            idle = p.SyncRequest(
+                worker_id=req.worker_id, running=req.running, free_slots=req.free_slots
+            )
             while True:
                 left = deadline - asyncio.get_running_loop().time()
                 if left <= 0 or await request.is_disconnected():
@@ -192,7 +198,7 @@ def create_app(scheduler: Scheduler, datastore: LocalDatastore, token: str) -> A
           200:
             description: A list of datastore paths.
         """
-        return _json(datastore.list(request.query_params.get("prefix", "")))
+        return _json(datastore.listing(request.query_params.get("prefix", "")))
 
     async def submit(request: Request) -> Response:
         """
@@ -329,7 +335,7 @@ def create_app(scheduler: Scheduler, datastore: LocalDatastore, token: str) -> A
         return _json(schemas.get_schema(routes=routes))
 
     v = p.API_PREFIX
-    routes = [
+    routes: list[BaseRoute] = [
         Route(f"{v}/workers", register, methods=["POST"]),
         Route(f"{v}/workers", workers, methods=["GET"]),
         Route(f"{v}/workers/{{worker:int}}", goodbye, methods=["DELETE"]),
@@ -362,7 +368,6 @@ def create_app(scheduler: Scheduler, datastore: LocalDatastore, token: str) -> A
         ShoalError: on_shoal_error
     }
     app = Starlette(routes=routes, exception_handlers=handlers)
-    app.state.signal = signal
     return TokenGuard(app, token)
 
 

@@ -42,13 +42,15 @@ class LocalDatastore:
             raise NotFound(f"no file '{path}' in the datastore")
         return target
 
-    def list(self, prefix: str) -> list[str]:
+    def listing(self, prefix: str) -> list[str]:
         """Every file under a folder of the datastore, as datastore paths."""
         base = self.resolve(prefix.rstrip("/")) if prefix.strip("/") else self.root
         if not base.is_dir():
             return []
         return sorted(
-            str(PurePosixPath(*p.relative_to(self.root).parts)) for p in base.rglob("*") if p.is_file()
+            str(PurePosixPath(*p.relative_to(self.root).parts))
+            for p in base.rglob("*")
+            if p.is_file()
         )
 
     async def write_stream(self, path: str, chunks: AsyncIterable[bytes]) -> int:

@@ -35,7 +35,9 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise BadInput(f"cannot listen on {host}:{port}: {e.strerror} (choose another --listen)") from None
+        raise BadInput(
+            f"cannot listen on {host}:{port}: {e.strerror} (choose another --listen)"
+        ) from None
     sock.listen(1024)
     return sock
 

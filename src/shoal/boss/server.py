@@ -16,7 +16,7 @@ from typing import Any
 import uvicorn
 
 from shoal import protocol as p
-from shoal.boss.api import create_app
+from shoal.boss.api import WorkSignal, create_app
 from shoal.boss.datastore import LocalDatastore
 from shoal.boss.listen import bind, parse_listen, url_of
 from shoal.scheduler import Scheduler
@@ -53,7 +53,8 @@ class Boss:
         self.scheduler = Scheduler(self.store, lease_seconds=lease_seconds)
         self.datastore = LocalDatastore(data)
         self.token = token
-        self.app = create_app(self.scheduler, self.datastore, token)
+        self.signal = WorkSignal()
+        self.app = create_app(self.scheduler, self.datastore, token, self.signal)
         self.sock = sock if sock is not None else bind(host, port)
         self.url = url_of(self.sock)
         config = uvicorn.Config(
@@ -83,8 +84,7 @@ class Boss:
         """Wake long-polling workers (from any thread)."""
         loop = self._loop
         if loop is not None and loop.is_running():
-            signal = getattr(self.app, "app").state.signal
-            loop.call_soon_threadsafe(signal.notify)
+            loop.call_soon_threadsafe(self.signal.notify)
 
     def serve(self) -> None:
         """Serve in this thread until :meth:`stop` (or SIGINT/SIGTERM in the main thread)."""

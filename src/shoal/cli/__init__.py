@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.table import Table
 
 from shoal import __version__
 from shoal.cli import render
@@ -35,10 +36,17 @@ app = typer.Typer(
 )
 console = Console()
 
-BossOpt = Annotated[str | None, typer.Option("--boss", help="The boss's URL (default: $SHOAL_BOSS or the state folder).")]
-TokenOpt = Annotated[str | None, typer.Option("--token", help="The boss's token (default: $SHOAL_TOKEN or the state folder).")]
+BossOpt = Annotated[
+    str | None,
+    typer.Option("--boss", help="The boss's URL (default: $SHOAL_BOSS or the state folder)."),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option("--token", help="The boss's token (default: $SHOAL_TOKEN or the state folder)."),
+]
 StateDirOpt = Annotated[
-    Path | None, typer.Option("--state-dir", help="The state folder to find the boss in (default: .shoal).")
+    Path | None,
+    typer.Option("--state-dir", help="The state folder to find the boss in (default: .shoal)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 RunArg = Annotated[str | None, typer.Argument(help="Run id or name (default: the latest run).")]
@@ -51,7 +59,11 @@ def _state(path: Path | None) -> StateDir:
 def _client(boss: str | None, token: str | None, state: Path | None) -> BossClient | OfflineClient:
     """The boss to ask; without one, the state folder's database, read directly."""
     sd = _state(state)
-    if not (boss or os.environ.get("SHOAL_BOSS")) and sd.live_boss() is None and sd.db_path.exists():
+    if (
+        not (boss or os.environ.get("SHOAL_BOSS"))
+        and sd.live_boss() is None
+        and sd.db_path.exists()
+    ):
         return OfflineClient(sd)
     return BossClient.find(boss, token, sd)
 
@@ -78,11 +90,17 @@ def _root(
 @app.command()
 def run(
     file: Annotated[str, typer.Argument(help="The task file (YAML or JSON).")],
-    jobs: Annotated[int, typer.Option("-j", "--jobs", help="Local workers (default: the number of cores).")] = 0,
+    jobs: Annotated[
+        int, typer.Option("-j", "--jobs", help="Local workers (default: the number of cores).")
+    ] = 0,
     slots: Annotated[int, typer.Option("--slots", help="Slots per local worker.")] = 1,
-    state: Annotated[Path, typer.Option("--state", help="State folder: database, datastore, logs.")] = Path(".shoal"),
+    state: Annotated[
+        Path, typer.Option("--state", help="State folder: database, datastore, logs.")
+    ] = Path(".shoal"),
     as_json: JsonOpt = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress and no summary.")
+    ] = False,
 ) -> None:
     """Run a task file on this machine, start to end: boss, workers, progress, summary."""
     from shoal.cli.run import run_command
@@ -100,11 +118,20 @@ def run(
 
 @app.command()
 def boss(
-    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT to serve on.")] = "127.0.0.1:8765",
-    db: Annotated[str | None, typer.Option("--db", help="Database URL or SQLite file (default: STATE/shoal.db).")] = None,
-    data: Annotated[Path | None, typer.Option("--data", help="Datastore folder (default: STATE/data).")] = None,
+    listen: Annotated[
+        str, typer.Option("--listen", help="HOST:PORT to serve on.")
+    ] = "127.0.0.1:8765",
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Database URL or SQLite file (default: STATE/shoal.db)."),
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Datastore folder (default: STATE/data).")
+    ] = None,
     state: Annotated[Path, typer.Option("--state", help="State folder.")] = Path(".shoal"),
-    lease: Annotated[float, typer.Option("--lease", help="Seconds an attempt's lease lasts without a sync.")] = 30.0,
+    lease: Annotated[
+        float, typer.Option("--lease", help="Seconds an attempt's lease lasts without a sync.")
+    ] = 30.0,
 ) -> None:
     """Serve the boss: the API workers and commands talk to."""
     from shoal.boss.server import Boss, parse_listen
@@ -112,14 +139,29 @@ def boss(
     sd = StateDir(state)
     other = sd.live_boss()
     if other is not None:
-        raise BadInput(f"a boss (pid {other.get('pid')}) already serves {sd.root} at {other.get('url')}")
+        raise BadInput(
+            f"a boss (pid {other.get('pid')}) already serves {sd.root} at {other.get('url')}"
+        )
     host, port = parse_listen(listen)
     token = sd.token()
-    server = Boss(db=db or sd.db_path, data=data or sd.data, token=token, host=host, port=port, lease_seconds=lease)
+    server = Boss(
+        db=db or sd.db_path,
+        data=data or sd.data,
+        token=token,
+        host=host,
+        port=port,
+        lease_seconds=lease,
+    )
     sd.write_boss(server.url, token)
     err = Console(stderr=True)
-    err.print(f"shoal boss serving {server.url} (state in {sd.root}; token in {sd.token_file})", highlight=False)
-    err.print(f"start workers with: SHOAL_TOKEN=$(cat {sd.token_file}) shoal worker --boss {server.url}", highlight=False)
+    err.print(
+        f"shoal boss serving {server.url} (state in {sd.root}; token in {sd.token_file})",
+        highlight=False,
+    )
+    err.print(
+        f"start workers with: SHOAL_TOKEN=$(cat {sd.token_file}) shoal worker --boss {server.url}",
+        highlight=False,
+    )
     try:
         server.serve()
     finally:
@@ -131,10 +173,16 @@ def boss(
 def worker(
     ctx: typer.Context,
     boss_url: Annotated[str | None, typer.Option("--boss", help="The boss's URL.")] = None,
-    token: Annotated[str | None, typer.Option("--token", help="The boss's token (default: $SHOAL_TOKEN).")] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", help="The boss's token (default: $SHOAL_TOKEN).")
+    ] = None,
     slots: Annotated[int, typer.Option("--slots", help="Attempts at once (default: cores).")] = 0,
-    idle_exit: Annotated[float | None, typer.Option("--idle-exit", help="Exit after this many idle seconds.")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Worker name (default: HOST-PID).")] = None,
+    idle_exit: Annotated[
+        float | None, typer.Option("--idle-exit", help="Exit after this many idle seconds.")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Worker name (default: HOST-PID).")
+    ] = None,
     state: StateDirOpt = None,
 ) -> None:
     """Run a worker that pulls tasks from a boss until stopped."""
@@ -165,14 +213,16 @@ def submit(
     from shoal import spec as specs
 
     spec = specs.load(file)
-    client = _client(boss, token, state)
-    print(client.submit(spec))
+    with BossClient.find(boss, token, _state(state)) as client:
+        print(client.submit(spec))
 
 
 @app.command()
 def status(
     run_ref: RunArg = None,
-    watch: Annotated[bool, typer.Option("--watch", "-w", help="Redraw until the run ends.")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Redraw until the run ends.")
+    ] = False,
     boss: BossOpt = None,
     token: TokenOpt = None,
     state: StateDirOpt = None,
@@ -209,7 +259,9 @@ def status(
 @app.command()
 def tasks(
     run_ref: RunArg = None,
-    state_filter: Annotated[list[str] | None, typer.Option("--state", help="Only tasks in this state (repeatable).")] = None,
+    state_filter: Annotated[
+        list[str] | None, typer.Option("--state", help="Only tasks in this state (repeatable).")
+    ] = None,
     boss: BossOpt = None,
     token: TokenOpt = None,
     state: StateDirOpt = None,
@@ -227,9 +279,15 @@ def tasks(
 @app.command()
 def logs(
     task: Annotated[str, typer.Argument(help="Task name.")],
-    run_ref: Annotated[str | None, typer.Option("--run", help="Run id or name (default: latest).")] = None,
-    follow: Annotated[bool, typer.Option("-f", "--follow", help="Wait for the task to finish and print its log.")] = False,
-    attempt: Annotated[int | None, typer.Option("--attempt", help="Attempt number (default: the latest).")] = None,
+    run_ref: Annotated[
+        str | None, typer.Option("--run", help="Run id or name (default: latest).")
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("-f", "--follow", help="Wait for the task to finish and print its log.")
+    ] = False,
+    attempt: Annotated[
+        int | None, typer.Option("--attempt", help="Attempt number (default: the latest).")
+    ] = None,
     boss: BossOpt = None,
     token: TokenOpt = None,
     state: StateDirOpt = None,
@@ -248,7 +306,9 @@ def logs(
         sys.stdout.write("\n")
     last = view["attempt_list"][-1]
     if last["cause"]:
-        Console(stderr=True).print(f"attempt {last['number']} on {last['worker']}: {last['cause']}", style="red")
+        Console(stderr=True).print(
+            f"attempt {last['number']} on {last['worker']}: {last['cause']}", style="red"
+        )
 
 
 @app.command()
@@ -265,7 +325,7 @@ def results(
     if as_json:
         _emit_json(data)
         return
-    table = render.Table(box=None, header_style="bold")
+    table = Table(box=None, header_style="bold")
     table.add_column("task")
     table.add_column("result", overflow="fold")
     for name, value in data.items():
@@ -329,7 +389,7 @@ def events(
     if as_json:
         _emit_json(rows)
         return
-    table = render.Table(box=None, header_style="bold")
+    table = Table(box=None, header_style="bold")
     for col in ("time", "event", "task", "attempt", "worker", "detail"):
         table.add_column(col)
     for e in rows:
@@ -358,13 +418,13 @@ def main() -> None:
         code = e.exit_code
     except KeyboardInterrupt:
         code = 130
-    except Exception as e:  # click's usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
+    except Exception as e:
+        # Usage errors from the option parser (Typer's own copy of click).
+        show = getattr(e, "show", None)
+        if callable(show) and isinstance(getattr(e, "exit_code", None), int):
+            show()
             code = 2
-        elif isinstance(e, click.exceptions.Abort):
+        elif type(e).__name__ == "Abort":
             code = 130
         else:
             raise

@@ -20,12 +20,13 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.table import Table
 from rich.text import Text
 
 from shoal import spec as specs
 from shoal.cli import render
 from shoal.client import BossClient
-from shoal.session import LocalSession
+from shoal.session import LocalSession, check_fits
 from shoal.statedir import StateDir
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -55,6 +56,7 @@ def run_command(
     quiet: bool,
 ) -> int:
     spec = specs.load(file)
+    check_fits(spec, slots)  # before anything starts or is stored
     console = Console(stderr=False)
     err = Console(stderr=True)
     show_progress = not as_json and not quiet and console.is_terminal
@@ -165,7 +167,7 @@ def _summary(
     results = client.results(run_id)
     shown = [(n, results[n]) for n in sinks if n in results][:10]
     if shown:
-        table = render.Table(box=None, header_style="bold")
+        table = Table(box=None, header_style="bold")
         table.add_column("task")
         table.add_column("result", overflow="fold")
         for name, value in shown:

@@ -7,6 +7,7 @@ more work), SIGTERM again (interrupt what runs), SIGKILL as the last resort.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -44,7 +45,9 @@ class LocalWorkers:
         self.logdir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, SHOAL_TOKEN=self.token)
         src = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else src
+        env["PYTHONPATH"] = (
+            src + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else src
+        )
         for i in range(self.count):
             log = (self.logdir / f"worker-{i + 1}.log").open("ab")
             proc = subprocess.Popen(
@@ -95,7 +98,5 @@ class LocalWorkers:
     @staticmethod
     def _signal(p: subprocess.Popen[bytes], sig: int) -> None:
         if p.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 p.send_signal(sig)
-            except ProcessLookupError:
-                pass

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     Connection,
     Engine,
     Row,
@@ -51,7 +52,7 @@ def _dumps(value: Any) -> str:
 
 
 # The sync path runs these many times a second: built once, compiled once.
-_ids = bindparam("b_ids", expanding=True)
+_ids: BindParameter[Any] = bindparam("b_ids", expanding=True)
 _Q_TOUCH_WORKER = (
     update(s.workers)
     # A worker that said goodbye stays gone: it registers anew to come back.
@@ -143,7 +144,9 @@ _Q_RENEW = (
     )
     .values(lease_expires=bindparam("b_until"))
 )
-_Q_NOT_RUNNING = select(s.attempts.c.id).where(s.attempts.c.id.in_(_ids), s.attempts.c.state != "running")
+_Q_NOT_RUNNING = select(s.attempts.c.id).where(
+    s.attempts.c.id.in_(_ids), s.attempts.c.state != "running"
+)
 _Q_READY_CANDIDATES = (
     select(
         s.tasks.c.id,
@@ -195,7 +198,9 @@ class Store:
             self.engine = self._make_engine()
             self._prepare()
         except SQLAlchemyError as e:
-            raise StoreError(f"cannot open the database {self.url}: {e.__class__.__name__}: {e.args[0] if e.args else e}") from e
+            raise StoreError(
+                f"cannot open the database {self.url}: {e.__class__.__name__}: {e.args[0] if e.args else e}"
+            ) from e
 
     def _make_engine(self) -> Engine:
         if not self.is_sqlite:
@@ -237,10 +242,14 @@ class Store:
     def _prepare(self) -> None:
         with self.engine.begin() as conn:
             s.metadata.create_all(conn, tables=[s.meta])
-            row = conn.execute(select(s.meta.c.value).where(s.meta.c.key == "schema_version")).first()
+            row = conn.execute(
+                select(s.meta.c.value).where(s.meta.c.key == "schema_version")
+            ).first()
             if row is None:
                 s.metadata.create_all(conn)
-                conn.execute(insert(s.meta).values(key="schema_version", value=str(s.SCHEMA_VERSION)))
+                conn.execute(
+                    insert(s.meta).values(key="schema_version", value=str(s.SCHEMA_VERSION))
+                )
                 return
             version = int(row[0])
             if version > s.SCHEMA_VERSION:
@@ -251,7 +260,9 @@ class Store:
             for step in s.MIGRATIONS[version - 1 :]:
                 step(conn)
             conn.execute(
-                update(s.meta).where(s.meta.c.key == "schema_version").values(value=str(s.SCHEMA_VERSION))
+                update(s.meta)
+                .where(s.meta.c.key == "schema_version")
+                .values(value=str(s.SCHEMA_VERSION))
             )
 
     def schema_version(self) -> int:
@@ -327,7 +338,7 @@ class Tx:
     def run(self, run_id: int) -> Row[Any] | None:
         return self.conn.execute(select(s.runs).where(s.runs.c.id == run_id)).first()
 
-    def runs_by_id(self, run_ids: Iterable[int]) -> dict[int, Row[Any]]:
+    def runs_by_id(self, run_ids: Iterable[int]) -> dict[int, Any]:
         rows = self.conn.execute(select(s.runs).where(s.runs.c.id.in_(list(run_ids))))
         return {r.id: r for r in rows}
 
@@ -337,15 +348,19 @@ class Tx:
             q = q.where(s.runs.c.name == name)
         return self.conn.execute(q).first()
 
-    def list_runs(self, limit: int = 100) -> Sequence[Row[Any]]:
+    def list_runs(self, limit: int = 100) -> Sequence[Any]:
         return self.conn.execute(select(s.runs).order_by(s.runs.c.id.desc()).limit(limit)).all()
 
     def count_unfinished(self, run_id: int, delta: int) -> int:
         """Move the run's count of unfinished tasks by ``delta``; the new count."""
-        return int(self.conn.execute(_Q_COUNT_UNFINISHED, {"b_id": run_id, "b_delta": delta}).scalar_one())
+        return int(
+            self.conn.execute(_Q_COUNT_UNFINISHED, {"b_id": run_id, "b_delta": delta}).scalar_one()
+        )
 
     def set_run_state(self, run_id: int, state: str, now: float | None) -> None:
-        self.conn.execute(update(s.runs).where(s.runs.c.id == run_id).values(state=state, finished=now))
+        self.conn.execute(
+            update(s.runs).where(s.runs.c.id == run_id).values(state=state, finished=now)
+        )
 
     def reset_unfinished(self, run_id: int) -> int:
         """Recount the run's unfinished tasks from the tasks themselves."""
@@ -397,19 +412,19 @@ class Tx:
             select(s.tasks).where(s.tasks.c.run_id == run_id, s.tasks.c.name == name)
         ).first()
 
-    def list_tasks(self, run_id: int, states: Sequence[str] | None = None) -> Sequence[Row[Any]]:
+    def list_tasks(self, run_id: int, states: Sequence[str] | None = None) -> Sequence[Any]:
         q = select(s.tasks).where(s.tasks.c.run_id == run_id).order_by(s.tasks.c.id)
         if states:
             q = q.where(s.tasks.c.state.in_(list(states)))
         return self.conn.execute(q).all()
 
-    def ready_candidates(self, worker_name: str, max_slots: int, limit: int) -> Sequence[Row[Any]]:
+    def ready_candidates(self, worker_name: str, max_slots: int, limit: int) -> Sequence[Any]:
         """Ready tasks this worker may take, by priority then submission order."""
         return self.conn.execute(
             _Q_READY_CANDIDATES, {"b_slots": max_slots, "b_name": worker_name, "b_limit": limit}
         ).all()
 
-    def ready_needing_more_slots(self, run_id: int, max_slots: int) -> Sequence[Row[Any]]:
+    def ready_needing_more_slots(self, run_id: int, max_slots: int) -> Sequence[Any]:
         return self.conn.execute(
             select(s.tasks.c.id, s.tasks.c.name, s.tasks.c.slots).where(
                 s.tasks.c.run_id == run_id, s.tasks.c.state == "ready", s.tasks.c.slots > max_slots
@@ -418,7 +433,9 @@ class Tx:
 
     def any_ready(self) -> bool:
         return (
-            self.conn.execute(select(s.tasks.c.id).where(s.tasks.c.state == "ready").limit(1)).first()
+            self.conn.execute(
+                select(s.tasks.c.id).where(s.tasks.c.state == "ready").limit(1)
+            ).first()
             is not None
         )
 
@@ -427,7 +444,7 @@ class Tx:
             _Q_START_TASK, [{"b_id": t, "b_worker": worker_id, "b_now": now} for t in task_ids]
         )
 
-    def dep_outputs(self, task_ids: list[int]) -> Sequence[Row[Any]]:
+    def dep_outputs(self, task_ids: list[int]) -> Sequence[Any]:
         """For each task, the name, run and uploaded outputs of every dependency."""
         return self.conn.execute(_Q_DEP_OUTPUTS, {"b_ids": task_ids}).all()
 
@@ -457,7 +474,9 @@ class Tx:
             values["worker_id"] = worker_id
         self.conn.execute(update(s.tasks).where(s.tasks.c.id == task_id).values(**values))
 
-    def retry_task(self, task_id: int, failures: int, exit_code: int | None, cause: str | None) -> None:
+    def retry_task(
+        self, task_id: int, failures: int, exit_code: int | None, cause: str | None
+    ) -> None:
         self.conn.execute(
             update(s.tasks)
             .where(s.tasks.c.id == task_id)
@@ -481,11 +500,15 @@ class Tx:
 
     def fail_downstream(self, task_id: int, cause: str, now: float) -> int:
         """Mark every task that depends on this one, directly or not, upstream_failed."""
-        down = select(s.deps.c.task_id).where(s.deps.c.dep_id == task_id).cte("down", recursive=True)
+        down = (
+            select(s.deps.c.task_id).where(s.deps.c.dep_id == task_id).cte("down", recursive=True)
+        )
         down = down.union(select(s.deps.c.task_id).join(down, s.deps.c.dep_id == down.c.task_id))
         result = self.conn.execute(
             update(s.tasks)
-            .where(s.tasks.c.id.in_(select(down.c.task_id)), s.tasks.c.state.in_(("waiting", "ready")))
+            .where(
+                s.tasks.c.id.in_(select(down.c.task_id)), s.tasks.c.state.in_(("waiting", "ready"))
+            )
             .values(state="upstream_failed", cause=cause, ended=now)
             .returning(s.tasks.c.id)
         )
@@ -550,7 +573,7 @@ class Tx:
         result = self.conn.execute(_Q_INSERT_ATTEMPTS, rows)
         return [int(r[0]) for r in result]
 
-    def attempts_with_tasks(self, attempt_ids: list[int]) -> dict[int, Row[Any]]:
+    def attempts_with_tasks(self, attempt_ids: list[int]) -> dict[int, Any]:
         """Attempts joined with their task's state, retries, failures and dependents."""
         rows = self.conn.execute(_Q_ATTEMPTS_WITH_TASKS, {"b_ids": attempt_ids})
         return {int(r.id): r for r in rows}
@@ -562,7 +585,9 @@ class Tx:
 
     def renew_leases(self, worker_id: int, attempt_ids: list[int], until: float) -> None:
         if attempt_ids:
-            self.conn.execute(_Q_RENEW, {"b_worker": worker_id, "b_ids": attempt_ids, "b_until": until})
+            self.conn.execute(
+                _Q_RENEW, {"b_worker": worker_id, "b_ids": attempt_ids, "b_until": until}
+            )
 
     def not_running(self, attempt_ids: list[int]) -> list[int]:
         """Those of these attempts that should no longer run."""
@@ -578,7 +603,7 @@ class Tx:
         )
         return int(result.rowcount)
 
-    def list_attempts(self, task_id: int) -> Sequence[Row[Any]]:
+    def list_attempts(self, task_id: int) -> Sequence[Any]:
         return self.conn.execute(
             select(s.attempts, s.workers.c.name.label("worker_name"))
             .join(s.workers, s.workers.c.id == s.attempts.c.worker_id, isouter=True)
@@ -586,7 +611,7 @@ class Tx:
             .order_by(s.attempts.c.id)
         ).all()
 
-    def last_attempts(self, run_id: int) -> dict[int, Row[Any]]:
+    def last_attempts(self, run_id: int) -> dict[int, Any]:
         """The newest attempt of each task of the run, with its worker's name."""
         newest = (
             select(func.max(s.attempts.c.id))
@@ -619,7 +644,7 @@ class Tx:
     def set_worker_state(self, worker_id: int, state: str) -> None:
         self.conn.execute(update(s.workers).where(s.workers.c.id == worker_id).values(state=state))
 
-    def list_workers(self, states: Sequence[str] | None = None) -> Sequence[Row[Any]]:
+    def list_workers(self, states: Sequence[str] | None = None) -> Sequence[Any]:
         running = (
             select(func.count())
             .select_from(s.attempts)
@@ -644,7 +669,7 @@ class Tx:
             # executemany wants the same keys in every row.
             self.conn.execute(_Q_INSERT_EVENTS, [{k: r.get(k) for k in _EVENT_KEYS} for r in rows])
 
-    def list_events(self, run_id: int | None, limit: int = 1000) -> Sequence[Row[Any]]:
+    def list_events(self, run_id: int | None, limit: int = 1000) -> Sequence[Any]:
         q = select(s.events).order_by(s.events.c.id.desc()).limit(limit)
         if run_id is not None:
             q = q.where(s.events.c.run_id == run_id)
