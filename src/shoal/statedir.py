@@ -57,7 +57,7 @@ class StateDir:
                 return text
         except FileNotFoundError:
             pass
-        token = secrets.token_urlsafe(32)
+        token = secrets.token_hex(24)  # hex: never mistaken for an option
         _write_private(self.token_file, token + "\n")
         return token
 

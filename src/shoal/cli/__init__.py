@@ -190,15 +190,15 @@ def worker(
 
     sd = _state(state)
     info = sd.live_boss() if not (boss_url or os.environ.get("SHOAL_BOSS")) else None
-    argv = ["--boss", boss_url or os.environ.get("SHOAL_BOSS") or (info or {}).get("url") or ""]
+    argv = ["--boss=" + (boss_url or os.environ.get("SHOAL_BOSS") or (info or {}).get("url") or "")]
     tok = token or os.environ.get("SHOAL_TOKEN") or (info or {}).get("token")
     if tok:
-        argv += ["--token", tok]
-    argv += ["--slots", str(slots or os.cpu_count() or 1)]
+        argv.append("--token=" + tok)
+    argv.append(f"--slots={slots or os.cpu_count() or 1}")
     if idle_exit is not None:
-        argv += ["--idle-exit", str(idle_exit)]
+        argv.append(f"--idle-exit={idle_exit}")
     if name:
-        argv += ["--name", name]
+        argv.append("--name=" + name)
     raise typer.Exit(agent_main(argv + list(ctx.args)))
 
 

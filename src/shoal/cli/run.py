@@ -165,7 +165,8 @@ def _summary(
     needed = {d for t in spec.tasks for d in t.after}
     sinks = [t.name for t in spec.tasks if t.name not in needed]
     results = client.results(run_id)
-    shown = [(n, results[n]) for n in sinks if n in results][:10]
+    with_result = [(n, results[n]) for n in sinks if n in results]
+    shown = with_result[:10]
     if shown:
         table = Table(box=None, header_style="bold")
         table.add_column("task")
@@ -173,6 +174,8 @@ def _summary(
         for name, value in shown:
             table.add_row(name, render.short(value, 100))
         console.print(table)
+        if len(with_result) > len(shown):
+            console.print(f"… and {len(with_result) - len(shown)} more (shoal results)")
     render.run_summary(console, view)
     if os.environ.get("SHOAL_DEBUG_TIMING"):
         console.print(f"wall time {elapsed:.3f}s")
