@@ -272,6 +272,9 @@ class Scheduler:
                 out.response.assignments = self._assign(
                     tx, worker, req.free_slots, now, batch.events
                 )
+            if out.made_ready and out.response.assignments:
+                # Wake idle workers only for what this one did not take.
+                out.made_ready = tx.any_ready()
             tx.add_events(batch.events)
         return out
 

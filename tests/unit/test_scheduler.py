@@ -77,12 +77,24 @@ def test_dependencies_gate_readiness_and_outputs_flow(sched: Scheduler) -> None:
     (a,) = take(sched, w, free=5)
     assert a.task == "a"
     out = report(sched, w, a, outputs=["o.txt"], free=1)
-    assert out.made_ready
+    assert not out.made_ready  # this worker took all there was: nobody else to wake
     (b,) = out.response.assignments
     assert b.task == "b"
     assert [(f.path, f.dest) for f in b.fetch] == [(f"runs/{rid}/a/o.txt", "inputs/a/o.txt")]
     report(sched, w, b)
     assert sched.run_view(rid)["state"] == "succeeded"
+
+
+def test_idle_workers_are_woken_only_for_work_left_over(sched: Scheduler) -> None:
+    sched.submit(
+        run_of(
+            "tasks:\n- {name: a, run: x}\n- {name: b, run: y, after: [a]}\n- {name: c, run: y, after: [a]}\n"
+        )
+    )
+    w = worker(sched)
+    (a,) = take(sched, w)
+    out = report(sched, w, a, free=1)
+    assert len(out.response.assignments) == 1 and out.made_ready
 
 
 def test_priority_then_submission_order_across_runs(sched: Scheduler) -> None:

@@ -80,6 +80,8 @@ class Agent:
         self.stopping = 0  # 1: drain, 2: kill what runs
         self.stop_since = 0.0
         self._in_long_poll = False
+        self._closing = False
+        self._slot_threads: List[threading.Thread] = []
 
     # -- lifecycle -------------------------------------------------------
 
@@ -149,6 +151,10 @@ class Agent:
             return 2
         except BossDown:
             return 130 if self.stopping else 1
+        for i in range(self.slots):
+            thread = threading.Thread(target=self._slot_loop, name=f"slot-{i + 1}", daemon=True)
+            thread.start()
+            self._slot_threads.append(thread)
         idle_since = time.time()
         backoff = BACKOFF_MIN
         while True:
@@ -239,6 +245,11 @@ class Agent:
                 continue
             self._apply(resp)
         self._farewell()
+        with self.cond:
+            self._closing = True
+            self.cond.notify_all()
+        for thread in self._slot_threads:
+            thread.join()
         self.runner.close()
         return 0
 
@@ -309,25 +320,41 @@ class Agent:
             self.request_stop()
 
     def _start_what_fits(self) -> None:
-        # Called with self.cond held.
-        while self.pending and not self.stopping:
-            a = self.pending[0]
-            if self.used + a.slots > self.slots and self.used > 0:
-                break
-            self.pending.popleft()
-            attempt = Attempt(a)
-            self.running[a.attempt_id] = attempt
-            self.used += a.slots
-            threading.Thread(
-                target=self._run_one, args=(attempt,), name=f"attempt-{a.attempt_id}", daemon=True
-            ).start()
+        # Called with self.cond held: wake the slot threads if work is queued.
+        if self.pending and not self.stopping:
+            self.cond.notify_all()
+
+    def _take(self) -> Optional[Attempt]:
+        """The next queued assignment that fits in the free slots (cond held)."""
+        if not self.pending or self.stopping:
+            return None
+        a = self.pending[0]
+        if self.used + a.slots > self.slots and self.used > 0:
+            return None
+        self.pending.popleft()
+        attempt = Attempt(a)
+        self.running[a.attempt_id] = attempt
+        self.used += a.slots
+        return attempt
+
+    def _slot_loop(self) -> None:
+        """One slot: take an assignment, run it, report it, again."""
+        while True:
+            with self.cond:
+                attempt = self._take()
+                while attempt is None:
+                    if self._closing:
+                        self.client.drop_connection()  # this slot's, for files
+                        return
+                    self.cond.wait()
+                    attempt = self._take()
+            self._run_one(attempt)
 
     def _run_one(self, attempt: Attempt) -> None:
         a = attempt.a
         try:
             report = self.runner.run(attempt)
-            self.client.drop_connection()  # this thread's, if it moved files
-        except Exception as e:
+        except Exception as e:  # a bug here must fail the attempt, not the worker
             now = time.time()
             report = p.Report(
                 attempt_id=a.attempt_id,
@@ -343,7 +370,6 @@ class Agent:
             self.used -= a.slots
             self.finished.append(report)
             self.durations.append(report.ended - report.started)
-            self._start_what_fits()
             self.cond.notify_all()
 
 
@@ -362,6 +388,7 @@ def _labels(items: List[str]) -> Dict[str, Any]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    sys.setswitchinterval(0.0005)
     """``shoal worker`` / ``python -m shoal.agent``: run a worker until stopped."""
     parser = argparse.ArgumentParser(prog="shoal worker", description="Run a shoal worker.")
     parser.add_argument("--boss", default=os.environ.get("SHOAL_BOSS"), help="the boss's URL")

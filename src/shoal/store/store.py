@@ -194,6 +194,11 @@ class Store:
     def __init__(self, url: str | Path) -> None:
         self.url = database_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
+        self._tx: type[Tx] = Tx
+        if self.is_sqlite:
+            from shoal.store.sqlite import SqliteTx
+
+            self._tx = SqliteTx
         try:
             self.engine = self._make_engine()
             self._prepare()
@@ -274,7 +279,7 @@ class Store:
         """One write transaction: committed at the end, rolled back on error."""
         try:
             with self.engine.begin() as conn:
-                yield Tx(conn)
+                yield self._tx(conn)
         except OperationalError as e:
             raise StoreError(f"database error on {self.url}: {e.orig}") from e
 
@@ -285,7 +290,7 @@ class Store:
             with self.engine.connect() as raw:
                 conn = raw.execution_options(shoal_read=True)
                 with conn.begin():
-                    yield Tx(conn)
+                    yield self._tx(conn)
         except OperationalError as e:
             raise StoreError(f"database error on {self.url}: {e.orig}") from e
 
