@@ -96,9 +96,9 @@ _shapes: dict[tuple[str, ...], Any] = {}
 def _named(cur: Any) -> list[Any]:
     """The cursor's rows as named tuples (attribute access, like SQLAlchemy rows)."""
     names = tuple(d[0] for d in cur.description)
-    shape = _shapes.get(names)
+    shape: Any = _shapes.get(names)
     if shape is None:
-        shape = _shapes[names] = namedtuple("Row", names)  # type: ignore[misc]  # noqa: PYI024
+        shape = _shapes[names] = namedtuple("Row", names)
     return [shape._make(r) for r in cur.fetchall()]
 
 
