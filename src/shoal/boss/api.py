@@ -124,7 +124,9 @@ def create_app(
           200:
             description: Acknowledged.
         """
-        scheduler.worker_stopped(int(request.path_params["worker"]))
+        worker_id = int(request.path_params["worker"])
+        scheduler.worker_stopped(worker_id)
+        log.info("worker stopped", extra={"event": "worker_stopped", "worker_id": worker_id})
         signal.notify()
         return _json({"ok": True})
 
@@ -150,6 +152,8 @@ def create_app(
         outcome = scheduler.sync(req)
         if outcome.made_ready:
             signal.notify()
+        for run_id in outcome.finished_runs:
+            log.info("run ended", extra={"event": "run_ended", "run": run_id})
         response = outcome.response
         if not response.assignments and not response.cancel and req.free_slots > 0 and req.wait > 0:
             deadline = asyncio.get_running_loop().time() + min(req.wait, MAX_WAIT)
@@ -296,7 +300,9 @@ def create_app(
           200:
             description: "{cancelled: N}"
         """
-        n = scheduler.cancel(run_id(request))
+        rid = run_id(request)
+        n = scheduler.cancel(rid)
+        log.info("run cancelled", extra={"event": "run_cancelled", "run": rid, "tasks": n})
         signal.notify()
         return _json({"cancelled": n})
 
@@ -307,7 +313,9 @@ def create_app(
           200:
             description: "{retried: N}"
         """
-        n = scheduler.retry(run_id(request))
+        rid = run_id(request)
+        n = scheduler.retry(rid)
+        log.info("run retried", extra={"event": "run_retried", "run": rid, "tasks": n})
         signal.notify()
         return _json({"retried": n})
 

@@ -7,7 +7,6 @@ starts, and a worker can register as soon as it is told the URL.
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 import threading
 from pathlib import Path
@@ -115,6 +114,3 @@ class Boss:
             self._thread = None
         self.sock.close()
         self.store.close()
-
-
-logging.getLogger("shoal.boss").addHandler(logging.NullHandler())

@@ -153,14 +153,20 @@ def boss(
         lease_seconds=lease,
     )
     sd.write_boss(server.url, token)
-    err = Console(stderr=True)
-    err.print(
-        f"shoal boss serving {server.url} (state in {sd.root}; token in {sd.token_file})",
-        highlight=False,
-    )
-    err.print(
-        f"start workers with: SHOAL_TOKEN=$(cat {sd.token_file}) shoal worker --boss {server.url}",
-        highlight=False,
+    import logging
+
+    from shoal.logs import configure
+
+    configure()
+    logging.getLogger("shoal.boss").info(
+        f"serving {server.url}; start workers with: "
+        f"SHOAL_TOKEN=$(cat {sd.token_file}) shoal worker --boss {server.url}",
+        extra={
+            "event": "boss_started",
+            "url": server.url,
+            "state": str(sd.root),
+            "pid": os.getpid(),
+        },
     )
     try:
         server.serve()
