@@ -12,7 +12,9 @@ failed | cancelled | interrupted | superseded.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import random
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +26,9 @@ from shoal.exceptions import NotFound
 from shoal.spec import RunSpec
 from shoal.store import ACTIVE_STATES, Store, Tx
 
-__all__ = ["Scheduler", "SyncOutcome", "describe_exit"]
+__all__ = ["Scheduler", "SyncOutcome", "definition_keys", "describe_exit"]
+
+MAX_RETRY_DELAY = 600.0
 
 
 @dataclass
@@ -54,6 +58,7 @@ class _Finished:
     with_dependents: list[int] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     done_per_run: dict[int, int] = field(default_factory=dict)
+    winners: list[tuple[int, int]] = field(default_factory=list)
     succeeded: int = 0
     failed: int = 0
     readied: bool = False
@@ -61,6 +66,8 @@ class _Finished:
     def write(self, tx: Tx) -> None:
         tx.finish_attempts(self.attempts)
         tx.succeed_tasks(self.tasks)
+        for task_id, attempt_id in self.winners:
+            tx.supersede_others(task_id, attempt_id, self.now)
         if tx.ready_dependents(self.with_dependents):
             self.readied = True
 
@@ -90,28 +97,52 @@ class Scheduler:
         store: Store,
         *,
         lease_seconds: float = 30.0,
-        heartbeat_seconds: float = 5.0,
+        heartbeat_seconds: float | None = None,
+        max_losses: int = 3,
+        speculate: bool = True,
+        speculate_factor: float = 2.0,
+        speculate_min: float = 30.0,
         clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
     ) -> None:
         self.store = store
         self.lease_seconds = lease_seconds
-        self.heartbeat_seconds = heartbeat_seconds
+        # Syncs renew leases: a few per lease, so one late sync loses nothing.
+        self.heartbeat_seconds = heartbeat_seconds or max(0.2, min(5.0, lease_seconds / 4))
+        self.max_losses = max_losses
+        self.speculate = speculate
+        self.speculate_factor = speculate_factor
+        self.speculate_min = speculate_min
         self.clock = clock
+        self.rng = rng or random.Random()
         self._runs: dict[int, _RunInfo] = {}
 
     # -- runs ------------------------------------------------------------
 
-    def submit(self, spec: RunSpec, *, bundle: str | None = None) -> int:
-        """Store a whole run, its DAG in one transaction; its id."""
+    def submit(self, spec: RunSpec, *, bundle: str | None = None, reuse: bool = False) -> int:
+        """Store a whole run, its DAG in one transaction; its id.
+
+        With ``reuse``, a task whose definition, bundle and dependencies are
+        unchanged since it last succeeded in this database is not run again:
+        it is stored as succeeded (``cached``), with that run's result and
+        outputs.
+        """
         now = self.clock()
+        keys = definition_keys(spec, bundle)
         dependents: dict[str, int] = {}
         for t in spec.tasks:
             for d in t.after:
                 dependents[d] = dependents.get(d, 0) + 1
-        rows = []
-        for t in spec.tasks:
-            rows.append(
-                {
+        with self.store.transaction() as tx:
+            earlier = tx.succeeded_by_key(list(keys.values())) if reuse else {}
+            cached: dict[str, Any] = {}
+            for t in _topological(spec):
+                prev = earlier.get(keys[t.name])
+                if prev is not None and all(d in cached for d in t.after):
+                    cached[t.name] = prev
+            rows = []
+            for t in spec.tasks:
+                row = {
                     "name": t.name,
                     "state": "waiting",
                     "spec": json.dumps(
@@ -132,12 +163,34 @@ class Scheduler:
                     "host": t.host,
                     "requires": json.dumps(dict(t.requires)) if t.requires else None,
                     "retries": t.retries,
-                    "pending": len(t.after),
+                    "retry_delay": t.retry_delay,
+                    "speculative": t.speculative,
+                    "grp": t.group or t.name,
+                    "key": keys[t.name],
+                    "pending": sum(1 for d in t.after if d not in cached),
                     "n_deps": len(t.after),
                     "n_dependents": dependents.get(t.name, 0),
+                    "cached": False,
+                    "has_result": False,
+                    "result": None,
+                    "outputs": None,
+                    "source_run": None,
+                    "exit_code": None,
+                    "ended": None,
                 }
-            )
-        with self.store.transaction() as tx:
+                prev = cached.get(t.name)
+                if prev is not None:
+                    row.update(
+                        state="succeeded",
+                        cached=True,
+                        has_result=prev.has_result,
+                        result=prev.result,
+                        outputs=prev.outputs,
+                        source_run=prev.source_run or prev.run_id,
+                        exit_code=prev.exit_code,
+                        ended=now,
+                    )
+                rows.append(row)
             run_id = tx.insert_run(
                 name=spec.name,
                 env=dict(spec.env),
@@ -152,9 +205,19 @@ class Scheduler:
                 [{"task_id": ids[t.name], "dep_id": ids[d]} for t in spec.tasks for d in t.after]
             )
             tx.ready_roots(run_id)
-            tx.add_events(
-                [{"time": now, "kind": "run_submitted", "run_id": run_id, "detail": spec.name}]
-            )
+            events = [{"time": now, "kind": "run_submitted", "run_id": run_id, "detail": spec.name}]
+            if cached:
+                events.append(
+                    {
+                        "time": now,
+                        "kind": "tasks_cached",
+                        "run_id": run_id,
+                        "detail": f"{len(cached)} tasks",
+                    }
+                )
+            tx.add_events(events)
+            if cached:
+                self._count_done(tx, run_id, len(cached), now)
         return run_id
 
     def cancel(self, run_id: int) -> int:
@@ -207,6 +270,71 @@ class Scheduler:
                 n = tx.fail_downstream(r.id, f"upstream {r.name} failed", now)
                 self._count_done(tx, run_id, 1 + n, now)
         return [r.name for r in rows]
+
+    def abandon_running(self, cause: str) -> list[int]:
+        """End every run still running: its boss and workers are gone (``shoal run`` restarts)."""
+        now = self.clock()
+        with self.store.transaction() as tx:
+            ids = tx.running_runs()
+            for run_id in ids:
+                tx.interrupt_attempts(run_id, cause, now)
+                n = tx.cancel_tasks(run_id, now, cause=cause)
+                tx.count_unfinished(run_id, -n)
+                tx.set_run_state(run_id, "cancelled", now)
+                tx.add_events(
+                    [{"time": now, "kind": "run_abandoned", "run_id": run_id, "detail": cause}]
+                )
+        return ids
+
+    # -- leases ----------------------------------------------------------
+
+    def extend_leases(self) -> int:
+        """Give every running attempt a whole lease from now (a restarted boss does this)."""
+        with self.store.transaction() as tx:
+            return tx.extend_leases(self.clock() + self.lease_seconds)
+
+    def expire(self) -> bool:
+        """End the attempts whose lease ran out; True if tasks became ready again.
+
+        A lost attempt's task runs again, unless another attempt of it still
+        runs; after ``max_losses`` losses it fails with the cause ``lost``.
+        Workers not heard from for a lease are marked lost.
+        """
+        now = self.clock()
+        readied = False
+        with self.store.transaction() as tx:
+            tx.mark_workers_lost(now - self.lease_seconds)
+            expired = tx.expired_attempts(now)
+            events: list[dict[str, Any]] = []
+            for a in expired:
+                silent = now - a.last_sync if a.last_sync is not None else self.lease_seconds
+                cause = f"lost: no sync for {silent:.0f}s from worker {a.worker_name}"
+                tx.end_attempt(a.id, "lost", cause, now)
+                base = {
+                    "time": now,
+                    "run_id": a.run_id,
+                    "task_id": a.task_id,
+                    "attempt_id": a.id,
+                    "worker_id": a.worker_id,
+                }
+                events.append({**base, "kind": "attempt_lost", "detail": cause})
+                if a.task_state != "running" or tx.others_running(a.task_id, a.id):
+                    continue
+                losses = tx.count_loss(a.task_id)
+                if losses < self.max_losses:
+                    tx.set_task_ready(a.task_id)
+                    readied = True
+                    continue
+                tx.finish_task(
+                    a.task_id, state="failed", now=now, cause=f"{cause} ({losses} attempts lost)"
+                )
+                n = tx.fail_downstream(a.task_id, f"upstream {a.task_name} failed", now)
+                events.append({**base, "kind": "task_failed", "detail": cause})
+                self._count_done(tx, a.run_id, 1 + n, now, None, events)
+            tx.add_events(events)
+            if not readied:
+                readied = tx.any_ready()
+        return readied
 
     # -- workers ---------------------------------------------------------
 
@@ -319,13 +447,21 @@ class Scheduler:
             )
             if row.n_dependents:
                 batch.with_dependents.append(row.task_id)
+            if row.task_attempts > 1:
+                # A backup or an earlier attempt may still run: it lost the race.
+                batch.winners.append((row.task_id, r.attempt_id))
             batch.events.append({**base, "kind": "task_succeeded"})
             batch.done_per_run[row.run_id] = batch.done_per_run.get(row.run_id, 0) + 1
             batch.succeeded += 1
             return
         cause = r.cause or describe_exit(r.exit_code)
-        batch.attempts.append({**attempt, "b_state": r.outcome, "b_cause": cause})
-        if r.outcome == p.INTERRUPTED:
+        outcome = r.outcome if r.outcome in (p.FAILED, p.INTERRUPTED) else p.INTERRUPTED
+        batch.attempts.append({**attempt, "b_state": outcome, "b_cause": cause})
+        if row.task_attempts > 1 and tx.others_running(row.task_id, r.attempt_id):
+            # Another attempt of this task still runs: the task waits for it.
+            batch.events.append({**base, "kind": f"attempt_{outcome}", "detail": cause})
+            return
+        if outcome == p.INTERRUPTED:
             # The worker was stopped, not the command: run it again elsewhere.
             tx.set_task_ready(row.task_id)
             batch.readied = True
@@ -334,7 +470,9 @@ class Scheduler:
         batch.failed += 1
         failures = row.failures + 1
         if failures <= row.retries:
-            tx.retry_task(row.task_id, failures, r.exit_code, cause)
+            tx.retry_task(
+                row.task_id, failures, r.exit_code, cause, now + self._backoff(row, failures)
+            )
             batch.readied = True
             batch.events.append({**base, "kind": "task_retried", "detail": cause})
             return
@@ -352,6 +490,13 @@ class Scheduler:
         n = tx.fail_downstream(row.task_id, f"upstream {row.task_name} failed", now)
         batch.events.append({**base, "kind": "task_failed", "detail": cause})
         batch.done_per_run[row.run_id] = batch.done_per_run.get(row.run_id, 0) + 1 + n
+
+    def _backoff(self, row: Any, failures: int) -> float:
+        """Seconds before a failed task runs again: exponential, with jitter."""
+        base = float(row.retry_delay or 0.0)
+        if base <= 0:
+            return 0.0
+        return float(min(MAX_RETRY_DELAY, base * 2 ** (failures - 1)) * self.rng.uniform(0.5, 1.5))
 
     def _count_done(
         self,
@@ -390,7 +535,10 @@ class Scheduler:
     ) -> list[p.Assignment]:
         labels = _loads(worker.labels, {})
         picked = []
-        for row in tx.ready_candidates(worker.name, min(free, worker.slots), limit=free * 2 + 8):
+        candidates = tx.ready_candidates(worker.name, min(free, worker.slots), free * 2 + 8, now)
+        if not candidates and self.speculate:
+            candidates = self._stragglers(tx, worker, now)
+        for row in candidates:
             if row.slots > free:
                 continue
             if row.requires:
@@ -462,7 +610,9 @@ class Scheduler:
             events.append(
                 {
                     "time": now,
-                    "kind": "attempt_started",
+                    "kind": "attempt_started"
+                    if r.attempts == 0 or not getattr(r, "backup", False)
+                    else "attempt_backup",
                     "run_id": r.run_id,
                     "task_id": r.id,
                     "attempt_id": attempt_id,
@@ -470,6 +620,26 @@ class Scheduler:
                 }
             )
         return out
+
+    def _stragglers(self, tx: Tx, worker: Any, now: float) -> list[Any]:
+        """Tasks worth a backup attempt on this idle worker (at most one).
+
+        A task qualifies when its only attempt, on another worker, has run
+        longer than ``speculate_factor`` times the median duration of the
+        finished tasks of its run and matrix group, and longer than
+        ``speculate_min`` seconds.
+        """
+        running = tx.lone_running_attempts(worker.id, now - self.speculate_min)
+        medians: dict[tuple[int, str], float | None] = {}
+        for r in running:
+            group = (r.run_id, r.grp)
+            if group not in medians:
+                durations = sorted(tx.group_durations(r.run_id, r.grp))
+                medians[group] = durations[len(durations) // 2] if len(durations) >= 2 else None
+            median = medians[group]
+            if median is not None and now - r.assigned > self.speculate_factor * median:
+                return [r]
+        return []
 
     def has_ready(self) -> bool:
         with self.store.read() as tx:
@@ -576,6 +746,41 @@ class Scheduler:
     def events_view(self, run_id: int | None, limit: int = 1000) -> list[dict[str, Any]]:
         with self.store.read() as tx:
             return [dict(e._mapping) for e in tx.list_events(run_id, limit)]
+
+
+def definition_keys(spec: RunSpec, bundle: str | None) -> dict[str, str]:
+    """A hash of each task's definition, its run's env, setup and bundle, and its dependencies' keys."""
+    by_name = {t.name: t for t in spec.tasks}
+    shared = json.dumps([dict(spec.env), spec.setup, bundle], sort_keys=True)
+    keys: dict[str, str] = {}
+    for t in _topological(spec):
+        fields = t.to_dict()
+        for volatile in ("name", "group", "priority", "speculative"):
+            fields.pop(volatile, None)
+        text = json.dumps([t.name, fields, shared, [keys[d] for d in t.after]], sort_keys=True)
+        keys[t.name] = hashlib.sha256(text.encode()).hexdigest()[:32]
+    assert len(keys) == len(by_name)
+    return keys
+
+
+def _topological(spec: RunSpec) -> list[Any]:
+    """The tasks with every task after its dependencies (the spec has no cycles)."""
+    by_name = {t.name: t for t in spec.tasks}
+    done: set[str] = set()
+    order = []
+    for root in spec.tasks:
+        stack = [(root, False)]
+        while stack:
+            task, expanded = stack.pop()
+            if task.name in done:
+                continue
+            if expanded or not task.after:
+                done.add(task.name)
+                order.append(task)
+                continue
+            stack.append((task, True))
+            stack.extend((by_name[d], False) for d in task.after if d not in done)
+    return order
 
 
 def _run_dict(run: Any, counts: dict[str, int]) -> dict[str, Any]:

@@ -43,6 +43,8 @@ TASK_FIELDS = (
     "priority",
     "host",
     "requires",
+    "retry_delay",
+    "speculative",
 )
 RUN_FIELDS = ("name", "bundle", "setup", "env", "defaults", "tasks")
 DEFAULTABLE = tuple(f for f in TASK_FIELDS if f not in ("name", "matrix"))
@@ -72,6 +74,9 @@ class TaskSpec:
     priority: int = 0
     host: str | None = None
     requires: Mapping[str, Any] = field(default_factory=dict)
+    retry_delay: float = 2.0
+    speculative: bool = True
+    group: str = ""
     line: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,6 +97,9 @@ class TaskSpec:
             "priority": self.priority,
             "host": self.host,
             "requires": dict(self.requires),
+            "retry_delay": self.retry_delay,
+            "speculative": self.speculative,
+            "group": self.group,
         }
 
 
@@ -544,6 +552,18 @@ class _Builder:
         host = f.get("host")
         if host is not None and not isinstance(host, str):
             raise self.error("'host' must be a host name", where("host"), name)
+        retry_delay = 2.0
+        if f.get("retry_delay") is not None:
+            try:
+                retry_delay = (
+                    0.0 if f["retry_delay"] in (0, "0") else parse_duration(f["retry_delay"])
+                )
+            except ValueError as e:
+                raise self.error(f"'retry_delay': {e}", where("retry_delay"), name) from None
+        speculative = f.get("speculative", True)
+        if not isinstance(speculative, bool):
+            raise self.error("'speculative' must be true or false", where("speculative"), name)
+        group = raw.get("name") if isinstance(raw, dict) else None
         task = TaskSpec(
             name=name,
             run=run,
@@ -559,6 +579,9 @@ class _Builder:
             priority=self._int(f.get("priority", 0), "priority", where("priority"), name, low=None),
             host=host,
             requires=dict(requires),
+            retry_delay=retry_delay,
+            speculative=speculative,
+            group=str(group or name),
             line=line,
         )
         return task, list(after)
@@ -650,4 +673,22 @@ def spec_from_dict(data: Mapping[str, Any], *, path: str = "<submitted>") -> Run
     clean = {k: v for k, v in data.items() if k in ("name", "env", "setup", "tasks")}
     if clean.get("setup") is None:
         clean.pop("setup", None)
-    return _Builder(path, Path("."), str(data.get("name") or "run")).build(clean)
+    groups: dict[str, str] = {}
+    if isinstance(clean.get("tasks"), list):
+        tasks = []
+        for item in clean["tasks"]:
+            if isinstance(item, dict) and "group" in item:
+                item = dict(item)
+                group = item.pop("group")
+                if isinstance(group, str) and isinstance(item.get("name"), str):
+                    groups[item["name"]] = group
+            tasks.append(item)
+        clean["tasks"] = tasks
+    built = _Builder(path, Path("."), str(data.get("name") or "run")).build(clean)
+    if not groups:
+        return built
+    from dataclasses import replace
+
+    return replace(
+        built, tasks=tuple(replace(t, group=groups.get(t.name, t.group)) for t in built.tasks)
+    )

@@ -154,7 +154,10 @@ def test_retries_run_a_failed_command_again(sched: Scheduler) -> None:
     rid = sched.submit(run_of("tasks:\n- {name: flaky, run: x, retries: 2}\n"))
     w = worker(sched)
     (first,) = take(sched, w)
-    (second,) = report(sched, w, first, code=1, free=1).response.assignments
+    assert report(sched, w, first, code=1, free=1).response.assignments == []  # backing off
+    assert states(sched, rid) == {"flaky": "ready"}
+    sched.clock.now += 3.5  # type: ignore[attr-defined]  # past 2 s x 1.5 jitter at most
+    (second,) = take(sched, w)
     assert second.number == 2 and second.attempt_id != first.attempt_id
     report(sched, w, second, result=42)
     task = sched.task_view(rid, "flaky")

@@ -9,6 +9,7 @@ is what SQLite wants anyway.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -149,27 +150,30 @@ def create_app(
                 # Small logs travel inline; they land where large ones are uploaded.
                 path = p.log_path(report.run_id, report.task, report.attempt_id)
                 datastore.write_bytes(path, report.log.encode())
+        # Take the waiter before looking for work, so that work appearing
+        # between the look and the wait still wakes this request.
+        waiter = signal.waiter()
         outcome = scheduler.sync(req)
         if outcome.made_ready:
             signal.notify()
+            waiter = signal.waiter()
         for run_id in outcome.finished_runs:
             log.info("run ended", extra={"event": "run_ended", "run": run_id})
         response = outcome.response
         if not response.assignments and not response.cancel and req.free_slots > 0 and req.wait > 0:
-            deadline = asyncio.get_running_loop().time() + min(req.wait, MAX_WAIT)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + min(req.wait, MAX_WAIT)
             idle = p.SyncRequest(
                 worker_id=req.worker_id, running=req.running, free_slots=req.free_slots
             )
-            while True:
-                left = deadline - asyncio.get_running_loop().time()
-                if left <= 0 or await request.is_disconnected():
-                    break
-                try:
-                    await asyncio.wait_for(signal.waiter().wait(), min(left, 1.0))
-                except asyncio.TimeoutError:
-                    continue
+            while (left := deadline - loop.time()) > 0:
+                # Look again when woken, and every second regardless: a
+                # retried task's back-off may have run out meanwhile.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(waiter.wait(), min(left, 1.0))
                 if await request.is_disconnected():
                     break
+                waiter = signal.waiter()
                 response = scheduler.sync(idle).response
                 if response.assignments or response.cancel:
                     break

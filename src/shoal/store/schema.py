@@ -71,6 +71,14 @@ tasks = Table(
     Column("pending", Integer, nullable=False, server_default=text("0")),  # unfinished deps
     Column("n_deps", Integer, nullable=False, server_default=text("0")),
     Column("n_dependents", Integer, nullable=False, server_default=text("0")),
+    Column("grp", String(200)),  # the task's entry in the file: its matrix group
+    Column("losses", Integer, nullable=False, server_default=text("0")),  # attempts lost
+    Column("ready_at", Float),  # a retried task waits for its back-off until then
+    Column("retry_delay", Float, nullable=False, server_default=text("2")),
+    Column("speculative", Boolean, nullable=False, server_default=text("true")),
+    Column("key", String(64)),  # hash of the definition, for resuming a run
+    Column("cached", Boolean, nullable=False, server_default=text("false")),
+    Column("source_run", Integer),  # the run whose datastore folder holds the outputs
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("has_result", Boolean, nullable=False, server_default=text("false")),
     Column("result", Text),  # JSON value
@@ -83,6 +91,13 @@ tasks = Table(
     UniqueConstraint("run_id", "name", name="uq_tasks_run_name"),
 )
 Index("ix_tasks_run_state", tasks.c.run_id, tasks.c.state)
+Index("ix_tasks_key", tasks.c.key)
+Index(
+    "ix_tasks_running",
+    tasks.c.run_id,
+    sqlite_where=tasks.c.state == "running",
+    postgresql_where=tasks.c.state == "running",
+)
 Index(
     "ix_tasks_ready",
     tasks.c.priority.desc(),
@@ -137,6 +152,12 @@ attempts = Table(
 )
 Index("ix_attempts_task", attempts.c.task_id)
 Index("ix_attempts_worker_state", attempts.c.worker_id, attempts.c.state)
+Index(
+    "ix_attempts_lease",
+    attempts.c.lease_expires,
+    sqlite_where=attempts.c.state == "running",
+    postgresql_where=attempts.c.state == "running",
+)
 
 events = Table(
     "events",

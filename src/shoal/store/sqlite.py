@@ -32,7 +32,8 @@ RETURNING id, name, slots, labels
 """
 _ATTEMPTS_WITH_TASKS = f"""
 SELECT a.id, a.worker_id, a.state, a.task_id, a.run_id, t.name AS task_name,
-       t.state AS task_state, t.retries, t.failures, t.n_dependents
+       t.state AS task_state, t.retries, t.failures, t.n_dependents,
+       t.attempts AS task_attempts, t.retry_delay
 FROM attempts a JOIN tasks t ON t.id = a.task_id
 WHERE a.id IN {_IDS}
 """
@@ -67,6 +68,7 @@ _NOT_RUNNING = f"SELECT id FROM attempts WHERE id IN {_IDS} AND state != 'runnin
 _READY_CANDIDATES = """
 SELECT id, run_id, name, spec, slots, requires, attempts, n_deps FROM tasks
 WHERE state = 'ready' AND slots <= :slots AND (host IS NULL OR host = :name)
+  AND (ready_at IS NULL OR ready_at <= :now)
 ORDER BY priority DESC, id LIMIT :limit
 """
 _START_TASK = """
@@ -80,7 +82,7 @@ VALUES (:task_id, :run_id, :number, :worker_id, :state, :assigned, :started, :le
 RETURNING id
 """
 _DEP_OUTPUTS = f"""
-SELECT deps.task_id, d.name, d.run_id, d.outputs FROM deps JOIN tasks d ON d.id = deps.dep_id
+SELECT deps.task_id, d.name, coalesce(d.source_run, d.run_id) AS run_id, d.outputs FROM deps JOIN tasks d ON d.id = deps.dep_id
 WHERE deps.task_id IN {_IDS} ORDER BY deps.task_id, d.id
 """
 _ANY_READY = "SELECT 1 FROM tasks WHERE state = 'ready' LIMIT 1"
@@ -151,11 +153,11 @@ class SqliteTx(Tx):
             return []
         return [int(r[0]) for r in self.raw.execute(_NOT_RUNNING, {"ids": json.dumps(attempt_ids)})]
 
-    def ready_candidates(self, worker_name: str, max_slots: int, limit: int) -> Sequence[Any]:
-        cur = self.raw.execute(
-            _READY_CANDIDATES, {"slots": max_slots, "name": worker_name, "limit": limit}
-        )
-        return _named(cur)
+    def ready_candidates(
+        self, worker_name: str, max_slots: int, limit: int, now: float
+    ) -> Sequence[Any]:
+        params = {"slots": max_slots, "name": worker_name, "limit": limit, "now": now}
+        return _named(self.raw.execute(_READY_CANDIDATES, params))
 
     def start_tasks(self, task_ids: list[int], worker_id: int, now: float) -> None:
         self.raw.executemany(

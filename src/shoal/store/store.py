@@ -77,6 +77,8 @@ _Q_ATTEMPTS_WITH_TASKS = (
         s.tasks.c.retries,
         s.tasks.c.failures,
         s.tasks.c.n_dependents,
+        s.tasks.c.attempts.label("task_attempts"),
+        s.tasks.c.retry_delay,
     )
     .join(s.tasks, s.tasks.c.id == s.attempts.c.task_id)
     .where(s.attempts.c.id.in_(_ids))
@@ -162,6 +164,7 @@ _Q_READY_CANDIDATES = (
         s.tasks.c.state == "ready",
         s.tasks.c.slots <= bindparam("b_slots"),
         or_(s.tasks.c.host.is_(None), s.tasks.c.host == bindparam("b_name")),
+        or_(s.tasks.c.ready_at.is_(None), s.tasks.c.ready_at <= bindparam("b_now")),
     )
     .order_by(s.tasks.c.priority.desc(), s.tasks.c.id)
     .limit(bindparam("b_limit"))
@@ -179,7 +182,12 @@ _Q_START_TASK = (
 _Q_INSERT_ATTEMPTS = insert(s.attempts).returning(s.attempts.c.id, sort_by_parameter_order=True)
 _dep = s.tasks.alias("d")
 _Q_DEP_OUTPUTS = (
-    select(s.deps.c.task_id, _dep.c.name, _dep.c.run_id, _dep.c.outputs)
+    select(
+        s.deps.c.task_id,
+        _dep.c.name,
+        func.coalesce(_dep.c.source_run, _dep.c.run_id).label("run_id"),
+        _dep.c.outputs,
+    )
     .join(_dep, _dep.c.id == s.deps.c.dep_id)
     .where(s.deps.c.task_id.in_(_ids))
     .order_by(s.deps.c.task_id, _dep.c.id)
@@ -423,10 +431,13 @@ class Tx:
             q = q.where(s.tasks.c.state.in_(list(states)))
         return self.conn.execute(q).all()
 
-    def ready_candidates(self, worker_name: str, max_slots: int, limit: int) -> Sequence[Any]:
+    def ready_candidates(
+        self, worker_name: str, max_slots: int, limit: int, now: float
+    ) -> Sequence[Any]:
         """Ready tasks this worker may take, by priority then submission order."""
         return self.conn.execute(
-            _Q_READY_CANDIDATES, {"b_slots": max_slots, "b_name": worker_name, "b_limit": limit}
+            _Q_READY_CANDIDATES,
+            {"b_slots": max_slots, "b_name": worker_name, "b_limit": limit, "b_now": now},
         ).all()
 
     def ready_needing_more_slots(self, run_id: int, max_slots: int) -> Sequence[Any]:
@@ -480,16 +491,24 @@ class Tx:
         self.conn.execute(update(s.tasks).where(s.tasks.c.id == task_id).values(**values))
 
     def retry_task(
-        self, task_id: int, failures: int, exit_code: int | None, cause: str | None
+        self, task_id: int, failures: int, exit_code: int | None, cause: str | None, ready_at: float
     ) -> None:
         self.conn.execute(
             update(s.tasks)
             .where(s.tasks.c.id == task_id)
-            .values(state="ready", failures=failures, exit_code=exit_code, cause=cause)
+            .values(
+                state="ready",
+                failures=failures,
+                exit_code=exit_code,
+                cause=cause,
+                ready_at=ready_at,
+            )
         )
 
     def set_task_ready(self, task_id: int) -> None:
-        self.conn.execute(update(s.tasks).where(s.tasks.c.id == task_id).values(state="ready"))
+        self.conn.execute(
+            update(s.tasks).where(s.tasks.c.id == task_id).values(state="ready", ready_at=None)
+        )
 
     def ready_dependents(self, task_ids: list[int]) -> int:
         """These tasks are done: count that in their dependents and make ready those with none left."""
@@ -520,11 +539,11 @@ class Tx:
         # rowcount is not reliable for an UPDATE with a CTE; count what came back.
         return len(result.all())
 
-    def cancel_tasks(self, run_id: int, now: float) -> int:
+    def cancel_tasks(self, run_id: int, now: float, cause: str = "cancelled") -> int:
         result = self.conn.execute(
             update(s.tasks)
             .where(s.tasks.c.run_id == run_id, s.tasks.c.state.in_(ACTIVE_STATES))
-            .values(state="cancelled", cause="cancelled", ended=now)
+            .values(state="cancelled", cause=cause, ended=now)
         )
         return int(result.rowcount)
 
@@ -607,6 +626,160 @@ class Tx:
             .values(state="cancelled", cause="cancelled", ended=now)
         )
         return int(result.rowcount)
+
+    def count_loss(self, task_id: int) -> int:
+        """One more attempt of this task was lost; how many now."""
+        return int(
+            self.conn.execute(
+                update(s.tasks)
+                .where(s.tasks.c.id == task_id)
+                .values(losses=s.tasks.c.losses + 1)
+                .returning(s.tasks.c.losses)
+            ).scalar_one()
+        )
+
+    def succeeded_by_key(self, keys: list[str]) -> dict[str, Any]:
+        """The latest succeeded task for each definition key."""
+        found: dict[str, Any] = {}
+        for start in range(0, len(keys), 500):
+            rows = self.conn.execute(
+                select(
+                    s.tasks.c.key,
+                    s.tasks.c.run_id,
+                    s.tasks.c.source_run,
+                    s.tasks.c.has_result,
+                    s.tasks.c.result,
+                    s.tasks.c.outputs,
+                    s.tasks.c.exit_code,
+                )
+                .where(s.tasks.c.key.in_(keys[start : start + 500]), s.tasks.c.state == "succeeded")
+                .order_by(s.tasks.c.id)
+            )
+            for r in rows:
+                found[r.key] = r  # later rows win
+        return found
+
+    def running_runs(self) -> list[int]:
+        rows = self.conn.execute(select(s.runs.c.id).where(s.runs.c.state == "running")).scalars()
+        return [int(i) for i in rows]
+
+    def lone_running_attempts(self, worker_id: int, assigned_before: float) -> Sequence[Any]:
+        """Running tasks with exactly one attempt, on another worker, assigned before a time."""
+        a2 = s.attempts.alias("a2")
+        running_count = (
+            select(func.count())
+            .select_from(a2)
+            .where(a2.c.task_id == s.tasks.c.id, a2.c.state == "running")
+            .scalar_subquery()
+        )
+        return self.conn.execute(
+            select(
+                s.tasks.c.id,
+                s.tasks.c.run_id,
+                s.tasks.c.name,
+                s.tasks.c.spec,
+                s.tasks.c.slots,
+                s.tasks.c.requires,
+                s.tasks.c.attempts,
+                s.tasks.c.n_deps,
+                s.tasks.c.grp,
+                s.attempts.c.assigned,
+            )
+            .join(s.attempts, s.attempts.c.task_id == s.tasks.c.id)
+            .where(
+                s.tasks.c.state == "running",
+                s.tasks.c.speculative.is_(True),
+                s.attempts.c.state == "running",
+                s.attempts.c.worker_id != worker_id,
+                s.attempts.c.assigned < assigned_before,
+                running_count == 1,
+            )
+            .order_by(s.attempts.c.assigned)
+            .limit(20)
+        ).all()
+
+    def group_durations(self, run_id: int, grp: str) -> list[float]:
+        """How long the succeeded attempts of a run's matrix group took."""
+        rows = self.conn.execute(
+            select(s.attempts.c.ended - s.attempts.c.started)
+            .join(s.tasks, s.tasks.c.id == s.attempts.c.task_id)
+            .where(
+                s.tasks.c.run_id == run_id, s.tasks.c.grp == grp, s.attempts.c.state == "succeeded"
+            )
+            .limit(1000)
+        )
+        return [float(r[0]) for r in rows if r[0] is not None]
+
+    def interrupt_attempts(self, run_id: int, cause: str, now: float) -> None:
+        self.conn.execute(
+            update(s.attempts)
+            .where(s.attempts.c.run_id == run_id, s.attempts.c.state == "running")
+            .values(state="interrupted", cause=cause, ended=now)
+        )
+
+    def extend_leases(self, until: float) -> int:
+        result = self.conn.execute(
+            update(s.attempts).where(s.attempts.c.state == "running").values(lease_expires=until)
+        )
+        return int(result.rowcount)
+
+    def expired_attempts(self, now: float) -> Sequence[Any]:
+        """Running attempts whose lease ran out, with their task and worker."""
+        return self.conn.execute(
+            select(
+                s.attempts.c.id,
+                s.attempts.c.task_id,
+                s.attempts.c.run_id,
+                s.attempts.c.worker_id,
+                s.tasks.c.state.label("task_state"),
+                s.tasks.c.name.label("task_name"),
+                s.workers.c.name.label("worker_name"),
+                s.workers.c.last_sync,
+            )
+            .join(s.tasks, s.tasks.c.id == s.attempts.c.task_id)
+            .join(s.workers, s.workers.c.id == s.attempts.c.worker_id, isouter=True)
+            .where(s.attempts.c.state == "running", s.attempts.c.lease_expires < now)
+            .limit(10000)
+        ).all()
+
+    def end_attempt(self, attempt_id: int, state: str, cause: str, now: float) -> None:
+        self.conn.execute(
+            update(s.attempts)
+            .where(s.attempts.c.id == attempt_id)
+            .values(state=state, cause=cause, ended=func.coalesce(s.attempts.c.ended, now))
+        )
+
+    def others_running(self, task_id: int, attempt_id: int) -> bool:
+        """Whether another attempt of this task still runs."""
+        row = self.conn.execute(
+            select(s.attempts.c.id)
+            .where(
+                s.attempts.c.task_id == task_id,
+                s.attempts.c.state == "running",
+                s.attempts.c.id != attempt_id,
+            )
+            .limit(1)
+        ).first()
+        return row is not None
+
+    def supersede_others(self, task_id: int, attempt_id: int, now: float) -> None:
+        """The task is done: its other running attempts lost the race."""
+        self.conn.execute(
+            update(s.attempts)
+            .where(
+                s.attempts.c.task_id == task_id,
+                s.attempts.c.state == "running",
+                s.attempts.c.id != attempt_id,
+            )
+            .values(state="superseded", cause="superseded", ended=now)
+        )
+
+    def mark_workers_lost(self, last_sync_before: float) -> None:
+        self.conn.execute(
+            update(s.workers)
+            .where(s.workers.c.state == "active", s.workers.c.last_sync < last_sync_before)
+            .values(state="lost")
+        )
 
     def list_attempts(self, task_id: int) -> Sequence[Any]:
         return self.conn.execute(
