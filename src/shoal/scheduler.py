@@ -678,12 +678,14 @@ class Scheduler:
             if run is None:
                 raise NotFound(f"no run {run_id}")
             counts = tx.state_counts(run_id)
+            cached = tx.cached_count(run_id) if counts.get("succeeded") else 0
             stuck: list[str] = []
             if run.state == "running" and counts.get("ready"):
                 biggest = tx.max_worker_slots()
                 if biggest is not None:
                     stuck = [r.name for r in tx.ready_needing_more_slots(run_id, biggest)]
         view = _run_dict(run, counts)
+        view["cached"] = cached
         if stuck:
             view["warnings"] = [
                 f"{len(stuck)} task(s) need more slots than any worker has: {', '.join(stuck[:5])}"
@@ -815,6 +817,7 @@ def _task_dict(task: Any, attempt: Any) -> dict[str, Any]:
         "worker": attempt.worker_name if attempt is not None else None,
         "duration": duration,
         "log": attempt.log if attempt is not None else None,
+        "cached": bool(task.cached),
         "priority": task.priority,
         "slots": task.slots,
     }

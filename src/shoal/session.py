@@ -43,6 +43,7 @@ class LocalSession:
         workers: int,
         slots: int = 1,
         lease_seconds: float = 30.0,
+        speculate_min: float = 30.0,
     ) -> None:
         if workers < 1:
             raise BadInput(f"-j must be at least 1, not {workers}")
@@ -52,6 +53,7 @@ class LocalSession:
         self.n_workers = workers
         self.slots = slots
         self.lease_seconds = lease_seconds
+        self.speculate_min = speculate_min
         self.boss: Boss | None = None
         self.workers: LocalWorkers | None = None
         self.client: BossClient | None = None
@@ -85,8 +87,13 @@ class LocalSession:
             data=self.state.data,
             token=token,
             lease_seconds=self.lease_seconds,
+            speculate_min=self.speculate_min,
             sock=sock,
         )
+        # No boss is running here, so no run still marked running can go on:
+        # a `shoal run` before this one was stopped. End those runs; what
+        # they finished is reused by the next submission.
+        self.boss.scheduler.abandon_running("interrupted: the shoal run that ran it stopped")
         self.state.write_boss(self.boss.url, token)
         self.client = BossClient(self.boss.url, token)
         return self
@@ -127,18 +134,22 @@ class LocalSession:
             self.state.clear_boss()
             self.boss = None
 
-    def submit(self, spec: RunSpec) -> int:
-        """Store the run (in this process: the boss is ours) and serve it."""
+    def submit(self, spec: RunSpec, *, reuse: bool = True) -> int:
+        """Store the run (in this process: the boss is ours) and serve it.
+
+        With ``reuse``, tasks that succeeded before with the same definition
+        are not run again (see :meth:`Scheduler.submit`).
+        """
         check_fits(spec, self.slots)
         assert self.boss is not None
         if spec.bundle is not None:
             digest, archive = pack_folder(spec.bundle)
             try:
-                run_id = self.boss.submit(spec, archive, digest)
+                run_id = self.boss.submit(spec, archive, digest, reuse=reuse)
             finally:
                 archive.unlink(missing_ok=True)
         else:
-            run_id = self.boss.submit(spec)
+            run_id = self.boss.submit(spec, reuse=reuse)
         self.start()
         return run_id
 

@@ -59,6 +59,7 @@ class Agent:
         idle_exit: Optional[float] = None,
         drain_timeout: Optional[float] = None,
         quiet: bool = False,
+        parent: Optional[int] = None,
     ) -> None:
         self.client = client
         self.slots = max(1, slots)
@@ -68,6 +69,9 @@ class Agent:
         self.idle_exit = idle_exit
         self.drain_timeout = drain_timeout
         self.quiet = quiet
+        # Local workers of `shoal run` end with it: a worker whose parent is
+        # gone would otherwise wait for a boss that will never come back.
+        self.parent = parent
         self.runner = Runner(client, self.workdir, self.name)
         self.worker_id = 0
         self.heartbeat = 5.0
@@ -158,6 +162,10 @@ class Agent:
         idle_since = time.time()
         backoff = BACKOFF_MIN
         while True:
+            if self.parent is not None and os.getppid() != self.parent and not self.stopping:
+                self.log("parent_gone", parent=self.parent)
+                self.request_stop()
+                self.request_stop()
             with self.cond:
                 self._start_what_fits()
                 busy = bool(self.running or self.pending)
@@ -409,6 +417,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     parser.add_argument("--workdir", default=None, help="where workspaces and bundles go")
     parser.add_argument("--quiet", action="store_true", help="no log lines on stderr")
+    parser.add_argument(
+        "--parent", type=int, default=None, help="stop when this process (our parent) ends"
+    )
     args = parser.parse_args(argv)
     token = args.token or os.environ.get("SHOAL_TOKEN")
     if not args.boss:
@@ -434,6 +445,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         idle_exit=args.idle_exit,
         drain_timeout=args.drain_timeout,
         quiet=args.quiet,
+        parent=args.parent,
     )
     agent.install_signal_handlers()
     return agent.run()

@@ -227,7 +227,7 @@ def create_app(
             raise BadInput(f"bundle {bundle} is not in the datastore: upload it first")
         if body.get("source"):
             spec = _with_source(spec, str(body["source"]))
-        rid = scheduler.submit(spec, bundle=bundle)
+        rid = scheduler.submit(spec, bundle=bundle, reuse=bool(body.get("reuse", False)))
         signal.notify()
         log.info("run submitted", extra={"event": "run_submitted", "run": rid})
         return _json({"run": rid})

@@ -7,6 +7,7 @@ starts, and a worker can register as soon as it is told the URL.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 from pathlib import Path
@@ -23,6 +24,8 @@ from shoal.spec import RunSpec
 from shoal.store import Store
 
 __all__ = ["Boss", "parse_listen"]  # parse_listen: re-exported for the CLI
+
+log = logging.getLogger("shoal.boss")
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -46,10 +49,17 @@ class Boss:
         host: str = "127.0.0.1",
         port: int = 0,
         lease_seconds: float = 30.0,
+        speculate: bool = True,
+        speculate_min: float = 30.0,
         sock: socket.socket | None = None,
     ) -> None:
         self.store = Store(db)
-        self.scheduler = Scheduler(self.store, lease_seconds=lease_seconds)
+        self.scheduler = Scheduler(
+            self.store,
+            lease_seconds=lease_seconds,
+            speculate=speculate,
+            speculate_min=speculate_min,
+        )
         self.datastore = LocalDatastore(data)
         self.token = token
         self.signal = WorkSignal()
@@ -69,13 +79,20 @@ class Boss:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def submit(self, spec: RunSpec, bundle_archive: Any = None, digest: str | None = None) -> int:
+    def submit(
+        self,
+        spec: RunSpec,
+        bundle_archive: Any = None,
+        digest: str | None = None,
+        *,
+        reuse: bool = False,
+    ) -> int:
         """Submit a run in this process (what ``POST /v1/runs`` does, without HTTP)."""
         if bundle_archive is not None and digest is not None:
             path = p.bundle_path(digest)
             if not self.datastore.exists(path):
                 self.datastore.write_file(path, bundle_archive)
-        run_id = self.scheduler.submit(spec, bundle=digest)
+        run_id = self.scheduler.submit(spec, bundle=digest, reuse=reuse)
         self.wake()
         return run_id
 
@@ -89,11 +106,34 @@ class Boss:
         """Serve in this thread until :meth:`stop` (or SIGINT/SIGTERM in the main thread)."""
         loop = self._loop = _new_loop()
         try:
-            loop.run_until_complete(self.server.serve(sockets=[self.sock]))
+            loop.run_until_complete(self._main())
         except RuntimeError:
             pass  # stopped at once by stop(fast=True)
         finally:
             loop.close()
+
+    async def _main(self) -> None:
+        # Workers kept running while no boss was there: give each running
+        # attempt a whole lease from now before any can be declared lost.
+        self.scheduler.extend_leases()
+        housekeeping = asyncio.create_task(self._housekeeping())
+        try:
+            await self.server.serve(sockets=[self.sock])
+        finally:
+            housekeeping.cancel()
+
+    async def _housekeeping(self) -> None:
+        """Expire leases (and so re-run lost work) a few times per lease."""
+        tick = max(0.1, min(1.0, self.scheduler.lease_seconds / 4))
+        while True:
+            await asyncio.sleep(tick)
+            try:
+                readied = self.scheduler.expire()
+            except Exception:  # a failed sweep is retried at the next tick
+                log.exception("lease sweep failed", extra={"event": "sweep_failed"})
+                continue
+            if readied:
+                self.signal.notify()
 
     def start(self) -> None:
         """Serve in a background thread; returns once the server accepts requests."""

@@ -49,6 +49,20 @@ StateDirOpt = Annotated[
     typer.Option("--state-dir", help="The state folder to find the boss in (default: .shoal)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+LeaseOpt = Annotated[
+    float,
+    typer.Option("--lease", help="Seconds an attempt lives without a sync from its worker."),
+]
+SpeculateMinOpt = Annotated[
+    float,
+    typer.Option(
+        "--speculate-min", help="Seconds a straggler runs before it may get a backup attempt."
+    ),
+]
+FreshOpt = Annotated[
+    bool,
+    typer.Option("--fresh", help="Run every task, even those that succeeded before unchanged."),
+]
 RunArg = Annotated[str | None, typer.Argument(help="Run id or name (default: the latest run).")]
 
 
@@ -101,6 +115,9 @@ def run(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress and no summary.")
     ] = False,
+    fresh: FreshOpt = False,
+    lease: LeaseOpt = 30.0,
+    speculate_min: SpeculateMinOpt = 30.0,
 ) -> None:
     """Run a task file on this machine, start to end: boss, workers, progress, summary."""
     from shoal.cli.run import run_command
@@ -112,6 +129,9 @@ def run(
         state=StateDir(state),
         as_json=as_json,
         quiet=quiet,
+        lease=lease,
+        fresh=fresh,
+        speculate_min=speculate_min,
     )
     raise typer.Exit(code)
 
@@ -129,9 +149,11 @@ def boss(
         Path | None, typer.Option("--data", help="Datastore folder (default: STATE/data).")
     ] = None,
     state: Annotated[Path, typer.Option("--state", help="State folder.")] = Path(".shoal"),
-    lease: Annotated[
-        float, typer.Option("--lease", help="Seconds an attempt's lease lasts without a sync.")
-    ] = 30.0,
+    lease: LeaseOpt = 30.0,
+    speculate_min: SpeculateMinOpt = 30.0,
+    speculate: Annotated[
+        bool, typer.Option("--speculate/--no-speculate", help="Give stragglers backup attempts.")
+    ] = True,
 ) -> None:
     """Serve the boss: the API workers and commands talk to."""
     from shoal.boss.server import Boss, parse_listen
@@ -151,6 +173,8 @@ def boss(
         host=host,
         port=port,
         lease_seconds=lease,
+        speculate=speculate,
+        speculate_min=speculate_min,
     )
     sd.write_boss(server.url, token)
     import logging

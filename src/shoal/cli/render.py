@@ -92,7 +92,12 @@ def run_summary(console: Console, view: dict[str, Any]) -> None:
             f"  ({done / elapsed:.1f} tasks/s)" if done else "",
         )
     )
-    console.print(counts_text(view["counts"]))
+    counts = counts_text(view["counts"])
+    if view.get("cached"):
+        counts.append(
+            f"  ({view['cached']} cached: unchanged since they last succeeded)", style="dim"
+        )
+    console.print(counts)
     for w in view.get("warnings", []):
         console.print(Text(f"warning: {w}", style="yellow"))
 
@@ -103,6 +108,8 @@ def task_table(tasks: list[dict[str, Any]]) -> Table:
         table.add_column(col, overflow="fold")
     for t in tasks:
         note = short(t["result"]) if t["state"] == "succeeded" else short(t.get("cause"), 60)
+        if t.get("cached"):
+            note = f"(cached) {note}"
         table.add_row(
             t["name"],
             styled(t["state"]),

@@ -54,6 +54,9 @@ def run_command(
     state: StateDir,
     as_json: bool,
     quiet: bool,
+    lease: float = 30.0,
+    fresh: bool = False,
+    speculate_min: float = 30.0,
 ) -> int:
     spec = specs.load(file)
     check_fits(spec, slots)  # before anything starts or is stored
@@ -63,8 +66,10 @@ def run_command(
     started = time.time()
     # A SIGTERM to `shoal run` is handled like Ctrl-C: cancel, clean up, exit.
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    with LocalSession(state, workers=jobs, slots=slots) as session:
-        run_id = session.submit(spec)
+    with LocalSession(
+        state, workers=jobs, slots=slots, lease_seconds=lease, speculate_min=speculate_min
+    ) as session:
+        run_id = session.submit(spec, reuse=not fresh)
         if not as_json and not quiet:
             err.print(
                 f"run {run_id} [bold]{spec.name}[/]: {len(spec.tasks)} tasks on {jobs} local "

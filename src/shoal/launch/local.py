@@ -63,6 +63,8 @@ class LocalWorkers:
                     f"{self.name_prefix}-{i + 1}",
                     "--workdir",
                     str(self.workdir),
+                    "--parent",
+                    str(os.getpid()),
                 ],
                 env=env,
                 stdin=subprocess.DEVNULL,

@@ -385,6 +385,15 @@ class Tx:
         self.conn.execute(update(s.runs).where(s.runs.c.id == run_id).values(unfinished=n))
         return int(n)
 
+    def cached_count(self, run_id: int) -> int:
+        return int(
+            self.conn.execute(
+                select(func.count())
+                .select_from(s.tasks)
+                .where(s.tasks.c.run_id == run_id, s.tasks.c.cached.is_(True))
+            ).scalar_one()
+        )
+
     def state_counts(self, run_id: int) -> dict[str, int]:
         rows = self.conn.execute(
             select(s.tasks.c.state, func.count())
