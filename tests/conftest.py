@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,3 +102,102 @@ class AgentThread:
         self.agent.request_stop()
         self.thread.join(30)
         assert not self.thread.is_alive(), "the agent did not stop"
+
+
+class Procs:
+    """Background processes of a test, each stopped by its PID; their stderr goes to files."""
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+        self.procs: list[subprocess.Popen[str]] = []
+        self.extra: list[int] = []  # pids the test started indirectly and must stop too
+
+    def start(
+        self, *args: str, cwd: Path, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[str]:
+        full = dict(os.environ, PYTHONPATH=SRC, **(env or {}))
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        with (self.logdir / f"{len(self.procs)}-{args[0]}.log").open("w") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "shoal", *args],
+                cwd=cwd,
+                env=full,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                text=True,
+            )
+        self.procs.append(proc)
+        return proc
+
+    def log(self, proc: subprocess.Popen[str]) -> str:
+        i = self.procs.index(proc)
+        return next(self.logdir.glob(f"{i}-*.log")).read_text()
+
+    def stop_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for pid in self.extra:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Procs]:
+    ps = Procs(tmp_path / "proc-logs")
+    yield ps
+    ps.stop_all()
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid``, read from /proc."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            for thread in os.listdir(f"/proc/{parent}/task"):
+                for child in Path(f"/proc/{parent}/task/{thread}/children").read_text().split():
+                    if int(child) not in found:
+                        found.add(int(child))
+                        todo.append(int(child))
+        except OSError:
+            pass
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Any, timeout: float = 30, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def boss_info(state: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((state / "boss.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None

@@ -2,78 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-from tests.conftest import SRC, shoal, shoal_json, write
-
-
-class Procs:
-    """Background processes of a test, each stopped by its PID."""
-
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[str]] = []
-
-    def start(
-        self, *args: str, cwd: Path, env: dict[str, str] | None = None
-    ) -> subprocess.Popen[str]:
-        full = dict(os.environ, PYTHONPATH=SRC, **(env or {}))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "shoal", *args],
-            cwd=cwd,
-            env=full,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.procs.append(proc)
-        return proc
-
-    def stop_all(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-            if p.stderr:
-                p.stderr.close()
-
-
-@pytest.fixture
-def procs() -> Iterator[Procs]:
-    ps = Procs()
-    yield ps
-    ps.stop_all()
-
-
-def wait_for(predicate: Any, timeout: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def boss_info(state: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((state / "boss.json").read_text())
-    except (FileNotFoundError, ValueError):
-        return None
+from tests.conftest import SRC, Procs, boss_info, shoal, shoal_json, wait_for, write
 
 
 def test_boss_workers_and_two_runs_submitted_at_once(tmp_path: Path, procs: Procs) -> None:

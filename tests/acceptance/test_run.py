@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SRC, shoal, shoal_json, write
+from tests.conftest import SRC, alive, descendants, shoal, shoal_json, write
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -165,30 +165,6 @@ tasks:
     assert tasks["stuck"]["state"] == "failed" and tasks["stuck"]["cause"] == "timeout after 1s"
 
 
-def _descendants(pid: int) -> set[int]:
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            for t in os.listdir(f"/proc/{p}/task"):
-                for child in Path(f"/proc/{p}/task/{t}/children").read_text().split():
-                    if int(child) not in found:
-                        found.add(int(child))
-                        todo.append(int(child))
-        except OSError:
-            pass
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def test_ctrl_c_cancels_cleanly_and_leaves_no_process(tmp_path: Path) -> None:
     write(
         tmp_path / "t.yaml",
@@ -207,7 +183,7 @@ def test_ctrl_c_cancels_cleanly_and_leaves_no_process(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while True:
             assert time.monotonic() < deadline, "tasks never started"
-            kids = _descendants(proc.pid)
+            kids = descendants(proc.pid)
             sleeps = (
                 [
                     k
@@ -220,15 +196,15 @@ def test_ctrl_c_cancels_cleanly_and_leaves_no_process(tmp_path: Path) -> None:
             if len(sleeps) >= 4:
                 break
             time.sleep(0.1)
-        everything = _descendants(proc.pid)
+        everything = descendants(proc.pid)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 130, err
         assert "interrupted" in err
         deadline = time.monotonic() + 10
-        while any(_alive(p) for p in everything) and time.monotonic() < deadline:
+        while any(alive(p) for p in everything) and time.monotonic() < deadline:
             time.sleep(0.1)
-        left = [p for p in everything if _alive(p)]
+        left = [p for p in everything if alive(p)]
         assert not left, f"processes left behind: {left}"
     finally:
         if proc.poll() is None:

@@ -84,6 +84,7 @@ class Agent:
         self.stopping = 0  # 1: drain, 2: kill what runs
         self.stop_since = 0.0
         self._in_long_poll = False
+        self._stop_requested = threading.Event()
         self._closing = False
         self._slot_threads: List[threading.Thread] = []
 
@@ -95,6 +96,7 @@ class Agent:
 
     def request_stop(self) -> None:
         """First call: take no new work, finish what runs. Second: stop it now."""
+        self._stop_requested.set()
         with self.cond:
             self.stopping = min(2, self.stopping + 1)
             if self.stopping == 1:
@@ -262,9 +264,8 @@ class Agent:
         return 0
 
     def _sleep(self, seconds: float) -> None:
-        with self.cond:
-            if not self.stopping:
-                self.cond.wait(seconds)
+        """Back off (a stop request ends it early; finishing attempts do not)."""
+        self._stop_requested.wait(seconds)
 
     def _requeue(self, reports: List[p.Report]) -> None:
         with self.cond:

@@ -51,6 +51,7 @@ class Boss:
         lease_seconds: float = 30.0,
         speculate: bool = True,
         speculate_min: float = 30.0,
+        max_losses: int = 3,
         sock: socket.socket | None = None,
     ) -> None:
         self.store = Store(db)
@@ -59,6 +60,7 @@ class Boss:
             lease_seconds=lease_seconds,
             speculate=speculate,
             speculate_min=speculate_min,
+            max_losses=max_losses,
         )
         self.datastore = LocalDatastore(data)
         self.token = token

@@ -6,9 +6,9 @@ Every command ends in one clear line on error and an exit code: 0 success,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -154,6 +154,9 @@ def boss(
     speculate: Annotated[
         bool, typer.Option("--speculate/--no-speculate", help="Give stragglers backup attempts.")
     ] = True,
+    max_losses: Annotated[
+        int, typer.Option("--max-losses", help="Lost attempts after which a task fails.")
+    ] = 3,
 ) -> None:
     """Serve the boss: the API workers and commands talk to."""
     from shoal.boss.server import Boss, parse_listen
@@ -175,6 +178,7 @@ def boss(
         lease_seconds=lease,
         speculate=speculate,
         speculate_min=speculate_min,
+        max_losses=max_losses,
     )
     sd.write_boss(server.url, token)
     import logging
@@ -448,6 +452,12 @@ def main() -> None:
         code = e.exit_code
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:
+        # `shoal tasks | head`: the reader left; that is not an error. (SIGPIPE
+        # keeps Python's default, so a worker's broken socket never kills it.)
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     except Exception as e:
         # Usage errors from the option parser (Typer's own copy of click).
         show = getattr(e, "show", None)
@@ -474,8 +484,3 @@ def _exit(code: int) -> None:
     except (OSError, ValueError):
         pass
     os._exit(code)
-
-
-# Restore the default SIGPIPE behaviour so `shoal tasks | head` exits quietly.
-if hasattr(signal, "SIGPIPE"):
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
