@@ -413,7 +413,12 @@ class Scheduler:
         if row is None or row.worker_id != worker_id or row.state != "running":
             # Fenced: this attempt was already ended by the boss (cancelled,
             # lost, superseded); what its worker says now is dropped.
-            batch.events.append({**base, "kind": "report_dropped", "detail": r.outcome})
+            if row is not None:
+                base.update(run_id=row.run_id, task_id=row.task_id)
+            detail = (
+                f"{r.outcome} after the attempt was {row.state if row is not None else 'unknown'}"
+            )
+            batch.events.append({**base, "kind": "report_dropped", "detail": detail})
             return
         log = (
             p.log_path(row.run_id, row.task_name, r.attempt_id)

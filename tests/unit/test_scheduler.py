@@ -240,3 +240,155 @@ def test_dag_of_many_tasks_in_one_transaction(sched: Scheduler) -> None:
     rid = sched.submit(run_of("tasks:\n" + tasks))
     counts = sched.run_view(rid)["counts"]
     assert counts == {"ready": 1, "waiting": 299}
+
+
+def test_lost_attempt_makes_the_task_ready_until_too_many_losses(sched: Scheduler) -> None:
+    rid = sched.submit(run_of("tasks:\n- {name: a, run: x}\n- {name: b, run: x, after: [a]}\n"))
+    clock = sched.clock
+    for loss in range(1, 4):
+        w = worker(sched, f"w{loss}")
+        (a,) = take(sched, w)
+        clock.now += 10  # type: ignore[attr-defined]
+        assert sched.expire() is False  # the lease (30 s) has not run out
+        clock.now += 25  # type: ignore[attr-defined]
+        readied = sched.expire()
+        assert readied is (loss < 3)
+        # The worker comes back: it is told to stop, and its report is dropped.
+        answer = sched.sync(p.SyncRequest(worker_id=w, running=[a.attempt_id])).response
+        assert answer.cancel == [a.attempt_id]
+        report(sched, w, a, result="too late")
+    task = sched.task_view(rid, "a")
+    assert task["state"] == "failed" and task["cause"].startswith(
+        "lost: no sync for 35s from worker w3"
+    )
+    assert [x["state"] for x in task["attempt_list"]] == ["lost", "lost", "lost"]
+    assert states(sched, rid)["b"] == "upstream_failed"
+    assert sched.results(rid) == {}
+
+
+def test_syncs_renew_leases(sched: Scheduler) -> None:
+    rid = sched.submit(run_of("tasks:\n- {name: a, run: x}\n"))
+    w = worker(sched)
+    (a,) = take(sched, w)
+    for _ in range(5):
+        sched.clock.now += 20  # type: ignore[attr-defined]
+        sched.sync(p.SyncRequest(worker_id=w, running=[a.attempt_id]))
+        sched.expire()
+    assert states(sched, rid) == {"a": "running"}
+    assert [w["state"] for w in sched.workers_view()] == ["active"]
+
+
+def test_a_restarted_boss_gives_running_attempts_a_whole_lease(sched: Scheduler) -> None:
+    rid = sched.submit(run_of("tasks:\n- {name: a, run: x}\n"))
+    w = worker(sched)
+    take(sched, w)
+    sched.clock.now += 100  # type: ignore[attr-defined]  # the boss was down this long
+    assert sched.extend_leases() == 1
+    sched.expire()
+    assert states(sched, rid) == {"a": "running"}
+
+
+def test_a_straggler_gets_one_backup_and_the_first_to_finish_wins(sched: Scheduler) -> None:
+    sched.speculate_min = 5.0
+    rid = sched.submit(run_of("tasks:\n- name: t-{i}\n  matrix: {i: [1, 2, 3, 4]}\n  run: x\n"))
+    slow, fast = worker(sched, "slow"), worker(sched, "fast", slots=3)
+    (straggler,) = take(sched, slow)
+    quick = take(sched, fast, free=3)
+    for a in quick:
+        r = p.Report(
+            attempt_id=a.attempt_id, outcome=p.SUCCEEDED, exit_code=0, started=0.0, ended=2.0
+        )
+        sched.sync(p.SyncRequest(worker_id=fast, finished=[r]))
+    assert take(sched, fast) == []  # running 0 s: not a straggler yet
+    sched.clock.now += 4.5  # type: ignore[attr-defined]
+    assert take(sched, fast) == []  # more than 2 x the median (2 s), but under the minimum
+    sched.clock.now += 1  # type: ignore[attr-defined]
+    assert take(sched, slow) == []  # never a backup on the worker that runs it
+    (backup,) = take(sched, fast)
+    assert backup.task == straggler.task and backup.number == 2
+    assert take(sched, fast) == []  # one backup at most
+    report(sched, fast, backup, result="backup")
+    answer = sched.sync(p.SyncRequest(worker_id=slow, running=[straggler.attempt_id])).response
+    assert answer.cancel == [straggler.attempt_id]
+    report(sched, slow, straggler, result="original")
+    task = sched.task_view(rid, straggler.task)
+    assert task["result"] == "backup"
+    assert sorted(a["state"] for a in task["attempt_list"]) == ["succeeded", "superseded"]
+    assert sched.run_view(rid)["state"] == "succeeded"
+
+
+def test_a_failed_backup_leaves_the_original_running(sched: Scheduler) -> None:
+    sched.speculate_min = 0.0
+    rid = sched.submit(run_of("tasks:\n- name: t-{i}\n  matrix: {i: [1, 2, 3]}\n  run: x\n"))
+    slow, fast = worker(sched, "slow"), worker(sched, "fast", slots=2)
+    (straggler,) = take(sched, slow)
+    for a in take(sched, fast, free=2):
+        r = p.Report(
+            attempt_id=a.attempt_id, outcome=p.SUCCEEDED, exit_code=0, started=0.0, ended=1.0
+        )
+        sched.sync(p.SyncRequest(worker_id=fast, finished=[r]))
+    sched.clock.now += 3  # type: ignore[attr-defined]
+    (backup,) = take(sched, fast)
+    report(sched, fast, backup, code=1)
+    assert states(sched, rid)[straggler.task] == "running"
+    report(sched, slow, straggler, result="original")
+    assert sched.results(rid)[straggler.task] == "original"
+
+
+def test_speculative_false_means_no_backup(sched: Scheduler) -> None:
+    sched.speculate_min = 0.0
+    sched.submit(
+        run_of("tasks:\n- name: t-{i}\n  matrix: {i: [1, 2, 3]}\n  run: x\n  speculative: false\n")
+    )
+    slow, fast = worker(sched, "slow"), worker(sched, "fast", slots=2)
+    take(sched, slow)
+    for a in take(sched, fast, free=2):
+        r = p.Report(
+            attempt_id=a.attempt_id, outcome=p.SUCCEEDED, exit_code=0, started=0.0, ended=1.0
+        )
+        sched.sync(p.SyncRequest(worker_id=fast, finished=[r]))
+    sched.clock.now += 100  # type: ignore[attr-defined]
+    assert take(sched, fast) == []
+
+
+class MidRng:
+    """Jitter at its middle value, so back-off delays are exact."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return (a + b) / 2
+
+
+def test_retry_back_off_doubles(sched: Scheduler) -> None:
+    sched.rng = MidRng()  # type: ignore[assignment]
+    rid = sched.submit(run_of("tasks:\n- {name: f, run: x, retries: 3, retry_delay: 10s}\n"))
+    w = worker(sched)
+    waits = []
+    (a,) = take(sched, w)
+    for _ in range(2):
+        failed_at = sched.clock.now  # type: ignore[attr-defined]
+        report(sched, w, a, code=1)
+        while not (got := take(sched, w)):
+            sched.clock.now += 1  # type: ignore[attr-defined]
+        (a,) = got
+        waits.append(sched.clock.now - failed_at)  # type: ignore[attr-defined]
+    assert waits == [10, 20]
+    assert sched.task_view(rid, "f")["attempts"] == 3
+
+
+def test_resume_reuses_unchanged_tasks_and_their_outputs(sched: Scheduler) -> None:
+    text = "tasks:\n- {name: a, run: x, outputs: [o]}\n- {name: b, run: y, after: [a]}\n- {name: c, run: z}\n"
+    first = sched.submit(run_of(text))
+    w = worker(sched, slots=2)
+    a, c = take(sched, w, free=2)
+    report(sched, w, a, result=1, outputs=["o"])
+    report(sched, w, c, code=2)
+    (b,) = take(sched, w)
+    report(sched, w, b, code=3)
+    second = sched.submit(run_of(text), reuse=True)
+    view = {t["name"]: t for t in sched.tasks_view(second)}
+    assert view["a"]["cached"] and view["a"]["state"] == "succeeded" and view["a"]["result"] == 1
+    assert not view["b"]["cached"] and view["b"]["state"] == "ready"
+    (b2,) = [x for x in take(sched, w, free=2) if x.task == "b"]
+    assert [(f.path, f.dest) for f in b2.fetch] == [(f"runs/{first}/a/o", "inputs/a/o")]
+    changed = sched.submit(run_of(text.replace("run: x", "run: x2")), reuse=True)
+    assert not any(t["cached"] for t in sched.tasks_view(changed))

@@ -177,6 +177,9 @@ class Attempt:
     def __init__(self, assignment: p.Assignment) -> None:
         self.a = assignment
         self.cancelled: Optional[str] = None  # p.CANCELLED or p.INTERRUPTED
+        # The kernel's count of OOM kills when the attempt began: a SIGKILL
+        # while it grew was most likely the OOM killer's.
+        self.oom_kills = _oom_kills()
         self._proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
         self._lock = threading.Lock()
 
@@ -395,7 +398,10 @@ class Runner:
         if attempt.cancelled is not None:
             return code, attempt.cancelled, tail
         if code != 0:
-            return code, _exit_cause(code), tail
+            cause = _exit_cause(code)
+            if code == -signal.SIGKILL and _oom_kills() > attempt.oom_kills:
+                cause += " (the kernel's out-of-memory killer)"
+            return code, cause, tail
         return 0, None, tail
 
     def _upload_outputs(self, a: p.Assignment, ws: str) -> List[str]:
@@ -440,6 +446,18 @@ class Runner:
                 with open(log_file, "rb") as f:
                     f.seek(size - p.INLINE_LOG_LIMIT)
                     report.log = "[log cut: upload failed]\n" + f.read().decode("utf-8", "replace")
+
+
+def _oom_kills() -> int:
+    """How many processes the kernel's OOM killer has killed (0 where not told)."""
+    try:
+        with open("/proc/vmstat", "rb") as f:
+            for line in f:
+                if line.startswith(b"oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _ensure(path: str) -> str:

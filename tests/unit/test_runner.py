@@ -1,0 +1,62 @@
+"""One attempt on the runner: causes a user reads when a command does not succeed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shoal import protocol as p
+from shoal.agent import runner as r
+
+
+def attempt(cmds: list[str], **kw: object) -> r.Attempt:
+    return r.Attempt(
+        p.Assignment(attempt_id=1, run_id=1, run="r", task="t", number=1, run_cmds=cmds, **kw)
+    )  # type: ignore[arg-type]
+
+
+def run(tmp_path: Path, a: r.Attempt) -> p.Report:
+    runner = r.Runner(None, str(tmp_path), "w")  # type: ignore[arg-type]
+    try:
+        return runner.run(a)
+    finally:
+        runner.close()
+
+
+def test_exit_code_and_signal_causes(tmp_path: Path) -> None:
+    assert run(tmp_path, attempt(["exit 4"])).cause == "exit code 4"
+    assert run(tmp_path, attempt(["kill -TERM $$"])).cause == "killed by SIGTERM"
+
+
+def test_sigkill_while_the_oom_count_grows_reads_as_the_oom_killer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counts = iter([5, 6])
+    monkeypatch.setattr(r, "_oom_kills", lambda: next(counts))
+    report = run(tmp_path, attempt(["kill -KILL $$"]))
+    assert report.cause == "killed by SIGKILL (the kernel's out-of-memory killer)"
+
+
+def test_plain_sigkill_is_not_blamed_on_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(r, "_oom_kills", lambda: 5)
+    assert run(tmp_path, attempt(["kill -KILL $$"])).cause == "killed by SIGKILL"
+
+
+def test_bad_result_file_fails_the_attempt(tmp_path: Path) -> None:
+    report = run(tmp_path, attempt(["echo '{not json' > $SHOAL_RESULT"]))
+    assert report.outcome == p.FAILED and "does not hold JSON" in (report.cause or "")
+
+
+def test_cleanup_runs_even_after_a_failure(tmp_path: Path) -> None:
+    marker = tmp_path / "cleaned"
+    report = run(tmp_path, attempt(["exit 1"], cleanup=[f"touch {marker}"]))
+    assert report.outcome == p.FAILED and marker.exists()
+
+
+def test_download_failure_skips_run(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    report = run(tmp_path, attempt([f"touch {marker}"], download=["exit 9"]))
+    assert report.exit_code == 9 and not marker.exists()
