@@ -119,6 +119,7 @@ class Assignment:
     fetch: List[Fetch] = field(default_factory=list)
     bundle: Optional[str] = None
     setup: Optional[str] = None
+    stdin: Optional[str] = None  # text for the run commands' standard input
 
     def to_dict(self) -> Dict[str, Any]:
         data = dict(self.__dict__)

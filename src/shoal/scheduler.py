@@ -12,6 +12,7 @@ failed | cancelled | interrupted | superseded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
@@ -23,6 +24,7 @@ from typing import Any
 
 from shoal import protocol as p
 from shoal.exceptions import NotFound
+from shoal.reduce import ReduceError, combine
 from shoal.spec import RunSpec
 from shoal.store import ACTIVE_STATES, Store, Tx
 
@@ -59,6 +61,8 @@ class _Finished:
     events: list[dict[str, Any]] = field(default_factory=list)
     done_per_run: dict[int, int] = field(default_factory=dict)
     winners: list[tuple[int, int]] = field(default_factory=list)
+    reducer_sources: list[int] = field(default_factory=list)  # succeeded operands of reductions
+    reductions: list[int] = field(default_factory=list)  # reductions made ready
     succeeded: int = 0
     failed: int = 0
     readied: bool = False
@@ -68,8 +72,11 @@ class _Finished:
         tx.succeed_tasks(self.tasks)
         for task_id, attempt_id in self.winners:
             tx.supersede_others(task_id, attempt_id, self.now)
-        if tx.ready_dependents(self.with_dependents):
-            self.readied = True
+        for task_id, kind in tx.ready_dependents(self.with_dependents):
+            if kind == "reduce":
+                self.reductions.append(task_id)
+            else:
+                self.readied = True
 
 
 def describe_exit(exit_code: int | None) -> str:
@@ -130,9 +137,12 @@ class Scheduler:
         now = self.clock()
         keys = definition_keys(spec, bundle)
         dependents: dict[str, int] = {}
+        reducers: dict[str, int] = {}
         for t in spec.tasks:
             for d in t.after:
                 dependents[d] = dependents.get(d, 0) + 1
+            for o in t.reduce:
+                reducers[o] = reducers.get(o, 0) + 1
         with self.store.transaction() as tx:
             earlier = tx.succeeded_by_key(list(keys.values())) if reuse else {}
             cached: dict[str, Any] = {}
@@ -170,6 +180,9 @@ class Scheduler:
                     "pending": sum(1 for d in t.after if d not in cached),
                     "n_deps": len(t.after),
                     "n_dependents": dependents.get(t.name, 0),
+                    "kind": "reduce" if t.reduce and not t.run else "command",
+                    "operands": json.dumps(list(t.reduce)) if t.reduce else None,
+                    "n_reducers": reducers.get(t.name, 0),
                     "cached": False,
                     "has_result": False,
                     "result": None,
@@ -199,6 +212,7 @@ class Scheduler:
                 source=spec.source,
                 total=len(rows),
                 now=now,
+                final=spec.final,
             )
             ids = tx.insert_tasks(run_id, rows)
             tx.insert_deps(
@@ -218,6 +232,11 @@ class Scheduler:
             tx.add_events(events)
             if cached:
                 self._count_done(tx, run_id, len(cached), now)
+            ready = tx.ready_reductions(run_id)
+            if ready:
+                done_events: list[dict[str, Any]] = []
+                self._reduce(tx, ready, now, done_events, None)
+                tx.add_events(done_events)
         return run_id
 
     def cancel(self, run_id: int) -> int:
@@ -394,6 +413,10 @@ class Scheduler:
                 out.made_ready = True
             for run_id, n in batch.done_per_run.items():
                 self._count_done(tx, run_id, n, now, out, batch.events)
+            if batch.reducer_sources:
+                self._update_partials(tx, batch.reducer_sources)
+            if batch.reductions and self._reduce(tx, batch.reductions, now, batch.events, out):
+                out.made_ready = True
             tx.renew_leases(worker.id, req.running, now + self.lease_seconds)
             out.response.cancel = tx.not_running(req.running)
             if req.free_slots > 0:
@@ -452,6 +475,8 @@ class Scheduler:
             )
             if row.n_dependents:
                 batch.with_dependents.append(row.task_id)
+            if row.n_reducers:
+                batch.reducer_sources.append(row.task_id)
             if row.task_attempts > 1:
                 # A backup or an earlier attempt may still run: it lost the race.
                 batch.winners.append((row.task_id, r.attempt_id))
@@ -495,6 +520,54 @@ class Scheduler:
         n = tx.fail_downstream(row.task_id, f"upstream {row.task_name} failed", now)
         batch.events.append({**base, "kind": "task_failed", "detail": cause})
         batch.done_per_run[row.run_id] = batch.done_per_run.get(row.run_id, 0) + 1 + n
+
+    def _update_partials(self, tx: Tx, sources: list[int]) -> None:
+        """Reductions show their value so far as their operands finish."""
+        for r in tx.reducers_of(sources):
+            operands = json.loads(r.operands)
+            results = tx.results_by_name(r.run_id, operands)
+            present = [(n, results[n]) for n in operands if n in results]
+            # A mix of kinds is reported when the reduction completes.
+            with contextlib.suppress(ReduceError):
+                tx.set_partial(r.id, combine(present))
+
+    def _reduce(
+        self,
+        tx: Tx,
+        task_ids: list[int],
+        now: float,
+        events: list[dict[str, Any]],
+        out: SyncOutcome | None,
+    ) -> bool:
+        """Compute reductions whose operands are all done; True if commands became ready."""
+        readied = False
+        todo = list(task_ids)
+        while todo:
+            row = tx.task(todo.pop())
+            if row is None or row.state != "ready":
+                continue
+            operands = json.loads(row.operands)
+            results = tx.results_by_name(row.run_id, operands)
+            base = {"time": now, "run_id": row.run_id, "task_id": row.id}
+            try:
+                value = combine([(n, results.get(n)) for n in operands])
+            except ReduceError as e:
+                tx.finish_task(row.id, state="failed", now=now, cause=f"reduction failed: {e}")
+                n = tx.fail_downstream(row.id, f"upstream {row.name} failed", now)
+                events.append({**base, "kind": "task_failed", "detail": str(e)})
+                self._count_done(tx, row.run_id, 1 + n, now, out, events)
+                continue
+            tx.finish_task(
+                row.id, state="succeeded", now=now, exit_code=0, result=value, has_result=True
+            )
+            events.append({**base, "kind": "task_succeeded", "detail": "reduced by the boss"})
+            for task_id, kind in tx.ready_dependents([row.id]):
+                if kind == "reduce":
+                    todo.append(task_id)
+                else:
+                    readied = True
+            self._count_done(tx, row.run_id, 1, now, out, events)
+        return readied
 
     def _backoff(self, row: Any, failures: int) -> float:
         """Seconds before a failed task runs again: exponential, with jitter."""
@@ -585,6 +658,13 @@ class Scheduler:
                         )
                     )
         runs = self._run_info(tx, {r.run_id for r in picked})
+        stdin: dict[int, str] = {}
+        for r in picked:
+            if r.operands:
+                # A reducer command reads its operands' results as JSON on stdin.
+                names = json.loads(r.operands)
+                results = tx.results_by_name(r.run_id, names)
+                stdin[r.id] = json.dumps({n: results.get(n) for n in names})
         out = []
         for r, attempt_id in zip(picked, attempt_ids, strict=True):
             spec = json.loads(r.spec)
@@ -610,6 +690,7 @@ class Scheduler:
                     fetch=fetch,
                     bundle=run.bundle,
                     setup=run.setup,
+                    stdin=stdin.get(r.id),
                 )
             )
             events.append(
@@ -691,6 +772,13 @@ class Scheduler:
                     stuck = [r.name for r in tx.ready_needing_more_slots(run_id, biggest)]
         view = _run_dict(run, counts)
         view["cached"] = cached
+        view["final"] = run.final
+        view["result"] = None
+        view["partial"] = {}
+        if run.final is not None:
+            with self.store.read() as tx:
+                view["result"] = tx.results_by_name(run_id, [run.final]).get(run.final)
+                view["partial"] = tx.partials(run_id)
         if stuck:
             view["warnings"] = [
                 f"{len(stuck)} task(s) need more slots than any worker has: {', '.join(stuck[:5])}"
@@ -823,6 +911,8 @@ def _task_dict(task: Any, attempt: Any) -> dict[str, Any]:
         "duration": duration,
         "log": attempt.log if attempt is not None else None,
         "cached": bool(task.cached),
+        "source_run": task.source_run,
+        "kind": task.kind,
         "priority": task.priority,
         "slots": task.slots,
     }

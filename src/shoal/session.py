@@ -113,12 +113,9 @@ class LocalSession:
         self.close(interrupt=exc_type is not None)
 
     def close(self, *, interrupt: bool = False) -> None:
-        _t0 = time.perf_counter()
         if self.workers is not None:
             self.workers.stop(interrupt=interrupt)
             self.workers = None
-        if os.environ.get("SHOAL_DEBUG_TIMING"):
-            print("workers stopped", time.perf_counter() - _t0)
         if self.client is not None:
             self.client.close()
             self.client = None
@@ -129,8 +126,6 @@ class LocalSession:
             else:
                 # The workers are gone: nobody is left to serve gracefully.
                 self.boss.stop(fast=True)
-            if os.environ.get("SHOAL_DEBUG_TIMING"):
-                print("boss stopped", time.perf_counter() - _t0)
             self.state.clear_boss()
             self.boss = None
 

@@ -24,7 +24,7 @@ import yaml
 
 from shoal.exceptions import SpecError
 
-__all__ = ["RunSpec", "TaskSpec", "load", "parse_duration", "parse_text"]
+__all__ = ["RunSpec", "TaskSpec", "load", "parse_data", "parse_duration", "parse_text"]
 
 TASK_FIELDS = (
     "name",
@@ -45,8 +45,9 @@ TASK_FIELDS = (
     "requires",
     "retry_delay",
     "speculative",
+    "reduce",
 )
-RUN_FIELDS = ("name", "bundle", "setup", "env", "defaults", "tasks")
+RUN_FIELDS = ("name", "bundle", "setup", "env", "defaults", "tasks", "flow")
 DEFAULTABLE = tuple(f for f in TASK_FIELDS if f not in ("name", "matrix"))
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -77,6 +78,7 @@ class TaskSpec:
     retry_delay: float = 2.0
     speculative: bool = True
     group: str = ""
+    reduce: tuple[str, ...] = ()  # operands: the boss combines their results
     line: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,6 +102,7 @@ class TaskSpec:
             "retry_delay": self.retry_delay,
             "speculative": self.speculative,
             "group": self.group,
+            "reduce": list(self.reduce),
         }
 
 
@@ -113,6 +116,7 @@ class RunSpec:
     bundle: Path | None = None
     setup: str | None = None
     source: str | None = None
+    final: str | None = None  # the task whose result is the run's result
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the boss; the bundle travels separately, by hash."""
@@ -120,6 +124,7 @@ class RunSpec:
             "name": self.name,
             "env": dict(self.env),
             "setup": self.setup,
+            "final": self.final,
             "tasks": [t.to_dict() for t in self.tasks],
         }
 
@@ -258,6 +263,13 @@ def parse_text(
     return builder.build(_parse_document(text, path))
 
 
+def parse_data(
+    data: Any, *, path: str = "<data>", base: Path | None = None, default_name: str = "run"
+) -> RunSpec:
+    """Validate and expand a run given as Python data (the form of a task file)."""
+    return _Builder(path, base or Path("."), default_name).build(data)
+
+
 def _parse_document(text: str, path: str) -> Any:
     try:
         return yaml.load(text, Loader=_LineLoader)
@@ -307,10 +319,11 @@ def _substitute(value: Any, binding: Mapping[str, Any]) -> Any:
 
 
 class _Builder:
-    def __init__(self, path: str, base: Path, default_name: str) -> None:
+    def __init__(self, path: str, base: Path, default_name: str, submitted: bool = False) -> None:
         self.path = path
         self.base = base
         self.default_name = default_name
+        self.submitted = submitted  # the form a client sends: may name its final task
 
     def error(self, message: str, line: int | None = None, task: str | None = None) -> SpecError:
         return SpecError(message, path=self.path, line=line, task=task)
@@ -326,7 +339,7 @@ class _Builder:
                 _line_of(data),
             )
         for key in data:
-            if key not in RUN_FIELDS:
+            if key not in RUN_FIELDS and not (self.submitted and key == "final"):
                 hint = _suggest(key, RUN_FIELDS)
                 if key in TASK_FIELDS:
                     hint = " (task fields go inside an entry of 'tasks:')"
@@ -364,6 +377,11 @@ class _Builder:
             expanded.extend(self._expand(raw, index, defaults))
 
         tasks = self._resolve(expanded)
+        final = None
+        if "flow" in data:
+            tasks, final = self._flow(data["flow"], tasks, _line_of(data, "flow"))
+        elif isinstance(data.get("final"), str) and data["final"] in {t.name for t in tasks}:
+            final = data["final"]  # the submitted form of a flow's run
         return RunSpec(
             name=name,
             tasks=tuple(tasks),
@@ -371,7 +389,50 @@ class _Builder:
             bundle=bundle,
             setup=setup,
             source=self.path,
+            final=final,
         )
+
+    def _flow(
+        self, text: Any, tasks: list[TaskSpec], line: int | None
+    ) -> tuple[list[TaskSpec], str | None]:
+        """The tasks a flow runs, ordered as it says, with its reductions."""
+        from dataclasses import replace
+
+        from shoal.flow import FlowError, plan
+
+        if not isinstance(text, str) or not text.strip():
+            raise self.error("'flow' must be an expression such as \"(a | b); c; a + b + c\"", line)
+        by_name = {t.name: t for t in tasks}
+        try:
+            made = plan(text, known=set(by_name))
+        except FlowError as e:
+            raise self.error(f"flow {e}: {text!r}", line) from None
+        out: dict[str, TaskSpec] = {}
+        for node in made.nodes:
+            if node.is_reduction:
+                out[node.name] = TaskSpec(
+                    name=node.name,
+                    run=(),
+                    reduce=tuple(node.operands),
+                    after=tuple(node.after),
+                    line=line,
+                    group="sum",
+                )
+            else:
+                task = by_name[node.name]
+                after = tuple(dict.fromkeys([*task.after, *node.after]))
+                out[node.name] = replace(task, after=after)
+        # A flow task's own 'after' comes along, and what that needs in turn.
+        todo = [d for t in out.values() for d in t.after if d not in out]
+        while todo:
+            name = todo.pop()
+            if name not in out:
+                out[name] = by_name[name]
+                todo.extend(d for d in by_name[name].after if d not in out)
+        ordered = [out[t.name] for t in tasks if t.name in out]
+        ordered += [t for t in out.values() if t.name not in by_name]
+        self._check_cycles(ordered)
+        return ordered, made.final
 
     # -- one entry of tasks: ------------------------------------------------
 
@@ -392,7 +453,7 @@ class _Builder:
                 )
         if "name" not in raw:
             raise self.error("has no 'name'", _line_of(raw), label)
-        if "run" not in raw and "run" not in defaults:
+        if "run" not in raw and "run" not in defaults and "reduce" not in raw:
             raise self.error("has no 'run' command", _line_of(raw), label)
         merged: dict[str, Any] = dict(defaults)
         merged.update(raw)
@@ -468,6 +529,16 @@ class _Builder:
                 for h in hits:
                     if h not in deps:
                         deps.append(h)
+            if task.reduce:
+                operands: list[str] = []
+                for pattern in task.reduce:
+                    hits = (
+                        [n for n in fnmatch.filter(names, pattern) if n != task.name]
+                        if any(c in pattern for c in "*?[")
+                        else [pattern]
+                    )
+                    operands.extend(h for h in hits if h not in operands)
+                task = _replace_field(task, reduce=tuple(operands))
             resolved.append(_replace_after(task, tuple(deps)))
         self._check_cycles(resolved)
         return resolved
@@ -529,7 +600,12 @@ class _Builder:
             return self._commands(f.get(key), key, where(key), name)
 
         run = commands("run")
-        if not run:
+        reduce = f.get("reduce", [])
+        if isinstance(reduce, str):
+            reduce = [reduce]
+        if not isinstance(reduce, list) or not all(isinstance(r, str) for r in reduce):
+            raise self.error("'reduce' must be a list of task names", where("reduce"), name)
+        if not run and not reduce:
             raise self.error("'run' is empty", where("run"), name)
         timeout = None
         if f.get("timeout") is not None:
@@ -584,7 +660,9 @@ class _Builder:
             group=str(group or name),
             line=line,
         )
-        return task, list(after)
+        if reduce:
+            task = _replace_field(task, reduce=tuple(reduce))
+        return task, list(after) + [r for r in reduce if r not in after]
 
     def _commands(
         self, value: Any, key: str, line: int | None, task: str | None
@@ -662,6 +740,12 @@ class _Builder:
         return p
 
 
+def _replace_field(task: TaskSpec, **changes: Any) -> TaskSpec:
+    from dataclasses import replace
+
+    return replace(task, **changes)
+
+
 def _replace_after(task: TaskSpec, after: tuple[str, ...]) -> TaskSpec:
     from dataclasses import replace
 
@@ -670,7 +754,7 @@ def _replace_after(task: TaskSpec, after: tuple[str, ...]) -> TaskSpec:
 
 def spec_from_dict(data: Mapping[str, Any], *, path: str = "<submitted>") -> RunSpec:
     """Rebuild and re-check a run the client sent as :meth:`RunSpec.to_dict`."""
-    clean = {k: v for k, v in data.items() if k in ("name", "env", "setup", "tasks")}
+    clean = {k: v for k, v in data.items() if k in ("name", "env", "setup", "tasks", "final")}
     if clean.get("setup") is None:
         clean.pop("setup", None)
     groups: dict[str, str] = {}
@@ -684,7 +768,7 @@ def spec_from_dict(data: Mapping[str, Any], *, path: str = "<submitted>") -> Run
                     groups[item["name"]] = group
             tasks.append(item)
         clean["tasks"] = tasks
-    built = _Builder(path, Path("."), str(data.get("name") or "run")).build(clean)
+    built = _Builder(path, Path("."), str(data.get("name") or "run"), submitted=True).build(clean)
     if not groups:
         return built
     from dataclasses import replace

@@ -314,7 +314,7 @@ class Runner:
         tail = b""
         code, cause, _ = self._phase(attempt, a.download, ws, env, log, deadline)
         if code == 0:
-            code, cause, tail = self._phase(attempt, a.run_cmds, ws, env, log, deadline)
+            code, cause, tail = self._phase(attempt, a.run_cmds, ws, env, log, deadline, a.stdin)
         if code == 0:
             code, cause, _ = self._phase(attempt, a.upload, ws, env, log, deadline)
         if code != 0:
@@ -333,25 +333,34 @@ class Runner:
         env: Dict[str, str],
         log: Any,
         deadline: Optional[float],
+        stdin: Optional[str] = None,
     ) -> Tuple[Optional[int], Optional[str], bytes]:
         """Run one phase's commands; exit code, cause of failure, last stdout bytes."""
         if not commands:
             return 0, None, b""
         if attempt.cancelled is not None:
             return None, attempt.cancelled, b""
+        source: Any = subprocess.DEVNULL
+        if stdin is not None:
+            with open(ws + ".stdin", "w", encoding="utf-8") as f:
+                f.write(stdin)
+            source = open(ws + ".stdin", "rb")  # noqa: SIM115 - closed once the command started
         with attempt._lock:
             try:
                 proc = subprocess.Popen(
                     command_argv(commands),
                     cwd=ws,
                     env=env,
-                    stdin=subprocess.DEVNULL,
+                    stdin=source,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     start_new_session=True,
                 )
             except OSError as e:
                 return 127, f"cannot start the command: {e}", b""
+            finally:
+                if stdin is not None:
+                    source.close()
             attempt._proc = proc
         tail = b""
         timed_out = False

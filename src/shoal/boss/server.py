@@ -80,6 +80,7 @@ class Boss:
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def submit(
         self,
@@ -107,11 +108,18 @@ class Boss:
     def serve(self) -> None:
         """Serve in this thread until :meth:`stop` (or SIGINT/SIGTERM in the main thread)."""
         loop = self._loop = _new_loop()
+        self._task = loop.create_task(self._main())
         try:
-            loop.run_until_complete(self._main())
-        except RuntimeError:
+            loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
             pass  # stopped at once by stop(fast=True)
         finally:
+            # Let what was cancelled run its clean-up before the loop closes.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
     async def _main(self) -> None:
@@ -123,6 +131,9 @@ class Boss:
             await self.server.serve(sockets=[self.sock])
         finally:
             housekeeping.cancel()
+            # Stopped at once (stop(fast=True)): close what uvicorn would have.
+            for listener in getattr(self.server, "servers", []):
+                listener.close()
 
     async def _housekeeping(self) -> None:
         """Expire leases (and so re-run lost work) a few times per lease."""
@@ -149,8 +160,8 @@ class Boss:
     def stop(self, *, fast: bool = False) -> None:
         """Stop serving. ``fast``: no graceful close, for when no client is left."""
         self.server.should_exit = True
-        if fast and self._loop is not None and self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._loop.stop)
+        if fast and self._loop is not None and self._task is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._task.cancel)
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None

@@ -137,6 +137,46 @@ def run(
 
 
 @app.command()
+def flow(
+    expression: Annotated[
+        str, typer.Argument(help='The flow, e.g. "(a | b | c); d; a + b + c + d".')
+    ],
+    defs: Annotated[
+        Path, typer.Option("--defs", help="Python file whose functions return each task's command.")
+    ],
+    jobs: Annotated[
+        int, typer.Option("-j", "--jobs", help="Local workers (default: the number of cores).")
+    ] = 0,
+    state: Annotated[
+        Path, typer.Option("--state", help="State folder: database, datastore, logs.")
+    ] = Path(".shoal"),
+    as_json: JsonOpt = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress; print only the result.")
+    ] = False,
+    fresh: FreshOpt = False,
+) -> None:
+    """Run a flow of tasks defined as Python functions, on this machine; print its result."""
+    from shoal.api import Run, functions_as_tasks
+    from shoal.cli.run import run_spec
+
+    run = Run(defs.stem)
+    functions_as_tasks(defs, run)
+    spec = run.flow(expression).spec()
+    code = run_spec(
+        spec,
+        jobs=jobs or os.cpu_count() or 1,
+        slots=1,
+        state=StateDir(state),
+        as_json=as_json,
+        quiet=quiet,
+        fresh=fresh,
+        print_result=True,
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
 def boss(
     listen: Annotated[
         str, typer.Option("--listen", help="HOST:PORT to serve on.")

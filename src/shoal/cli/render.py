@@ -98,6 +98,13 @@ def run_summary(console: Console, view: dict[str, Any]) -> None:
             f"  ({view['cached']} cached: unchanged since they last succeeded)", style="dim"
         )
     console.print(counts)
+    if view.get("final") and view.get("result") is not None:
+        console.print(
+            Text.assemble(("result ", "bold"), (short(view["result"], 200), "bold green"))
+        )
+    elif view.get("partial"):
+        for name, value in view["partial"].items():
+            console.print(Text.assemble((f"{name} so far ", "bold"), short(value, 200)))
     for w in view.get("warnings", []):
         console.print(Text(f"warning: {w}", style="yellow"))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import time
@@ -46,8 +45,13 @@ class RateColumn(ProgressColumn):
         return Text(f"{rate:,.1f}/s  ETA {eta}", style="progress.data.speed")
 
 
-def run_command(
-    file: str,
+def run_command(file: str, **options: Any) -> int:
+    """`shoal run FILE`."""
+    return run_spec(specs.load(file), **options)
+
+
+def run_spec(
+    spec: specs.RunSpec,
     *,
     jobs: int,
     slots: int,
@@ -57,8 +61,8 @@ def run_command(
     lease: float = 30.0,
     fresh: bool = False,
     speculate_min: float = 30.0,
+    print_result: bool = False,
 ) -> int:
-    spec = specs.load(file)
     check_fits(spec, slots)  # before anything starts or is stored
     console = Console(stderr=False)
     err = Console(stderr=True)
@@ -94,6 +98,8 @@ def run_command(
             _print_json(client, run_id, view)
         elif not quiet:
             _summary(console, client, spec, run_id, view, time.time() - started)
+        elif print_result and view.get("result") is not None:
+            print(json.dumps(view["result"]))
     return EXIT_OK if view["state"] == "succeeded" else EXIT_FAILED
 
 
@@ -139,6 +145,7 @@ def _print_json(client: BossClient, run_id: int, view: dict[str, Any]) -> None:
         "name": view["name"],
         "state": view["state"],
         "counts": view["counts"],
+        "result": view.get("result"),
         "tasks": client.tasks(run_id),
         "results": client.results(run_id),
     }
@@ -160,7 +167,7 @@ def _summary(
         console.print(render.task_table(bad[:20]))
         if len(bad) > 20:
             console.print(f"… and {len(bad) - 20} more (shoal tasks --state failed)")
-        for t in [t for t in bad if t["state"] == "failed"][:5]:
+        for t in [t for t in bad if t["state"] == "failed" and t["attempts"]][:5]:
             text = client.log(run_id, t["name"]).rstrip("\n")
             lines = text.splitlines()[-8:] if text else ["(no output)"]
             console.print(Text(f"── last lines of {t['name']}'s log ──", style="bold red"))
@@ -182,5 +189,3 @@ def _summary(
         if len(with_result) > len(shown):
             console.print(f"… and {len(with_result) - len(shown)} more (shoal results)")
     render.run_summary(console, view)
-    if os.environ.get("SHOAL_DEBUG_TIMING"):
-        console.print(f"wall time {elapsed:.3f}s")

@@ -50,6 +50,7 @@ runs = Table(
     Column("setup", Text),
     Column("bundle", String(80)),  # content hash of the bundle archive
     Column("source", Text),  # the task file it came from
+    Column("final", String(200)),  # the task whose result is the run's result
     Column("total", Integer, nullable=False),
     Column("unfinished", Integer, nullable=False),
 )
@@ -79,6 +80,10 @@ tasks = Table(
     Column("key", String(64)),  # hash of the definition, for resuming a run
     Column("cached", Boolean, nullable=False, server_default=text("false")),
     Column("source_run", Integer),  # the run whose datastore folder holds the outputs
+    Column("kind", String(20), nullable=False, server_default=text("'command'")),  # or 'reduce'
+    Column("operands", Text),  # JSON list of the task names a reduction combines
+    Column("n_reducers", Integer, nullable=False, server_default=text("0")),
+    Column("partial", Text),  # JSON: a reduction's value so far
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("has_result", Boolean, nullable=False, server_default=text("false")),
     Column("result", Text),  # JSON value

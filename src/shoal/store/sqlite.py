@@ -33,7 +33,7 @@ RETURNING id, name, slots, labels
 _ATTEMPTS_WITH_TASKS = f"""
 SELECT a.id, a.worker_id, a.state, a.task_id, a.run_id, t.name AS task_name,
        t.state AS task_state, t.retries, t.failures, t.n_dependents,
-       t.attempts AS task_attempts, t.retry_delay
+       t.attempts AS task_attempts, t.retry_delay, t.n_reducers
 FROM attempts a JOIN tasks t ON t.id = a.task_id
 WHERE a.id IN {_IDS}
 """
@@ -55,7 +55,7 @@ WHERE id IN (SELECT task_id FROM deps WHERE dep_id IN {_IDS})
 _READY_DEPENDENTS = f"""
 UPDATE tasks SET state = 'ready'
 WHERE id IN (SELECT task_id FROM deps WHERE dep_id IN {_IDS}) AND pending = 0 AND state = 'waiting'
-RETURNING id
+RETURNING id, kind
 """
 _COUNT_UNFINISHED = (
     "UPDATE runs SET unfinished = unfinished + :delta WHERE id = :id RETURNING unfinished"
@@ -66,8 +66,8 @@ WHERE worker_id = :worker AND state = 'running' AND id IN {_IDS}
 """
 _NOT_RUNNING = f"SELECT id FROM attempts WHERE id IN {_IDS} AND state != 'running'"
 _READY_CANDIDATES = """
-SELECT id, run_id, name, spec, slots, requires, attempts, n_deps FROM tasks
-WHERE state = 'ready' AND slots <= :slots AND (host IS NULL OR host = :name)
+SELECT id, run_id, name, spec, slots, requires, attempts, n_deps, operands FROM tasks
+WHERE state = 'ready' AND kind = 'command' AND slots <= :slots AND (host IS NULL OR host = :name)
   AND (ready_at IS NULL OR ready_at <= :now)
 ORDER BY priority DESC, id LIMIT :limit
 """
@@ -130,12 +130,12 @@ class SqliteTx(Tx):
         if rows:
             self.raw.executemany(_SUCCEED_TASK, rows)
 
-    def ready_dependents(self, task_ids: list[int]) -> int:
+    def ready_dependents(self, task_ids: list[int]) -> list[tuple[int, str]]:
         if not task_ids:
-            return 0
+            return []
         ids = json.dumps(task_ids)
         self.raw.execute(_DECREMENT_PENDING, {"ids": ids})
-        return len(self.raw.execute(_READY_DEPENDENTS, {"ids": ids}).fetchall())
+        return [(int(r[0]), str(r[1])) for r in self.raw.execute(_READY_DEPENDENTS, {"ids": ids})]
 
     def count_unfinished(self, run_id: int, delta: int) -> int:
         return int(

@@ -79,6 +79,7 @@ _Q_ATTEMPTS_WITH_TASKS = (
         s.tasks.c.n_dependents,
         s.tasks.c.attempts.label("task_attempts"),
         s.tasks.c.retry_delay,
+        s.tasks.c.n_reducers,
     )
     .join(s.tasks, s.tasks.c.id == s.attempts.c.task_id)
     .where(s.attempts.c.id.in_(_ids))
@@ -129,7 +130,7 @@ _Q_READY_DEPENDENTS = (
         s.tasks.c.state == "waiting",
     )
     .values(state="ready")
-    .returning(s.tasks.c.id)
+    .returning(s.tasks.c.id, s.tasks.c.kind)
 )
 _Q_COUNT_UNFINISHED = (
     update(s.runs)
@@ -159,9 +160,11 @@ _Q_READY_CANDIDATES = (
         s.tasks.c.requires,
         s.tasks.c.attempts,
         s.tasks.c.n_deps,
+        s.tasks.c.operands,
     )
     .where(
         s.tasks.c.state == "ready",
+        s.tasks.c.kind == "command",
         s.tasks.c.slots <= bindparam("b_slots"),
         or_(s.tasks.c.host.is_(None), s.tasks.c.host == bindparam("b_name")),
         or_(s.tasks.c.ready_at.is_(None), s.tasks.c.ready_at <= bindparam("b_now")),
@@ -330,6 +333,7 @@ class Tx:
         source: str | None,
         total: int,
         now: float,
+        final: str | None = None,
     ) -> int:
         result = self.conn.execute(
             insert(s.runs)
@@ -341,6 +345,7 @@ class Tx:
                 setup=setup,
                 bundle=bundle,
                 source=source,
+                final=final,
                 total=total,
                 unfinished=total,
             )
@@ -519,12 +524,61 @@ class Tx:
             update(s.tasks).where(s.tasks.c.id == task_id).values(state="ready", ready_at=None)
         )
 
-    def ready_dependents(self, task_ids: list[int]) -> int:
-        """These tasks are done: count that in their dependents and make ready those with none left."""
+    def ready_dependents(self, task_ids: list[int]) -> list[tuple[int, str]]:
+        """These tasks are done: count that in their dependents; the (id, kind) of those made ready."""
         if not task_ids:
-            return 0
+            return []
         self.conn.execute(_Q_DECREMENT_PENDING, {"b_ids": task_ids})
-        return len(self.conn.execute(_Q_READY_DEPENDENTS, {"b_ids": task_ids}).all())
+        return [
+            (int(r[0]), str(r[1]))
+            for r in self.conn.execute(_Q_READY_DEPENDENTS, {"b_ids": task_ids})
+        ]
+
+    def results_by_name(self, run_id: int, names: list[str]) -> dict[str, Any]:
+        """The results of these tasks of the run that succeeded (None where they gave none)."""
+        rows = self.conn.execute(
+            select(s.tasks.c.name, s.tasks.c.has_result, s.tasks.c.result).where(
+                s.tasks.c.run_id == run_id,
+                s.tasks.c.name.in_(names),
+                s.tasks.c.state == "succeeded",
+            )
+        )
+        return {r.name: (json.loads(r.result) if r.has_result else None) for r in rows}
+
+    def reducers_of(self, task_ids: list[int]) -> Sequence[Any]:
+        """The waiting reductions that take any of these tasks as an operand."""
+        return self.conn.execute(
+            select(s.tasks.c.id, s.tasks.c.run_id, s.tasks.c.operands).where(
+                s.tasks.c.id.in_(select(s.deps.c.task_id).where(s.deps.c.dep_id.in_(task_ids))),
+                s.tasks.c.kind == "reduce",
+                s.tasks.c.state == "waiting",
+            )
+        ).all()
+
+    def ready_reductions(self, run_id: int) -> list[int]:
+        rows = self.conn.execute(
+            select(s.tasks.c.id).where(
+                s.tasks.c.run_id == run_id, s.tasks.c.kind == "reduce", s.tasks.c.state == "ready"
+            )
+        )
+        return [int(r[0]) for r in rows]
+
+    def set_partial(self, task_id: int, partial: Any) -> None:
+        self.conn.execute(
+            update(s.tasks).where(s.tasks.c.id == task_id).values(partial=_dumps(partial))
+        )
+
+    def partials(self, run_id: int) -> dict[str, Any]:
+        """Running reductions' values so far, by task name."""
+        rows = self.conn.execute(
+            select(s.tasks.c.name, s.tasks.c.partial).where(
+                s.tasks.c.run_id == run_id,
+                s.tasks.c.kind == "reduce",
+                s.tasks.c.state.in_(ACTIVE_STATES),
+                s.tasks.c.partial.is_not(None),
+            )
+        )
+        return {r.name: json.loads(r.partial) for r in rows}
 
     def succeed_tasks(self, rows: list[dict[str, Any]]) -> None:
         """Record succeeded tasks: rows of b_id, b_now, b_exit_code, b_has_result, b_result, b_outputs, b_worker."""
@@ -691,6 +745,7 @@ class Tx:
                 s.tasks.c.requires,
                 s.tasks.c.attempts,
                 s.tasks.c.n_deps,
+                s.tasks.c.operands,
                 s.tasks.c.grp,
                 s.attempts.c.assigned,
             )
