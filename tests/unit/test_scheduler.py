@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -392,3 +393,36 @@ def test_resume_reuses_unchanged_tasks_and_their_outputs(sched: Scheduler) -> No
     assert [(f.path, f.dest) for f in b2.fetch] == [(f"runs/{first}/a/o", "inputs/a/o")]
     changed = sched.submit(run_of(text.replace("run: x", "run: x2")), reuse=True)
     assert not any(t["cached"] for t in sched.tasks_view(changed))
+
+
+def test_reduction_shows_partial_values_then_the_final_result(sched: Scheduler) -> None:
+    rid = sched.submit(
+        run_of(
+            "flow: 'a | b | c; a + b + c'\ntasks:\n- {name: a, run: x}\n- {name: b, run: x}\n- {name: c, run: x}\n"
+        )
+    )
+    w = worker(sched, slots=3)
+    a, b, c = take(sched, w, free=3)
+    report(sched, w, b, result=20)
+    view = sched.run_view(rid)
+    assert view["final"] == "sum-1" and view["partial"] == {"sum-1": 20} and view["result"] is None
+    report(sched, w, a, result=1)
+    assert sched.run_view(rid)["partial"] == {"sum-1": 21}
+    report(sched, w, c, result=300)
+    view = sched.run_view(rid)
+    assert view["state"] == "succeeded" and view["result"] == 321 and view["partial"] == {}
+    total = sched.task_view(rid, "sum-1")
+    assert total["attempts"] == 0 and total["worker"] is None  # the boss, not a worker
+
+
+def test_reducer_command_gets_its_operands_on_stdin(sched: Scheduler) -> None:
+    sched.submit(
+        run_of(
+            "tasks:\n- {name: a, run: x}\n- {name: b, run: x}\n- {name: m, reduce: [a, b], run: pick}\n"
+        )
+    )
+    w = worker(sched, slots=2)
+    a, b = take(sched, w, free=2)
+    report(sched, w, a, result=[1])
+    (m,) = report(sched, w, b, result="two", free=1).response.assignments
+    assert m.task == "m" and json.loads(m.stdin or "") == {"a": [1], "b": "two"}
