@@ -13,22 +13,23 @@ failed | cancelled | interrupted | superseded.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import random
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from shoal import protocol as p
 from shoal.exceptions import NotFound
+from shoal.keys import definition_keys, topological
 from shoal.reduce import ReduceError, combine
 from shoal.spec import RunSpec
-from shoal.store import ACTIVE_STATES, Store, Tx
+from shoal.store import Store, Tx
+from shoal.views import Views
 
-__all__ = ["Scheduler", "SyncOutcome", "definition_keys", "describe_exit"]
+__all__ = ["Scheduler", "SyncOutcome", "describe_exit"]
 
 MAX_RETRY_DELAY = 600.0
 
@@ -96,7 +97,7 @@ def _loads(text: str | None, default: Any = None) -> Any:
     return json.loads(text) if text else default
 
 
-class Scheduler:
+class Scheduler(Views):
     """Submit, assign, finish, cancel and retry, each in one transaction."""
 
     def __init__(
@@ -146,7 +147,7 @@ class Scheduler:
         with self.store.transaction() as tx:
             earlier = tx.succeeded_by_key(list(keys.values())) if reuse else {}
             cached: dict[str, Any] = {}
-            for t in _topological(spec):
+            for t in topological(spec):
                 prev = earlier.get(keys[t.name])
                 if prev is not None and all(d in cached for d in t.after):
                     cached[t.name] = prev
@@ -726,210 +727,3 @@ class Scheduler:
             if median is not None and now - r.assigned > self.speculate_factor * median:
                 return [r]
         return []
-
-    def has_ready(self) -> bool:
-        with self.store.read() as tx:
-            return tx.any_ready()
-
-    # -- views (plain data for the API and the CLI) ----------------------
-
-    def resolve_run(self, ref: str | int | None) -> int:
-        """A run id from an id, a run name (its latest run) or None (the latest run)."""
-        with self.store.read() as tx:
-            if ref is None or ref == "":
-                row = tx.latest_run()
-                if row is None:
-                    raise NotFound(
-                        "no runs yet: start one with 'shoal run FILE' or 'shoal submit FILE'"
-                    )
-                return int(row.id)
-            text = str(ref)
-            if text.isdigit() and tx.run(int(text)) is not None:
-                return int(text)
-            row = tx.latest_run(text)
-            if row is None:
-                raise NotFound(f"no run '{text}' (see 'shoal status' for the runs there are)")
-            return int(row.id)
-
-    def run_state(self, run_id: int) -> str:
-        with self.store.read() as tx:
-            run = tx.run(run_id)
-            if run is None:
-                raise NotFound(f"no run {run_id}")
-            return str(run.state)
-
-    def run_view(self, run_id: int) -> dict[str, Any]:
-        with self.store.read() as tx:
-            run = tx.run(run_id)
-            if run is None:
-                raise NotFound(f"no run {run_id}")
-            counts = tx.state_counts(run_id)
-            cached = tx.cached_count(run_id) if counts.get("succeeded") else 0
-            stuck: list[str] = []
-            if run.state == "running" and counts.get("ready"):
-                biggest = tx.max_worker_slots()
-                if biggest is not None:
-                    stuck = [r.name for r in tx.ready_needing_more_slots(run_id, biggest)]
-        view = _run_dict(run, counts)
-        view["cached"] = cached
-        view["final"] = run.final
-        view["result"] = None
-        view["partial"] = {}
-        if run.final is not None:
-            with self.store.read() as tx:
-                view["result"] = tx.results_by_name(run_id, [run.final]).get(run.final)
-                view["partial"] = tx.partials(run_id)
-        if stuck:
-            view["warnings"] = [
-                f"{len(stuck)} task(s) need more slots than any worker has: {', '.join(stuck[:5])}"
-            ]
-        return view
-
-    def runs_view(self, limit: int = 100) -> list[dict[str, Any]]:
-        with self.store.read() as tx:
-            return [_run_dict(r, tx.state_counts(r.id)) for r in tx.list_runs(limit)]
-
-    def tasks_view(self, run_id: int, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        with self.store.read() as tx:
-            if tx.run(run_id) is None:
-                raise NotFound(f"no run {run_id}")
-            last = tx.last_attempts(run_id)
-            return [_task_dict(t, last.get(t.id)) for t in tx.list_tasks(run_id, states)]
-
-    def task_view(self, run_id: int, name: str) -> dict[str, Any]:
-        with self.store.read() as tx:
-            task = tx.task_by_name(run_id, name)
-            if task is None:
-                raise NotFound(f"no task '{name}' in run {run_id}")
-            attempts = tx.list_attempts(task.id)
-            view = _task_dict(task, attempts[-1] if attempts else None)
-            view["spec"] = json.loads(task.spec)
-            view["attempt_list"] = [_attempt_dict(a) for a in attempts]
-            return view
-
-    def results(self, run_id: int) -> dict[str, Any]:
-        with self.store.read() as tx:
-            if tx.run(run_id) is None:
-                raise NotFound(f"no run {run_id}")
-            return {
-                t.name: json.loads(t.result)
-                for t in tx.list_tasks(run_id, ["succeeded", "failed"])
-                if t.has_result
-            }
-
-    def workers_view(self) -> list[dict[str, Any]]:
-        with self.store.read() as tx:
-            return [
-                {
-                    "id": w.id,
-                    "name": w.name,
-                    "host": w.host,
-                    "slots": w.slots,
-                    "running": int(w.running),
-                    "labels": _loads(w.labels, {}),
-                    "state": w.state,
-                    "done": w.done,
-                    "failed": w.failed,
-                    "registered": w.registered,
-                    "last_sync": w.last_sync,
-                    "pid": w.pid,
-                    "python": w.python,
-                }
-                for w in tx.list_workers()
-            ]
-
-    def events_view(self, run_id: int | None, limit: int = 1000) -> list[dict[str, Any]]:
-        with self.store.read() as tx:
-            return [dict(e._mapping) for e in tx.list_events(run_id, limit)]
-
-
-def definition_keys(spec: RunSpec, bundle: str | None) -> dict[str, str]:
-    """A hash of each task's definition, its run's env, setup and bundle, and its dependencies' keys."""
-    by_name = {t.name: t for t in spec.tasks}
-    shared = json.dumps([dict(spec.env), spec.setup, bundle], sort_keys=True)
-    keys: dict[str, str] = {}
-    for t in _topological(spec):
-        fields = t.to_dict()
-        for volatile in ("name", "group", "priority", "speculative"):
-            fields.pop(volatile, None)
-        text = json.dumps([t.name, fields, shared, [keys[d] for d in t.after]], sort_keys=True)
-        keys[t.name] = hashlib.sha256(text.encode()).hexdigest()[:32]
-    assert len(keys) == len(by_name)
-    return keys
-
-
-def _topological(spec: RunSpec) -> list[Any]:
-    """The tasks with every task after its dependencies (the spec has no cycles)."""
-    by_name = {t.name: t for t in spec.tasks}
-    done: set[str] = set()
-    order = []
-    for root in spec.tasks:
-        stack = [(root, False)]
-        while stack:
-            task, expanded = stack.pop()
-            if task.name in done:
-                continue
-            if expanded or not task.after:
-                done.add(task.name)
-                order.append(task)
-                continue
-            stack.append((task, True))
-            stack.extend((by_name[d], False) for d in task.after if d not in done)
-    return order
-
-
-def _run_dict(run: Any, counts: dict[str, int]) -> dict[str, Any]:
-    end = run.finished
-    return {
-        "run": run.id,
-        "name": run.name,
-        "state": run.state,
-        "counts": counts,
-        "total": run.total,
-        "unfinished": run.unfinished,
-        "created": run.created,
-        "finished": end,
-        "source": run.source,
-        "active": sum(counts.get(s, 0) for s in ACTIVE_STATES),
-    }
-
-
-def _task_dict(task: Any, attempt: Any) -> dict[str, Any]:
-    duration = None
-    if attempt is not None and attempt.started is not None and attempt.ended is not None:
-        duration = max(0.0, attempt.ended - attempt.started)
-    return {
-        "id": task.id,
-        "name": task.name,
-        "state": task.state,
-        "attempts": task.attempts,
-        "exit_code": task.exit_code,
-        "cause": task.cause,
-        "result": json.loads(task.result) if task.has_result else None,
-        "outputs": _loads(task.outputs, []),
-        "worker": attempt.worker_name if attempt is not None else None,
-        "duration": duration,
-        "log": attempt.log if attempt is not None else None,
-        "cached": bool(task.cached),
-        "source_run": task.source_run,
-        "kind": task.kind,
-        "priority": task.priority,
-        "slots": task.slots,
-    }
-
-
-def _attempt_dict(a: Any) -> dict[str, Any]:
-    return {
-        "id": a.id,
-        "number": a.number,
-        "state": a.state,
-        "worker": a.worker_name,
-        "exit_code": a.exit_code,
-        "cause": a.cause,
-        "started": a.started,
-        "ended": a.ended,
-        "duration": (a.ended - a.started)
-        if a.ended is not None and a.started is not None
-        else None,
-        "log": a.log,
-    }
