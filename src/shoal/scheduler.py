@@ -27,7 +27,7 @@ from shoal.keys import definition_keys, topological
 from shoal.reduce import ReduceError, combine
 from shoal.spec import RunSpec
 from shoal.store import Store, Tx
-from shoal.views import Views
+from shoal.views import DashboardViews, Views
 
 __all__ = ["Scheduler", "SyncOutcome", "describe_exit"]
 
@@ -97,7 +97,7 @@ def _loads(text: str | None, default: Any = None) -> Any:
     return json.loads(text) if text else default
 
 
-class Scheduler(Views):
+class Scheduler(Views, DashboardViews):
     """Submit, assign, finish, cancel and retry, each in one transaction."""
 
     def __init__(

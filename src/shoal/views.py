@@ -194,3 +194,74 @@ def _attempt_dict(a: Any) -> dict[str, Any]:
         else None,
         "log": a.log,
     }
+
+
+class DashboardViews:
+    """Views the dashboard needs beyond the command line's (mixed into Views)."""
+
+    store: Store
+
+    def tasks_page(
+        self,
+        run_id: int,
+        *,
+        states: Sequence[str] | None = None,
+        search: str | None = None,
+        sort: str = "id",
+        limit: int = 200,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        with self.store.read() as tx:
+            if tx.run(run_id) is None:
+                raise NotFound(f"no run {run_id}")
+            rows, total = tx.page_tasks(
+                run_id, states=states, search=search, sort=sort, limit=limit, offset=offset
+            )
+            last = tx.last_attempts(run_id)
+            return {"total": total, "tasks": [_task_dict(t, last.get(t.id)) for t in rows]}
+
+    def graph(self, run_id: int) -> dict[str, Any]:
+        """The run's DAG with each matrix group folded into one node."""
+        with self.store.read() as tx:
+            groups, edges = tx.group_graph(run_id)
+        nodes: dict[str, dict[str, Any]] = {}
+        for grp, state, n, first in groups:
+            node = nodes.setdefault(grp, {"id": grp, "counts": {}, "total": 0, "order": first})
+            node["counts"][state] = int(n)
+            node["total"] += int(n)
+            node["order"] = min(node["order"], first)
+        ordered = sorted(nodes.values(), key=lambda x: x["order"])
+        return {
+            "nodes": ordered,
+            "edges": [{"source": a, "target": b} for a, b in edges if a != b],
+        }
+
+    def throughput(self, run_id: int, buckets: int = 40) -> dict[str, Any]:
+        """Tasks finished per second over the run, in equal time buckets."""
+        with self.store.read() as tx:
+            run = tx.run(run_id)
+            if run is None:
+                raise NotFound(f"no run {run_id}")
+            ends = tx.end_times(run_id)
+        if not ends:
+            return {"start": run.created, "width": 0, "rates": []}
+        start = run.created
+        span = max(ends[-1] - start, 1e-3)
+        width = span / buckets
+        counts = [0] * buckets
+        for t in ends:
+            counts[min(buckets - 1, int((t - start) / width))] += 1
+        return {"start": start, "width": width, "rates": [c / width for c in counts]}
+
+    def task_events(self, run_id: int, name: str) -> list[dict[str, Any]]:
+        with self.store.read() as tx:
+            task = tx.task_by_name(run_id, name)
+            if task is None:
+                raise NotFound(f"no task '{name}' in run {run_id}")
+            return [dict(e._mapping) for e in tx.task_events(task.id)]
+
+    def metrics_counts(self) -> dict[str, Any]:
+        with self.store.read() as tx:
+            counts = tx.metrics_counts()
+            counts["ready"] = counts["tasks"].get("ready", 0)
+            return counts

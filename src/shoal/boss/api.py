@@ -13,18 +13,29 @@ import contextlib
 import hmac
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import BaseRoute, Route
 from starlette.schemas import SchemaGenerator
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shoal import protocol as p
 from shoal.boss.datastore import LocalDatastore
+from shoal.boss.metrics import Metrics
 from shoal.exceptions import BadInput, NotFound, ShoalError, StoreError
 from shoal.scheduler import Scheduler
 from shoal.spec import spec_from_dict
@@ -62,23 +73,47 @@ class WorkSignal:
             self._event = None
 
 
-class TokenGuard:
-    """Refuses every request without the boss's token (401)."""
+COOKIE = "shoal_token"
 
-    OPEN_PATHS = frozenset({"/openapi.json"})
+
+class TokenGuard:
+    """Refuses every request without the boss's token.
+
+    The token comes in ``Authorization: Bearer TOKEN`` (workers, the command
+    line) or in the cookie the dashboard's login form sets. A browser that
+    has neither is sent to the login form; anything else gets 401.
+    """
+
+    OPEN_PATHS = frozenset({"/openapi.json", "/login", "/static/style.css"})
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
+        self.token = token.encode()
         self.expected = f"Bearer {token}".encode()
 
+    def allowed(self, scope: Scope) -> bool:
+        cookie = b""
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                return hmac.compare_digest(value, self.expected)
+            if key == b"cookie":
+                cookie = value
+        for part in cookie.split(b";"):
+            name, _, value = part.strip().partition(b"=")
+            if name == COOKIE.encode():
+                return hmac.compare_digest(value, self.token)
+        return False
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in self.OPEN_PATHS:
-            given = b""
-            for key, value in scope["headers"]:
-                if key == b"authorization":
-                    given = value
-                    break
-            if not hmac.compare_digest(given, self.expected):
+        if (
+            scope["type"] == "http"
+            and scope["path"] not in self.OPEN_PATHS
+            and not self.allowed(scope)
+        ):
+            response: Response
+            if scope["method"] == "GET" and not scope["path"].startswith(("/v1/", "/metrics")):
+                response = RedirectResponse("/login", status_code=303)
+            else:
                 response = _json(
                     {
                         "error": "missing or wrong token: pass the boss's token "
@@ -86,16 +121,45 @@ class TokenGuard:
                     },
                     401,
                 )
-                await response(scope, receive, send)
-                return
+            await response(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 
+class ChangeFeed:
+    """Counts state changes; dashboards follow it through server-sent events."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self._event: asyncio.Event | None = None
+
+    def bump(self) -> None:
+        self.generation += 1
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+    async def wait(self, seen: int, timeout: float) -> int:
+        if self.generation == seen:
+            if self._event is None:
+                self._event = asyncio.Event()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._event.wait(), timeout)
+        return self.generation
+
+
 def create_app(
-    scheduler: Scheduler, datastore: LocalDatastore, token: str, signal: WorkSignal | None = None
+    scheduler: Scheduler,
+    datastore: LocalDatastore,
+    token: str,
+    signal: WorkSignal | None = None,
+    feed: ChangeFeed | None = None,
 ) -> ASGIApp:
-    """The boss's ASGI application; ``signal`` wakes its long-polls."""
+    """The boss's ASGI application; ``signal`` wakes its long-polls, ``feed`` its dashboards."""
     signal = signal or WorkSignal()
+    feed = feed or ChangeFeed()
+    metrics = Metrics(scheduler)
+    dashboard = Path(__file__).with_name("dashboard")
     schemas = SchemaGenerator(
         {"openapi": "3.0.0", "info": {"title": "shoal boss", "version": str(p.PROTOCOL_VERSION)}}
     )
@@ -115,6 +179,7 @@ def create_app(
         """
         reg = p.Registration.from_dict(await _body(request))
         answer = scheduler.register(reg)
+        feed.bump()
         log.info("worker registered", extra={"event": "worker_registered", "worker": reg.name})
         return _json(answer.to_dict())
 
@@ -127,6 +192,7 @@ def create_app(
         """
         worker_id = int(request.path_params["worker"])
         scheduler.worker_stopped(worker_id)
+        feed.bump()
         log.info("worker stopped", extra={"event": "worker_stopped", "worker_id": worker_id})
         signal.notify()
         return _json({"ok": True})
@@ -153,7 +219,15 @@ def create_app(
         # Take the waiter before looking for work, so that work appearing
         # between the look and the wait still wakes this request.
         waiter = signal.waiter()
+        started = time.perf_counter()
         outcome = scheduler.sync(req)
+        metrics.syncs.inc()
+        metrics.sync_seconds.observe(time.perf_counter() - started)
+        for report in req.finished:
+            if report.outcome == p.SUCCEEDED and report.ended >= report.started > 0:
+                metrics.task_seconds.observe(report.ended - report.started)
+        if req.finished or outcome.response.assignments:
+            feed.bump()
         if outcome.made_ready:
             signal.notify()
             waiter = signal.waiter()
@@ -176,6 +250,7 @@ def create_app(
                 waiter = signal.waiter()
                 response = scheduler.sync(idle).response
                 if response.assignments or response.cancel:
+                    feed.bump()
                     break
         return _json(response.to_dict())
 
@@ -229,6 +304,7 @@ def create_app(
             spec = _with_source(spec, str(body["source"]))
         rid = scheduler.submit(spec, bundle=bundle, reuse=bool(body.get("reuse", False)))
         signal.notify()
+        feed.bump()
         log.info("run submitted", extra={"event": "run_submitted", "run": rid})
         return _json({"run": rid})
 
@@ -308,6 +384,7 @@ def create_app(
         n = scheduler.cancel(rid)
         log.info("run cancelled", extra={"event": "run_cancelled", "run": rid, "tasks": n})
         signal.notify()
+        feed.bump()
         return _json({"cancelled": n})
 
     async def retry(request: Request) -> Response:
@@ -321,6 +398,7 @@ def create_app(
         n = scheduler.retry(rid)
         log.info("run retried", extra={"event": "run_retried", "run": rid, "tasks": n})
         signal.notify()
+        feed.bump()
         return _json({"retried": n})
 
     async def workers(request: Request) -> Response:
@@ -342,6 +420,104 @@ def create_app(
         ref = request.query_params.get("run")
         rid = scheduler.resolve_run(ref) if ref else None
         return _json(scheduler.events_view(rid))
+
+    async def tasks_page(request: Request) -> Response:
+        """
+        summary: A page of a run's tasks (?state=&q=&sort=id|duration|-duration|name&limit=&offset=).
+        responses:
+          200:
+            description: "{total, tasks}"
+        """
+        q = request.query_params
+        page = scheduler.tasks_page(
+            run_id(request),
+            states=[s for s in q.getlist("state") if s] or None,
+            search=q.get("q") or None,
+            sort=q.get("sort", "id"),
+            limit=max(1, min(1000, int(q.get("limit", "200")))),
+            offset=max(0, int(q.get("offset", "0"))),
+        )
+        return _json(page)
+
+    async def graph(request: Request) -> Response:
+        """
+        summary: The run's DAG, one node per matrix group, with counts by state.
+        responses:
+          200:
+            description: "{nodes, edges}"
+        """
+        return _json(scheduler.graph(run_id(request)))
+
+    async def throughput(request: Request) -> Response:
+        """
+        summary: Tasks finished per second over the run.
+        responses:
+          200:
+            description: "{start, width, rates}"
+        """
+        return _json(scheduler.throughput(run_id(request)))
+
+    async def task_events(request: Request) -> Response:
+        """
+        summary: A task's history.
+        responses:
+          200:
+            description: A list of events.
+        """
+        return _json(scheduler.task_events(run_id(request), request.path_params["task"]))
+
+    async def stream(request: Request) -> Response:
+        """
+        summary: Server-sent events, one each time something changes (at most a few a second).
+        responses:
+          200:
+            description: text/event-stream
+        """
+
+        async def events() -> Any:
+            seen = -1
+            while not await request.is_disconnected():
+                now = await feed.wait(seen, 15.0)
+                if now != seen:
+                    seen = now
+                    yield f"data: {now}\n\n"
+                    await asyncio.sleep(0.3)  # at most about three updates a second
+                else:
+                    yield ": keep-alive\n\n"
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        )
+
+    async def metrics_page(request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def login_form(request: Request) -> Response:
+        return HTMLResponse(_login_page(""))
+
+    async def login(request: Request) -> Response:
+        # A plain urlencoded form: parsed here rather than with python-multipart.
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        given = (form.get("token") or [""])[0].strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return HTMLResponse(_login_page("That is not this boss's token."), status_code=401)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(COOKIE, given, httponly=True, samesite="strict")
+        return response
+
+    async def logout(request: Request) -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    async def index(request: Request) -> Response:
+        return FileResponse(dashboard / "index.html", headers={"Cache-Control": "no-store"})
+
+    async def static(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in ("app.js", "style.css"):
+            raise NotFound(f"no file '{name}'")
+        return FileResponse(dashboard / name, headers={"Cache-Control": "no-store"})
 
     async def openapi(request: Request) -> Response:
         return _json(schemas.get_schema(routes=routes))
@@ -365,6 +541,17 @@ def create_app(
         Route(f"{v}/runs/{{run}}/cancel", cancel, methods=["POST"]),
         Route(f"{v}/runs/{{run}}/retry", retry, methods=["POST"]),
         Route(f"{v}/events", events, methods=["GET"]),
+        Route(f"{v}/runs/{{run}}/page", tasks_page, methods=["GET"]),
+        Route(f"{v}/runs/{{run}}/graph", graph, methods=["GET"]),
+        Route(f"{v}/runs/{{run}}/throughput", throughput, methods=["GET"]),
+        Route(f"{v}/runs/{{run}}/tasks/{{task}}/events", task_events, methods=["GET"]),
+        Route(f"{v}/stream", stream, methods=["GET"]),
+        Route("/metrics", metrics_page, methods=["GET"], include_in_schema=False),
+        Route("/login", login_form, methods=["GET"], include_in_schema=False),
+        Route("/login", login, methods=["POST"], include_in_schema=False),
+        Route("/logout", logout, methods=["GET"], include_in_schema=False),
+        Route("/", index, methods=["GET"], include_in_schema=False),
+        Route("/static/{name}", static, methods=["GET"], include_in_schema=False),
         Route("/openapi.json", openapi, include_in_schema=False),
     ]
 
@@ -381,6 +568,17 @@ def create_app(
     }
     app = Starlette(routes=routes, exception_handlers=handlers)
     return TokenGuard(app, token)
+
+
+def _login_page(message: str) -> str:
+    note = f'<p class="error">{message}</p>' if message else ""
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>shoal — log in</title><meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/static/style.css"></head>
+<body class="login"><form method="post" action="/login" class="card">
+<h1>shoal</h1><p>Paste the boss's token: it is in <code>.shoal/token</code> where the boss runs.</p>
+{note}<input name="token" type="password" placeholder="token" autofocus required>
+<button type="submit">Log in</button></form></body></html>"""
 
 
 async def _body(request: Request) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import uvicorn
 
 from shoal import protocol as p
-from shoal.boss.api import WorkSignal, create_app
+from shoal.boss.api import ChangeFeed, WorkSignal, create_app
 from shoal.boss.datastore import LocalDatastore
 from shoal.boss.listen import bind, parse_listen, url_of
 from shoal.scheduler import Scheduler
@@ -65,7 +65,8 @@ class Boss:
         self.datastore = LocalDatastore(data)
         self.token = token
         self.signal = WorkSignal()
-        self.app = create_app(self.scheduler, self.datastore, token, self.signal)
+        self.feed = ChangeFeed()
+        self.app = create_app(self.scheduler, self.datastore, token, self.signal, self.feed)
         self.sock = sock if sock is not None else bind(host, port)
         self.url = url_of(self.sock)
         config = uvicorn.Config(
@@ -104,6 +105,7 @@ class Boss:
         loop = self._loop
         if loop is not None and loop.is_running():
             loop.call_soon_threadsafe(self.signal.notify)
+            loop.call_soon_threadsafe(self.feed.bump)
 
     def serve(self) -> None:
         """Serve in this thread until :meth:`stop` (or SIGINT/SIGTERM in the main thread)."""
@@ -147,6 +149,7 @@ class Boss:
                 continue
             if readied:
                 self.signal.notify()
+                self.feed.bump()
 
     def start(self) -> None:
         """Serve in a background thread; returns once the server accepts requests."""

@@ -845,6 +845,86 @@ class Tx:
             .values(state="lost")
         )
 
+    def page_tasks(
+        self,
+        run_id: int,
+        *,
+        states: Sequence[str] | None,
+        search: str | None,
+        sort: str,
+        limit: int,
+        offset: int,
+    ) -> tuple[Sequence[Any], int]:
+        """A page of the run's tasks, filtered, searched and sorted; and how many match."""
+        q = select(s.tasks).where(s.tasks.c.run_id == run_id)
+        if states:
+            q = q.where(s.tasks.c.state.in_(list(states)))
+        if search:
+            q = q.where(s.tasks.c.name.contains(search, autoescape=True))
+        total = self.conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
+        duration = s.tasks.c.ended - s.tasks.c.started
+        orders: dict[str, list[Any]] = {
+            "duration": [duration.desc().nulls_last(), s.tasks.c.id],
+            "-duration": [duration.asc().nulls_last(), s.tasks.c.id],
+            "name": [s.tasks.c.name],
+        }
+        order = orders.get(sort, [s.tasks.c.id])
+        rows = self.conn.execute(q.order_by(*order).limit(limit).offset(offset)).all()
+        return rows, int(total)
+
+    def group_graph(self, run_id: int) -> tuple[Sequence[Any], Sequence[Any]]:
+        """The run's matrix groups with counts by state, and the edges between groups."""
+        d = s.tasks.alias("d")
+        groups = self.conn.execute(
+            select(s.tasks.c.grp, s.tasks.c.state, func.count(), func.min(s.tasks.c.id))
+            .where(s.tasks.c.run_id == run_id)
+            .group_by(s.tasks.c.grp, s.tasks.c.state)
+        ).all()
+        edges = self.conn.execute(
+            select(d.c.grp.label("source"), s.tasks.c.grp.label("target"))
+            .select_from(s.deps)
+            .join(s.tasks, s.tasks.c.id == s.deps.c.task_id)
+            .join(d, d.c.id == s.deps.c.dep_id)
+            .where(s.tasks.c.run_id == run_id)
+            .group_by(d.c.grp, s.tasks.c.grp)
+        ).all()
+        return groups, edges
+
+    def end_times(self, run_id: int) -> list[float]:
+        rows = self.conn.execute(
+            select(s.tasks.c.ended).where(
+                s.tasks.c.run_id == run_id,
+                s.tasks.c.state.in_(("succeeded", "failed")),
+                s.tasks.c.ended.is_not(None),
+                s.tasks.c.cached.is_(False),
+            )
+        )
+        return sorted(float(r[0]) for r in rows)
+
+    def task_events(self, task_id: int) -> Sequence[Any]:
+        return self.conn.execute(
+            select(s.events).where(s.events.c.task_id == task_id).order_by(s.events.c.id)
+        ).all()
+
+    def metrics_counts(self) -> dict[str, Any]:
+        """Counts for /metrics: tasks and workers by state, attempts by state and cause."""
+        tasks = self.conn.execute(
+            select(s.tasks.c.state, func.count()).group_by(s.tasks.c.state)
+        ).all()
+        workers = self.conn.execute(
+            select(s.workers.c.state, func.count()).group_by(s.workers.c.state)
+        ).all()
+        attempts = self.conn.execute(
+            select(s.attempts.c.state, s.attempts.c.cause, func.count()).group_by(
+                s.attempts.c.state, s.attempts.c.cause
+            )
+        ).all()
+        return {
+            "tasks": {st: int(n) for st, n in tasks},
+            "workers": {st: int(n) for st, n in workers},
+            "attempts": [(st, cause, int(n)) for st, cause, n in attempts],
+        }
+
     def list_attempts(self, task_id: int) -> Sequence[Any]:
         return self.conn.execute(
             select(s.attempts, s.workers.c.name.label("worker_name"))
