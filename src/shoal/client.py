@@ -126,6 +126,23 @@ class BossClient:
             raise _error(self.url, e) from None
         return data.decode("utf-8", "replace")
 
+    def log_from(self, ref: str | int | None, name: str, offset: int) -> tuple[bytes, str, bool]:
+        """The log of the task's latest attempt from a byte offset; its attempt number, and whether it runs."""
+        try:
+            resp = self.http._send(
+                "GET", f"{p.API_PREFIX}/runs/{_ref(ref)}/tasks/{quote(name)}/log?offset={offset}"
+            )
+            data = self.http._check(resp)
+        except BossDown as e:
+            raise BossUnreachable(f"cannot reach the boss at {self.url}: {e}") from e
+        except BossRefused as e:
+            raise _error(self.url, e) from None
+        return (
+            data,
+            resp.getheader("X-Shoal-Attempt", ""),
+            resp.getheader("X-Shoal-Running") == "true",
+        )
+
     def results(self, ref: str | int | None) -> dict[str, Any]:
         result: dict[str, Any] = self.get(f"/runs/{_ref(ref)}/results")
         return result

@@ -136,3 +136,45 @@ def test_worker_idle_exit(tmp_path: Path, procs: Procs) -> None:
     assert time.monotonic() - start < 15
     assert '"event": "idle_exit"' in proc.stderr
     assert shoal_json("workers", cwd=tmp_path)[0]["state"] == "stopped"
+
+
+def test_logs_follow_a_running_task(tmp_path: Path, procs: Procs) -> None:
+    procs.start("boss", "--listen", "127.0.0.1:0", cwd=tmp_path)
+    info = wait_for(lambda: boss_info(tmp_path / ".shoal"), what="the boss")
+    procs.start(
+        "worker",
+        "--boss",
+        info["url"],
+        "--slots",
+        "1",
+        cwd=tmp_path,
+        env={"SHOAL_TOKEN": info["token"]},
+    )
+    gate = tmp_path / "gate"
+    write(
+        tmp_path / "talk.yaml",
+        f"name: talk\ntasks:\n  - name: talker\n    run: echo first line; while [ ! -e {gate} ]; do sleep 0.1; done; echo last line\n",
+    )
+    shoal("submit", "talk.yaml", cwd=tmp_path)
+    env = dict(os.environ, PYTHONPATH=SRC)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "logs", "talker", "-f"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        # The first line arrives while the task still runs (it waits for the gate).
+        assert follower.stdout.readline() == "first line\n"
+        assert shoal_json("status", "talk", cwd=tmp_path)["counts"] == {"running": 1}
+        gate.touch()
+        assert follower.stdout.readline() == "last line\n"
+        assert follower.wait(20) == 0
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+        if follower.stdout:
+            follower.stdout.close()

@@ -63,6 +63,10 @@ _which_cache: Dict[str, Optional[str]] = {}
 _SHELL = shutil.which("bash") or shutil.which("sh") or "/bin/sh"
 
 KILL_GRACE = 2.0
+# While a command runs, its log is sent to the boss this often (if it grew),
+# so `shoal logs -f` and the dashboard can follow it.
+LOG_PUSH_SECONDS = 2.0
+LOG_PUSH_LIMIT = 8 * 1024 * 1024
 CLEANUP_TIMEOUT = 300.0
 
 
@@ -368,6 +372,7 @@ class Runner:
         assert proc.stdout is not None and proc.stderr is not None
         out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
         open_fds = [out_fd, err_fd]
+        next_push = time.time() + LOG_PUSH_SECONDS
         while open_fds:
             wait = 0.5
             now = time.time()
@@ -395,6 +400,9 @@ class Runner:
             if not ready and proc.poll() is not None:
                 # The command is done but something it started holds a stream.
                 _kill_group(proc, signal.SIGKILL)
+            if time.time() >= next_push:
+                next_push = time.time() + LOG_PUSH_SECONDS
+                self._push_log(attempt.a, log)
         code = proc.wait()
         proc.stdout.close()
         proc.stderr.close()
@@ -412,6 +420,19 @@ class Runner:
                 cause += " (the kernel's out-of-memory killer)"
             return code, cause, tail
         return 0, None, tail
+
+    def _push_log(self, a: p.Assignment, log: Any) -> None:
+        """Send the log so far to the boss (best effort: the final log always goes)."""
+        if self.client is None:
+            return
+        size = os.fstat(log.fileno()).st_size
+        if size == getattr(log, "shoal_pushed", 0) or size > LOG_PUSH_LIMIT:
+            return
+        try:
+            self.client.upload(p.log_path(a.run_id, a.task, a.attempt_id), log.name)
+            log.shoal_pushed = size
+        except Exception:
+            pass
 
     def _upload_outputs(self, a: p.Assignment, ws: str) -> List[str]:
         names: List[str] = []

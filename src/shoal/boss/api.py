@@ -347,22 +347,36 @@ def create_app(
 
     async def task_log(request: Request) -> Response:
         """
-        summary: The log of a task's latest attempt (or ?attempt=N).
+        summary: The log of a task's latest attempt (or ?attempt=N), from byte ?offset=N.
+        description: >
+          While the attempt runs, this is what its worker last sent (every few
+          seconds); the X-Shoal-Attempt header names the attempt and
+          X-Shoal-Running says whether it still runs.
         responses:
           200:
             description: The log text.
         """
-        view = scheduler.task_view(run_id(request), request.path_params["task"])
+        rid = run_id(request)
+        view = scheduler.task_view(rid, request.path_params["task"])
         attempts = view["attempt_list"]
         wanted = request.query_params.get("attempt")
         if wanted:
             attempts = [a for a in attempts if str(a["number"]) == wanted]
         if not attempts:
             raise NotFound(f"task '{view['name']}' has no attempt yet")
-        path = attempts[-1]["log"]
-        if not path or not datastore.exists(path):
-            return PlainTextResponse("")
-        return FileResponse(datastore.open_path(path), media_type="text/plain")
+        last = attempts[-1]
+        path = last["log"] or p.log_path(rid, view["name"], last["id"])
+        headers = {
+            "X-Shoal-Attempt": str(last["number"]),
+            "X-Shoal-Running": str(last["state"] == "running").lower(),
+        }
+        if not datastore.exists(path):
+            return PlainTextResponse("", headers=headers)
+        offset = max(0, int(request.query_params.get("offset", "0") or 0))
+        with datastore.open_path(path).open("rb") as f:
+            f.seek(offset)
+            data = f.read(4 * 1024 * 1024)
+        return Response(data, media_type="text/plain; charset=utf-8", headers=headers)
 
     async def results(request: Request) -> Response:
         """

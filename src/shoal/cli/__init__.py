@@ -22,7 +22,7 @@ from rich.table import Table
 from shoal import __version__
 from shoal.cli import render
 from shoal.client import BossClient, OfflineClient
-from shoal.exceptions import BadInput, ShoalError
+from shoal.exceptions import BadInput, NotFound, ShoalError
 from shoal.statedir import StateDir
 
 __all__ = ["app", "main"]
@@ -368,9 +368,9 @@ def logs(
 ) -> None:
     """Print a task's log (stdout and stderr of its commands)."""
     client = _client(boss, token, state)
-    if follow:
-        while client.task(run_ref, task)["state"] in ("waiting", "ready", "running"):
-            time.sleep(0.5)
+    if follow and isinstance(client, BossClient):
+        _follow(client, run_ref, task)
+        return
     view = client.task(run_ref, task)
     if not view["attempt_list"]:
         raise BadInput(f"task '{task}' has not run yet (state: {view['state']})")
@@ -382,6 +382,39 @@ def logs(
     if last["cause"]:
         Console(stderr=True).print(
             f"attempt {last['number']} on {last['worker']}: {last['cause']}", style="red"
+        )
+
+
+def _follow(client: BossClient, run_ref: str | None, task: str) -> None:
+    """Print a task's log as it grows, across attempts, until the task ends."""
+    offset, attempt = 0, ""
+    while True:
+        active = client.task(run_ref, task)["state"] in ("waiting", "ready", "running")
+        try:
+            data, number, running = client.log_from(run_ref, task, offset)
+        except NotFound:
+            if not active:
+                raise
+            time.sleep(0.5)  # not started yet
+            continue
+        if number and number != attempt:
+            if attempt:
+                sys.stdout.write(f"── attempt {number} ──\n")
+            attempt, offset = number, 0
+            data, _, running = client.log_from(run_ref, task, 0)
+        if data:
+            sys.stdout.write(data.decode("utf-8", "replace"))
+            sys.stdout.flush()
+            offset += len(data)
+        elif not active and not running:
+            break
+        else:
+            time.sleep(0.5)
+    last = client.task(run_ref, task)["attempt_list"]
+    if last and last[-1]["cause"]:
+        Console(stderr=True).print(
+            f"attempt {last[-1]['number']} on {last[-1]['worker']}: {last[-1]['cause']}",
+            style="red",
         )
 
 
