@@ -150,18 +150,20 @@ _Q_RENEW = (
 _Q_NOT_RUNNING = select(s.attempts.c.id).where(
     s.attempts.c.id.in_(_ids), s.attempts.c.state != "running"
 )
+# What an assignment is made from: ready tasks and stragglers alike.
+_CANDIDATE_COLUMNS = (
+    s.tasks.c.id,
+    s.tasks.c.run_id,
+    s.tasks.c.name,
+    s.tasks.c.spec,
+    s.tasks.c.slots,
+    s.tasks.c.requires,
+    s.tasks.c.attempts,
+    s.tasks.c.n_deps,
+    s.tasks.c.operands,
+)
 _Q_READY_CANDIDATES = (
-    select(
-        s.tasks.c.id,
-        s.tasks.c.run_id,
-        s.tasks.c.name,
-        s.tasks.c.spec,
-        s.tasks.c.slots,
-        s.tasks.c.requires,
-        s.tasks.c.attempts,
-        s.tasks.c.n_deps,
-        s.tasks.c.operands,
-    )
+    select(*_CANDIDATE_COLUMNS)
     .where(
         s.tasks.c.state == "ready",
         s.tasks.c.kind == "command",
@@ -736,19 +738,7 @@ class Tx:
             .scalar_subquery()
         )
         return self.conn.execute(
-            select(
-                s.tasks.c.id,
-                s.tasks.c.run_id,
-                s.tasks.c.name,
-                s.tasks.c.spec,
-                s.tasks.c.slots,
-                s.tasks.c.requires,
-                s.tasks.c.attempts,
-                s.tasks.c.n_deps,
-                s.tasks.c.operands,
-                s.tasks.c.grp,
-                s.attempts.c.assigned,
-            )
+            select(*_CANDIDATE_COLUMNS, s.tasks.c.grp, s.attempts.c.assigned)
             .join(s.attempts, s.attempts.c.task_id == s.tasks.c.id)
             .where(
                 s.tasks.c.state == "running",
