@@ -16,7 +16,7 @@ import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -396,8 +396,6 @@ class _Builder:
         self, text: Any, tasks: list[TaskSpec], line: int | None
     ) -> tuple[list[TaskSpec], str | None]:
         """The tasks a flow runs, ordered as it says, with its reductions."""
-        from dataclasses import replace
-
         from shoal.flow import FlowError, plan
 
         if not isinstance(text, str) or not text.strip():
@@ -538,8 +536,8 @@ class _Builder:
                         else [pattern]
                     )
                     operands.extend(h for h in hits if h not in operands)
-                task = _replace_field(task, reduce=tuple(operands))
-            resolved.append(_replace_after(task, tuple(deps)))
+                task = replace(task, reduce=tuple(operands))
+            resolved.append(replace(task, after=tuple(deps)))
         self._check_cycles(resolved)
         return resolved
 
@@ -661,7 +659,7 @@ class _Builder:
             line=line,
         )
         if reduce:
-            task = _replace_field(task, reduce=tuple(reduce))
+            task = replace(task, reduce=tuple(reduce))
         return task, list(after) + [r for r in reduce if r not in after]
 
     def _commands(
@@ -740,18 +738,6 @@ class _Builder:
         return p
 
 
-def _replace_field(task: TaskSpec, **changes: Any) -> TaskSpec:
-    from dataclasses import replace
-
-    return replace(task, **changes)
-
-
-def _replace_after(task: TaskSpec, after: tuple[str, ...]) -> TaskSpec:
-    from dataclasses import replace
-
-    return replace(task, after=after)
-
-
 def spec_from_dict(data: Mapping[str, Any], *, path: str = "<submitted>") -> RunSpec:
     """Rebuild and re-check a run the client sent as :meth:`RunSpec.to_dict`."""
     clean = {k: v for k, v in data.items() if k in ("name", "env", "setup", "tasks", "final")}
@@ -771,8 +757,6 @@ def spec_from_dict(data: Mapping[str, Any], *, path: str = "<submitted>") -> Run
     built = _Builder(path, Path("."), str(data.get("name") or "run"), submitted=True).build(clean)
     if not groups:
         return built
-    from dataclasses import replace
-
     return replace(
         built, tasks=tuple(replace(t, group=groups.get(t.name, t.group)) for t in built.tasks)
     )

@@ -25,10 +25,6 @@ class Views:
 
     store: Store
 
-    def has_ready(self) -> bool:
-        with self.store.read() as tx:
-            return tx.any_ready()
-
     def resolve_run(self, ref: str | int | None) -> int:
         """A run id from an id, a run name (its latest run) or None (the latest run)."""
         with self.store.read() as tx:

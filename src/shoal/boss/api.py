@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -301,7 +302,7 @@ def create_app(
         if bundle is not None and not datastore.exists(p.bundle_path(str(bundle))):
             raise BadInput(f"bundle {bundle} is not in the datastore: upload it first")
         if body.get("source"):
-            spec = _with_source(spec, str(body["source"]))
+            spec = replace(spec, source=str(body["source"]))
         rid = scheduler.submit(spec, bundle=bundle, reuse=bool(body.get("reuse", False)))
         signal.notify()
         feed.bump()
@@ -604,9 +605,3 @@ async def _body(request: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadInput("the request body must be a JSON object")
     return data
-
-
-def _with_source(spec: Any, source: str) -> Any:
-    from dataclasses import replace
-
-    return replace(spec, source=source)

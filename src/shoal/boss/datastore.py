@@ -8,9 +8,12 @@ never sees half a file and a failed upload leaves nothing behind.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from shoal.exceptions import BadInput, NotFound
 
@@ -53,50 +56,34 @@ class LocalDatastore:
             if p.is_file()
         )
 
-    async def write_stream(self, path: str, chunks: AsyncIterable[bytes]) -> int:
-        """Store a file from an async stream of chunks; its size."""
+    @contextmanager
+    def _placing(self, path: str) -> Iterator[BinaryIO]:
+        """A file to write, renamed to ``path`` once complete, removed if anything fails."""
         target = self.resolve(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
-        size = 0
         try:
             with os.fdopen(fd, "wb") as f:
-                async for chunk in chunks:
-                    f.write(chunk)
-                    size += len(chunk)
+                yield f
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    async def write_stream(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+        """Store a file from an async stream of chunks; its size."""
+        size = 0
+        with self._placing(path) as f:
+            async for chunk in chunks:
+                f.write(chunk)
+                size += len(chunk)
         return size
 
     def write_bytes(self, path: str, data: bytes) -> None:
-        target = self.resolve(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
-        with os.fdopen(fd, "wb") as f:
+        with self._placing(path) as f:
             f.write(data)
-        os.replace(tmp, target)
 
     def write_file(self, path: str, source: str | os.PathLike[str]) -> None:
         """Copy a local file into the datastore."""
-        import shutil
-
-        target = self.resolve(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
-        os.close(fd)
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-
-    def tail(self, path: str, lines: int) -> list[str]:
-        """The last lines of a text file, reading only its end."""
-        target = self.resolve(path)
-        if not target.is_file():
-            return []
-        with target.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 64 * 1024))
-            data = f.read()
-        return data.decode("utf-8", "replace").splitlines()[-lines:]
+        with self._placing(path) as f, open(source, "rb") as src:
+            shutil.copyfileobj(src, f, CHUNK)
