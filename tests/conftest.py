@@ -201,3 +201,70 @@ def boss_info(state: Path) -> dict[str, Any] | None:
         return json.loads((state / "boss.json").read_text())
     except (FileNotFoundError, ValueError):
         return None
+
+
+# -- databases -------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server: $SHOAL_TEST_POSTGRES, or a throwaway cluster made here.
+
+    Without PostgreSQL installed the tests that need it are skipped, except
+    under CI (CI=true), where that is a failure.
+    """
+    given = os.environ.get("SHOAL_TEST_POSTGRES")
+    if given:
+        yield given
+        return
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="shoal-pg-", dir="/tmp")
+    script = str(ROOT / "scripts" / "throwaway-postgres")
+    proc = subprocess.run([script, "start", folder], capture_output=True, text=True)
+    if proc.returncode != 0:
+        subprocess.run([script, "stop", folder], capture_output=True)
+        if os.environ.get("CI"):
+            pytest.fail(f"no PostgreSQL for the tests: {proc.stderr.strip()}")
+        pytest.skip(f"no PostgreSQL: {proc.stderr.strip()}")
+    try:
+        yield proc.stdout.strip()
+    finally:
+        subprocess.run([script, "stop", folder], capture_output=True)
+
+
+@contextlib.contextmanager
+def fresh_postgres(server: str) -> Iterator[str]:
+    """A new, empty database on the server, dropped afterwards."""
+    import psycopg
+
+    name = f"shoal_test_{os.getpid()}_{next(_databases)}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    base, _, _ = server.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database, on each database shoal supports."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shoal.db'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    with fresh_postgres(server) as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url(postgres_server: str) -> Iterator[str]:
+    """An empty PostgreSQL database."""
+    with fresh_postgres(postgres_server) as url:
+        yield url

@@ -12,6 +12,7 @@ prints a traceback for them.
     │   ├── SpecError         a task file (or inventory) is invalid; names file:line and task
     │   └── NotFound          a run, task or file named on the command line does not exist
     ├── StoreError            the database cannot be used (newer schema, locked, corrupt)
+    │   └── StoreConflict     two transactions collided: run it again
     └── BossError             talking to the boss failed
         ├── BossUnreachable   no boss answers at the address
         └── Unauthorized      the boss refused the token
@@ -26,6 +27,7 @@ __all__ = [
     "NotFound",
     "ShoalError",
     "SpecError",
+    "StoreConflict",
     "StoreError",
     "Unauthorized",
 ]
@@ -75,6 +77,10 @@ class NotFound(BadInput):
 
 class StoreError(ShoalError):
     """The database cannot be used as it is."""
+
+
+class StoreConflict(StoreError):
+    """Two transactions collided (deadlock, serialization); running it again will do."""
 
 
 class BossError(ShoalError):

@@ -13,16 +13,17 @@ failed | cancelled | interrupted | superseded.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import random
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from shoal import protocol as p
-from shoal.exceptions import NotFound
+from shoal.exceptions import NotFound, StoreConflict
 from shoal.keys import definition_keys, topological
 from shoal.reduce import ReduceError, combine
 from shoal.spec import RunSpec
@@ -97,6 +98,32 @@ def _loads(text: str | None, default: Any = None) -> Any:
     return json.loads(text) if text else default
 
 
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+CONFLICT_TRIES = 8
+
+
+def _retried(method: Callable[_P, _T]) -> Callable[_P, _T]:
+    """Run the method again when its transaction collided with another boss's.
+
+    PostgreSQL may end one of two transactions that wait on each other; it
+    was rolled back whole, so running it again is safe.
+    """
+
+    @functools.wraps(method)
+    def again(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        for attempt in range(CONFLICT_TRIES):
+            try:
+                return method(*args, **kwargs)
+            except StoreConflict:
+                if attempt == CONFLICT_TRIES - 1:
+                    raise
+                time.sleep(random.uniform(0, 0.005 * 2**attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return again
+
+
 class Scheduler(Views, DashboardViews):
     """Submit, assign, finish, cancel and retry, each in one transaction."""
 
@@ -124,9 +151,14 @@ class Scheduler(Views, DashboardViews):
         self.clock = clock
         self.rng = rng or random.Random()
         self._runs: dict[int, _RunInfo] = {}
+        # Set by a boss: its row in the bosses table, and the tag on its
+        # work notices (so it does not wake itself twice).
+        self.boss_id: int | None = None
+        self.origin = ""
 
     # -- runs ------------------------------------------------------------
 
+    @_retried
     def submit(self, spec: RunSpec, *, bundle: str | None = None, reuse: bool = False) -> int:
         """Store a whole run, its DAG in one transaction; its id.
 
@@ -219,7 +251,8 @@ class Scheduler(Views, DashboardViews):
             tx.insert_deps(
                 [{"task_id": ids[t.name], "dep_id": ids[d]} for t in spec.tasks for d in t.after]
             )
-            tx.ready_roots(run_id)
+            if tx.ready_roots(run_id):
+                tx.notify_work(self.origin)
             events = [{"time": now, "kind": "run_submitted", "run_id": run_id, "detail": spec.name}]
             if cached:
                 events.append(
@@ -240,6 +273,7 @@ class Scheduler(Views, DashboardViews):
                 tx.add_events(done_events)
         return run_id
 
+    @_retried
     def cancel(self, run_id: int) -> int:
         """Cancel every unfinished task of the run; how many were cancelled."""
         now = self.clock()
@@ -257,6 +291,7 @@ class Scheduler(Views, DashboardViews):
             )
         return n
 
+    @_retried
     def retry(self, run_id: int) -> int:
         """Run the run's failed, upstream-failed and cancelled tasks again."""
         now = self.clock()
@@ -265,6 +300,7 @@ class Scheduler(Views, DashboardViews):
                 raise NotFound(f"no run {run_id}")
             ids = tx.reset_failed_tasks(run_id)
             if ids:
+                tx.notify_work(self.origin)
                 tx.reset_unfinished(run_id)
                 tx.set_run_state(run_id, "running", None)
                 tx.add_events(
@@ -279,6 +315,7 @@ class Scheduler(Views, DashboardViews):
                 )
         return len(ids)
 
+    @_retried
     def fail_unplaceable(self, run_id: int, max_slots: int) -> list[str]:
         """Fail the run's ready tasks that need more slots than any worker has."""
         now = self.clock()
@@ -291,6 +328,7 @@ class Scheduler(Views, DashboardViews):
                 self._count_done(tx, run_id, 1 + n, now)
         return [r.name for r in rows]
 
+    @_retried
     def abandon_running(self, cause: str) -> list[int]:
         """End every run still running: its boss and workers are gone (``shoal run`` restarts)."""
         now = self.clock()
@@ -308,11 +346,13 @@ class Scheduler(Views, DashboardViews):
 
     # -- leases ----------------------------------------------------------
 
+    @_retried
     def extend_leases(self) -> int:
         """Give every running attempt a whole lease from now (a restarted boss does this)."""
         with self.store.transaction() as tx:
             return tx.extend_leases(self.clock() + self.lease_seconds)
 
+    @_retried
     def expire(self) -> bool:
         """End the attempts whose lease ran out; True if tasks became ready again.
 
@@ -354,10 +394,13 @@ class Scheduler(Views, DashboardViews):
             tx.add_events(events)
             if not readied:
                 readied = tx.any_ready()
+            if readied:
+                tx.notify_work(self.origin)
         return readied
 
     # -- workers ---------------------------------------------------------
 
+    @_retried
     def register(self, reg: p.Registration) -> p.Registered:
         now = self.clock()
         with self.store.transaction() as tx:
@@ -389,6 +432,7 @@ class Scheduler(Views, DashboardViews):
             heartbeat_seconds=self.heartbeat_seconds,
         )
 
+    @_retried
     def worker_stopped(self, worker_id: int) -> None:
         """A worker said goodbye; what it still held runs again elsewhere."""
         now = self.clock()
@@ -396,6 +440,7 @@ class Scheduler(Views, DashboardViews):
             tx.set_worker_state(worker_id, "stopped")
             tx.add_events([{"time": now, "kind": "worker_stopped", "worker_id": worker_id}])
 
+    @_retried
     def sync(self, req: p.SyncRequest) -> SyncOutcome:
         """One worker round trip: record what finished, renew, hand out work."""
         now = self.clock()
@@ -406,7 +451,9 @@ class Scheduler(Views, DashboardViews):
                 known = tx.attempts_with_tasks([r.attempt_id for r in req.finished])
                 for report in req.finished:
                     self._finish(tx, req.worker_id, known.get(report.attempt_id), report, batch)
-            worker = tx.touch_worker(req.worker_id, now, batch.succeeded, batch.failed)
+            worker = tx.touch_worker(
+                req.worker_id, now, batch.succeeded, batch.failed, self.boss_id
+            )
             if worker is None:
                 raise NotFound(f"no active worker {req.worker_id}: register again")
             batch.write(tx)
@@ -427,6 +474,8 @@ class Scheduler(Views, DashboardViews):
             if out.made_ready and out.response.assignments:
                 # Wake idle workers only for what this one did not take.
                 out.made_ready = tx.any_ready()
+            if out.made_ready:
+                tx.notify_work(self.origin)
             tx.add_events(batch.events)
         return out
 

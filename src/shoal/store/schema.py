@@ -4,11 +4,17 @@
 tables below and stamped with the current version; an older one is brought
 forward by the functions in ``MIGRATIONS`` (index ``i`` upgrades version
 ``i + 1`` to ``i + 2``).
+
+Every table, column and index that came after version 1 says so in its
+``info={"since": N}``; :func:`metadata_at` gives the schema as it was at any
+version, which is how the tests prove that migrating the oldest database
+gives the same schema as creating a fresh one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -16,6 +22,7 @@ from sqlalchemy import (
     Connection,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -26,8 +33,9 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.sql.visitors import replacement_traverse
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -136,6 +144,7 @@ workers = Table(
     Column("version", String(40)),
     Column("done", Integer, nullable=False, server_default=text("0")),
     Column("failed", Integer, nullable=False, server_default=text("0")),
+    Column("boss", Integer, info={"since": 2}),  # the boss it last synced through
 )
 
 attempts = Table(
@@ -178,5 +187,73 @@ events = Table(
 )
 Index("ix_events_run", events.c.run_id, events.c.id)
 
-# Upgrades from each older version; empty while there is only version 1.
-MIGRATIONS: list[Callable[[Connection], None]] = []
+bosses = Table(
+    "bosses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("url", String(200), nullable=False),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("state", String(20), nullable=False),  # serving, stopped
+    Column("started", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("housekeeper", Boolean, nullable=False, server_default=text("false")),
+    info={"since": 2},
+)
+
+
+def _since(item: Table | Column[Any] | Index) -> int:
+    return int(item.info.get("since", 1))
+
+
+def _onto(expr: Any, table: Table, copy: Table) -> Any:
+    """``expr`` with ``table``'s columns swapped for those of its copy."""
+
+    def swap(node: Any) -> Any:
+        return copy.c[node.name] if isinstance(node, Column) and node.table is table else None
+
+    return replacement_traverse(expr, {}, swap)  # type: ignore[call-overload]
+
+
+def metadata_at(version: int) -> MetaData:
+    """The schema as version ``version`` of shoal created it."""
+    old = MetaData()
+    for table in metadata.sorted_tables:
+        if _since(table) > version:
+            continue
+        columns = [c._copy() for c in table.columns if _since(c) <= version]
+        copy = Table(table.name, old, *columns)
+        for c in list(table.constraints):
+            if not isinstance(c, ForeignKeyConstraint | UniqueConstraint | PrimaryKeyConstraint):
+                continue
+            names = [col.name for col in c.columns]
+            name = c.name if isinstance(c.name, str) else None
+            if isinstance(c, ForeignKeyConstraint):
+                copy.append_constraint(
+                    ForeignKeyConstraint(
+                        names, [fk.target_fullname for fk in c.elements], ondelete=c.ondelete
+                    )
+                )
+            elif isinstance(c, UniqueConstraint):
+                copy.append_constraint(UniqueConstraint(*names, name=name))
+            elif not all(col.primary_key for col in c.columns):
+                copy.append_constraint(PrimaryKeyConstraint(*names, name=name))
+        for index in list(table.indexes):
+            if _since(index) <= version:
+                Index(
+                    index.name,
+                    *[_onto(expr, table, copy) for expr in index.expressions],
+                    unique=index.unique,
+                    **{k: _onto(v, table, copy) for k, v in index.dialect_kwargs.items()},
+                )
+    return old
+
+
+def _v1_to_v2(conn: Connection) -> None:
+    """Version 2: bosses record themselves; workers name the boss they sync through."""
+    bosses.create(conn)
+    conn.execute(text("ALTER TABLE workers ADD COLUMN boss INTEGER"))
+
+
+# Upgrades from each older version.
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2]

@@ -26,7 +26,8 @@ __all__ = ["SqliteTx"]
 _IDS = "(SELECT value FROM json_each(:ids))"
 
 _TOUCH_WORKER = """
-UPDATE workers SET last_sync = :now, done = done + :done, failed = failed + :failed, state = 'active'
+UPDATE workers SET last_sync = :now, done = done + :done, failed = failed + :failed,
+       state = 'active', boss = :boss
 WHERE id = :id AND state != 'stopped'
 RETURNING id, name, slots, labels
 """
@@ -111,9 +112,12 @@ class SqliteTx(Tx):
         super().__init__(conn)
         self.raw: Any = conn.connection.driver_connection
 
-    def touch_worker(self, worker_id: int, now: float, done: int, failed: int) -> Any:
+    def touch_worker(
+        self, worker_id: int, now: float, done: int, failed: int, boss: int | None = None
+    ) -> Any:
         cur = self.raw.execute(
-            _TOUCH_WORKER, {"id": worker_id, "now": now, "done": done, "failed": failed}
+            _TOUCH_WORKER,
+            {"id": worker_id, "now": now, "done": done, "failed": failed, "boss": boss},
         )
         rows = _named(cur)
         return rows[0] if rows else None

@@ -8,7 +8,7 @@ this module builds a query.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Row,
+    Select,
     bindparam,
     create_engine,
     event,
@@ -30,10 +31,17 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from shoal.exceptions import StoreError
+from shoal.exceptions import StoreConflict, StoreError
 from shoal.store import schema as s
 
-__all__ = ["ACTIVE_STATES", "TERMINAL_STATES", "Store", "Tx", "database_url"]
+__all__ = [
+    "ACTIVE_STATES",
+    "TERMINAL_STATES",
+    "HousekeepingLock",
+    "Store",
+    "Tx",
+    "database_url",
+]
 
 ACTIVE_STATES = ("waiting", "ready", "running")
 TERMINAL_STATES = ("succeeded", "failed", "cancelled", "upstream_failed")
@@ -62,6 +70,7 @@ _Q_TOUCH_WORKER = (
         done=s.workers.c.done + bindparam("b_done"),
         failed=s.workers.c.failed + bindparam("b_failed"),
         state="active",
+        boss=bindparam("b_boss"),
     )
     .returning(s.workers.c.id, s.workers.c.name, s.workers.c.slots, s.workers.c.labels)
 )
@@ -201,26 +210,62 @@ _Q_INSERT_EVENTS = insert(s.events)
 _EVENT_KEYS = ("time", "kind", "run_id", "task_id", "attempt_id", "worker_id", "detail")
 
 
+def expired_attempts_query(now: float) -> Select[Any]:
+    return (
+        select(
+            s.attempts.c.id,
+            s.attempts.c.task_id,
+            s.attempts.c.run_id,
+            s.attempts.c.worker_id,
+            s.tasks.c.state.label("task_state"),
+            s.tasks.c.name.label("task_name"),
+            s.workers.c.name.label("worker_name"),
+            s.workers.c.last_sync,
+        )
+        .join(s.tasks, s.tasks.c.id == s.attempts.c.task_id)
+        .join(s.workers, s.workers.c.id == s.attempts.c.worker_id, isouter=True)
+        .where(s.attempts.c.state == "running", s.attempts.c.lease_expires < now)
+        .order_by(s.attempts.c.task_id)
+        .limit(10000)
+    )
+
+
 class Store:
     """A shoal database: opens it, creates or upgrades its schema, runs transactions."""
 
     def __init__(self, url: str | Path) -> None:
         self.url = database_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
+        self.is_postgres = self.url.startswith("postgres")
         self._tx: type[Tx] = Tx
         if self.is_sqlite:
             from shoal.store.sqlite import SqliteTx
 
             self._tx = SqliteTx
+        elif self.is_postgres:
+            from shoal.store.postgres import PostgresTx
+
+            self._tx = PostgresTx
         try:
             self.engine = self._make_engine()
+        except (SQLAlchemyError, ImportError) as e:
+            raise StoreError(f"cannot use the database {self.url}: {e}") from e
+        try:
             self._prepare()
         except SQLAlchemyError as e:
+            self.engine.dispose()
             raise StoreError(
                 f"cannot open the database {self.url}: {e.__class__.__name__}: {e.args[0] if e.args else e}"
             ) from e
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def _make_engine(self) -> Engine:
+        if self.is_postgres:
+            from shoal.store.postgres import make_engine
+
+            return make_engine(self.url)
         if not self.is_sqlite:
             return create_engine(self.url, pool_pre_ping=True)
         memory = self.url in ("sqlite://", "sqlite:///:memory:")
@@ -259,6 +304,11 @@ class Store:
 
     def _prepare(self) -> None:
         with self.engine.begin() as conn:
+            if self.is_postgres:
+                # Bosses starting together: one creates or upgrades, the others wait.
+                from shoal.store.postgres import lock_schema
+
+                lock_schema(conn)
             s.metadata.create_all(conn, tables=[s.meta])
             row = conn.execute(
                 select(s.meta.c.value).where(s.meta.c.key == "schema_version")
@@ -294,7 +344,7 @@ class Store:
             with self.engine.begin() as conn:
                 yield self._tx(conn)
         except OperationalError as e:
-            raise StoreError(f"database error on {self.url}: {e.orig}") from e
+            raise self._error(e) from e
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -305,10 +355,48 @@ class Store:
                 with conn.begin():
                     yield self._tx(conn)
         except OperationalError as e:
-            raise StoreError(f"database error on {self.url}: {e.orig}") from e
+            raise self._error(e) from e
+
+    def _error(self, e: OperationalError) -> StoreError:
+        # PostgreSQL's deadlock_detected and serialization_failure: the
+        # transaction was rolled back whole and may simply run again.
+        if getattr(e.orig, "sqlstate", None) in ("40P01", "40001"):
+            return StoreConflict(f"transaction conflict on {self.url}: {e.orig}")
+        return StoreError(f"database error on {self.url}: {e.orig}")
+
+    def housekeeping_lock(self) -> HousekeepingLock:
+        """The lock that makes one boss of several the housekeeper."""
+        if self.is_postgres:
+            from shoal.store.postgres import AdvisoryLock
+
+            return AdvisoryLock(self.engine.url)
+        return HousekeepingLock()
+
+    def listen(self, origin: str, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake`` when another boss made tasks ready; returns a stopper.
+
+        ``origin`` tells this boss's own notices from the others'. SQLite has
+        one boss, so nothing comes.
+        """
+        if self.is_postgres:
+            from shoal.store.postgres import listen_for_work
+
+            return listen_for_work(self.engine.url, origin, wake)
+        return lambda: None
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class HousekeepingLock:
+    """Held for good: a database only one boss serves (SQLite) needs no election."""
+
+    def hold(self) -> bool:
+        """Whether this boss holds the lock now (taking it when free)."""
+        return True
+
+    def release(self) -> None:
+        """Let another boss take over."""
 
 
 class Tx:
@@ -779,22 +867,7 @@ class Tx:
 
     def expired_attempts(self, now: float) -> Sequence[Any]:
         """Running attempts whose lease ran out, with their task and worker."""
-        return self.conn.execute(
-            select(
-                s.attempts.c.id,
-                s.attempts.c.task_id,
-                s.attempts.c.run_id,
-                s.attempts.c.worker_id,
-                s.tasks.c.state.label("task_state"),
-                s.tasks.c.name.label("task_name"),
-                s.workers.c.name.label("worker_name"),
-                s.workers.c.last_sync,
-            )
-            .join(s.tasks, s.tasks.c.id == s.attempts.c.task_id)
-            .join(s.workers, s.workers.c.id == s.attempts.c.worker_id, isouter=True)
-            .where(s.attempts.c.state == "running", s.attempts.c.lease_expires < now)
-            .limit(10000)
-        ).all()
+        return self.conn.execute(expired_attempts_query(now)).all()
 
     def end_attempt(self, attempt_id: int, state: str, cause: str, now: float) -> None:
         self.conn.execute(
@@ -947,10 +1020,13 @@ class Tx:
     def worker(self, worker_id: int) -> Row[Any] | None:
         return self.conn.execute(select(s.workers).where(s.workers.c.id == worker_id)).first()
 
-    def touch_worker(self, worker_id: int, now: float, done: int, failed: int) -> Row[Any] | None:
+    def touch_worker(
+        self, worker_id: int, now: float, done: int, failed: int, boss: int | None = None
+    ) -> Row[Any] | None:
         """Record a sync from the worker (active again); its name, slots and labels, or None."""
         return self.conn.execute(
-            _Q_TOUCH_WORKER, {"b_id": worker_id, "b_now": now, "b_done": done, "b_failed": failed}
+            _Q_TOUCH_WORKER,
+            {"b_id": worker_id, "b_now": now, "b_done": done, "b_failed": failed, "b_boss": boss},
         ).first()
 
     def set_worker_state(self, worker_id: int, state: str) -> None:
@@ -973,6 +1049,53 @@ class Tx:
             select(func.max(s.workers.c.slots)).where(s.workers.c.state == "active")
         ).scalar_one()
         return int(value) if value is not None else None
+
+    # -- bosses ----------------------------------------------------------
+
+    def insert_boss(self, url: str, host: str, pid: int, now: float) -> int:
+        result = self.conn.execute(
+            insert(s.bosses)
+            .values(url=url, host=host, pid=pid, state="serving", started=now, last_seen=now)
+            .returning(s.bosses.c.id)
+        )
+        return int(result.scalar_one())
+
+    def touch_boss(self, boss_id: int, now: float, housekeeper: bool) -> None:
+        self.conn.execute(
+            update(s.bosses)
+            .where(s.bosses.c.id == boss_id)
+            .values(last_seen=now, housekeeper=housekeeper, state="serving")
+        )
+
+    def stop_boss(self, boss_id: int, now: float) -> None:
+        self.conn.execute(
+            update(s.bosses)
+            .where(s.bosses.c.id == boss_id)
+            .values(last_seen=now, housekeeper=False, state="stopped")
+        )
+
+    def others_serving(self, boss_id: int, seen_after: float) -> bool:
+        """Whether another boss was serving lately (and so kept leases renewed)."""
+        row = self.conn.execute(
+            select(s.bosses.c.id)
+            .where(
+                s.bosses.c.id != boss_id,
+                s.bosses.c.state == "serving",
+                s.bosses.c.last_seen > seen_after,
+            )
+            .limit(1)
+        ).first()
+        return row is not None
+
+    def list_bosses(self, seen_after: float) -> Sequence[Any]:
+        return self.conn.execute(
+            select(s.bosses)
+            .where(or_(s.bosses.c.state == "serving", s.bosses.c.last_seen > seen_after))
+            .order_by(s.bosses.c.id)
+        ).all()
+
+    def notify_work(self, origin: str) -> None:
+        """Tell other bosses that tasks became ready (on commit). SQLite has one boss."""
 
     # -- events ----------------------------------------------------------
 

@@ -1,8 +1,10 @@
-"""The scheduler's state machine over an in-memory SQLite store."""
+"""The store contract: the scheduler's state machine on SQLite and on PostgreSQL alike."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,8 +25,10 @@ class Clock:
 
 
 @pytest.fixture
-def sched() -> Scheduler:
-    return Scheduler(Store("sqlite://"), clock=Clock())
+def sched(db_url: str) -> Iterator[Scheduler]:
+    store = Store(db_url)
+    yield Scheduler(store, clock=Clock())
+    store.close()
 
 
 def run_of(text: str) -> spec.RunSpec:
@@ -426,3 +430,199 @@ def test_reducer_command_gets_its_operands_on_stdin(sched: Scheduler) -> None:
     report(sched, w, a, result=[1])
     (m,) = report(sched, w, b, result="two", free=1).response.assignments
     assert m.task == "m" and json.loads(m.stdin or "") == {"a": [1], "b": "two"}
+
+
+# -- schema, several bosses ----------------------------------------------------
+
+
+def _schema(url: str) -> dict[str, Any]:
+    """Everything about a database's schema that a migration could get wrong."""
+    from sqlalchemy import inspect
+
+    store = Store(url)  # the URL as shoal gives it to SQLAlchemy
+    engine = store.engine
+    found: dict[str, Any] = {}
+    try:
+        insp = inspect(engine)
+        for table in sorted(insp.get_table_names()):
+            found[table] = {
+                "columns": [
+                    (c["name"], str(c["type"]), c["nullable"], str(c.get("default")))
+                    for c in insp.get_columns(table)
+                ],
+                "pk": insp.get_pk_constraint(table)["constrained_columns"],
+                "fks": sorted(
+                    (tuple(f["constrained_columns"]), f["referred_table"])
+                    for f in insp.get_foreign_keys(table)
+                ),
+                "unique": sorted(
+                    (u["name"], tuple(u["column_names"]))
+                    for u in insp.get_unique_constraints(table)
+                ),
+                "indexes": sorted(
+                    (
+                        i["name"],
+                        tuple(str(c) for c in i["column_names"]),
+                        bool(i["unique"]),
+                        str(sorted((k, str(v)) for k, v in i.get("dialect_options", {}).items())),
+                    )
+                    for i in insp.get_indexes(table)
+                ),
+            }
+    finally:
+        store.close()
+    return found
+
+
+def test_migrating_the_oldest_schema_gives_the_same_database_as_a_fresh_one(
+    db_url: str, request: pytest.FixtureRequest
+) -> None:
+    from sqlalchemy import insert
+
+    from shoal.store import schema
+
+    # The oldest database shoal ever made, with a run and a worker in it.
+    old = Store.__new__(Store)
+    old.url, old.is_sqlite, old.is_postgres = (
+        db_url,
+        db_url.startswith("sqlite"),
+        "postgres" in db_url,
+    )
+    engine = Store._make_engine(old)
+    v1 = schema.metadata_at(1)
+    with engine.begin() as conn:
+        v1.create_all(conn)
+        conn.execute(insert(v1.tables["meta"]).values(key="schema_version", value="1"))
+        conn.execute(
+            insert(v1.tables["workers"]).values(
+                name="w1", host="h", slots=2, labels="{}", state="active", registered=1, last_sync=1
+            )
+        )
+    engine.dispose()
+
+    migrated = Store(db_url)
+    assert migrated.schema_version() == schema.SCHEMA_VERSION == len(schema.MIGRATIONS) + 1
+    with migrated.read() as tx:
+        assert [w.name for w in tx.list_workers()] == ["w1"]  # nothing stored was lost
+    migrated.close()
+
+    fresh_url = (
+        f"sqlite:///{request.getfixturevalue('tmp_path') / 'fresh.db'}"
+        if db_url.startswith("sqlite")
+        else None
+    )
+    if fresh_url is None:
+        from tests.conftest import fresh_postgres
+
+        with fresh_postgres(request.getfixturevalue("postgres_server")) as url:
+            assert _schema(db_url) == _schema(url)
+    else:
+        assert _schema(db_url) == _schema(fresh_url)
+
+
+def test_a_database_from_a_newer_shoal_is_refused(db_url: str) -> None:
+    from sqlalchemy import update
+
+    from shoal.exceptions import StoreError
+    from shoal.store import schema
+
+    store = Store(db_url)
+    with store.transaction() as tx:
+        tx.conn.execute(update(schema.meta).values(value=str(schema.SCHEMA_VERSION + 1)))
+    store.close()
+    with pytest.raises(StoreError, match="newer than this shoal"):
+        Store(db_url)
+
+
+def test_two_bosses_claiming_at_once_never_hand_out_a_task_twice(db_url: str) -> None:
+    """Two schedulers (as in two boss processes) over one database, syncing in threads."""
+    import threading
+
+    stores = [Store(db_url), Store(db_url)]
+    bosses = [Scheduler(st) for st in stores]
+    rid = bosses[0].submit(
+        run_of(f"tasks:\n- {{name: 't-{{i}}', run: x, matrix: {{i: {list(range(300))}}}}}\n")
+    )
+    handed: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def work(boss: Scheduler, name: str) -> None:
+        try:
+            w = worker(boss, name, slots=4)
+            held: list[p.Assignment] = []
+            for _ in range(1000):
+                finished = [
+                    p.Report(
+                        attempt_id=a.attempt_id,
+                        outcome=p.SUCCEEDED,
+                        exit_code=0,
+                        run_id=a.run_id,
+                        task=a.task,
+                    )
+                    for a in held
+                ]
+                got = boss.sync(
+                    p.SyncRequest(worker_id=w, finished=finished, free_slots=4)
+                ).response.assignments
+                with lock:
+                    handed.extend(a.task for a in got)
+                held = got
+                if not got:
+                    break
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(bosses[i % 2], f"w{i}")) for i in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert not errors, errors
+    assert len(handed) == 300 and len(set(handed)) == 300
+    view = bosses[1].run_view(rid)
+    assert view["state"] == "succeeded", view
+    for st in stores:
+        st.close()
+
+
+def test_housekeeping_is_done_by_one_boss_and_another_takes_over(db_url: str) -> None:
+    stores = [Store(db_url), Store(db_url)]
+    first, second = (st.housekeeping_lock() for st in stores)
+    assert first.hold()
+    if stores[0].is_sqlite:
+        assert second.hold()  # one boss per SQLite file: no election
+    else:
+        assert not second.hold()
+        assert first.hold()  # held, and still held
+        first.release()  # as when its boss dies and its connection closes
+        assert second.hold()
+        assert not first.hold()
+    first.release()
+    second.release()
+    for st in stores:
+        st.close()
+
+
+def test_work_made_ready_by_another_boss_wakes_this_one(pg_url: str) -> None:
+    import threading
+
+    here, there = Store(pg_url), Store(pg_url)
+    woken = threading.Event()
+    stop = here.listen("here", woken.set)
+    try:
+        time.sleep(0.5)
+        woken.clear()  # listening wakes once on connecting
+        boss = Scheduler(there)
+        boss.origin = "there"
+        boss.submit(run_of("tasks:\n- {name: a, run: x}\n"))
+        assert woken.wait(5), "no wake-up for work another boss made ready"
+        woken.clear()
+        own = Scheduler(here)
+        own.origin = "here"
+        own.submit(run_of("tasks:\n- {name: b, run: x}\n"))
+        assert not woken.wait(1.5), "a boss was woken by its own notice"
+    finally:
+        stop()
+        here.close()
+        there.close()

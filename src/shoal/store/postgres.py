@@ -1,0 +1,175 @@
+"""PostgreSQL: row locks for claims, NOTIFY for wake-ups, an advisory lock for housekeeping.
+
+Several bosses may serve one PostgreSQL database. What keeps them apart:
+
+- A claim selects ready tasks ``FOR UPDATE SKIP LOCKED``: two bosses
+  claiming at once get different tasks, and neither waits for the other.
+- A finished report locks its attempt and task rows before reading their
+  state, so a report and a lease sweep (or two attempts of one task) are
+  recorded one after the other, never both.
+- When a transaction makes tasks ready it sends ``NOTIFY shoal_work`` (on
+  commit); every boss listens and wakes its long-polling workers.
+- One boss at a time holds a session advisory lock and does the
+  housekeeping. The lock goes with its connection, so when that boss dies
+  another takes it at its next try.
+
+Each method here answers exactly like the one it overrides in
+:class:`~shoal.store.store.Tx`; the store contract tests run both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import URL, Connection, Engine, create_engine, make_url, text
+
+from shoal.store import schema as s
+from shoal.store import store as base
+from shoal.store.store import HousekeepingLock, Tx
+
+__all__ = ["AdvisoryLock", "PostgresTx", "listen_for_work", "lock_schema", "make_engine"]
+
+log = logging.getLogger("shoal.store")
+
+CHANNEL = "shoal_work"
+# Advisory lock keys: any two numbers no other program on the database uses.
+SCHEMA_LOCK = 0x5E0A1_0001
+HOUSEKEEPING_LOCK = 0x5E0A1_0002
+
+_Q_CLAIM = base._Q_READY_CANDIDATES.with_for_update(skip_locked=True, of=s.tasks)
+_Q_LOCK_ATTEMPTS = base._Q_ATTEMPTS_WITH_TASKS.order_by(s.tasks.c.id).with_for_update(
+    of=[s.attempts, s.tasks]
+)
+
+
+def driver_url(url: str | URL) -> URL:
+    """The SQLAlchemy URL with psycopg 3 as the driver."""
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql+psycopg")
+
+
+def libpq_url(url: str | URL) -> str:
+    """The URL as psycopg itself takes it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def make_engine(url: str) -> Engine:
+    return create_engine(
+        driver_url(url),
+        pool_pre_ping=True,
+        pool_size=4,
+        max_overflow=8,
+        isolation_level="READ COMMITTED",
+    )
+
+
+def lock_schema(conn: Connection) -> None:
+    """Hold the schema lock until this transaction ends."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK})
+
+
+class PostgresTx(Tx):
+    """A transaction on PostgreSQL: claims skip rows other bosses hold."""
+
+    def ready_candidates(
+        self, worker_name: str, max_slots: int, limit: int, now: float
+    ) -> Sequence[Any]:
+        return self.conn.execute(
+            _Q_CLAIM,
+            {"b_slots": max_slots, "b_name": worker_name, "b_limit": limit, "b_now": now},
+        ).all()
+
+    def attempts_with_tasks(self, attempt_ids: list[int]) -> dict[int, Any]:
+        rows = self.conn.execute(_Q_LOCK_ATTEMPTS, {"b_ids": attempt_ids})
+        return {int(r.id): r for r in rows}
+
+    def expired_attempts(self, now: float) -> Sequence[Any]:
+        # Locked, skipping what a report is recording right now: that
+        # attempt is no longer lost, and the next sweep will know.
+        return self.conn.execute(
+            base.expired_attempts_query(now).with_for_update(
+                skip_locked=True, of=[s.attempts, s.tasks]
+            )
+        ).all()
+
+    def notify_work(self, origin: str) -> None:
+        self.conn.execute(text("SELECT pg_notify(:c, :o)"), {"c": CHANNEL, "o": origin})
+
+
+def _connect(url: URL, **kwargs: Any) -> Any:
+    import psycopg
+
+    return psycopg.connect(libpq_url(url), connect_timeout=5, **kwargs)
+
+
+class AdvisoryLock(HousekeepingLock):
+    """PostgreSQL's session advisory lock, on a connection of its own."""
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        self._conn: Any = None
+        self._held = False
+
+    def hold(self) -> bool:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._held = False
+                self._conn = _connect(self.url, autocommit=True)
+            if self._held:
+                self._conn.execute("SELECT 1")  # still connected, so still held
+            else:
+                row = self._conn.execute(
+                    "SELECT pg_try_advisory_lock(%s)", (HOUSEKEEPING_LOCK,)
+                ).fetchone()
+                self._held = bool(row and row[0])
+        except Exception as e:  # the database is away: we hold nothing
+            log.warning(f"housekeeping lock: {e}", extra={"event": "lock_lost"})
+            self._drop()
+        return self._held
+
+    def _drop(self) -> None:
+        self._held = False
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+        self._conn = None
+
+    def release(self) -> None:
+        self._drop()  # closing the session releases its advisory locks
+
+
+def listen_for_work(url: URL, origin: str, wake: Callable[[], None]) -> Callable[[], None]:
+    """A thread that calls ``wake`` on every other boss's NOTIFY; returns a stopper."""
+    stopping = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def loop() -> None:
+        while not stopping.is_set():
+            try:
+                conn = holder["conn"] = _connect(url, autocommit=True)
+                with conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    # Wake once on (re)connecting: a notice may have been missed.
+                    wake()
+                    while not stopping.is_set():
+                        for notice in conn.notifies(timeout=1.0):
+                            if notice.payload != origin:
+                                wake()
+            except Exception as e:
+                if stopping.is_set():
+                    return
+                log.warning(f"listening for work: {e}", extra={"event": "listen_failed"})
+                stopping.wait(1.0)
+
+    thread = threading.Thread(target=loop, name="shoal-listen", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        stopping.set()
+        thread.join(3)
+
+    return stop
