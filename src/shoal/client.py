@@ -161,6 +161,10 @@ class BossClient:
         result: list[dict[str, Any]] = self.get("/events", run=ref)
         return result
 
+    def bosses(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.get("/bosses")
+        return result
+
 
 def _ref(ref: str | int | None) -> str:
     return quote(str(ref)) if ref not in (None, "") else "latest"
@@ -189,7 +193,7 @@ class OfflineClient:
         from shoal.store import Store
 
         self.url = str(state.root)
-        self.store = Store(state.db_path)
+        self.store = Store(state.database())
         self.scheduler = Scheduler(self.store)
         self.datastore = LocalDatastore(state.data)
 
@@ -233,6 +237,9 @@ class OfflineClient:
 
     def events(self, ref: str | int | None) -> list[dict[str, Any]]:
         return self.scheduler.events_view(self._id(ref))
+
+    def bosses(self) -> list[dict[str, Any]]:
+        return self.scheduler.bosses_view()
 
     def cancel(self, ref: str | int) -> int:
         raise BossUnreachable(f"no boss is running for {self.url}: nothing to cancel")

@@ -369,6 +369,8 @@ class Scheduler(Views, DashboardViews):
             for a in expired:
                 silent = now - a.last_sync if a.last_sync is not None else self.lease_seconds
                 cause = f"lost: no sync for {silent:.0f}s from worker {a.worker_name}"
+                if silent < self.lease_seconds:
+                    cause = f"lost: its assignment never reached worker {a.worker_name}"
                 tx.end_attempt(a.id, "lost", cause, now)
                 base = {
                     "time": now,
@@ -466,6 +468,7 @@ class Scheduler(Views, DashboardViews):
             if batch.reductions and self._reduce(tx, batch.reductions, now, batch.events, out):
                 out.made_ready = True
             tx.renew_leases(worker.id, req.running, now + self.lease_seconds)
+            tx.reclaim_orphans(worker.id, req.running + [r.attempt_id for r in req.finished], now)
             out.response.cancel = tx.not_running(req.running)
             if req.free_slots > 0:
                 out.response.assignments = self._assign(

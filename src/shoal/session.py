@@ -44,6 +44,7 @@ class LocalSession:
         slots: int = 1,
         lease_seconds: float = 30.0,
         speculate_min: float = 30.0,
+        db: str | None = None,
     ) -> None:
         if workers < 1:
             raise BadInput(f"-j must be at least 1, not {workers}")
@@ -54,6 +55,7 @@ class LocalSession:
         self.slots = slots
         self.lease_seconds = lease_seconds
         self.speculate_min = speculate_min
+        self.db = db
         self.boss: Boss | None = None
         self.workers: LocalWorkers | None = None
         self.client: BossClient | None = None
@@ -83,7 +85,7 @@ class LocalSession:
         from shoal.boss.server import Boss
 
         self.boss = Boss(
-            db=self.state.db_path,
+            db=self.state.database(self.db),
             data=self.state.data,
             token=token,
             lease_seconds=self.lease_seconds,
@@ -92,8 +94,10 @@ class LocalSession:
         )
         # No boss is running here, so no run still marked running can go on:
         # a `shoal run` before this one was stopped. End those runs; what
-        # they finished is reused by the next submission.
-        self.boss.scheduler.abandon_running("interrupted: the shoal run that ran it stopped")
+        # they finished is reused by the next submission. (Not on a database
+        # other bosses serve: their runs go on.)
+        if not self.boss.others_serving():
+            self.boss.scheduler.abandon_running("interrupted: the shoal run that ran it stopped")
         self.state.write_boss(self.boss.url, token)
         self.client = BossClient(self.boss.url, token)
         return self
@@ -122,7 +126,7 @@ class LocalSession:
         if self.boss is not None:
             if self.boss._thread is None:
                 self.boss.sock.close()
-                self.boss.store.close()
+                self.boss.close()
             else:
                 # The workers are gone: nobody is left to serve gracefully.
                 self.boss.stop(fast=True)

@@ -33,6 +33,30 @@ class StateDir:
         return self.root / "shoal.db"
 
     @property
+    def db_file(self) -> Path:
+        """Names the database when it is not the folder's own SQLite file."""
+        return self.root / "database"
+
+    def database(self, given: str | None = None) -> str:
+        """The database to use: ``given`` (then remembered), the one last given, or shoal.db.
+
+        Remembered so that commands run later in this folder (``shoal status``
+        with no boss running, say) read the same database.
+        """
+        if given:
+            if given != str(self.db_path):
+                _write_private(self.db_file, given + "\n")
+            elif self.db_file.exists():
+                self.db_file.unlink()
+            return given
+        if self.db_file.exists():
+            return self.db_file.read_text().strip()
+        return str(self.db_path)
+
+    def has_database(self) -> bool:
+        return self.db_file.exists() or self.db_path.exists()
+
+    @property
     def data(self) -> Path:
         return self.root / "data"
 

@@ -7,6 +7,7 @@ transaction; none changes anything.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -126,9 +127,15 @@ class Views:
                     "last_sync": w.last_sync,
                     "pid": w.pid,
                     "python": w.python,
+                    "boss": w.boss,
                 }
                 for w in tx.list_workers()
             ]
+
+    def bosses_view(self) -> list[dict[str, Any]]:
+        """The bosses serving this database, and those gone in the last hour."""
+        with self.store.read() as tx:
+            return [dict(b._mapping) for b in tx.list_bosses(time.time() - 3600)]
 
     def events_view(self, run_id: int | None, limit: int = 1000) -> list[dict[str, Any]]:
         with self.store.read() as tx:

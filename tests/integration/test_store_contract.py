@@ -271,6 +271,22 @@ def test_lost_attempt_makes_the_task_ready_until_too_many_losses(sched: Schedule
     assert sched.results(rid) == {}
 
 
+def test_an_assignment_that_never_reached_its_worker_runs_elsewhere(sched: Scheduler) -> None:
+    """The answer to a sync was lost (its boss died): the worker's next sync tells."""
+    rid = sched.submit(run_of("tasks:\n- {name: a, run: x}\n"))
+    w1, w2 = worker(sched, "w1"), worker(sched, "w2")
+    (lost,) = take(sched, w1)
+    sched.clock.now += 1  # type: ignore[attr-defined]
+    # w1 syncs again without naming the attempt: it never heard of it.
+    assert take(sched, w1, free=0) == []
+    assert sched.expire() is True  # at the next sweep, not a whole lease later
+    (again,) = take(sched, w2)
+    assert again.task == "a" and again.attempt_id != lost.attempt_id
+    attempts = sched.task_view(rid, "a")["attempt_list"]
+    assert attempts[0]["state"] == "lost"
+    assert attempts[0]["cause"] == "lost: its assignment never reached worker w1"
+
+
 def test_syncs_renew_leases(sched: Scheduler) -> None:
     rid = sched.submit(run_of("tasks:\n- {name: a, run: x}\n"))
     w = worker(sched)

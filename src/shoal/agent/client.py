@@ -29,10 +29,10 @@ class BossRefused(Exception):
         self.message = message
 
 
-class AgentClient:
-    """Talks to one boss; each thread keeps its own connection open."""
+class _Boss:
+    """One boss URL, taken apart."""
 
-    def __init__(self, url: str, token: str, timeout: float = 60.0) -> None:
+    def __init__(self, url: str) -> None:
         parts = urlsplit(url if "://" in url else "http://" + url)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"the boss URL must start with http:// or https://: {url}")
@@ -41,24 +41,62 @@ class AgentClient:
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if self.https else 80)
         self.base = parts.path.rstrip("/")
+
+    def connect(self, timeout: float) -> http.client.HTTPConnection:
+        if self.https:
+            return http.client.HTTPSConnection(self.host, self.port, timeout=timeout)
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+
+class AgentClient:
+    """Talks to a boss; each thread keeps its own connection open.
+
+    ``url`` may name several bosses serving one database, separated by
+    commas: a request that cannot reach one goes to the next.
+    """
+
+    def __init__(self, url: str, token: str, timeout: float = 60.0) -> None:
+        self.bosses = [_Boss(u.strip()) for u in url.split(",") if u.strip()]
+        if not self.bosses:
+            raise ValueError("no boss URL given")
+        self._active = 0
         self.token = token
         self.timeout = timeout
         self._local = threading.local()
         self._sync_conn: Optional[http.client.HTTPConnection] = None
         self._aborted = False
 
+    @property
+    def url(self) -> str:
+        """The URL of the boss requests go to now."""
+        return self.bosses[self._active].url
+
+    @property
+    def base(self) -> str:
+        return self.bosses[self._active].base
+
     def _conn(self, timeout: float) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "boss", None) != self._active:
+            conn.close()  # another boss took over since this thread's last request
+            conn = None
         if conn is None:
-            if self.https:
-                conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout)
-            else:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            conn = self.bosses[self._active].connect(timeout)
             self._local.conn = conn
+            self._local.boss = self._active
         conn.timeout = timeout
         if conn.sock is not None:
             conn.sock.settimeout(timeout)
         return conn
+
+    def _fail_over(self) -> bool:
+        """Send further requests to the next boss; False when there is only one."""
+        if len(self.bosses) == 1:
+            return False
+        failed = getattr(self._local, "boss", self._active)
+        if failed == self._active:
+            self._active = (failed + 1) % len(self.bosses)
+        return True
 
     def drop_connection(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -80,21 +118,35 @@ class AgentClient:
         headers: Optional[Dict[str, str]] = None,
         timeout: Optional[float] = None,
     ) -> http.client.HTTPResponse:
-        url = self.base + path
-        for attempt in (1, 2):
+        tries = 1 + len(self.bosses)
+        for attempt in range(1, tries + 1):
             conn = self._conn(timeout or self.timeout)
+            url = self.base + path
             try:
                 conn.request(method, url, body=body, headers=self._headers(headers))
                 return conn.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
-                # A kept-alive connection the server closed: retry once afresh,
-                # unless the body was a stream we cannot send twice.
+                # A kept-alive connection the server closed: retry once afresh
+                # (on the next boss, if there are several), unless the body
+                # was a stream we cannot send twice.
+                where = self.url
+                if attempt > 1:
+                    self._fail_over()
                 self.drop_connection()
-                if attempt == 2 or hasattr(body, "read") or self._aborted:
-                    raise BossDown(f"{self.url}: {e}") from e
+                if attempt == tries or hasattr(body, "read") or self._aborted:
+                    raise BossDown(f"{where}: {e}") from e
             except (OSError, http.client.HTTPException) as e:
+                # Refused, unreachable, timed out: try the next boss, if any.
+                where = self.url
+                more = self._fail_over()
                 self.drop_connection()
-                raise BossDown(f"{self.url}: {e}") from e
+                if (
+                    not more
+                    or attempt >= len(self.bosses)
+                    or self._aborted
+                    or hasattr(body, "read")
+                ):
+                    raise BossDown(f"{where}: {e}") from e
         raise BossDown(self.url)  # pragma: no cover - the loop returns or raises
 
     def _check(self, resp: http.client.HTTPResponse) -> bytes:
@@ -179,14 +231,26 @@ class AgentClient:
     def upload(self, path: str, source: str) -> None:
         """Send a local file to the datastore, streamed."""
         size = os.path.getsize(source)
-        with open(source, "rb") as f:
-            resp = self._send(
-                "PUT",
-                p.API_PREFIX + "/data/" + quote(path),
-                body=f,
-                headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
-            )
-        self._check(resp)
+        for attempt in range(len(self.bosses)):
+            with open(source, "rb") as f:
+                try:
+                    resp = self._send(
+                        "PUT",
+                        p.API_PREFIX + "/data/" + quote(path),
+                        body=f,
+                        headers={
+                            "Content-Length": str(size),
+                            "Content-Type": "application/octet-stream",
+                        },
+                    )
+                except BossDown:
+                    # A stream is not sent twice by _send: open the file
+                    # again for the next boss, if there is one.
+                    if attempt == len(self.bosses) - 1 or not self._fail_over():
+                        raise
+                    continue
+            self._check(resp)
+            return
 
     def upload_bytes(self, path: str, data: bytes) -> None:
         resp = self._send(

@@ -249,6 +249,10 @@ class Agent:
                 if e.status == 401:
                     sys.stderr.write(f"shoal worker: the boss refused the token: {e.message}\n")
                     return 2
+                if e.status >= 500:
+                    # The boss failed (its database, say) and stored nothing:
+                    # report these again.
+                    self._requeue(finished)
                 self.log("sync_refused", status=e.status, error=e.message)
                 self._sleep(backoff)
                 backoff = min(BACKOFF_MAX, backoff * 2)

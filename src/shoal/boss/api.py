@@ -425,6 +425,15 @@ def create_app(
         """
         return _json(scheduler.workers_view())
 
+    async def bosses(request: Request) -> Response:
+        """
+        summary: List the bosses serving this database (and which one does the housekeeping).
+        responses:
+          200:
+            description: A list of bosses.
+        """
+        return _json(scheduler.bosses_view())
+
     async def events(request: Request) -> Response:
         """
         summary: State changes, oldest first (?run=ID to filter).
@@ -556,6 +565,7 @@ def create_app(
         Route(f"{v}/runs/{{run}}/cancel", cancel, methods=["POST"]),
         Route(f"{v}/runs/{{run}}/retry", retry, methods=["POST"]),
         Route(f"{v}/events", events, methods=["GET"]),
+        Route(f"{v}/bosses", bosses, methods=["GET"]),
         Route(f"{v}/runs/{{run}}/page", tasks_page, methods=["GET"]),
         Route(f"{v}/runs/{{run}}/graph", graph, methods=["GET"]),
         Route(f"{v}/runs/{{run}}/throughput", throughput, methods=["GET"]),

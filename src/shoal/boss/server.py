@@ -7,9 +7,13 @@ starts, and a worker can register as soon as it is told the URL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import socket
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +83,10 @@ class Boss:
             timeout_keep_alive=120,
         )
         self.server = uvicorn.Server(config)
+        self.boss_id: int | None = None
+        self.housekeeper = False
+        self._lock = self.store.housekeeping_lock()
+        self._stop_listening: Callable[[], None] = lambda: None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -124,10 +132,13 @@ class Boss:
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
+    @property
+    def tick(self) -> float:
+        """How often housekeeping runs: a few times per lease, at most once a second."""
+        return max(0.1, min(1.0, self.scheduler.lease_seconds / 4))
+
     async def _main(self) -> None:
-        # Workers kept running while no boss was there: give each running
-        # attempt a whole lease from now before any can be declared lost.
-        self.scheduler.extend_leases()
+        self._enrol()
         housekeeping = asyncio.create_task(self._housekeeping())
         try:
             await self.server.serve(sockets=[self.sock])
@@ -137,15 +148,52 @@ class Boss:
             for listener in getattr(self.server, "servers", []):
                 listener.close()
 
+    def _enrol(self) -> None:
+        """Record this boss in the database and listen for other bosses' work."""
+        with self.store.transaction() as tx:
+            self.boss_id = tx.insert_boss(self.url, socket.gethostname(), os.getpid(), time.time())
+        self.scheduler.boss_id = self.boss_id
+        self.scheduler.origin = f"{socket.gethostname()}:{os.getpid()}:{self.boss_id}"
+        self._stop_listening = self.store.listen(self.scheduler.origin, self.wake)
+        self._take_housekeeping()
+
+    def others_serving(self) -> bool:
+        """Whether other bosses serve this database now (never on SQLite: one boss per file)."""
+        if self.store.is_sqlite:
+            return False
+        with self.store.read() as tx:
+            return tx.others_serving(self.boss_id or -1, time.time() - 3 * self.tick)
+
+    def _take_housekeeping(self) -> None:
+        """Become the housekeeper if no other boss is (the database decides)."""
+        was = self.housekeeper
+        self.housekeeper = self._lock.hold()
+        now = time.time()
+        with self.store.transaction() as tx:
+            assert self.boss_id is not None
+            tx.touch_boss(self.boss_id, now, self.housekeeper)
+        if self.housekeeper and not was:
+            # Workers kept running while no boss was there: give each running
+            # attempt a whole lease from now before any can be declared lost.
+            # Not when other bosses were serving all along: they renewed them.
+            if not self.others_serving():
+                self.scheduler.extend_leases()
+            log.info(
+                "housekeeping: this boss sweeps leases",
+                extra={"event": "housekeeper", "boss": self.boss_id},
+            )
+
     async def _housekeeping(self) -> None:
-        """Expire leases (and so re-run lost work) a few times per lease."""
-        tick = max(0.1, min(1.0, self.scheduler.lease_seconds / 4))
+        """Expire leases (and so re-run lost work) a few times per lease, as housekeeper."""
         while True:
-            await asyncio.sleep(tick)
+            await asyncio.sleep(self.tick)
             try:
+                self._take_housekeeping()
+                if not self.housekeeper:
+                    continue
                 readied = self.scheduler.expire()
             except Exception:  # a failed sweep is retried at the next tick
-                log.exception("lease sweep failed", extra={"event": "sweep_failed"})
+                log.exception("housekeeping failed", extra={"event": "sweep_failed"})
                 continue
             if readied:
                 self.signal.notify()
@@ -169,4 +217,15 @@ class Boss:
             self._thread.join(10)
             self._thread = None
         self.sock.close()
+        self.close()
+
+    def close(self) -> None:
+        """Leave the database: stop listening, hand housekeeping over, close."""
+        self._stop_listening()
+        self._lock.release()
+        if self.boss_id is not None:
+            # The database may be what failed.
+            with contextlib.suppress(Exception), self.store.transaction() as tx:
+                tx.stop_boss(self.boss_id, time.time())
+            self.boss_id = None
         self.store.close()

@@ -40,6 +40,13 @@ BossOpt = Annotated[
     str | None,
     typer.Option("--boss", help="The boss's URL (default: $SHOAL_BOSS or the state folder)."),
 ]
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Database: a SQLite file or postgresql://USER@HOST/NAME (default: STATE/shoal.db).",
+    ),
+]
 TokenOpt = Annotated[
     str | None,
     typer.Option("--token", help="The boss's token (default: $SHOAL_TOKEN or the state folder)."),
@@ -73,11 +80,7 @@ def _state(path: Path | None) -> StateDir:
 def _client(boss: str | None, token: str | None, state: Path | None) -> BossClient | OfflineClient:
     """The boss to ask; without one, the state folder's database, read directly."""
     sd = _state(state)
-    if (
-        not (boss or os.environ.get("SHOAL_BOSS"))
-        and sd.live_boss() is None
-        and sd.db_path.exists()
-    ):
+    if not (boss or os.environ.get("SHOAL_BOSS")) and sd.live_boss() is None and sd.has_database():
         return OfflineClient(sd)
     return BossClient.find(boss, token, sd)
 
@@ -111,6 +114,7 @@ def run(
     state: Annotated[
         Path, typer.Option("--state", help="State folder: database, datastore, logs.")
     ] = Path(".shoal"),
+    db: DbOpt = None,
     as_json: JsonOpt = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress and no summary.")
@@ -127,6 +131,7 @@ def run(
         jobs=jobs or os.cpu_count() or 1,
         slots=slots,
         state=StateDir(state),
+        db=db,
         as_json=as_json,
         quiet=quiet,
         lease=lease,
@@ -181,14 +186,22 @@ def boss(
     listen: Annotated[
         str, typer.Option("--listen", help="HOST:PORT to serve on.")
     ] = "127.0.0.1:8765",
-    db: Annotated[
-        str | None,
-        typer.Option("--db", help="Database URL or SQLite file (default: STATE/shoal.db)."),
-    ] = None,
+    db: DbOpt = None,
     data: Annotated[
-        Path | None, typer.Option("--data", help="Datastore folder (default: STATE/data).")
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Datastore folder (default: STATE/data); bosses of one database share it.",
+        ),
     ] = None,
     state: Annotated[Path, typer.Option("--state", help="State folder.")] = Path(".shoal"),
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="Token workers and commands must give (default: $SHOAL_TOKEN, else STATE/token).",
+        ),
+    ] = None,
     lease: LeaseOpt = 30.0,
     speculate_min: SpeculateMinOpt = 30.0,
     speculate: Annotated[
@@ -208,9 +221,9 @@ def boss(
             f"a boss (pid {other.get('pid')}) already serves {sd.root} at {other.get('url')}"
         )
     host, port = parse_listen(listen)
-    token = sd.token()
+    token = token or os.environ.get("SHOAL_TOKEN") or sd.token()
     server = Boss(
-        db=db or sd.db_path,
+        db=sd.database(db),
         data=data or sd.data,
         token=token,
         host=host,
@@ -240,7 +253,7 @@ def boss(
         server.serve()
     finally:
         sd.clear_boss()
-        server.store.close()
+        server.close()
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -451,6 +464,19 @@ def workers(
     client = _client(boss, token, state)
     rows = client.workers()
     _emit_json(rows) if as_json else console.print(render.worker_table(rows))
+
+
+@app.command()
+def bosses(
+    boss: BossOpt = None,
+    token: TokenOpt = None,
+    state: StateDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the bosses serving the database, and which one does the housekeeping."""
+    client = _client(boss, token, state)
+    rows = client.bosses()
+    _emit_json(rows) if as_json else console.print(render.boss_table(rows))
 
 
 @app.command()

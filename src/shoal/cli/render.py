@@ -129,6 +129,24 @@ def task_table(tasks: list[dict[str, Any]]) -> Table:
     return table
 
 
+def boss_table(bosses: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for col in ("boss", "url", "host", "pid", "state", "housekeeper", "last seen"):
+        table.add_column(col)
+    now = time.time()
+    for b in bosses:
+        table.add_row(
+            str(b["id"]),
+            b["url"],
+            b["host"],
+            str(b["pid"]),
+            styled(b["state"]),
+            "yes" if b["housekeeper"] else "",
+            seconds(now - b["last_seen"]) + " ago",
+        )
+    return table
+
+
 def worker_table(workers: list[dict[str, Any]]) -> Table:
     table = Table(box=None, header_style="bold")
     for col in ("worker", "host", "state", "slots", "running", "done", "failed", "last sync"):

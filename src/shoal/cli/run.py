@@ -57,6 +57,7 @@ def run_spec(
     slots: int,
     state: StateDir,
     as_json: bool,
+    db: str | None = None,
     quiet: bool,
     lease: float = 30.0,
     fresh: bool = False,
@@ -71,7 +72,12 @@ def run_spec(
     # A SIGTERM to `shoal run` is handled like Ctrl-C: cancel, clean up, exit.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     with LocalSession(
-        state, workers=jobs, slots=slots, lease_seconds=lease, speculate_min=speculate_min
+        state,
+        workers=jobs,
+        slots=slots,
+        lease_seconds=lease,
+        speculate_min=speculate_min,
+        db=db,
     ) as session:
         run_id = session.submit(spec, reuse=not fresh)
         if not as_json and not quiet:

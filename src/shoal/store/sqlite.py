@@ -65,6 +65,10 @@ _RENEW = f"""
 UPDATE attempts SET lease_expires = :until
 WHERE worker_id = :worker AND state = 'running' AND id IN {_IDS}
 """
+_RECLAIM = f"""
+UPDATE attempts SET lease_expires = 0
+WHERE worker_id = :worker AND state = 'running' AND assigned < :now AND id NOT IN {_IDS}
+"""
 _NOT_RUNNING = f"SELECT id FROM attempts WHERE id IN {_IDS} AND state != 'running'"
 _READY_CANDIDATES = """
 SELECT id, run_id, name, spec, slots, requires, attempts, n_deps, operands FROM tasks
@@ -151,6 +155,12 @@ class SqliteTx(Tx):
             self.raw.execute(
                 _RENEW, {"worker": worker_id, "ids": json.dumps(attempt_ids), "until": until}
             )
+
+    def reclaim_orphans(self, worker_id: int, known: list[int], now: float) -> int:
+        cur = self.raw.execute(
+            _RECLAIM, {"worker": worker_id, "ids": json.dumps(known), "now": now}
+        )
+        return int(cur.rowcount)
 
     def not_running(self, attempt_ids: list[int]) -> list[int]:
         if not attempt_ids:

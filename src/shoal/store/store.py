@@ -156,6 +156,16 @@ _Q_RENEW = (
     )
     .values(lease_expires=bindparam("b_until"))
 )
+_Q_RECLAIM = (
+    update(s.attempts)
+    .where(
+        s.attempts.c.worker_id == bindparam("b_worker"),
+        s.attempts.c.state == "running",
+        s.attempts.c.assigned < bindparam("b_now"),
+        s.attempts.c.id.not_in(_ids),
+    )
+    .values(lease_expires=0)
+)
 _Q_NOT_RUNNING = select(s.attempts.c.id).where(
     s.attempts.c.id.in_(_ids), s.attempts.c.state != "running"
 )
@@ -765,6 +775,18 @@ class Tx:
             self.conn.execute(
                 _Q_RENEW, {"b_worker": worker_id, "b_ids": attempt_ids, "b_until": until}
             )
+
+    def reclaim_orphans(self, worker_id: int, known: list[int], now: float) -> int:
+        """End the leases of the worker's attempts it does not know of.
+
+        A sync names every attempt the worker holds. One it does not name was
+        assigned in an answer that never reached it (its boss died, the
+        connection broke): the next lease sweep gives it to another worker.
+        """
+        result = self.conn.execute(
+            _Q_RECLAIM, {"b_worker": worker_id, "b_ids": known, "b_now": now}
+        )
+        return int(result.rowcount)
 
     def not_running(self, attempt_ids: list[int]) -> list[int]:
         """Those of these attempts that should no longer run."""
