@@ -1,6 +1,6 @@
 """The Python API: a matrix of tasks and a reduction, run on this machine.
 
-    python examples/api.py
+python examples/api.py
 """
 
 import shoal

@@ -98,21 +98,23 @@ def test_two_bosses_share_the_work_and_one_dying_loses_nothing(
 
     # The second boss takes over the housekeeping within seconds...
     wait_for(
-        lambda: [
-            b["housekeeper"]
-            for b in shoal_json("bosses", "--boss", second["url"], cwd=tmp_path, env=env)
-            if b["id"] == rows[1]["id"]
-        ]
-        == [True],
+        lambda: (
+            [
+                b["housekeeper"]
+                for b in shoal_json("bosses", "--boss", second["url"], cwd=tmp_path, env=env)
+                if b["id"] == rows[1]["id"]
+            ]
+            == [True]
+        ),
         timeout=10,
         what="the second boss to take over the housekeeping",
     )
     # ...and the run completes, every task succeeded exactly once.
     wait_for(
-        lambda: shoal_json("status", run_id, "--boss", second["url"], cwd=tmp_path, env=env)[
-            "state"
-        ]
-        == "succeeded",
+        lambda: (
+            shoal_json("status", run_id, "--boss", second["url"], cwd=tmp_path, env=env)["state"]
+            == "succeeded"
+        ),
         timeout=90,
         what="the run to finish on the second boss",
     )
