@@ -17,10 +17,28 @@ def definition_keys(spec: RunSpec, bundle: str | None) -> dict[str, str]:
     shared = json.dumps([dict(spec.env), spec.setup, bundle], sort_keys=True)
     keys: dict[str, str] = {}
     for t in topological(spec):
-        fields = t.to_dict()
-        for volatile in ("name", "group", "priority", "speculative"):
-            fields.pop(volatile, None)
-        text = json.dumps([t.name, fields, shared, [keys[d] for d in t.after]], sort_keys=True)
+        # What the task does, not how it is scheduled (group, priority and
+        # speculation change nothing about its result).
+        definition = [
+            t.name,
+            t.run,
+            t.download,
+            t.upload,
+            t.cleanup,
+            t.inputs,
+            t.outputs,
+            sorted(t.env.items()),
+            t.timeout,
+            t.retries,
+            t.slots,
+            t.host,
+            sorted(t.requires.items()),
+            t.retry_delay,
+            t.reduce,
+            shared,
+            [keys[d] for d in t.after],
+        ]
+        text = json.dumps(definition, separators=(",", ":"))
         keys[t.name] = hashlib.sha256(text.encode()).hexdigest()[:32]
     assert len(keys) == len(by_name)
     return keys

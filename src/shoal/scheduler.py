@@ -101,6 +101,7 @@ def _loads(text: str | None, default: Any = None) -> Any:
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
 CONFLICT_TRIES = 8
+_CHUNK = 10_000  # tasks stored per statement when a run is submitted
 
 
 def _retried(method: Callable[_P, _T]) -> Callable[_P, _T]:
@@ -183,74 +184,77 @@ class Scheduler(Views, DashboardViews):
                 prev = earlier.get(keys[t.name])
                 if prev is not None and all(d in cached for d in t.after):
                     cached[t.name] = prev
-            rows = []
-            for t in spec.tasks:
-                row = {
-                    "name": t.name,
-                    "state": "waiting",
-                    "spec": json.dumps(
-                        {
-                            "run": list(t.run),
-                            "download": list(t.download),
-                            "upload": list(t.upload),
-                            "cleanup": list(t.cleanup),
-                            "inputs": list(t.inputs),
-                            "outputs": list(t.outputs),
-                            "env": dict(t.env),
-                            "timeout": t.timeout,
-                        },
-                        separators=(",", ":"),
-                    ),
-                    "priority": t.priority,
-                    "slots": t.slots,
-                    "host": t.host,
-                    "requires": json.dumps(dict(t.requires)) if t.requires else None,
-                    "retries": t.retries,
-                    "retry_delay": t.retry_delay,
-                    "speculative": t.speculative,
-                    "grp": t.group or t.name,
-                    "key": keys[t.name],
-                    "pending": sum(1 for d in t.after if d not in cached),
-                    "n_deps": len(t.after),
-                    "n_dependents": dependents.get(t.name, 0),
-                    "kind": "reduce" if t.reduce and not t.run else "command",
-                    "operands": json.dumps(list(t.reduce)) if t.reduce else None,
-                    "n_reducers": reducers.get(t.name, 0),
-                    "cached": False,
-                    "has_result": False,
-                    "result": None,
-                    "outputs": None,
-                    "source_run": None,
-                    "exit_code": None,
-                    "ended": None,
-                }
-                prev = cached.get(t.name)
-                if prev is not None:
-                    row.update(
-                        state="succeeded",
-                        cached=True,
-                        has_result=prev.has_result,
-                        result=prev.result,
-                        outputs=prev.outputs,
-                        source_run=prev.source_run or prev.run_id,
-                        exit_code=prev.exit_code,
-                        ended=now,
-                    )
-                rows.append(row)
             run_id = tx.insert_run(
                 name=spec.name,
                 env=dict(spec.env),
                 setup=spec.setup,
                 bundle=bundle,
                 source=spec.source,
-                total=len(rows),
+                total=len(spec.tasks),
                 now=now,
                 final=spec.final,
             )
-            ids = tx.insert_tasks(run_id, rows)
-            tx.insert_deps(
-                [{"task_id": ids[t.name], "dep_id": ids[d]} for t in spec.tasks for d in t.after]
-            )
+            # In chunks: the rows of a 100,000-task run never all exist at once.
+            for start in range(0, len(spec.tasks), _CHUNK):
+                chunk = spec.tasks[start : start + _CHUNK]
+                rows = []
+                for t in chunk:
+                    row = {
+                        "name": t.name,
+                        "state": "waiting",
+                        "spec": json.dumps(
+                            {
+                                "run": list(t.run),
+                                "download": list(t.download),
+                                "upload": list(t.upload),
+                                "cleanup": list(t.cleanup),
+                                "inputs": list(t.inputs),
+                                "outputs": list(t.outputs),
+                                "env": dict(t.env),
+                                "timeout": t.timeout,
+                            },
+                            separators=(",", ":"),
+                        ),
+                        "priority": t.priority,
+                        "slots": t.slots,
+                        "host": t.host,
+                        "requires": json.dumps(dict(t.requires)) if t.requires else None,
+                        "retries": t.retries,
+                        "retry_delay": t.retry_delay,
+                        "speculative": t.speculative,
+                        "grp": t.group or t.name,
+                        "key": keys[t.name],
+                        "pending": sum(1 for d in t.after if d not in cached),
+                        "n_deps": len(t.after),
+                        "n_dependents": dependents.get(t.name, 0),
+                        "kind": "reduce" if t.reduce and not t.run else "command",
+                        "operands": json.dumps(list(t.reduce)) if t.reduce else None,
+                        "n_reducers": reducers.get(t.name, 0),
+                        "cached": False,
+                        "has_result": False,
+                        "result": None,
+                        "outputs": None,
+                        "source_run": None,
+                        "exit_code": None,
+                        "ended": None,
+                    }
+                    prev = cached.get(t.name)
+                    if prev is not None:
+                        row.update(
+                            state="succeeded",
+                            cached=True,
+                            has_result=prev.has_result,
+                            result=prev.result,
+                            outputs=prev.outputs,
+                            source_run=prev.source_run or prev.run_id,
+                            exit_code=prev.exit_code,
+                            ended=now,
+                        )
+                    rows.append(row)
+                tx.insert_tasks(run_id, rows)
+            if any(t.after for t in spec.tasks):
+                ids = tx.task_ids(run_id)
+                tx.insert_deps([(ids[t.name], ids[d]) for t in spec.tasks for d in t.after])
             if tx.ready_roots(run_id):
                 tx.notify_work(self.origin)
             events = [{"time": now, "kind": "run_submitted", "run_id": run_id, "detail": spec.name}]

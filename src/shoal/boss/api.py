@@ -38,6 +38,7 @@ from shoal import protocol as p
 from shoal.boss.datastore import LocalDatastore
 from shoal.boss.metrics import Metrics
 from shoal.exceptions import BadInput, NotFound, ShoalError, StoreError
+from shoal.memory import gc_paused
 from shoal.scheduler import Scheduler
 from shoal.spec import spec_from_dict
 
@@ -293,17 +294,22 @@ def create_app(
           200:
             description: "{run: id}"
         """
-        body = await _body(request)
-        spec_data = body.get("spec")
-        if not isinstance(spec_data, dict):
-            raise BadInput("the request needs a 'spec' object")
-        spec = spec_from_dict(spec_data, path=str(body.get("source") or "<submitted>"))
-        bundle = body.get("bundle")
-        if bundle is not None and not datastore.exists(p.bundle_path(str(bundle))):
-            raise BadInput(f"bundle {bundle} is not in the datastore: upload it first")
-        if body.get("source"):
-            spec = replace(spec, source=str(body["source"]))
-        rid = scheduler.submit(spec, bundle=bundle, reuse=bool(body.get("reuse", False)))
+        raw = await request.body()
+        with gc_paused():  # a run of 100,000 tasks is millions of objects
+            body = _parse_body(raw)
+            spec_data = body.get("spec")
+            if not isinstance(spec_data, dict):
+                raise BadInput("the request needs a 'spec' object")
+            spec = spec_from_dict(spec_data, path=str(body.get("source") or "<submitted>"))
+            bundle = body.get("bundle")
+            if bundle is not None and not datastore.exists(p.bundle_path(str(bundle))):
+                raise BadInput(f"bundle {bundle} is not in the datastore: upload it first")
+            if body.get("source"):
+                spec = replace(spec, source=str(body["source"]))
+            reuse = bool(body.get("reuse", False))
+            del raw, body, spec_data  # only the checked run from here on
+            rid = scheduler.submit(spec, bundle=bundle, reuse=reuse)
+            del spec
         signal.notify()
         feed.bump()
         log.info("run submitted", extra={"event": "run_submitted", "run": rid})
@@ -607,7 +613,10 @@ def _login_page(message: str) -> str:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    return _parse_body(await request.body())
+
+
+def _parse_body(raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except ValueError:

@@ -96,6 +96,23 @@ class PostgresTx(Tx):
             )
         ).all()
 
+    def insert_tasks(self, run_id: int, rows: list[dict[str, Any]]) -> None:
+        # COPY: a 100,000-task run goes over in one stream.
+        if rows:
+            columns = [*rows[0], "run_id"]
+            names = ", ".join(f'"{c}"' for c in columns)
+            cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            with cursor.copy(f"COPY tasks ({names}) FROM STDIN") as copy:
+                for r in rows:
+                    copy.write_row((*r.values(), run_id))
+
+    def insert_deps(self, pairs: list[tuple[int, int]]) -> None:
+        if pairs:
+            cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            with cursor.copy("COPY deps (task_id, dep_id) FROM STDIN") as copy:
+                for pair in pairs:
+                    copy.write_row(pair)
+
     def notify_work(self, origin: str) -> None:
         self.conn.execute(text("SELECT pg_notify(:c, :o)"), {"c": CHANNEL, "o": origin})
 

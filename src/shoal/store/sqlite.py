@@ -184,6 +184,20 @@ class SqliteTx(Tx):
     def dep_outputs(self, task_ids: list[int]) -> Sequence[Any]:
         return _named(self.raw.execute(_DEP_OUTPUTS, {"ids": json.dumps(task_ids)}))
 
+    def insert_tasks(self, run_id: int, rows: list[dict[str, Any]]) -> None:
+        # A 100,000-task run: one executemany of plain tuples, no per-row Python above it.
+        if rows:
+            columns = [*rows[0], "run_id"]
+            sql = (
+                f"INSERT INTO tasks ({', '.join(f'{chr(34)}{c}{chr(34)}' for c in columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))})"
+            )
+            self.raw.executemany(sql, [(*r.values(), run_id) for r in rows])
+
+    def insert_deps(self, pairs: list[tuple[int, int]]) -> None:
+        if pairs:
+            self.raw.executemany("INSERT INTO deps (task_id, dep_id) VALUES (?, ?)", pairs)
+
     def any_ready(self) -> bool:
         return self.raw.execute(_ANY_READY).fetchone() is not None
 

@@ -509,19 +509,22 @@ class Tx:
 
     # -- tasks -----------------------------------------------------------
 
-    def insert_tasks(self, run_id: int, rows: list[dict[str, Any]]) -> dict[str, int]:
-        """Insert a run's tasks; their ids by name."""
+    def insert_tasks(self, run_id: int, rows: list[dict[str, Any]]) -> None:
+        """Insert a run's tasks (rows with the same keys, in the same order); their ids by name."""
         for r in rows:
             r["run_id"] = run_id
         self.conn.execute(insert(s.tasks), rows)
+
+    def task_ids(self, run_id: int) -> dict[str, int]:
         ids = self.conn.execute(
             select(s.tasks.c.name, s.tasks.c.id).where(s.tasks.c.run_id == run_id)
         )
         return {name: int(i) for name, i in ids}
 
-    def insert_deps(self, pairs: list[dict[str, int]]) -> None:
+    def insert_deps(self, pairs: list[tuple[int, int]]) -> None:
+        """Insert (task_id, dep_id) pairs."""
         if pairs:
-            self.conn.execute(insert(s.deps), pairs)
+            self.conn.execute(insert(s.deps), [{"task_id": t, "dep_id": d} for t, d in pairs])
 
     def ready_roots(self, run_id: int) -> int:
         result = self.conn.execute(
