@@ -198,7 +198,8 @@ def expanded_run(n: int) -> dict[str, Any]:
 def measure(
     label: str, db: str, n_bosses: int, args: argparse.Namespace, work: Path, env: dict[str, str]
 ) -> dict[str, Any]:
-    bosses = [start_boss(work, f"boss{i}", db, env) for i in range(n_bosses)]
+    tag = "".join(c for c in label if c.isalnum())
+    bosses = [start_boss(work, f"{tag}-boss{i}", db, env) for i in range(n_bosses)]
     procs = [b[0] for b in bosses]
     urls = [b[1] for b in bosses]
     try:
@@ -271,7 +272,7 @@ def main() -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     sys.path.insert(0, str(ROOT / "src"))
     work = Path(tempfile.mkdtemp(prefix="shoal-scale-"))
-    pg_dir = Path(tempfile.mkdtemp(prefix="shoal-scale-pg-", dir="/tmp")) / "pg"
+    pg_dir = Path(tempfile.mkdtemp(prefix="shoal-scale-pg-", dir="/tmp"))
     results = []
     try:
         print(
@@ -301,7 +302,7 @@ def main() -> None:
                 subprocess.run([script, "stop", str(pg_dir)], check=False)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(pg_dir.parent, ignore_errors=True)
+        shutil.rmtree(pg_dir, ignore_errors=True)
 
     print()
     print(

@@ -275,6 +275,8 @@ class Scheduler(Views, DashboardViews):
                 done_events: list[dict[str, Any]] = []
                 self._reduce(tx, ready, now, done_events, None)
                 tx.add_events(done_events)
+        if len(spec.tasks) >= _CHUNK:
+            self.store.refresh_statistics()
         return run_id
 
     @_retried
@@ -465,12 +467,6 @@ class Scheduler(Views, DashboardViews):
             batch.write(tx)
             if batch.readied:
                 out.made_ready = True
-            for run_id, n in batch.done_per_run.items():
-                self._count_done(tx, run_id, n, now, out, batch.events)
-            if batch.reducer_sources:
-                self._update_partials(tx, batch.reducer_sources)
-            if batch.reductions and self._reduce(tx, batch.reductions, now, batch.events, out):
-                out.made_ready = True
             tx.renew_leases(worker.id, req.running, now + self.lease_seconds)
             tx.reclaim_orphans(worker.id, req.running + [r.attempt_id for r in req.finished], now)
             out.response.cancel = tx.not_running(req.running)
@@ -478,6 +474,16 @@ class Scheduler(Views, DashboardViews):
                 out.response.assignments = self._assign(
                     tx, worker, req.free_slots, now, batch.events
                 )
+            # Last, the rows every sync of a run writes (its count of unfinished
+            # tasks, a reduction's value so far): their locks are held from
+            # here to the commit only, so that syncs through other bosses or
+            # threads wait on each other as little as they can.
+            if batch.reducer_sources:
+                self._update_partials(tx, batch.reducer_sources)
+            if batch.reductions and self._reduce(tx, batch.reductions, now, batch.events, out):
+                out.made_ready = True
+            for run_id, n in sorted(batch.done_per_run.items()):
+                self._count_done(tx, run_id, n, now, out, batch.events)
             if out.made_ready and out.response.assignments:
                 # Wake idle workers only for what this one did not take.
                 out.made_ready = tx.any_ready()

@@ -31,6 +31,9 @@ __all__ = ["Boss", "parse_listen"]  # parse_listen: re-exported for the CLI
 
 log = logging.getLogger("shoal.boss")
 
+# Syncs at once on a database that takes writers side by side (PostgreSQL).
+SYNC_THREADS = 8
+
 
 def _new_loop() -> asyncio.AbstractEventLoop:
     try:
@@ -70,7 +73,14 @@ class Boss:
         self.token = token
         self.signal = WorkSignal()
         self.feed = ChangeFeed()
-        self.app = create_app(self.scheduler, self.datastore, token, self.signal, self.feed)
+        self.app = create_app(
+            self.scheduler,
+            self.datastore,
+            token,
+            self.signal,
+            self.feed,
+            threads=0 if self.store.is_sqlite else SYNC_THREADS,
+        )
         self.sock = sock if sock is not None else bind(host, port)
         self.url = url_of(self.sock)
         config = uvicorn.Config(
