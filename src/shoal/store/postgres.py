@@ -29,7 +29,8 @@ from sqlalchemy import URL, Connection, Engine, create_engine, make_url, text
 
 from shoal.store import schema as s
 from shoal.store import store as base
-from shoal.store.store import HousekeepingLock, Tx
+from shoal.store.sqlite import SQLITE, RawTx, for_psycopg
+from shoal.store.store import HousekeepingLock
 
 __all__ = ["AdvisoryLock", "PostgresTx", "listen_for_work", "lock_schema", "make_engine"]
 
@@ -40,10 +41,18 @@ CHANNEL = "shoal_work"
 SCHEMA_LOCK = 0x5E0A1_0001
 HOUSEKEEPING_LOCK = 0x5E0A1_0002
 
-_Q_CLAIM = base._Q_READY_CANDIDATES.with_for_update(skip_locked=True, of=s.tasks)
-_Q_LOCK_ATTEMPTS = base._Q_ATTEMPTS_WITH_TASKS.order_by(s.tasks.c.id).with_for_update(
-    of=[s.attempts, s.tasks]
-)
+# The fast path's statements, spelled for psycopg; a claim skips the tasks
+# other bosses are claiming, and a report locks what it reads.
+SQL = {name: for_psycopg(sql) for name, sql in SQLITE.items()}
+SQL["ready_candidates"] += " FOR UPDATE OF tasks SKIP LOCKED"
+SQL["attempts_with_tasks"] += " ORDER BY t.id FOR UPDATE OF a, t"
+SQL["insert_attempts"] = """
+INSERT INTO attempts (task_id, run_id, number, worker_id, state, assigned, started, lease_expires)
+SELECT * FROM unnest(%(task_id)s::int[], %(run_id)s::int[], %(number)s::int[],
+    %(worker_id)s::int[], %(state)s::text[], %(assigned)s::float8[], %(started)s::float8[],
+    %(lease_expires)s::float8[])
+RETURNING id, task_id
+"""
 
 
 def driver_url(url: str | URL) -> URL:
@@ -72,20 +81,21 @@ def lock_schema(conn: Connection) -> None:
     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK})
 
 
-class PostgresTx(Tx):
+class PostgresTx(RawTx):
     """A transaction on PostgreSQL: claims skip rows other bosses hold."""
 
-    def ready_candidates(
-        self, worker_name: str, max_slots: int, limit: int, now: float
-    ) -> Sequence[Any]:
-        return self.conn.execute(
-            _Q_CLAIM,
-            {"b_slots": max_slots, "b_name": worker_name, "b_limit": limit, "b_now": now},
-        ).all()
+    SQL = SQL
 
-    def attempts_with_tasks(self, attempt_ids: list[int]) -> dict[int, Any]:
-        rows = self.conn.execute(_Q_LOCK_ATTEMPTS, {"b_ids": attempt_ids})
-        return {int(r.id): r for r in rows}
+    def ids(self, ids: list[int]) -> Any:
+        return ids  # psycopg sends a list as an array
+
+    def insert_attempts(self, rows: list[dict[str, Any]]) -> list[int]:
+        # One statement for the lot; each attempt found again by its task.
+        if not rows:
+            return []
+        columns = {k: [r[k] for r in rows] for k in rows[0]}
+        by_task = {int(t): int(i) for i, t in self._run("insert_attempts", columns)}
+        return [by_task[int(r["task_id"])] for r in rows]
 
     def expired_attempts(self, now: float) -> Sequence[Any]:
         # Locked, skipping what a report is recording right now: that
