@@ -125,10 +125,17 @@ class AgentClient:
             try:
                 conn.request(method, url, body=body, headers=self._headers(headers))
                 return conn.getresponse()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
-                # A kept-alive connection the server closed: retry once afresh
-                # (on the next boss, if there are several), unless the body
-                # was a stream we cannot send twice.
+            except (
+                http.client.RemoteDisconnected,
+                BrokenPipeError,
+                ConnectionResetError,
+                http.client.CannotSendRequest,
+                http.client.ResponseNotReady,
+            ) as e:
+                # A kept-alive connection the server closed, or one an
+                # interrupted request left half-used: retry once afresh (on
+                # the next boss, if there are several), unless the body was
+                # a stream we cannot send twice.
                 where = self.url
                 if attempt > 1:
                     self._fail_over()
@@ -147,6 +154,11 @@ class AgentClient:
                     or hasattr(body, "read")
                 ):
                     raise BossDown(f"{where}: {e}") from e
+            except BaseException:
+                # Interrupted (Ctrl-C) mid-request: the connection is in an
+                # unknown state; the next request opens a new one.
+                self.drop_connection()
+                raise
         raise BossDown(self.url)  # pragma: no cover - the loop returns or raises
 
     def _check(self, resp: http.client.HTTPResponse) -> bytes:
