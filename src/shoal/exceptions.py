@@ -46,9 +46,10 @@ class BadInput(ShoalError):
 
 
 class SpecError(BadInput):
-    """A task file is invalid.
+    """A task file (or a host inventory) is invalid.
 
-    The message reads ``FILE:LINE: task 'NAME': what is wrong (how to fix)``,
+    The message reads ``FILE:LINE: task 'NAME': what is wrong (how to fix)``
+    (``host 'NAME'`` in an inventory),
     leaving out the parts that are not known.
     """
 
@@ -59,6 +60,7 @@ class SpecError(BadInput):
         path: str | None = None,
         line: int | None = None,
         task: str | None = None,
+        kind: str = "task",
     ) -> None:
         self.path = path
         self.line = line
@@ -67,7 +69,7 @@ class SpecError(BadInput):
         where = ""
         if path is not None:
             where = f"{path}:{line}: " if line is not None else f"{path}: "
-        who = f"task '{task}': " if task is not None else ""
+        who = f"{kind} '{task}': " if task is not None else ""
         super().__init__(f"{where}{who}{message}")
 
 
