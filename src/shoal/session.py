@@ -17,12 +17,14 @@ from shoal.boss.listen import bind, url_of
 from shoal.bundle import pack_folder
 from shoal.client import BossClient
 from shoal.exceptions import BadInput, ShoalError
+from shoal.inventory import Inventory
 from shoal.launch.local import LocalWorkers
 from shoal.spec import RunSpec
 from shoal.statedir import StateDir
 
 if TYPE_CHECKING:
     from shoal.boss.server import Boss
+    from shoal.launch.ssh import SshWorkers
 
 __all__ = ["LocalSession", "WorkersLost", "check_fits"]
 
@@ -45,9 +47,12 @@ class LocalSession:
         lease_seconds: float = 30.0,
         speculate_min: float = 30.0,
         db: str | None = None,
+        hosts: Inventory | None = None,
     ) -> None:
-        if workers < 1:
+        if workers < 1 and hosts is None:
             raise BadInput(f"-j must be at least 1, not {workers}")
+        if workers < 0:
+            raise BadInput(f"-j must not be negative, not {workers}")
         if slots < 1:
             raise BadInput(f"--slots must be at least 1, not {slots}")
         self.state = state
@@ -56,8 +61,10 @@ class LocalSession:
         self.lease_seconds = lease_seconds
         self.speculate_min = speculate_min
         self.db = db
+        self.hosts = hosts
         self.boss: Boss | None = None
         self.workers: LocalWorkers | None = None
+        self.ssh: SshWorkers | None = None
         self.client: BossClient | None = None
 
     def __enter__(self) -> LocalSession:
@@ -82,6 +89,19 @@ class LocalSession:
             logdir=self.state.root / "logs",
         )
         self.workers.start()
+        if self.hosts is not None:
+            # One worker per ssh host, reaching this boss through a reverse
+            # tunnel; their first syncs wait in the socket's backlog.
+            from shoal.launch.ssh import SshWorkers
+            from shoal.launch.zipapp import agent_zipapp
+
+            self.ssh = SshWorkers(
+                list(self.hosts.hosts),
+                boss_port=int(sock.getsockname()[1]),
+                token=token,
+                logdir=self.state.root / "logs",
+            )
+            self.ssh.start(agent_zipapp(self.state.root / "agent"))
         from shoal.boss.server import Boss
 
         self.boss = Boss(
@@ -117,6 +137,9 @@ class LocalSession:
         self.close(interrupt=exc_type is not None)
 
     def close(self, *, interrupt: bool = False) -> None:
+        if self.ssh is not None:
+            self.ssh.stop()
+            self.ssh = None
         if self.workers is not None:
             self.workers.stop(interrupt=interrupt)
             self.workers = None
@@ -139,7 +162,7 @@ class LocalSession:
         With ``reuse``, tasks that succeeded before with the same definition
         are not run again (see :meth:`Scheduler.submit`).
         """
-        check_fits(spec, self.slots)
+        check_fits(spec, self.max_slots)
         assert self.boss is not None
         if spec.bundle is not None:
             digest, archive = pack_folder(spec.bundle)
@@ -174,10 +197,21 @@ class LocalSession:
                     on_progress(view)
                 if view["state"] in FINAL_STATES:
                     return view
-            if self.workers.alive() == 0:
-                logs = ", ".join(str(p) for p in self.workers.log_paths())
-                raise WorkersLost(f"every local worker exited before the run ended (see {logs})")
+            alive = self.workers.alive() + (self.ssh.alive() if self.ssh is not None else 0)
+            if alive == 0:
+                paths = self.workers.log_paths() + (
+                    self.ssh.log_paths() if self.ssh is not None else []
+                )
+                logs = ", ".join(str(p) for p in paths)
+                raise WorkersLost(f"every worker exited before the run ended (see {logs})")
             time.sleep(0.02)
+
+    @property
+    def max_slots(self) -> int:
+        """The most slots any one worker of this session has."""
+        local = self.slots if self.n_workers > 0 else 0
+        remote = [h.slots for h in self.hosts.hosts] if self.hosts is not None else []
+        return max([local, *remote])
 
     def cancel(self, run_id: int) -> None:
         assert self.client is not None

@@ -425,6 +425,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument(
         "--parent", type=int, default=None, help="stop when this process (our parent) ends"
     )
+    parser.add_argument(
+        "--lifeline",
+        action="store_true",
+        help="stop when standard input closes (the ssh connection that started us ended)",
+    )
     args = parser.parse_args(argv)
     token = args.token or os.environ.get("SHOAL_TOKEN")
     if not args.boss:
@@ -453,4 +458,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         parent=args.parent,
     )
     agent.install_signal_handlers()
+    if args.lifeline:
+        threading.Thread(target=_lifeline, args=(agent,), name="lifeline", daemon=True).start()
     return agent.run()
+
+
+def _lifeline(agent: Agent) -> None:
+    """Stop the agent at once when standard input reaches its end."""
+    try:
+        while sys.stdin.buffer.read(4096):
+            pass
+    except (OSError, ValueError):
+        pass
+    agent.log("lifeline_closed")
+    agent.request_stop()
+    agent.request_stop()

@@ -40,6 +40,10 @@ BossOpt = Annotated[
     str | None,
     typer.Option("--boss", help="The boss's URL (default: $SHOAL_BOSS or the state folder)."),
 ]
+HostsOpt = Annotated[
+    Path | None,
+    typer.Option("--hosts", help="Inventory of ssh hosts (hosts.yaml): one worker on each."),
+]
 DbOpt = Annotated[
     str | None,
     typer.Option(
@@ -75,6 +79,14 @@ RunArg = Annotated[str | None, typer.Argument(help="Run id or name (default: the
 
 def _state(path: Path | None) -> StateDir:
     return StateDir(path or Path(os.environ.get("SHOAL_STATE", ".shoal")))
+
+
+def _inventory(path: Path | None) -> Any:
+    if path is None:
+        return None
+    from shoal import inventory
+
+    return inventory.load(path)
 
 
 def _client(boss: str | None, token: str | None, state: Path | None) -> BossClient | OfflineClient:
@@ -115,6 +127,7 @@ def run(
         Path, typer.Option("--state", help="State folder: database, datastore, logs.")
     ] = Path(".shoal"),
     db: DbOpt = None,
+    hosts: HostsOpt = None,
     as_json: JsonOpt = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress and no summary.")
@@ -126,9 +139,11 @@ def run(
     """Run a task file on this machine, start to end: boss, workers, progress, summary."""
     from shoal.cli.run import run_command
 
+    inventory = _inventory(hosts)
     code = run_command(
         file,
-        jobs=jobs or os.cpu_count() or 1,
+        jobs=jobs if jobs or inventory is not None else os.cpu_count() or 1,
+        hosts=inventory,
         slots=slots,
         state=StateDir(state),
         db=db,
@@ -464,6 +479,27 @@ def workers(
     client = _client(boss, token, state)
     rows = client.workers()
     _emit_json(rows) if as_json else console.print(render.worker_table(rows))
+
+
+hosts_app = typer.Typer(help="The ssh hosts of an inventory.", no_args_is_help=True)
+app.add_typer(hosts_app, name="hosts")
+
+
+@hosts_app.command("check")
+def hosts_check(
+    hosts: Annotated[Path, typer.Option("--hosts", help="Inventory of ssh hosts (hosts.yaml).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Try every host: reachable, key accepted, Python version, free disk, connect time."""
+    from shoal.launch.ssh import check_hosts
+
+    inv = _inventory(hosts)
+    results = check_hosts(list(inv.hosts))
+    if as_json:
+        _emit_json([vars(r) for r in results])
+    else:
+        console.print(render.host_check_table(results))
+    raise typer.Exit(0 if all(r.reachable and r.error is None for r in results) else 1)
 
 
 @app.command()

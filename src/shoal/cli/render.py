@@ -129,6 +129,31 @@ def task_table(tasks: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _host_state(check: Any) -> Text:
+    if not check.reachable:
+        return Text("unreachable", style="red")
+    if check.error is not None:
+        return Text("no python", style="red")
+    return Text("ok", style="green")
+
+
+def host_check_table(checks: list[Any]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for col in ("host", "address", "state", "python", "free disk", "connect", "error"):
+        table.add_column(col)
+    for c in checks:
+        table.add_row(
+            c.name,
+            c.address,
+            _host_state(c),
+            c.python or "",
+            f"{c.free_disk_gb:.1f} GB" if c.free_disk_gb is not None else "",
+            f"{c.connect_seconds * 1000:.0f} ms" if c.connect_seconds is not None else "",
+            c.error or "",
+        )
+    return table
+
+
 def boss_table(bosses: list[dict[str, Any]]) -> Table:
     table = Table(box=None, header_style="bold")
     for col in ("boss", "url", "host", "pid", "state", "housekeeper", "last seen"):

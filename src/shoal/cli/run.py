@@ -25,6 +25,8 @@ from rich.text import Text
 from shoal import spec as specs
 from shoal.cli import render
 from shoal.client import BossClient
+from shoal.exceptions import BadInput
+from shoal.inventory import Inventory
 from shoal.session import LocalSession, check_fits
 from shoal.statedir import StateDir
 
@@ -58,13 +60,15 @@ def run_spec(
     state: StateDir,
     as_json: bool,
     db: str | None = None,
+    hosts: Inventory | None = None,
     quiet: bool,
     lease: float = 30.0,
     fresh: bool = False,
     speculate_min: float = 30.0,
     print_result: bool = False,
 ) -> int:
-    check_fits(spec, slots)  # before anything starts or is stored
+    host_slots = [h.slots for h in hosts.hosts] if hosts is not None else []
+    check_fits(spec, max([slots if jobs else 0, *host_slots]))  # before anything starts
     console = Console(stderr=False)
     err = Console(stderr=True)
     show_progress = not as_json and not quiet and console.is_terminal
@@ -78,12 +82,25 @@ def run_spec(
         lease_seconds=lease,
         speculate_min=speculate_min,
         db=db,
+        hosts=hosts,
     ) as session:
+        if session.ssh is not None:
+            for failure in session.ssh.failures:
+                err.print(f"host {failure.host}: {failure.line}", highlight=False, markup=False)
+            if not session.ssh.started and not jobs:
+                raise BadInput(
+                    "no host of the inventory could start a worker (see above); "
+                    "'shoal hosts check --hosts FILE' tells more"
+                )
         run_id = session.submit(spec, reuse=not fresh)
         if not as_json and not quiet:
+            where = f"{jobs} local worker{'s' if jobs != 1 else ''}"
+            if session.ssh is not None:
+                n = len(session.ssh.started)
+                where = f"{n} ssh host{'s' if n != 1 else ''}" + (f" and {where}" if jobs else "")
             err.print(
-                f"run {run_id} [bold]{spec.name}[/]: {len(spec.tasks)} tasks on {jobs} local "
-                f"worker{'s' if jobs != 1 else ''} (state in {state.root})",
+                f"run {run_id} [bold]{spec.name}[/]: {len(spec.tasks)} tasks on {where} "
+                f"(state in {state.root})",
                 highlight=False,
             )
         try:

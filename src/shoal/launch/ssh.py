@@ -1,0 +1,353 @@
+"""Workers on ssh hosts, through the plain OpenSSH client.
+
+Every host gets one master connection (``ControlMaster``) that the other
+ssh commands share, so checking for the agent, copying it and starting the
+worker cost one handshake. The agent travels as the zipapp of
+:mod:`shoal.launch.zipapp`, kept on the host under ``~/.shoal/agent`` by its
+hash. The worker reaches the boss through a reverse tunnel on the same
+connection (``-R``), so the boss may listen on loopback and hosts behind NAT
+work; with ``boss_url`` it connects directly instead.
+
+ssh itself reads the user's ``~/.ssh/config``: aliases, ``ProxyJump`` and
+keys work as they do for ``ssh HOST``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import shlex
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from shoal.inventory import Host
+
+__all__ = [
+    "HostCheck",
+    "SshFailed",
+    "SshHost",
+    "SshWorker",
+    "SshWorkers",
+    "check_hosts",
+    "ssh_error",
+]
+
+REMOTE_ROOT = "$HOME/.shoal"
+CONNECT_TIMEOUT = 10
+
+
+def ssh_error(stderr: str) -> str:
+    """ssh's own error line: the last line that is not a warning about known hosts."""
+    lines = [
+        line.strip()
+        for line in stderr.splitlines()
+        if line.strip() and not line.startswith("Warning: Permanently added")
+    ]
+    return lines[-1] if lines else "ssh failed"
+
+
+def _control_dir() -> Path:
+    # Control sockets need a short path (a Unix socket path is at most 108 bytes).
+    path = Path(tempfile.gettempdir()) / f"shoal-ssh-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+class SshHost:
+    """The OpenSSH client for one host of an inventory."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        key = f"{host.destination}:{host.port}:{host.identity}:{host.ssh_options}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+        self.control = _control_dir() / digest
+
+    def argv(self, *extra: str, master: bool = True) -> list[str]:
+        h = self.host
+        argv = [
+            "ssh",
+            *("-o", "BatchMode=yes"),
+            *("-o", f"ConnectTimeout={CONNECT_TIMEOUT}"),
+            *("-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"),
+        ]
+        if master:
+            argv += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control}"]
+            argv += ["-o", "ControlPersist=60"]
+        if h.port:
+            argv += ["-p", str(h.port)]
+        if h.identity:
+            argv += ["-i", h.identity, "-o", "IdentitiesOnly=yes"]
+        return [*argv, *h.ssh_options, *extra, h.destination]
+
+    def run(
+        self, command: str, *, stdin: bytes | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run a shell command on the host; ssh's exit status 255 means ssh failed."""
+        return subprocess.run(
+            [*self.argv(), command],
+            input=stdin if stdin is not None else b"",
+            capture_output=True,
+            timeout=timeout,
+        )
+
+    def ensure_agent(self, pyz: Path) -> tuple[str, bool]:
+        """The agent's path on the host, copied there if missing; and whether it was copied."""
+        remote = f"{REMOTE_ROOT}/agent/{pyz.name}"
+        have = self.run(f'test -f "{remote}" && echo have || echo need')
+        if have.returncode != 0:
+            raise SshFailed(self.host.name, ssh_error(have.stderr.decode(errors="replace")))
+        if have.stdout.strip() == b"have":
+            return remote, False
+        sent = self.run(
+            f'mkdir -p "{REMOTE_ROOT}/agent" && cat > "{remote}.$$" && mv "{remote}.$$" "{remote}"',
+            stdin=pyz.read_bytes(),
+        )
+        if sent.returncode != 0:
+            raise SshFailed(self.host.name, ssh_error(sent.stderr.decode(errors="replace")))
+        return remote, True
+
+    def close(self) -> None:
+        """End the master connection."""
+        subprocess.run(
+            ["ssh", "-o", f"ControlPath={self.control}", "-O", "exit", self.host.destination],
+            capture_output=True,
+            timeout=10,
+        )
+
+
+class SshFailed(Exception):
+    def __init__(self, host: str, line: str) -> None:
+        super().__init__(f"{host}: {line}")
+        self.host = host
+        self.line = line
+
+
+@dataclass
+class HostCheck:
+    name: str
+    address: str
+    reachable: bool
+    error: str | None = None
+    python: str | None = None
+    free_disk_gb: float | None = None
+    connect_seconds: float | None = None
+
+
+def check_hosts(hosts: list[Host]) -> list[HostCheck]:
+    """Try every host at once: reachable, key accepted, Python, free disk, connect time."""
+    results: list[HostCheck | None] = [None] * len(hosts)
+
+    def one(i: int, host: Host) -> None:
+        ssh = SshHost(host)
+        probe = (
+            f"{shlex.quote(host.python)} -c 'import sys; print(\"%d.%d.%d\" % sys.version_info[:3])'"
+            ' 2>&1; df -Pk "$HOME" | tail -n 1'
+        )
+        start = time.monotonic()
+        try:
+            # A fresh connection, so that the connect time is a real one.
+            proc = subprocess.run(
+                [*ssh.argv(master=False), probe], input=b"", capture_output=True, timeout=60
+            )
+        except subprocess.TimeoutExpired:
+            results[i] = HostCheck(host.name, host.address, False, "timed out after 60 s")
+            return
+        took = time.monotonic() - start
+        if proc.returncode == 255:
+            results[i] = HostCheck(
+                host.name, host.address, False, ssh_error(proc.stderr.decode(errors="replace"))
+            )
+            return
+        lines = proc.stdout.decode(errors="replace").splitlines()
+        version = lines[0].strip() if lines else ""
+        free = None
+        if len(lines) >= 2:
+            fields = lines[-1].split()
+            if len(fields) >= 4 and fields[3].isdigit():
+                free = int(fields[3]) / 1024 / 1024
+        ok_python = bool(version) and version[0].isdigit()
+        results[i] = HostCheck(
+            host.name,
+            host.address,
+            True,
+            None if ok_python else f"{host.python}: {version or 'not found'}",
+            version if ok_python else None,
+            free,
+            took,
+        )
+
+    threads = [threading.Thread(target=one, args=(i, h)) for i, h in enumerate(hosts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [r for r in results if r is not None]
+
+
+class SshWorker:
+    """One worker agent on an ssh host, running as long as its ssh command does."""
+
+    def __init__(
+        self,
+        host: Host,
+        *,
+        boss_port: int | None,
+        token: str,
+        boss_url: str | None = None,
+        log: Path,
+    ) -> None:
+        self.host = host
+        self.ssh = SshHost(host)
+        self.boss_port = boss_port
+        self.boss_url = boss_url
+        self.token = token
+        self.log_path = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.copied = False
+
+    def start(self, pyz: Path) -> None:
+        """Copy the agent if the host lacks it, then start the worker (raises SshFailed)."""
+        remote, self.copied = self.ssh.ensure_agent(pyz)
+        for _ in range(5):
+            forward: list[str] = []
+            url = self.boss_url
+            if url is None:
+                # A port on the host's loopback that leads back to the boss.
+                rport = random.randint(20000, 60000)
+                forward = [
+                    "-o",
+                    "ExitOnForwardFailure=yes",
+                    "-R",
+                    f"{rport}:127.0.0.1:{self.boss_port}",
+                ]
+                url = f"http://127.0.0.1:{rport}"
+            labels = [
+                f"--label={k}={json.dumps(v) if not isinstance(v, str) else v}"
+                for k, v in self.host.labels.items()
+            ]
+            command = " ".join(
+                [
+                    "read -r SHOAL_TOKEN && export SHOAL_TOKEN &&",
+                    f'mkdir -p "{REMOTE_ROOT}/work" &&',
+                    "exec",
+                    shlex.quote(self.host.python),
+                    f'"{remote}"',
+                    f"--boss={shlex.quote(url)}",
+                    f"--slots={self.host.slots}",
+                    f"--name={shlex.quote(self.host.name)}",
+                    f'--workdir="{REMOTE_ROOT}/work"',
+                    "--lifeline",
+                    *[shlex.quote(label) for label in labels],
+                ]
+            )
+            log = self.log_path.open("ab")
+            self.proc = subprocess.Popen(
+                [*self.ssh.argv(*forward), command],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=log,
+            )
+            log.close()
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(self.token.encode() + b"\n")
+            self.proc.stdin.flush()
+            time.sleep(0.3)
+            if self.proc.poll() is None or self.boss_url is not None:
+                return
+            text = self.log_path.read_text(errors="replace")
+            if "remote port forwarding failed" not in text:
+                raise SshFailed(self.host.name, ssh_error(text))
+        raise SshFailed(self.host.name, "no free port for the reverse tunnel after 5 tries")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        """Close the lifeline: the agent stops its attempts and exits; then end ssh."""
+        if self.proc is None:
+            return
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class SshWorkers:
+    """One worker per inventory host, started side by side; hosts that fail are reported."""
+
+    def __init__(
+        self,
+        hosts: list[Host],
+        *,
+        boss_port: int | None,
+        token: str,
+        logdir: Path,
+        boss_url: str | None = None,
+    ) -> None:
+        logdir.mkdir(parents=True, exist_ok=True)
+        self.workers = [
+            SshWorker(
+                h,
+                boss_port=boss_port,
+                token=token,
+                boss_url=boss_url,
+                log=logdir / f"ssh-{h.name}.log",
+            )
+            for h in hosts
+        ]
+        self.failures: list[SshFailed] = []
+        self.started: list[SshWorker] = []
+
+    def start(self, pyz: Path) -> None:
+        lock = threading.Lock()
+
+        def one(w: SshWorker) -> None:
+            try:
+                w.start(pyz)
+            except SshFailed as e:
+                with lock:
+                    self.failures.append(e)
+                return
+            except (OSError, subprocess.SubprocessError) as e:
+                with lock:
+                    self.failures.append(SshFailed(w.host.name, str(e)))
+                return
+            with lock:
+                self.started.append(w)
+
+        threads = [threading.Thread(target=one, args=(w,)) for w in self.workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def alive(self) -> int:
+        return sum(1 for w in self.started if w.alive())
+
+    def log_paths(self) -> list[Path]:
+        return [w.log_path for w in self.workers]
+
+    def stop(self) -> None:
+        threads = [threading.Thread(target=w.stop) for w in self.started]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for w in self.workers:
+            with contextlib.suppress(Exception):
+                w.ssh.close()

@@ -1,0 +1,84 @@
+"""Workers on ssh hosts: real sshd servers on test hosts in network namespaces."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import shoal, shoal_json, write
+from tests.sshhosts import SshLab, needs_ssh_hosts, ssh_lab
+
+pytestmark = needs_ssh_hosts
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[SshLab]:
+    # h4 does not accept the test's key.
+    with ssh_lab(tmp_path / "lab", 4, refuse=(3,)) as made:
+        yield made
+
+
+def test_hosts_check_tells_each_host_apart(tmp_path: Path, lab: SshLab) -> None:
+    text = lab.inventory(h1={"slots": 2}) + (
+        "  - name: closed\n"
+        f"    address: {lab.hosts[0].addr}\n"
+        "    port: 2\n"  # nothing listens there
+        f"    identity: {lab.key}\n"
+    )
+    write(tmp_path / "hosts.yaml", text)
+    proc = shoal("hosts", "check", "--hosts", "hosts.yaml", "--json", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr  # not every host is usable
+    checks = {c["name"]: c for c in json.loads(proc.stdout)}
+    for name in ("h1", "h2", "h3"):
+        assert checks[name]["reachable"] and checks[name]["error"] is None
+        assert checks[name]["python"].startswith("3.")
+        assert checks[name]["free_disk_gb"] > 0 and checks[name]["connect_seconds"] > 0
+    assert not checks["h4"]["reachable"]
+    assert "Permission denied (publickey)" in checks["h4"]["error"]
+    assert not checks["closed"]["reachable"]
+    assert "Connection refused" in checks["closed"]["error"]
+    table = shoal("hosts", "check", "--hosts", "hosts.yaml", cwd=tmp_path)
+    words = " ".join(table.stdout.split())  # the table wraps long errors
+    assert "Permission denied" in words and "unreachable" in words
+
+
+def test_a_run_spread_over_three_hosts_with_slots_pinning_and_labels(
+    tmp_path: Path, lab: SshLab
+) -> None:
+    write(
+        tmp_path / "hosts.yaml",
+        lab.inventory(h1={"slots": 2}, h2={"slots": 1}, h3={"slots": 3, "labels": "{gpu: true}"}),
+    )
+    write(
+        tmp_path / "tasks.yaml",
+        "name: spread\n"
+        "tasks:\n"
+        "  - name: any-{i}\n"
+        "    matrix: {i: [1, 2, 3, 4, 5, 6, 7, 8, 9]}\n"
+        "    run: sleep 0.3; echo $HOME\n"
+        "  - {name: pinned, host: h2, run: echo $HOME}\n"
+        "  - {name: gpu, requires: {gpu: true}, run: echo $HOME}\n"
+        "  - name: sum\n"
+        "    after: [pinned, gpu]\n"
+        "    run: echo 42\n",
+    )
+    proc = shoal("run", "tasks.yaml", "--hosts", "hosts.yaml", cwd=tmp_path, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    # The host that refused the key is named, with ssh's own words; the run went on.
+    assert "host h4: " in proc.stderr and "Permission denied (publickey)" in proc.stderr
+    assert "on 3 ssh hosts" in proc.stderr
+    tasks = {t["name"]: t for t in shoal_json("tasks", cwd=tmp_path)}
+    assert all(t["state"] == "succeeded" for t in tasks.values())
+    homes = {h.name: str(h.home) for h in lab.hosts}
+    results = shoal_json("results", cwd=tmp_path)
+    assert tasks["pinned"]["worker"] == "h2" and results["pinned"] == homes["h2"]
+    assert tasks["gpu"]["worker"] == "h3" and results["gpu"] == homes["h3"]
+    used = {tasks[f"any-{i}"]["worker"] for i in range(1, 10)}
+    assert used <= {"h1", "h2", "h3"} and len(used) >= 2
+    assert {results[f"any-{i}"] for i in range(1, 10)} <= set(homes.values())
+    # The agent went to each host once, kept by its hash.
+    for h in lab.hosts[:3]:
+        assert len(list((h.home / ".shoal" / "agent").glob("shoal-agent-*.pyz"))) == 1
