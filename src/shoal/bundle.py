@@ -14,7 +14,55 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-__all__ = ["digest_folder", "pack_folder"]
+__all__ = ["ARCHIVE_SUFFIXES", "digest_folder", "is_archive", "pack_bundle", "pack_folder"]
+
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".zip")
+
+
+def is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def pack_bundle(path: Path) -> tuple[str, Path]:
+    """A bundle folder or archive: its content digest and a temporary tar.gz of it.
+
+    An archive is unpacked first, so the digest is that of its files: the same
+    files give the same digest whether they come as a folder, a .zip or a .tar.bz2.
+    """
+    if not is_archive(path):
+        return pack_folder(path)
+    try:
+        return _pack_archive(path)
+    except (OSError, tarfile.TarError, ValueError) as e:
+        from shoal.exceptions import BadInput
+
+        raise BadInput(f"bundle {path} cannot be unpacked: {e}") from None
+
+
+def _pack_archive(path: Path) -> tuple[str, Path]:
+    with tempfile.TemporaryDirectory(prefix="shoal-unpack-") as tmp:
+        if path.name.lower().endswith(".zip"):
+            import zipfile
+
+            with zipfile.ZipFile(path) as z:
+                for info in z.infolist():
+                    target = Path(tmp, info.filename).resolve()
+                    if not str(target).startswith(str(Path(tmp).resolve())):
+                        raise ValueError(f"{path}: {info.filename} points outside the archive")
+                    z.extract(info, tmp)
+                    mode = info.external_attr >> 16
+                    if mode and not info.is_dir():
+                        os.chmod(target, mode & 0o777)
+        else:
+            with tarfile.open(path) as tar:
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(tmp, filter="data")  # no paths outside, no devices
+                else:  # pragma: no cover - Python before 3.10.12
+                    for member in tar.getmembers():
+                        if member.name.startswith("/") or ".." in Path(member.name).parts:
+                            raise ValueError(f"{path}: {member.name} points outside the archive")
+                    tar.extractall(tmp)
+        return pack_folder(Path(tmp))
 
 
 def _files(folder: Path) -> list[Path]:

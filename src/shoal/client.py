@@ -10,7 +10,7 @@ from urllib.parse import quote, urlencode
 
 from shoal import protocol as p
 from shoal.agent.client import AgentClient, BossDown, BossRefused
-from shoal.bundle import pack_folder
+from shoal.bundle import pack_bundle
 from shoal.exceptions import BadInput, BossError, BossUnreachable, NotFound, Unauthorized
 from shoal.spec import RunSpec
 from shoal.statedir import StateDir
@@ -73,7 +73,7 @@ class BossClient:
 
     def upload_bundle(self, folder: Path) -> str:
         """Send a bundle folder to the boss's datastore unless it has it; its digest."""
-        digest, archive = pack_folder(folder)
+        digest, archive = pack_bundle(folder)
         try:
             path = p.bundle_path(digest)
             if path not in self.get("/data", prefix="bundles/"):

@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from shoal.boss.listen import bind, url_of
-from shoal.bundle import pack_folder
+from shoal.bundle import pack_bundle
 from shoal.client import BossClient
 from shoal.exceptions import BadInput, ShoalError
 from shoal.inventory import Inventory
@@ -165,7 +165,7 @@ class LocalSession:
         check_fits(spec, self.max_slots)
         assert self.boss is not None
         if spec.bundle is not None:
-            digest, archive = pack_folder(spec.bundle)
+            digest, archive = pack_bundle(spec.bundle)
             try:
                 run_id = self.boss.submit(spec, archive, digest, reuse=reuse)
             finally:

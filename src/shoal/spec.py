@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from shoal.bundle import ARCHIVE_SUFFIXES, is_archive
 from shoal.exceptions import SpecError
 from shoal.memory import gc_paused
 
@@ -753,7 +754,7 @@ class _Builder:
         if value is None:
             return None
         if not isinstance(value, str) or not value:
-            raise self.error("'bundle' must be the path of a folder", line)
+            raise self.error("'bundle' must be the path of a folder or an archive", line)
         p = Path(value).expanduser()
         if not p.is_absolute():
             p = self.base / p
@@ -762,8 +763,11 @@ class _Builder:
                 f"bundle folder '{value}' does not exist (the path is relative to the task file)",
                 line,
             )
-        if not p.is_dir():
-            raise self.error(f"bundle '{value}' is not a folder", line)
+        if not p.is_dir() and not is_archive(p):
+            raise self.error(
+                f"bundle '{value}' is neither a folder nor an archive ({', '.join(ARCHIVE_SUFFIXES)})",
+                line,
+            )
         return p
 
 
