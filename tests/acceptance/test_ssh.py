@@ -82,3 +82,38 @@ def test_a_run_spread_over_three_hosts_with_slots_pinning_and_labels(
     # The agent went to each host once, kept by its hash.
     for h in lab.hosts[:3]:
         assert len(list((h.home / ".shoal" / "agent").glob("shoal-agent-*.pyz"))) == 1
+
+
+def test_inject_runs_the_launch_script_everywhere_and_pull_brings_a_file_back(
+    tmp_path: Path, lab: SshLab
+) -> None:
+    write(tmp_path / "hosts.yaml", lab.inventory())
+    launch = write(
+        tmp_path / "bundle" / "shoal-launch",
+        "#!/bin/sh\n"
+        'echo "$SHOAL_HOST_INDEX $SHOAL_HOST_COUNT $SHOAL_HOSTS" > whoami.txt\n'
+        "sleep 1\n"  # still running when the ssh connection is long gone
+        "echo done >> whoami.txt\n",
+    )
+    launch.chmod(0o755)
+    proc = shoal("inject", "bundle", "--hosts", "hosts.yaml", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr  # h4 refuses the key
+    for name in ("h1", "h2", "h3"):
+        assert f"{name}: started shoal-launch" in proc.stdout
+    assert "h4: failed: " in proc.stdout and "Permission denied" in proc.stdout
+
+    addresses = " ".join(h.addr for h in lab.hosts)
+
+    def pulled() -> str:
+        got = shoal("pull", "h2", "whoami.txt", "back.txt", "--hosts", "hosts.yaml", cwd=tmp_path)
+        assert got.returncode == 0, got.stderr
+        return (tmp_path / "back.txt").read_text()
+
+    from tests.conftest import wait_for
+
+    wait_for(lambda: "done" in pulled(), timeout=20, what="the launch script to finish")
+    assert pulled() == f"1 4 {addresses}\ndone\n"
+    there = shoal("ssh", "2", "--hosts", "hosts.yaml", "--", "cat", "whoami.txt", cwd=tmp_path)
+    assert there.stdout.startswith(f"2 4 {addresses}"), there.stderr
+    missing = shoal("pull", "h1", "nope.txt", "--hosts", "hosts.yaml", cwd=tmp_path)
+    assert missing.returncode == 1 and "cannot copy nope.txt from h1" in missing.stderr

@@ -502,6 +502,76 @@ def hosts_check(
     raise typer.Exit(0 if all(r.reachable and r.error is None for r in results) else 1)
 
 
+InventoryOpt = Annotated[Path, typer.Option("--hosts", help="Inventory of ssh hosts (hosts.yaml).")]
+
+
+@app.command()
+def inject(
+    bundle: Annotated[Path, typer.Argument(help="A folder or archive (.tar, .tar.gz, .zip…).")],
+    hosts: InventoryOpt,
+    script: Annotated[
+        str, typer.Option("--script", help="The launch script in the bundle.")
+    ] = "shoal-launch",
+) -> None:
+    """Unpack a bundle on every host and start its launch script there, detached.
+
+    The script gets SHOAL_HOST_INDEX, SHOAL_HOST_COUNT and SHOAL_HOSTS (every
+    host's address) and writes to SCRIPT.log beside it.
+    """
+    from shoal.launch.ssh import inject as inject_bundle
+
+    if not bundle.exists():
+        raise BadInput(f"no bundle at {bundle}")
+    inv = _inventory(hosts)
+    results = inject_bundle(list(inv.hosts), bundle, script)
+    for r in results:
+        if r.error is None:
+            console.print(f"{r.host}: started {script} in {r.folder}", highlight=False)
+        else:
+            console.print(f"{r.host}: [red]failed[/]: {r.error}", highlight=False)
+    raise typer.Exit(0 if all(r.error is None for r in results) else 1)
+
+
+@app.command()
+def pull(
+    host: Annotated[str, typer.Argument(help="The host's index (from 0) or name.")],
+    remote: Annotated[
+        str, typer.Argument(help="The file there (relative: in the injected bundle's folder).")
+    ],
+    local: Annotated[
+        Path | None, typer.Argument(help="Where to put it (default: its name).")
+    ] = None,
+    hosts: InventoryOpt = Path("hosts.yaml"),
+) -> None:
+    """Copy a file back from a host."""
+    from shoal.launch.ssh import SshFailed
+    from shoal.launch.ssh import pull as pull_file
+
+    target = _inventory(hosts).find(host)
+    dest = local or Path(Path(remote).name)
+    if dest.is_dir():
+        dest = dest / Path(remote).name
+    try:
+        pull_file(target, remote, dest)
+    except SshFailed as e:
+        raise ShoalError(f"cannot copy {remote} from {e.host}: {e.line}") from None
+    console.print(f"{dest}", highlight=False)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def ssh(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Argument(help="The host's index (from 0) or name.")] = "0",
+    hosts: InventoryOpt = Path("hosts.yaml"),
+) -> None:
+    """Open a shell on a host, in the injected bundle's folder (or run the command after --)."""
+    from shoal.launch.ssh import shell_argv
+
+    argv = shell_argv(_inventory(hosts).find(host), list(ctx.args))
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+
+
 @app.command()
 def bosses(
     boss: BossOpt = None,

@@ -351,3 +351,96 @@ class SshWorkers:
         for w in self.workers:
             with contextlib.suppress(Exception):
                 w.ssh.close()
+
+
+INJECT_ROOT = f"{REMOTE_ROOT}/inject"
+
+
+@dataclass
+class Injected:
+    host: str
+    error: str | None
+    folder: str
+
+
+def inject(hosts: list[Host], bundle: Path, script: str) -> list[Injected]:
+    """Unpack the bundle on every host and start its launch script there, detached.
+
+    The script runs from the unpacked folder with ``SHOAL_HOST_INDEX`` (from
+    0), ``SHOAL_HOST_COUNT`` and ``SHOAL_HOSTS`` (every host's address,
+    space-separated) set, its output in ``SCRIPT.log`` beside it, and goes on
+    after the ssh connection ends. ``~/.shoal/inject/latest`` points at the
+    folder, for ``shoal pull`` and ``shoal ssh``.
+    """
+    from shoal.bundle import pack_bundle
+
+    digest, archive = pack_bundle(bundle)
+    try:
+        data = archive.read_bytes()
+    finally:
+        archive.unlink(missing_ok=True)
+    addresses = " ".join(h.address for h in hosts)
+    folder = f"{INJECT_ROOT}/{digest}"
+    results: list[Injected | None] = [None] * len(hosts)
+
+    def one(i: int, host: Host) -> None:
+        launch = shlex.quote(f"./{script}")
+        # One statement a line: only the launch itself goes to the background
+        # (a background list would read the bundle from /dev/null).
+        command = "\n".join(
+            [
+                "set -e",
+                f'mkdir -p "{folder}"',
+                f'tar -xzf - -C "{folder}"',
+                f'ln -sfn "{folder}" "{INJECT_ROOT}/latest"',
+                f'cd "{folder}"',
+                f'if [ ! -x {launch} ]; then echo "the bundle has no executable {script}" >&2; exit 3; fi',
+                f"SHOAL_HOST_INDEX={i} SHOAL_HOST_COUNT={len(hosts)} "
+                f"SHOAL_HOSTS={shlex.quote(addresses)} "
+                f"nohup {launch} > {shlex.quote(script + '.log')} 2>&1 < /dev/null &",
+                "echo started",
+            ]
+        )
+        try:
+            proc = SshHost(host).run(command, stdin=data)
+        except subprocess.TimeoutExpired:
+            results[i] = Injected(host.name, "timed out", folder)
+            return
+        error = None
+        if proc.returncode != 0 or b"started" not in proc.stdout:
+            error = ssh_error(proc.stderr.decode(errors="replace"))
+        results[i] = Injected(host.name, error, folder)
+
+    threads = [threading.Thread(target=one, args=(i, h)) for i, h in enumerate(hosts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [r for r in results if r is not None]
+
+
+def remote_path(path: str) -> str:
+    """A path on the host: relative ones start in the latest injected folder, else home."""
+    if path.startswith(("/", "~")):
+        return path.replace("~", "$HOME", 1) if path.startswith("~") else shlex.quote(path)
+    return f'"$(cd "{INJECT_ROOT}/latest" 2>/dev/null && pwd || echo "$HOME")"/{shlex.quote(path)}'
+
+
+def pull(host: Host, remote: str, local: Path) -> None:
+    """Copy one file from the host (raises SshFailed with ssh's or cat's error)."""
+    proc = SshHost(host).run(f"cat {remote_path(remote)}", timeout=3600)
+    if proc.returncode != 0:
+        raise SshFailed(host.name, ssh_error(proc.stderr.decode(errors="replace")))
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local.with_name(local.name + ".part")
+    tmp.write_bytes(proc.stdout)
+    os.replace(tmp, local)
+
+
+def shell_argv(host: Host, command: list[str]) -> list[str]:
+    """ssh into the host, in the latest injected folder: a shell, or the command."""
+    ssh = SshHost(host)
+    start = f'cd "{INJECT_ROOT}/latest" 2>/dev/null || cd; '
+    if command:
+        return [*ssh.argv(master=False), start + " ".join(shlex.quote(c) for c in command)]
+    return [*ssh.argv("-t", master=False), start + 'exec "${SHELL:-/bin/sh}" -l']
