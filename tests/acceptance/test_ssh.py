@@ -117,3 +117,70 @@ def test_inject_runs_the_launch_script_everywhere_and_pull_brings_a_file_back(
     assert there.stdout.startswith(f"2 4 {addresses}"), there.stderr
     missing = shoal("pull", "h1", "nope.txt", "--hosts", "hosts.yaml", cwd=tmp_path)
     assert missing.returncode == 1 and "cannot copy nope.txt from h1" in missing.stderr
+
+
+def test_a_host_whose_link_goes_down_mid_run_has_its_tasks_done_elsewhere(
+    tmp_path: Path, lab: SshLab
+) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import SRC, wait_for
+
+    write(tmp_path / "hosts.yaml", lab.inventory(h1={"slots": 2}, h2={"slots": 2}))
+    write(
+        tmp_path / "tasks.yaml",
+        "name: cut\n"
+        "tasks:\n"
+        "  - name: t-{i}\n"
+        f"    matrix: {{i: {list(range(24))}}}\n"
+        "    run: sleep 1; echo $HOME\n",
+    )
+    with (tmp_path / "run.log").open("w") as log:
+        run = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "shoal", "run", "tasks.yaml"),
+                *("--hosts", "hosts.yaml", "--lease", "3", "--json"),
+            ],
+            cwd=tmp_path,
+            env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"},
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    try:
+        cut = lab.hosts[1]
+        # Once the cut host has work in hand, take its link down.
+        wait_for(
+            lambda: (
+                any(
+                    t["state"] == "running" and t["worker"] == cut.name
+                    for t in shoal_json("tasks", cwd=tmp_path)
+                )
+                if (tmp_path / ".shoal" / "boss.json").exists()
+                else False
+            ),
+            timeout=60,
+            what="the cut host to run a task",
+        )
+        cut.link(up=False)
+        cut_at = time.time()
+        out, _ = run.communicate(timeout=150)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 0, (tmp_path / "run.log").read_text()
+    view = json.loads(out)
+    assert view["state"] == "succeeded"
+    homes = {h.name: str(h.home) for h in lab.hosts}
+    lost = [t for t in view["tasks"] if t["attempts"] > 1]
+    assert lost, "no attempt was lost with the link"
+    for t in view["tasks"]:
+        assert t["state"] == "succeeded"
+    results = view["results"]
+    # What finished after the cut was done by the hosts still reachable.
+    for t in lost:
+        assert results[t["name"]] in (homes["h1"], homes["h3"])
+    assert time.time() - cut_at < 150
