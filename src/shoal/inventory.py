@@ -21,7 +21,6 @@ one line naming the file, the line and the host.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,7 +93,7 @@ def load(path: str | Path) -> Inventory:
 
 
 def parse_text(text: str, *, path: str = "<hosts>") -> Inventory:
-    from shoal.spec import _line_of, _parse_document
+    from shoal.spec import _line_of, _parse_document, _suggest
 
     data = _parse_document(text, path)
 
@@ -105,14 +104,14 @@ def parse_text(text: str, *, path: str = "<hosts>") -> Inventory:
         raise error("an inventory is a mapping with a 'hosts' list", _line_of(data))
     for key in data:
         if key not in TOP_FIELDS:
-            raise error(f"unknown field '{key}'{_hint(key, TOP_FIELDS)}", _line_of(data, key))
+            raise error(f"unknown field '{key}'{_suggest(key, TOP_FIELDS)}", _line_of(data, key))
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise error("'defaults' must be a mapping of host fields", _line_of(data, "defaults"))
     for key in defaults:
         if key not in HOST_FIELDS or key in ("name", "address"):
             raise error(
-                f"unknown default '{key}'{_hint(key, HOST_FIELDS[2:])}", _line_of(defaults, key)
+                f"unknown default '{key}'{_suggest(key, HOST_FIELDS[2:])}", _line_of(defaults, key)
             )
     entries = data.get("hosts")
     if not isinstance(entries, list) or not entries:
@@ -135,7 +134,7 @@ def parse_text(text: str, *, path: str = "<hosts>") -> Inventory:
         for key in raw_fields:
             if key not in HOST_FIELDS:
                 raise error(
-                    f"unknown field '{key}'{_hint(key, HOST_FIELDS)}", _line_of(raw, key), label
+                    f"unknown field '{key}'{_suggest(key, HOST_FIELDS)}", _line_of(raw, key), label
                 )
         f = {**defaults, **raw_fields}
 
@@ -197,8 +196,3 @@ def parse_text(text: str, *, path: str = "<hosts>") -> Inventory:
             )
         )
     return Inventory(hosts=tuple(hosts), path=path)
-
-
-def _hint(word: str, known: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else f" (known fields: {', '.join(known)})"

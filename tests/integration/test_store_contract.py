@@ -642,3 +642,10 @@ def test_work_made_ready_by_another_boss_wakes_this_one(pg_url: str) -> None:
         stop()
         here.close()
         there.close()
+
+
+def test_a_database_other_than_sqlite_or_postgresql_is_refused_in_one_line() -> None:
+    from shoal.exceptions import BadInput
+
+    with pytest.raises(BadInput, match="neither SQLite nor PostgreSQL"):
+        Store("mysql://alice@db/shoal")

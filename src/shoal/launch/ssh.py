@@ -22,10 +22,12 @@ import random
 import shlex
 import subprocess
 import tempfile
-import threading
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from shoal.inventory import Host
 
@@ -40,7 +42,17 @@ __all__ = [
 ]
 
 REMOTE_ROOT = "$HOME/.shoal"
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 CONNECT_TIMEOUT = 10
+
+
+def each_host(call: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+    """``call`` on every item at once (one thread each: ssh mostly waits); results in order."""
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        return list(pool.map(call, items))
 
 
 def ssh_error(stderr: str) -> str:
@@ -142,9 +154,8 @@ class HostCheck:
 
 def check_hosts(hosts: list[Host]) -> list[HostCheck]:
     """Try every host at once: reachable, key accepted, Python, free disk, connect time."""
-    results: list[HostCheck | None] = [None] * len(hosts)
 
-    def one(i: int, host: Host) -> None:
+    def one(host: Host) -> HostCheck:
         ssh = SshHost(host)
         probe = (
             f"{shlex.quote(host.python)} -c 'import sys; print(\"%d.%d.%d\" % sys.version_info[:3])'"
@@ -157,14 +168,12 @@ def check_hosts(hosts: list[Host]) -> list[HostCheck]:
                 [*ssh.argv(master=False), probe], input=b"", capture_output=True, timeout=60
             )
         except subprocess.TimeoutExpired:
-            results[i] = HostCheck(host.name, host.address, False, "timed out after 60 s")
-            return
+            return HostCheck(host.name, host.address, False, "timed out after 60 s")
         took = time.monotonic() - start
         if proc.returncode == 255:
-            results[i] = HostCheck(
+            return HostCheck(
                 host.name, host.address, False, ssh_error(proc.stderr.decode(errors="replace"))
             )
-            return
         lines = proc.stdout.decode(errors="replace").splitlines()
         version = lines[0].strip() if lines else ""
         free = None
@@ -173,7 +182,7 @@ def check_hosts(hosts: list[Host]) -> list[HostCheck]:
             if len(fields) >= 4 and fields[3].isdigit():
                 free = int(fields[3]) / 1024 / 1024
         ok_python = bool(version) and version[0].isdigit()
-        results[i] = HostCheck(
+        return HostCheck(
             host.name,
             host.address,
             True,
@@ -183,12 +192,7 @@ def check_hosts(hosts: list[Host]) -> list[HostCheck]:
             took,
         )
 
-    threads = [threading.Thread(target=one, args=(i, h)) for i, h in enumerate(hosts)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return [r for r in results if r is not None]
+    return each_host(one, hosts)
 
 
 class SshWorker:
@@ -314,27 +318,20 @@ class SshWorkers:
         self.started: list[SshWorker] = []
 
     def start(self, pyz: Path) -> None:
-        lock = threading.Lock()
-
-        def one(w: SshWorker) -> None:
+        def one(w: SshWorker) -> SshFailed | None:
             try:
                 w.start(pyz)
             except SshFailed as e:
-                with lock:
-                    self.failures.append(e)
-                return
+                return e
             except (OSError, subprocess.SubprocessError) as e:
-                with lock:
-                    self.failures.append(SshFailed(w.host.name, str(e)))
-                return
-            with lock:
-                self.started.append(w)
+                return SshFailed(w.host.name, str(e))
+            return None
 
-        threads = [threading.Thread(target=one, args=(w,)) for w in self.workers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        for w, failure in zip(self.workers, each_host(one, self.workers), strict=True):
+            if failure is None:
+                self.started.append(w)
+            else:
+                self.failures.append(failure)
 
     def alive(self) -> int:
         return sum(1 for w in self.started if w.alive())
@@ -343,11 +340,7 @@ class SshWorkers:
         return [w.log_path for w in self.workers]
 
     def stop(self) -> None:
-        threads = [threading.Thread(target=w.stop) for w in self.started]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        each_host(SshWorker.stop, self.started)
         for w in self.workers:
             with contextlib.suppress(Exception):
                 w.ssh.close()
@@ -381,9 +374,9 @@ def inject(hosts: list[Host], bundle: Path, script: str) -> list[Injected]:
         archive.unlink(missing_ok=True)
     addresses = " ".join(h.address for h in hosts)
     folder = f"{INJECT_ROOT}/{digest}"
-    results: list[Injected | None] = [None] * len(hosts)
 
-    def one(i: int, host: Host) -> None:
+    def one(i: int) -> Injected:
+        host = hosts[i]
         launch = shlex.quote(f"./{script}")
         # One statement a line: only the launch itself goes to the background
         # (a background list would read the bundle from /dev/null).
@@ -404,19 +397,13 @@ def inject(hosts: list[Host], bundle: Path, script: str) -> list[Injected]:
         try:
             proc = SshHost(host).run(command, stdin=data)
         except subprocess.TimeoutExpired:
-            results[i] = Injected(host.name, "timed out", folder)
-            return
+            return Injected(host.name, "timed out", folder)
         error = None
         if proc.returncode != 0 or b"started" not in proc.stdout:
             error = ssh_error(proc.stderr.decode(errors="replace"))
-        results[i] = Injected(host.name, error, folder)
+        return Injected(host.name, error, folder)
 
-    threads = [threading.Thread(target=one, args=(i, h)) for i, h in enumerate(hosts)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return [r for r in results if r is not None]
+    return each_host(one, range(len(hosts)))
 
 
 def remote_path(path: str) -> str:

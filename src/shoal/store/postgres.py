@@ -29,8 +29,8 @@ from sqlalchemy import URL, Connection, Engine, create_engine, make_url, text
 
 from shoal.store import schema as s
 from shoal.store import store as base
-from shoal.store.sqlite import SQLITE, RawTx, for_psycopg
-from shoal.store.store import HousekeepingLock
+from shoal.store.statements import SQLITE, for_psycopg
+from shoal.store.store import HousekeepingLock, Tx
 
 __all__ = ["AdvisoryLock", "PostgresTx", "listen_for_work", "lock_schema", "make_engine"]
 
@@ -81,7 +81,7 @@ def lock_schema(conn: Connection) -> None:
     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK})
 
 
-class PostgresTx(RawTx):
+class PostgresTx(Tx):
     """A transaction on PostgreSQL: claims skip rows other bosses hold."""
 
     SQL = SQL
@@ -111,14 +111,14 @@ class PostgresTx(RawTx):
         if rows:
             columns = [*rows[0], "run_id"]
             names = ", ".join(f'"{c}"' for c in columns)
-            cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor = self.raw.cursor()
             with cursor.copy(f"COPY tasks ({names}) FROM STDIN") as copy:
                 for r in rows:
                     copy.write_row((*r.values(), run_id))
 
     def insert_deps(self, pairs: list[tuple[int, int]]) -> None:
         if pairs:
-            cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor = self.raw.cursor()
             with cursor.copy("COPY deps (task_id, dep_id) FROM STDIN") as copy:
                 for pair in pairs:
                     copy.write_row(pair)

@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    BindParameter,
     Connection,
     Engine,
     Row,
     Select,
-    bindparam,
     create_engine,
     event,
     func,
@@ -31,8 +29,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from shoal.exceptions import StoreConflict, StoreError
+from shoal.exceptions import BadInput, StoreConflict, StoreError
 from shoal.store import schema as s
+from shoal.store.statements import EVENT_KEYS, named_rows
 
 __all__ = [
     "ACTIVE_STATES",
@@ -59,116 +58,6 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-# The sync path runs these many times a second: built once, compiled once.
-_ids: BindParameter[Any] = bindparam("b_ids", expanding=True)
-_Q_TOUCH_WORKER = (
-    update(s.workers)
-    # A worker that said goodbye stays gone: it registers anew to come back.
-    .where(s.workers.c.id == bindparam("b_id"), s.workers.c.state != "stopped")
-    .values(
-        last_sync=bindparam("b_now"),
-        done=s.workers.c.done + bindparam("b_done"),
-        failed=s.workers.c.failed + bindparam("b_failed"),
-        state="active",
-        boss=bindparam("b_boss"),
-    )
-    .returning(s.workers.c.id, s.workers.c.name, s.workers.c.slots, s.workers.c.labels)
-)
-_Q_ATTEMPTS_WITH_TASKS = (
-    select(
-        s.attempts.c.id,
-        s.attempts.c.worker_id,
-        s.attempts.c.state,
-        s.attempts.c.task_id,
-        s.attempts.c.run_id,
-        s.tasks.c.name.label("task_name"),
-        s.tasks.c.state.label("task_state"),
-        s.tasks.c.retries,
-        s.tasks.c.failures,
-        s.tasks.c.n_dependents,
-        s.tasks.c.attempts.label("task_attempts"),
-        s.tasks.c.retry_delay,
-        s.tasks.c.n_reducers,
-    )
-    .join(s.tasks, s.tasks.c.id == s.attempts.c.task_id)
-    .where(s.attempts.c.id.in_(_ids))
-)
-_Q_FINISH_ATTEMPT = (
-    update(s.attempts)
-    .where(s.attempts.c.id == bindparam("b_id"))
-    .values(
-        state=bindparam("b_state"),
-        exit_code=bindparam("b_exit_code"),
-        cause=bindparam("b_cause"),
-        started=bindparam("b_started"),
-        ended=bindparam("b_ended"),
-        log=bindparam("b_log"),
-    )
-)
-_Q_SUCCEED_TASK = (
-    update(s.tasks)
-    .where(s.tasks.c.id == bindparam("b_id"))
-    .values(
-        state="succeeded",
-        ended=bindparam("b_now"),
-        exit_code=bindparam("b_exit_code"),
-        cause=None,
-        has_result=bindparam("b_has_result"),
-        result=bindparam("b_result"),
-        outputs=bindparam("b_outputs"),
-        worker_id=bindparam("b_worker"),
-    )
-)
-_dependents_of = select(s.deps.c.task_id).where(s.deps.c.dep_id.in_(_ids))
-_Q_DECREMENT_PENDING = (
-    update(s.tasks)
-    .where(s.tasks.c.id.in_(_dependents_of.scalar_subquery()))
-    .values(
-        pending=s.tasks.c.pending
-        - select(func.count())
-        .select_from(s.deps)
-        .where(s.deps.c.task_id == s.tasks.c.id, s.deps.c.dep_id.in_(_ids))
-        .scalar_subquery()
-    )
-)
-_Q_READY_DEPENDENTS = (
-    update(s.tasks)
-    .where(
-        s.tasks.c.id.in_(_dependents_of.scalar_subquery()),
-        s.tasks.c.pending == 0,
-        s.tasks.c.state == "waiting",
-    )
-    .values(state="ready")
-    .returning(s.tasks.c.id, s.tasks.c.kind)
-)
-_Q_COUNT_UNFINISHED = (
-    update(s.runs)
-    .where(s.runs.c.id == bindparam("b_id"))
-    .values(unfinished=s.runs.c.unfinished + bindparam("b_delta"))
-    .returning(s.runs.c.unfinished)
-)
-_Q_RENEW = (
-    update(s.attempts)
-    .where(
-        s.attempts.c.worker_id == bindparam("b_worker"),
-        s.attempts.c.state == "running",
-        s.attempts.c.id.in_(_ids),
-    )
-    .values(lease_expires=bindparam("b_until"))
-)
-_Q_RECLAIM = (
-    update(s.attempts)
-    .where(
-        s.attempts.c.worker_id == bindparam("b_worker"),
-        s.attempts.c.state == "running",
-        s.attempts.c.assigned < bindparam("b_now"),
-        s.attempts.c.id.not_in(_ids),
-    )
-    .values(lease_expires=0)
-)
-_Q_NOT_RUNNING = select(s.attempts.c.id).where(
-    s.attempts.c.id.in_(_ids), s.attempts.c.state != "running"
-)
 # What an assignment is made from: ready tasks and stragglers alike.
 _CANDIDATE_COLUMNS = (
     s.tasks.c.id,
@@ -181,43 +70,6 @@ _CANDIDATE_COLUMNS = (
     s.tasks.c.n_deps,
     s.tasks.c.operands,
 )
-_Q_READY_CANDIDATES = (
-    select(*_CANDIDATE_COLUMNS)
-    .where(
-        s.tasks.c.state == "ready",
-        s.tasks.c.kind == "command",
-        s.tasks.c.slots <= bindparam("b_slots"),
-        or_(s.tasks.c.host.is_(None), s.tasks.c.host == bindparam("b_name")),
-        or_(s.tasks.c.ready_at.is_(None), s.tasks.c.ready_at <= bindparam("b_now")),
-    )
-    .order_by(s.tasks.c.priority.desc(), s.tasks.c.id)
-    .limit(bindparam("b_limit"))
-)
-_Q_START_TASK = (
-    update(s.tasks)
-    .where(s.tasks.c.id == bindparam("b_id"))
-    .values(
-        state="running",
-        attempts=s.tasks.c.attempts + 1,
-        worker_id=bindparam("b_worker"),
-        started=func.coalesce(s.tasks.c.started, bindparam("b_now")),
-    )
-)
-_Q_INSERT_ATTEMPTS = insert(s.attempts).returning(s.attempts.c.id, sort_by_parameter_order=True)
-_dep = s.tasks.alias("d")
-_Q_DEP_OUTPUTS = (
-    select(
-        s.deps.c.task_id,
-        _dep.c.name,
-        func.coalesce(_dep.c.source_run, _dep.c.run_id).label("run_id"),
-        _dep.c.outputs,
-    )
-    .join(_dep, _dep.c.id == s.deps.c.dep_id)
-    .where(s.deps.c.task_id.in_(_ids))
-    .order_by(s.deps.c.task_id, _dep.c.id)
-)
-_Q_INSERT_EVENTS = insert(s.events)
-_EVENT_KEYS = ("time", "kind", "run_id", "task_id", "attempt_id", "worker_id", "detail")
 
 
 def expired_attempts_query(now: float) -> Select[Any]:
@@ -247,7 +99,7 @@ class Store:
         self.url = database_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self.is_postgres = self.url.startswith("postgres")
-        self._tx: type[Tx] = Tx
+        self._tx: type[Tx]
         if self.is_sqlite:
             from shoal.store.sqlite import SqliteTx
 
@@ -256,6 +108,11 @@ class Store:
             from shoal.store.postgres import PostgresTx
 
             self._tx = PostgresTx
+        else:
+            raise BadInput(
+                f"the database {self.url} is neither SQLite nor PostgreSQL: give a file path, "
+                "sqlite:///PATH or postgresql://USER@HOST/NAME"
+            )
         try:
             self.engine = self._make_engine()
         except (SQLAlchemyError, ImportError) as e:
@@ -276,8 +133,6 @@ class Store:
             from shoal.store.postgres import make_engine
 
             return make_engine(self.url)
-        if not self.is_sqlite:
-            return create_engine(self.url, pool_pre_ping=True)
         memory = self.url in ("sqlite://", "sqlite:///:memory:")
         if not memory:
             Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -420,10 +275,108 @@ class HousekeepingLock:
 
 
 class Tx:
-    """One transaction, with every query shoal needs."""
+    """One transaction, with every query shoal needs.
+
+    The statements of a worker's sync go straight to the driver
+    (:mod:`shoal.store.statements`); the others are SQLAlchemy Core. A
+    database's subclass gives the sync statements' spelling (``SQL``), how a
+    list of ids travels (:meth:`ids`) and how a run's tasks are stored in bulk.
+    """
+
+    SQL: dict[str, str]
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self.raw: Any = conn.connection.driver_connection
+
+    def ids(self, ids: list[int]) -> Any:
+        """A list of ids as one statement parameter."""
+        raise NotImplementedError
+
+    def insert_tasks(self, run_id: int, rows: list[dict[str, Any]]) -> None:
+        """Insert a run's tasks (rows with the same keys, in the same order)."""
+        raise NotImplementedError
+
+    def insert_deps(self, pairs: list[tuple[int, int]]) -> None:
+        """Insert (task_id, dep_id) pairs."""
+        raise NotImplementedError
+
+    # -- a worker's sync -------------------------------------------------
+
+    def _run(self, name: str, params: Any = ()) -> Any:
+        return self.raw.execute(self.SQL[name], params)
+
+    def _many(self, name: str, rows: list[dict[str, Any]]) -> None:
+        self.raw.cursor().executemany(self.SQL[name], rows)
+
+    def touch_worker(
+        self, worker_id: int, now: float, done: int, failed: int, boss: int | None = None
+    ) -> Any:
+        cur = self._run(
+            "touch_worker",
+            {"id": worker_id, "now": now, "done": done, "failed": failed, "boss": boss},
+        )
+        rows = named_rows(cur)
+        return rows[0] if rows else None
+
+    def attempts_with_tasks(self, attempt_ids: list[int]) -> dict[int, Any]:
+        cur = self._run("attempts_with_tasks", {"ids": self.ids(attempt_ids)})
+        return {int(r.id): r for r in named_rows(cur)}
+
+    def finish_attempts(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self._many("finish_attempt", rows)
+
+    def succeed_tasks(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self._many("succeed_task", rows)
+
+    def ready_dependents(self, task_ids: list[int]) -> list[tuple[int, str]]:
+        if not task_ids:
+            return []
+        ids = self.ids(task_ids)
+        self._run("decrement_pending", {"ids": ids})
+        return [(int(r[0]), str(r[1])) for r in self._run("ready_dependents", {"ids": ids})]
+
+    def count_unfinished(self, run_id: int, delta: int) -> int:
+        return int(self._run("count_unfinished", {"id": run_id, "delta": delta}).fetchone()[0])
+
+    def renew_leases(self, worker_id: int, attempt_ids: list[int], until: float) -> None:
+        if attempt_ids:
+            self._run("renew", {"worker": worker_id, "ids": self.ids(attempt_ids), "until": until})
+
+    def reclaim_orphans(self, worker_id: int, known: list[int], now: float) -> int:
+        cur = self._run("reclaim", {"worker": worker_id, "ids": self.ids(known), "now": now})
+        return int(cur.rowcount)
+
+    def not_running(self, attempt_ids: list[int]) -> list[int]:
+        if not attempt_ids:
+            return []
+        return [int(r[0]) for r in self._run("not_running", {"ids": self.ids(attempt_ids)})]
+
+    def ready_candidates(
+        self, worker_name: str, max_slots: int, limit: int, now: float
+    ) -> Sequence[Any]:
+        params = {"slots": max_slots, "name": worker_name, "limit": limit, "now": now}
+        return named_rows(self._run("ready_candidates", params))
+
+    def start_tasks(self, task_ids: list[int], worker_id: int, now: float) -> None:
+        self._many(
+            "start_task", [{"b_id": t, "b_worker": worker_id, "b_now": now} for t in task_ids]
+        )
+
+    def insert_attempts(self, rows: list[dict[str, Any]]) -> list[int]:
+        return [int(self._run("insert_attempt", r).fetchone()[0]) for r in rows]
+
+    def dep_outputs(self, task_ids: list[int]) -> Sequence[Any]:
+        return named_rows(self._run("dep_outputs", {"ids": self.ids(task_ids)}))
+
+    def any_ready(self) -> bool:
+        return self._run("any_ready").fetchone() is not None
+
+    def add_events(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self._many("insert_event", [{k: r.get(k) for k in EVENT_KEYS} for r in rows])
 
     def schema_version(self) -> int:
         row = self.conn.execute(
@@ -479,12 +432,6 @@ class Tx:
     def list_runs(self, limit: int = 100) -> Sequence[Any]:
         return self.conn.execute(select(s.runs).order_by(s.runs.c.id.desc()).limit(limit)).all()
 
-    def count_unfinished(self, run_id: int, delta: int) -> int:
-        """Move the run's count of unfinished tasks by ``delta``; the new count."""
-        return int(
-            self.conn.execute(_Q_COUNT_UNFINISHED, {"b_id": run_id, "b_delta": delta}).scalar_one()
-        )
-
     def set_run_state(self, run_id: int, state: str, now: float | None) -> None:
         self.conn.execute(
             update(s.runs).where(s.runs.c.id == run_id).values(state=state, finished=now)
@@ -519,22 +466,11 @@ class Tx:
 
     # -- tasks -----------------------------------------------------------
 
-    def insert_tasks(self, run_id: int, rows: list[dict[str, Any]]) -> None:
-        """Insert a run's tasks (rows with the same keys, in the same order); their ids by name."""
-        for r in rows:
-            r["run_id"] = run_id
-        self.conn.execute(insert(s.tasks), rows)
-
     def task_ids(self, run_id: int) -> dict[str, int]:
         ids = self.conn.execute(
             select(s.tasks.c.name, s.tasks.c.id).where(s.tasks.c.run_id == run_id)
         )
         return {name: int(i) for name, i in ids}
-
-    def insert_deps(self, pairs: list[tuple[int, int]]) -> None:
-        """Insert (task_id, dep_id) pairs."""
-        if pairs:
-            self.conn.execute(insert(s.deps), [{"task_id": t, "dep_id": d} for t, d in pairs])
 
     def ready_roots(self, run_id: int) -> int:
         result = self.conn.execute(
@@ -558,38 +494,12 @@ class Tx:
             q = q.where(s.tasks.c.state.in_(list(states)))
         return self.conn.execute(q).all()
 
-    def ready_candidates(
-        self, worker_name: str, max_slots: int, limit: int, now: float
-    ) -> Sequence[Any]:
-        """Ready tasks this worker may take, by priority then submission order."""
-        return self.conn.execute(
-            _Q_READY_CANDIDATES,
-            {"b_slots": max_slots, "b_name": worker_name, "b_limit": limit, "b_now": now},
-        ).all()
-
     def ready_needing_more_slots(self, run_id: int, max_slots: int) -> Sequence[Any]:
         return self.conn.execute(
             select(s.tasks.c.id, s.tasks.c.name, s.tasks.c.slots).where(
                 s.tasks.c.run_id == run_id, s.tasks.c.state == "ready", s.tasks.c.slots > max_slots
             )
         ).all()
-
-    def any_ready(self) -> bool:
-        return (
-            self.conn.execute(
-                select(s.tasks.c.id).where(s.tasks.c.state == "ready").limit(1)
-            ).first()
-            is not None
-        )
-
-    def start_tasks(self, task_ids: list[int], worker_id: int, now: float) -> None:
-        self.conn.execute(
-            _Q_START_TASK, [{"b_id": t, "b_worker": worker_id, "b_now": now} for t in task_ids]
-        )
-
-    def dep_outputs(self, task_ids: list[int]) -> Sequence[Any]:
-        """For each task, the name, run and uploaded outputs of every dependency."""
-        return self.conn.execute(_Q_DEP_OUTPUTS, {"b_ids": task_ids}).all()
 
     def finish_task(
         self,
@@ -637,16 +547,6 @@ class Tx:
             update(s.tasks).where(s.tasks.c.id == task_id).values(state="ready", ready_at=None)
         )
 
-    def ready_dependents(self, task_ids: list[int]) -> list[tuple[int, str]]:
-        """These tasks are done: count that in their dependents; the (id, kind) of those made ready."""
-        if not task_ids:
-            return []
-        self.conn.execute(_Q_DECREMENT_PENDING, {"b_ids": task_ids})
-        return [
-            (int(r[0]), str(r[1]))
-            for r in self.conn.execute(_Q_READY_DEPENDENTS, {"b_ids": task_ids})
-        ]
-
     def results_by_name(self, run_id: int, names: list[str]) -> dict[str, Any]:
         """The results of these tasks of the run that succeeded (None where they gave none)."""
         rows = self.conn.execute(
@@ -692,11 +592,6 @@ class Tx:
             )
         )
         return {r.name: json.loads(r.partial) for r in rows}
-
-    def succeed_tasks(self, rows: list[dict[str, Any]]) -> None:
-        """Record succeeded tasks: rows of b_id, b_now, b_exit_code, b_has_result, b_result, b_outputs, b_worker."""
-        if rows:
-            self.conn.execute(_Q_SUCCEED_TASK, rows)
 
     def fail_downstream(self, task_id: int, cause: str, now: float) -> int:
         """Mark every task that depends on this one, directly or not, upstream_failed."""
@@ -768,44 +663,6 @@ class Tx:
         )
 
     # -- attempts --------------------------------------------------------
-
-    def insert_attempts(self, rows: list[dict[str, Any]]) -> list[int]:
-        result = self.conn.execute(_Q_INSERT_ATTEMPTS, rows)
-        return [int(r[0]) for r in result]
-
-    def attempts_with_tasks(self, attempt_ids: list[int]) -> dict[int, Any]:
-        """Attempts joined with their task's state, retries, failures and dependents."""
-        rows = self.conn.execute(_Q_ATTEMPTS_WITH_TASKS, {"b_ids": attempt_ids})
-        return {int(r.id): r for r in rows}
-
-    def finish_attempts(self, rows: list[dict[str, Any]]) -> None:
-        """End attempts: rows of b_id, b_state, b_exit_code, b_cause, b_started, b_ended, b_log."""
-        if rows:
-            self.conn.execute(_Q_FINISH_ATTEMPT, rows)
-
-    def renew_leases(self, worker_id: int, attempt_ids: list[int], until: float) -> None:
-        if attempt_ids:
-            self.conn.execute(
-                _Q_RENEW, {"b_worker": worker_id, "b_ids": attempt_ids, "b_until": until}
-            )
-
-    def reclaim_orphans(self, worker_id: int, known: list[int], now: float) -> int:
-        """End the leases of the worker's attempts it does not know of.
-
-        A sync names every attempt the worker holds. One it does not name was
-        assigned in an answer that never reached it (its boss died, the
-        connection broke): the next lease sweep gives it to another worker.
-        """
-        result = self.conn.execute(
-            _Q_RECLAIM, {"b_worker": worker_id, "b_ids": known, "b_now": now}
-        )
-        return int(result.rowcount)
-
-    def not_running(self, attempt_ids: list[int]) -> list[int]:
-        """Those of these attempts that should no longer run."""
-        if not attempt_ids:
-            return []
-        return [int(r[0]) for r in self.conn.execute(_Q_NOT_RUNNING, {"b_ids": attempt_ids})]
 
     def cancel_attempts(self, run_id: int, now: float) -> int:
         result = self.conn.execute(
@@ -1055,15 +912,6 @@ class Tx:
     def worker(self, worker_id: int) -> Row[Any] | None:
         return self.conn.execute(select(s.workers).where(s.workers.c.id == worker_id)).first()
 
-    def touch_worker(
-        self, worker_id: int, now: float, done: int, failed: int, boss: int | None = None
-    ) -> Row[Any] | None:
-        """Record a sync from the worker (active again); its name, slots and labels, or None."""
-        return self.conn.execute(
-            _Q_TOUCH_WORKER,
-            {"b_id": worker_id, "b_now": now, "b_done": done, "b_failed": failed, "b_boss": boss},
-        ).first()
-
     def set_worker_state(self, worker_id: int, state: str) -> None:
         self.conn.execute(update(s.workers).where(s.workers.c.id == worker_id).values(state=state))
 
@@ -1133,11 +981,6 @@ class Tx:
         """Tell other bosses that tasks became ready (on commit). SQLite has one boss."""
 
     # -- events ----------------------------------------------------------
-
-    def add_events(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            # executemany wants the same keys in every row.
-            self.conn.execute(_Q_INSERT_EVENTS, [{k: r.get(k) for k in _EVENT_KEYS} for r in rows])
 
     def list_events(self, run_id: int | None, limit: int = 1000) -> Sequence[Any]:
         q = select(s.events).order_by(s.events.c.id.desc()).limit(limit)
