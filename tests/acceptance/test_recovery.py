@@ -214,7 +214,7 @@ def test_stopped_worker_gets_a_backup_and_its_late_report_is_dropped(
     assert shoal_json("results", "group", cwd=tmp_path) == {f"t-{i}": i for i in range(1, 7)}
 
 
-def test_sigterm_drains_and_a_second_sigterm_interrupts(tmp_path: Path, procs: Procs) -> None:
+def test_sigterm_drains_and_a_second_sigterm_or_sigusr1_interrupts(tmp_path: Path, procs: Procs) -> None:
     info = start_boss(procs, tmp_path, free_port())
     worker = start_worker(procs, tmp_path, info, "drainer")
     write(
@@ -247,6 +247,21 @@ def test_sigterm_drains_and_a_second_sigterm_interrupts(tmp_path: Path, procs: P
     task = shoal_json_task(tmp_path, "long", "long")
     assert task["state"] == "ready"  # at once, not after a lease
     assert task["attempt_list"][0]["state"] == "interrupted"
+
+    # SIGUSR1 interrupts with one signal (two SIGTERMs sent together may arrive as one).
+    third = start_worker(procs, tmp_path, info, "hasty")
+    wait_for(
+        lambda: shoal_json("status", "long", cwd=tmp_path)["counts"].get("running") == 1,
+        what="long again",
+    )
+    sleeper = [
+        p for p in descendants(third.pid) if "sleep" in Path(f"/proc/{p}/cmdline").read_text()
+    ]
+    third.send_signal(signal.SIGUSR1)
+    assert third.wait(20) == 0
+    assert not any(alive(p) for p in sleeper)
+    states = [a["state"] for a in shoal_json_task(tmp_path, "long", "long")["attempt_list"]]
+    assert states == ["interrupted", "interrupted"]
 
 
 def test_interrupted_run_resumes_only_unfinished_tasks(tmp_path: Path) -> None:

@@ -109,11 +109,22 @@ class Agent:
             self._interrupt_all()
 
     def install_signal_handlers(self) -> None:
+        """SIGTERM or SIGINT: drain, and interrupt on the second one.
+
+        SIGUSR1 interrupts at once. Two signals sent back to back may reach
+        Python's handler as one, so whoever must interrupt sends SIGUSR1.
+        """
+
         def handler(signum: int, frame: Any) -> None:
             self.request_stop()
 
+        def interrupt(signum: int, frame: Any) -> None:
+            while self.stopping < 2:
+                self.request_stop()
+
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGUSR1, interrupt)
 
     def _interrupt_all(self) -> None:
         with self.cond:

@@ -2,7 +2,7 @@
 
 Each agent gets its own process group, so a Ctrl-C at the terminal reaches
 only ``shoal run``, which then stops the agents in order: SIGTERM (take no
-more work), SIGTERM again (interrupt what runs), SIGKILL as the last resort.
+more work) or SIGUSR1 (interrupt what runs), SIGKILL as the last resort.
 """
 
 from __future__ import annotations
@@ -84,10 +84,8 @@ class LocalWorkers:
     def stop(self, *, interrupt: bool = False, timeout: float = 10.0) -> None:
         """Stop every agent: drain (or interrupt), then kill what is left."""
         for p in self.procs:
-            self._signal(p, signal.SIGTERM)
-        if interrupt:
-            for p in self.procs:
-                self._signal(p, signal.SIGTERM)
+            # One signal each: two SIGTERMs back to back may arrive as one.
+            self._signal(p, signal.SIGUSR1 if interrupt else signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for p in self.procs:
             left = deadline - time.monotonic()
