@@ -214,7 +214,9 @@ def test_stopped_worker_gets_a_backup_and_its_late_report_is_dropped(
     assert shoal_json("results", "group", cwd=tmp_path) == {f"t-{i}": i for i in range(1, 7)}
 
 
-def test_sigterm_drains_and_a_second_sigterm_or_sigusr1_interrupts(tmp_path: Path, procs: Procs) -> None:
+def test_sigterm_drains_and_a_second_sigterm_or_sigusr1_interrupts(
+    tmp_path: Path, procs: Procs
+) -> None:
     info = start_boss(procs, tmp_path, free_port())
     worker = start_worker(procs, tmp_path, info, "drainer")
     write(
