@@ -441,12 +441,15 @@ class Scheduler(Views, DashboardViews):
         )
 
     @_retried
-    def worker_stopped(self, worker_id: int) -> None:
-        """A worker said goodbye; what it still held runs again elsewhere."""
+    def worker_stopped(self, worker_id: int, reason: str = "") -> None:
+        """A worker said goodbye (and maybe why); what it still held runs again elsewhere."""
         now = self.clock()
+        event: dict[str, Any] = {"time": now, "kind": "worker_stopped", "worker_id": worker_id}
+        if reason:
+            event["detail"] = reason
         with self.store.transaction() as tx:
             tx.set_worker_state(worker_id, "stopped")
-            tx.add_events([{"time": now, "kind": "worker_stopped", "worker_id": worker_id}])
+            tx.add_events([event])
 
     @_retried
     def sync(self, req: p.SyncRequest) -> SyncOutcome:

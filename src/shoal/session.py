@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from shoal.agent.worker import TAKES_NO_MORE
 from shoal.boss.listen import bind, url_of
 from shoal.bundle import pack_bundle
 from shoal.client import BossClient
@@ -66,6 +67,9 @@ class LocalSession:
         self.workers: LocalWorkers | None = None
         self.ssh: SshWorkers | None = None
         self.client: BossClient | None = None
+        # Told (worker or host name, why) when a worker ends while the run goes on.
+        self.on_worker_exit: Callable[[str, str], None] | None = None
+        self._exits: list[tuple[str, str]] = []
 
     def __enter__(self) -> LocalSession:
         other = self.state.live_boss()
@@ -197,14 +201,26 @@ class LocalSession:
                     on_progress(view)
                 if view["state"] in FINAL_STATES:
                     return view
+            self._note_exits()
             alive = self.workers.alive() + (self.ssh.alive() if self.ssh is not None else 0)
             if alive == 0:
-                paths = self.workers.log_paths() + (
-                    self.ssh.log_paths() if self.ssh is not None else []
-                )
-                logs = ", ".join(str(p) for p in paths)
-                raise WorkersLost(f"every worker exited before the run ended (see {logs})")
+                raise WorkersLost(f"every worker exited before the run ended: {self._why()}")
             time.sleep(0.02)
+
+    def _why(self) -> str:
+        """The reasons workers gave for exiting, each once, with who gave it."""
+        by_reason: dict[str, list[str]] = {}
+        for name, why in self._exits:
+            by_reason.setdefault(why.removesuffix(TAKES_NO_MORE), []).append(name)
+        return "; ".join(f"{why} ({', '.join(names)})" for why, names in by_reason.items())
+
+    def _note_exits(self) -> None:
+        assert self.workers is not None
+        exits = self.workers.exited() + (self.ssh.exited() if self.ssh is not None else [])
+        for name, why in exits:
+            self._exits.append((name, why))
+            if self.on_worker_exit is not None:
+                self.on_worker_exit(name, why)
 
     @property
     def max_slots(self) -> int:

@@ -184,3 +184,78 @@ def test_a_host_whose_link_goes_down_mid_run_has_its_tasks_done_elsewhere(
     for t in lost:
         assert results[t["name"]] in (homes["h1"], homes["h3"])
     assert time.time() - cut_at < 150
+
+
+def _wheel(path: Path, package: str, value: str) -> None:
+    """A minimal pure-Python wheel that pip installs with no index and no build step."""
+    import zipfile
+
+    info = f"{package}-1.0.dist-info"
+    files = {
+        f"{package}/__init__.py": f"VALUE = {value!r}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.0\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{name},,\n" for name in [*files, f"{info}/RECORD"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+
+
+def test_a_bundle_venv_is_built_once_per_host_and_a_host_that_cannot_takes_no_tasks(
+    tmp_path: Path, lab: SshLab
+) -> None:
+    import sys
+
+    write(tmp_path / "hosts.yaml", lab.inventory(h1={"slots": 2}, h2={"slots": 2}))
+    _wheel(
+        tmp_path / "code" / "wheels" / "shoaltest-1.0-py3-none-any.whl", "shoaltest", "from venv"
+    )
+    write(tmp_path / "code" / "requirements.txt", "./wheels/shoaltest-1.0-py3-none-any.whl\n")
+    # h3 lacks what the setup needs: its setup fails and it takes no tasks.
+    write(lab.hosts[2].home / "no-venv", "")
+    write(
+        tmp_path / "tasks.yaml",
+        "name: venv\n"
+        "bundle: code\n"
+        "setup: |\n"
+        '  if [ -e "$HOME/no-venv" ]; then echo "no venv module on this host" >&2; exit 1; fi\n'
+        '  echo set up >> "$HOME/setups.txt"\n'
+        f"  {sys.executable} -m venv venv\n"
+        "  venv/bin/pip install --quiet --no-index --disable-pip-version-check"
+        " -r requirements.txt\n"
+        "tasks:\n"
+        "  - name: t-{i}\n"
+        "    matrix: {i: [1, 2, 3, 4, 5, 6, 7, 8]}\n"
+        "    run: sleep 0.2; venv/bin/python -c 'import os, shoaltest;"
+        ' print(shoaltest.VALUE, os.environ["HOME"])\'\n',
+    )
+    first = shoal("run", "tasks.yaml", "--hosts", "hosts.yaml", cwd=tmp_path, timeout=240)
+    assert first.returncode == 0, first.stderr
+    said = " ".join(first.stderr.split())
+    assert "worker h3 stopped: bundle setup failed with exit code 1" in said
+    assert "no venv module on this host" in said and ".shoal-setup.log" in said
+    homes = {str(h.home): h.name for h in lab.hosts}
+    results = shoal_json("results", "venv", cwd=tmp_path)
+    assert len(results) == 8
+    for value in results.values():
+        where, home = value.rsplit(" ", 1)
+        assert where == "from venv" and homes[home] in ("h1", "h2")
+    bundles = {
+        h.name: next((h.home / ".shoal" / "work" / "bundles").iterdir()) for h in lab.hosts[:2]
+    }
+    inodes = {name: folder.stat().st_ino for name, folder in bundles.items()}
+
+    # A second run of the same bundle: nothing is sent again and setup does not run again.
+    second = shoal(
+        "run", "tasks.yaml", "--fresh", "--hosts", "hosts.yaml", cwd=tmp_path, timeout=240
+    )
+    assert second.returncode == 0, second.stderr
+    assert len(shoal_json("results", "venv", cwd=tmp_path)) == 8
+    for h in lab.hosts[:2]:
+        assert (h.home / "setups.txt").read_text() == "set up\n"
+        assert bundles[h.name].stat().st_ino == inodes[h.name]
+        assert "no venv" not in (bundles[h.name] / ".shoal-setup.log").read_text()
+    assert not (lab.hosts[2].home / "setups.txt").exists()

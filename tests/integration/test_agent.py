@@ -188,7 +188,7 @@ tasks:
     assert setup_log.read_text() == "setup\n"
 
 
-def test_failed_setup_fails_the_task_with_its_log_tail(
+def test_failed_setup_stops_the_worker_and_leaves_the_task_to_others(
     client: BossClient, agent: AgentThread, tmp_path: Path
 ) -> None:
     write(tmp_path / "code" / "x.txt", "x")
@@ -197,9 +197,17 @@ def test_failed_setup_fails_the_task_with_its_log_tail(
         tmp_path,
         "bundle: code\nsetup: echo cannot build >&2; exit 3\ntasks:\n  - {name: t, run: 'true'}\n",
     )
-    assert wait(client, rid)["state"] == "failed"
-    cause = by_name(client, rid)["t"]["cause"]
+    agent.thread.join(30)
+    assert agent.code == 3  # this host takes no more tasks
+    task = by_name(client, rid)["t"]
+    assert task["state"] == "ready"  # not failed: another host may set it up
+    stopped = [e for e in client.events(rid) if e["kind"] == "attempt_interrupted"]
+    cause = stopped[0]["detail"]
     assert "setup failed with exit code 3" in cause and "cannot build" in cause
+    assert ".shoal-setup.log" in cause and "(on w)" in cause
+    why = [e["detail"] for e in client.events(None) if e["kind"] == "worker_stopped"]
+    assert why and "cannot build" in why[0]
+    assert [w["state"] for w in client.workers()] == ["stopped"]
 
 
 def test_inputs_come_from_the_datastore(

@@ -9,7 +9,7 @@ import os
 import socket
 import threading
 from typing import Any, Dict, Optional
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from shoal import protocol as p
 
@@ -209,8 +209,9 @@ class AgentClient:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
-    def goodbye(self, worker_id: int) -> None:
-        self.call("DELETE", f"/workers/{worker_id}", timeout=5)
+    def goodbye(self, worker_id: int, reason: str = "") -> None:
+        query = "?" + urlencode({"reason": reason}) if reason else ""
+        self.call("DELETE", f"/workers/{worker_id}{query}", timeout=5)
 
     # -- the datastore ---------------------------------------------------
 

@@ -169,8 +169,8 @@ class BundleCache:
             with open(log_path, "rb") as f:
                 tail = f.read()[-2000:].decode("utf-8", "replace").strip().splitlines()[-5:]
             raise SetupFailed(
-                "bundle setup failed with exit code {}: {}".format(
-                    proc.returncode, " | ".join(tail)
+                "bundle setup failed with exit code {}: {} (setup log: {})".format(
+                    proc.returncode, " | ".join(tail), log_path
                 )
             )
 
@@ -209,6 +209,8 @@ class Runner:
         self.workdir = os.path.abspath(workdir)
         self.worker_name = worker_name
         self.bundles = BundleCache(os.path.join(self.workdir, "bundles"), client)
+        # Why a bundle's setup failed here, once it has: the worker then stops.
+        self.setup_failed: Optional[str] = None
         # Empty workspaces are kept for the next attempt: making and removing
         # a folder costs more than a no-op task on a journaling file system.
         self._free: List[str] = []
@@ -312,7 +314,10 @@ class Runner:
             for f in a.fetch:
                 self.client.download(f.path, os.path.join(ws, f.dest))
         except SetupFailed as e:
-            return p.FAILED, None, str(e), b"", []
+            # The host cannot run this bundle, not the task its command: the
+            # task runs elsewhere and this worker takes no more work.
+            self.setup_failed = f"{e}"
+            return p.INTERRUPTED, None, f"{e} (on {self.worker_name})", b"", []
         except Exception as e:  # any staging failure fails the attempt, not the worker
             return p.FAILED, None, f"staging inputs failed: {e}", b"", []
         tail = b""

@@ -36,6 +36,10 @@ BATCH_WAIT = 0.05
 LONG_POLL = 5.0
 # Back-off bounds while the boss is unreachable.
 BACKOFF_MIN, BACKOFF_MAX = 0.2, 10.0
+# The exit code of a worker whose host could not set up a bundle, and how
+# its last line ends.
+EXIT_SETUP_FAILED = 3
+TAKES_NO_MORE = "; this host takes no more tasks"
 
 
 def log_event(event: str, **fields: Any) -> None:
@@ -82,6 +86,7 @@ class Agent:
         self.finished: List[p.Report] = []
         self.durations: Deque[float] = collections.deque(maxlen=20)
         self.stopping = 0  # 1: drain, 2: kill what runs
+        self.stop_reason = ""  # why this worker stopped by itself
         self.stop_since = 0.0
         self._in_long_poll = False
         self._stop_requested = threading.Event()
@@ -276,7 +281,7 @@ class Agent:
         for thread in self._slot_threads:
             thread.join()
         self.runner.close()
-        return 0
+        return EXIT_SETUP_FAILED if self.runner.setup_failed is not None else 0
 
     def _sleep(self, seconds: float) -> None:
         """Back off (a stop request ends it early; finishing attempts do not)."""
@@ -307,7 +312,7 @@ class Agent:
         try:
             if finished:
                 self.client.sync(p.SyncRequest(worker_id=self.worker_id, finished=finished))
-            self.client.goodbye(self.worker_id)
+            self.client.goodbye(self.worker_id, self.stop_reason)
         except (BossDown, BossRefused) as e:
             self.log("farewell_failed", error=str(e))
         self.client.drop_connection()
@@ -395,6 +400,11 @@ class Agent:
             self.finished.append(report)
             self.durations.append(report.ended - report.started)
             self.cond.notify_all()
+        if self.runner.setup_failed is not None and not self.stop_reason:
+            self.stop_reason = self.runner.setup_failed
+            sys.stderr.write(f"shoal worker: {self.stop_reason}{TAKES_NO_MORE}\n")
+            sys.stderr.flush()
+            self.request_stop()
 
 
 def _labels(items: List[str]) -> Dict[str, Any]:

@@ -205,14 +205,21 @@ def create_app(
     async def goodbye(request: Request) -> Response:
         """
         summary: A worker leaves; it takes no more work.
+        parameters:
+          - {name: reason, in: query, required: false, schema: {type: string},
+             description: "why it stopped by itself (a bundle's setup failed, say)"}
         responses:
           200:
             description: Acknowledged.
         """
         worker_id = int(request.path_params["worker"])
-        scheduler.worker_stopped(worker_id)
+        reason = request.query_params.get("reason", "")[:2000]
+        scheduler.worker_stopped(worker_id, reason)
         feed.bump()
-        log.info("worker stopped", extra={"event": "worker_stopped", "worker_id": worker_id})
+        log.info(
+            "worker stopped",
+            extra={"event": "worker_stopped", "worker_id": worker_id, "reason": reason},
+        )
         signal.notify()
         return _json({"ok": True})
 

@@ -92,6 +92,14 @@ def run_spec(
                     "no host of the inventory could start a worker (see above); "
                     "'shoal hosts check --hosts FILE' tells more"
                 )
+        if not as_json:
+
+            def lost(name: str, why: str) -> None:
+                err.print(
+                    f"worker {name} stopped: {why}", highlight=False, markup=False, soft_wrap=True
+                )
+
+            session.on_worker_exit = lost
         run_id = session.submit(spec, reuse=not fresh)
         if not as_json and not quiet:
             where = f"{jobs} local worker{'s' if jobs != 1 else ''}"

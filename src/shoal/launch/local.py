@@ -15,7 +15,31 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["LocalWorkers"]
+__all__ = ["LocalWorkers", "last_words"]
+
+
+def last_words(log: Path, offset: int = 0) -> str:
+    """Why a worker stopped, from its log (written from ``offset`` on).
+
+    The agent's own line (``shoal worker: …``) if it wrote one, else the last
+    line that is not one of its JSON events: an ssh client's error, say.
+    """
+    try:
+        with log.open("rb") as f:
+            f.seek(offset)
+            text = f.read()[-65536:].decode("utf-8", "replace")
+    except OSError:
+        return "no log"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("shoal worker:"):
+            return line.removeprefix("shoal worker:").strip()
+    plain = [
+        line
+        for line in lines
+        if not line.startswith("{") and not line.startswith("Warning: Permanently added")
+    ]
+    return plain[-1] if plain else f"it exited (see {log})"
 
 
 class LocalWorkers:
@@ -40,6 +64,8 @@ class LocalWorkers:
         self.logdir = logdir
         self.name_prefix = name_prefix
         self.procs: list[subprocess.Popen[bytes]] = []
+        self._offsets: list[int] = []
+        self._told: set[int] = set()
 
     def start(self) -> None:
         self.logdir.mkdir(parents=True, exist_ok=True)
@@ -50,6 +76,7 @@ class LocalWorkers:
         )
         for i in range(self.count):
             log = (self.logdir / f"worker-{i + 1}.log").open("ab")
+            self._offsets.append(log.tell())
             proc = subprocess.Popen(
                 [
                     sys.executable,
@@ -80,6 +107,16 @@ class LocalWorkers:
 
     def log_paths(self) -> list[Path]:
         return [self.logdir / f"worker-{i + 1}.log" for i in range(self.count)]
+
+    def exited(self) -> list[tuple[str, str]]:
+        """Workers that exited since the last call: (name, why), each told once."""
+        out = []
+        for i, p in enumerate(self.procs):
+            if i not in self._told and p.poll() is not None:
+                self._told.add(i)
+                log = self.log_paths()[i]
+                out.append((f"{self.name_prefix}-{i + 1}", last_words(log, self._offsets[i])))
+        return out
 
     def stop(self, *, interrupt: bool = False, timeout: float = 10.0) -> None:
         """Stop every agent: drain (or interrupt), then kill what is left."""

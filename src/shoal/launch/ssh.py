@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from shoal.inventory import Host
+from shoal.launch.local import last_words
 
 __all__ = [
     "HostCheck",
@@ -215,6 +216,7 @@ class SshWorker:
         self.log_path = log
         self.proc: subprocess.Popen[bytes] | None = None
         self.copied = False
+        self.log_offset = 0
 
     def start(self, pyz: Path) -> None:
         """Copy the agent if the host lacks it, then start the worker (raises SshFailed)."""
@@ -252,6 +254,7 @@ class SshWorker:
                 ]
             )
             log = self.log_path.open("ab")
+            self.log_offset = log.tell()
             self.proc = subprocess.Popen(
                 [*self.ssh.argv(*forward), command],
                 stdin=subprocess.PIPE,
@@ -316,6 +319,7 @@ class SshWorkers:
         ]
         self.failures: list[SshFailed] = []
         self.started: list[SshWorker] = []
+        self._told: list[SshWorker] = []
 
     def start(self, pyz: Path) -> None:
         def one(w: SshWorker) -> SshFailed | None:
@@ -338,6 +342,15 @@ class SshWorkers:
 
     def log_paths(self) -> list[Path]:
         return [w.log_path for w in self.workers]
+
+    def exited(self) -> list[tuple[str, str]]:
+        """Hosts whose worker ended since the last call: (host, why), each told once."""
+        out = []
+        for w in self.started:
+            if w not in self._told and not w.alive():
+                self._told.append(w)
+                out.append((w.host.name, last_words(w.log_path, w.log_offset)))
+        return out
 
     def stop(self) -> None:
         each_host(SshWorker.stop, self.started)
