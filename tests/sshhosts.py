@@ -32,6 +32,10 @@ needs_ssh_hosts = pytest.mark.skipif(
     or shutil.which("ssh") is None,
     reason="needs root, iproute2 (ip netns), openssh-server and the ssh client",
 )
+needs_tmux = pytest.mark.skipif(
+    shutil.which("tmux") is None and os.environ.get("CI") != "true",
+    reason="needs tmux (.ci/run installs it)",
+)
 
 
 def ip(*args: str) -> str:
@@ -61,10 +65,12 @@ class SshLab:
     key: Path  # the client's private key, authorized on every host that accepts it
     hosts: list[SshHost]
 
-    def inventory(self, **per_host: dict[str, object]) -> str:
-        """A hosts.yaml for these hosts (extra fields by host name)."""
+    def inventory(self, only: tuple[str, ...] = (), **per_host: dict[str, object]) -> str:
+        """A hosts.yaml for these hosts, or ``only`` those named (extra fields by host name)."""
         lines = ["hosts:"]
         for h in self.hosts:
+            if only and h.name not in only:
+                continue
             lines.append(f"  - name: {h.name}")
             lines.append(f"    address: {h.addr}")
             lines.append("    user: root")
@@ -146,7 +152,8 @@ def ssh_lab(root: Path, count: int, refuse: tuple[int, ...] = ()) -> Iterator[Ss
                 "AllowTcpForwarding yes\n"
                 "MaxSessions 50\n"
                 "MaxStartups 50\n"
-                f"SetEnv HOME={h.home}\n"
+                # A tmux server of its own too (its socket would be in the shared /tmp).
+                f"SetEnv HOME={h.home} TMUX_TMPDIR={h.home}\n"
                 "Subsystem sftp internal-sftp\n"
             )
             h.log = etc / "sshd.log"
@@ -158,6 +165,7 @@ def ssh_lab(root: Path, count: int, refuse: tuple[int, ...] = ()) -> Iterator[Ss
         yield SshLab(root=root, key=key, hosts=hosts)
     finally:
         for h in hosts:
+            _stop_tmux(h)
             if h.sshd is not None and h.sshd.poll() is None:
                 h.sshd.send_signal(signal.SIGTERM)
                 try:
@@ -169,6 +177,21 @@ def ssh_lab(root: Path, count: int, refuse: tuple[int, ...] = ()) -> Iterator[Ss
                 ip("link", "del", h.veth)
             with contextlib.suppress(subprocess.CalledProcessError):
                 ip("netns", "del", h.ns)
+
+
+def _stop_tmux(h: SshHost) -> None:
+    """Stop, by its PID, the tmux server an injection started on the host."""
+    socket = h.home / f"tmux-{os.getuid()}" / "default"
+    if not socket.exists():
+        return
+    got = subprocess.run(
+        ["tmux", "-S", str(socket), "display-message", "-p", "#{pid}"],
+        capture_output=True,
+        text=True,
+    )
+    if got.returncode == 0 and got.stdout.strip().isdigit():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(got.stdout.strip()), signal.SIGTERM)
 
 
 def _wait_listening(h: SshHost) -> None:

@@ -23,6 +23,7 @@ class BossClient:
 
     def __init__(self, url: str, token: str, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
+        self.token = token
         self.http = AgentClient(self.url, token, timeout=timeout)
 
     @classmethod

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["StateDir"]
+__all__ = ["StateDir", "write_private"]
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -45,7 +45,7 @@ class StateDir:
         """
         if given:
             if given != str(self.db_path):
-                _write_private(self.db_file, given + "\n")
+                write_private(self.db_file, given + "\n")
             elif self.db_file.exists():
                 self.db_file.unlink()
             return given
@@ -82,11 +82,11 @@ class StateDir:
         except FileNotFoundError:
             pass
         token = secrets.token_hex(24)  # hex: never mistaken for an option
-        _write_private(self.token_file, token + "\n")
+        write_private(self.token_file, token + "\n")
         return token
 
     def write_boss(self, url: str, token: str) -> None:
-        _write_private(
+        write_private(
             self.boss_file, json.dumps({"url": url, "token": token, "pid": os.getpid()}) + "\n"
         )
 

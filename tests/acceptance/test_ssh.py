@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import shoal, shoal_json, write
-from tests.sshhosts import SshLab, needs_ssh_hosts, ssh_lab
+from tests.conftest import Procs, alive, free_port, shoal, shoal_json, wait_for, write
+from tests.sshhosts import SshLab, needs_ssh_hosts, needs_tmux, ssh_lab
 
 pytestmark = needs_ssh_hosts
 
@@ -259,3 +261,177 @@ def test_a_bundle_venv_is_built_once_per_host_and_a_host_that_cannot_takes_no_ta
         assert bundles[h.name].stat().st_ino == inodes[h.name]
         assert "no venv" not in (bundles[h.name] / ".shoal-setup.log").read_text()
     assert not (lab.hosts[2].home / "setups.txt").exists()
+
+
+def test_up_and_down_keep_workers_on_the_hosts_for_a_running_boss(
+    tmp_path: Path, lab: SshLab, procs: Procs
+) -> None:
+    write(tmp_path / "hosts.yaml", lab.inventory(h1={"slots": 2}))
+    procs.start("boss", "--listen", f"127.0.0.1:{free_port()}", cwd=tmp_path)
+    wait_for(lambda: (tmp_path / ".shoal" / "boss.json").exists(), what="the boss to start")
+    up = shoal("up", "--hosts", "hosts.yaml", cwd=tmp_path, timeout=120)
+    kept = json.loads((tmp_path / ".shoal" / "up.json").read_text())
+    procs.extra += [kept["pid"], *(e["pid"] for e in kept["ssh"])]  # if the test fails early
+    try:
+        assert up.returncode == 0, up.stderr
+        for name in ("h1", "h2", "h3"):
+            assert f"{name}: worker started (agent copied)" in up.stdout
+        assert "h4: failed: " in up.stdout and "Permission denied" in up.stdout
+        assert "workers up on 3 of 4 hosts" in up.stdout
+        assert kept["hosts"] == ["h1", "h2", "h3"] and alive(kept["pid"])
+
+        again = shoal("up", "--hosts", "hosts.yaml", cwd=tmp_path)
+        assert (
+            again.returncode == 2 and "already up" in again.stderr and "shoal down" in again.stderr
+        )
+
+        # The workers outlived `shoal up`: a run submitted now runs on them.
+        write(
+            tmp_path / "tasks.yaml",
+            "name: kept\ntasks:\n  - name: t-{i}\n    matrix: {i: [1, 2, 3, 4, 5, 6]}\n"
+            "    run: sleep 0.2; echo $HOME\n",
+        )
+        assert shoal("submit", "tasks.yaml", cwd=tmp_path).returncode == 0
+        wait_for(
+            lambda: shoal_json("status", "kept", cwd=tmp_path)["state"] == "succeeded",
+            timeout=60,
+            what="the run on the kept workers",
+        )
+        homes = {str(h.home) for h in lab.hosts[:3]}
+        assert set(shoal_json("results", "kept", cwd=tmp_path).values()) <= homes
+
+        # A host whose connection drops gets its worker started again.
+        h1 = next(e for e in kept["ssh"] if e["host"] == "h1")
+        os.kill(h1["pid"], signal.SIGKILL)
+
+        def restarted() -> bool:
+            now = json.loads((tmp_path / ".shoal" / "up.json").read_text())
+            return any(e["host"] == "h1" and e["pid"] != h1["pid"] for e in now["ssh"])
+
+        wait_for(restarted, timeout=30, what="h1's worker to start again")
+        kept = json.loads((tmp_path / ".shoal" / "up.json").read_text())
+        procs.extra += [e["pid"] for e in kept["ssh"]]
+        wait_for(
+            lambda: (
+                sorted(
+                    w["name"] for w in shoal_json("workers", cwd=tmp_path) if w["state"] == "active"
+                )
+                == ["h1", "h2", "h3"]
+            ),
+            what="three active workers again",
+        )
+    finally:
+        down = shoal("down", cwd=tmp_path)
+    assert down.returncode == 0, down.stderr
+    assert "workers stopped on h1, h2, h3" in down.stdout
+    assert not alive(kept["pid"])
+    assert not any(alive(e["pid"]) for e in kept["ssh"])
+    assert not (tmp_path / ".shoal" / "up.json").exists()
+    wait_for(
+        lambda: all(w["state"] != "active" for w in shoal_json("workers", cwd=tmp_path)),
+        what="the workers to say goodbye",
+    )
+    nothing = shoal("down", cwd=tmp_path)
+    assert nothing.returncode == 2 and "no workers are up" in nothing.stderr
+
+
+def test_up_with_a_direct_boss_url_and_down_drain_lets_tasks_finish(
+    tmp_path: Path, lab: SshLab, procs: Procs
+) -> None:
+    h1 = lab.hosts[0]
+    write(tmp_path / "hosts.yaml", lab.inventory(only=("h1",)))
+    # The boss listens on this machine's end of h1's link, which h1 reaches directly.
+    url = f"http://{h1.local_addr}:{free_port()}"
+    procs.start("boss", "--listen", url.removeprefix("http://"), cwd=tmp_path)
+    wait_for(lambda: (tmp_path / ".shoal" / "boss.json").exists(), what="the boss to start")
+    up = shoal("up", "--hosts", "hosts.yaml", "--boss-url", url, cwd=tmp_path, timeout=120)
+    kept = json.loads((tmp_path / ".shoal" / "up.json").read_text())
+    procs.extra += [kept["pid"], *(e["pid"] for e in kept["ssh"])]
+    assert up.returncode == 0, up.stderr
+    # No tunnel: the worker goes straight to the boss's address.
+    argv = Path(f"/proc/{kept['ssh'][0]['pid']}/cmdline").read_text().split("\0")
+    assert "-R" not in argv and f"--boss={url}" in argv[-2]
+    write(
+        tmp_path / "tasks.yaml",
+        "name: slow\ntasks:\n  - {name: nap, run: 'sleep 2; echo rested'}\n",
+    )
+    assert shoal("submit", "tasks.yaml", cwd=tmp_path).returncode == 0
+    wait_for(
+        lambda: shoal_json("status", "slow", cwd=tmp_path)["counts"].get("running") == 1,
+        what="the task to start on h1",
+    )
+    down = shoal("down", "--drain", cwd=tmp_path, timeout=60)
+    assert down.returncode == 0, down.stderr
+    assert shoal_json("results", "slow", cwd=tmp_path) == {"nap": "rested"}
+    task = shoal_json("tasks", "slow", cwd=tmp_path)[0]
+    assert task["worker"] == "h1" and task["attempts"] == 1
+    assert not alive(kept["pid"])
+    workers = shoal_json("workers", cwd=tmp_path)
+    assert [w["state"] for w in workers] == ["stopped"]
+
+
+def _read_until(fd: int, text: bytes, seen: bytearray, timeout: float = 30) -> None:
+    import select
+    import time
+
+    deadline = time.monotonic() + timeout
+    while text not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"never saw {text!r} in: {bytes(seen)[-2000:]!r}"
+        ready, _, _ = select.select([fd], [], [], min(left, 0.5))
+        if ready:
+            try:
+                seen += os.read(fd, 65536)
+            except OSError:  # the terminal closed
+                assert text in seen, f"never saw {text!r} in: {bytes(seen)[-2000:]!r}"
+
+
+@needs_tmux
+def test_ssh_attach_joins_the_injected_script_in_its_terminal(tmp_path: Path, lab: SshLab) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import SRC
+
+    write(tmp_path / "hosts.yaml", lab.inventory(only=("h1", "h2")))
+    launch = write(
+        tmp_path / "bundle" / "shoal-launch",
+        "#!/bin/sh\n"
+        'echo "waiting for a line on host $SHOAL_HOST_INDEX"\n'
+        "read line\n"
+        'echo "got $line" > reply.txt\n',
+    )
+    launch.chmod(0o755)
+    assert shoal("inject", "bundle", "--hosts", "hosts.yaml", cwd=tmp_path).returncode == 0
+
+    # A terminal of our own, as a user's would be.
+    controller, terminal = os.openpty()
+    attach = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "ssh", "1", "--attach", "--hosts", "hosts.yaml"],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=SRC, TERM="xterm"),
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+    )
+    os.close(terminal)
+    seen = bytearray()
+    try:
+        _read_until(controller, b"waiting for a line on host 1", seen)
+        os.write(controller, b"hello from the terminal\r")
+        # The script ends, so does its session, and the attached ssh with it.
+        assert attach.wait(30) == 0, bytes(seen)[-2000:]
+    finally:
+        if attach.poll() is None:
+            attach.kill()
+            attach.wait()
+        os.close(controller)
+    got = shoal("ssh", "h2", "--hosts", "hosts.yaml", "--", "cat", "reply.txt", cwd=tmp_path)
+    assert got.stdout == "got hello from the terminal\n", got.stderr
+
+    # Once it has ended, --attach shows the end of its log instead.
+    ended = shoal("ssh", "1", "--attach", "--hosts", "hosts.yaml", cwd=tmp_path)
+    assert "the injected shoal-launch has ended" in ended.stdout, ended.stderr
+    assert "waiting for a line on host 1" in ended.stdout
+    assert "[shoal-launch exited with code 0]" in ended.stdout

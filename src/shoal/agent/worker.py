@@ -485,10 +485,15 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _lifeline(agent: Agent) -> None:
-    """Stop the agent at once when standard input reaches its end."""
+    """Stop the agent at once when standard input reaches its end.
+
+    A line ``drain`` before that asks it to finish what runs and then exit.
+    """
     try:
-        while sys.stdin.buffer.read(4096):
-            pass
+        for line in sys.stdin.buffer:
+            if line.strip() == b"drain":
+                agent.log("drain_requested")
+                agent.request_stop()
     except (OSError, ValueError):
         pass
     agent.log("lifeline_closed")

@@ -533,6 +533,76 @@ def inject(
 
 
 @app.command()
+def up(
+    hosts: InventoryOpt,
+    boss: BossOpt = None,
+    token: TokenOpt = None,
+    state: StateDirOpt = None,
+    boss_url: Annotated[
+        str | None,
+        typer.Option(
+            "--boss-url",
+            help="The URL the hosts reach the boss at directly (default: a reverse ssh tunnel).",
+        ),
+    ] = None,
+) -> None:
+    """Start a worker on every host of the inventory for a running boss; they stay up.
+
+    A keeper process holds the ssh connections, starts a dropped host's worker
+    again, and stops them all at 'shoal down'.
+    """
+    from shoal.launch.up import Brought
+    from shoal.launch.up import up as bring_up
+
+    sd = _state(state)
+    client = BossClient.find(boss, token, sd)
+    with client:
+        client.workers()  # the boss answers, and takes this token
+    started = 0
+
+    def tell(b: Brought) -> None:
+        nonlocal started
+        if b.error is None:
+            started += 1
+            copied = " (agent copied)" if b.copied else ""
+            console.print(f"{b.host}: worker started{copied}", highlight=False)
+        else:
+            console.print(f"{b.host}: [red]failed[/]: {b.error}", highlight=False)
+
+    brought = bring_up(
+        sd,
+        hosts,
+        boss_url=client.url,
+        token=client.token,
+        direct_url=boss_url,
+        on_host=tell,
+    )
+    if not started:
+        raise typer.Exit(1)
+    console.print(
+        f"workers up on {started} of {len(brought)} hosts for {client.url}; "
+        "'shoal workers' lists them, 'shoal down' stops them",
+        highlight=False,
+    )
+
+
+@app.command()
+def down(
+    state: StateDirOpt = None,
+    drain: Annotated[
+        bool, typer.Option("--drain", help="Let them finish what runs first (however long).")
+    ] = False,
+) -> None:
+    """Stop the workers 'shoal up' started; what they ran runs again elsewhere."""
+    from shoal.launch.up import down as take_down
+
+    if drain:
+        console.print("waiting for the workers to finish what runs…", highlight=False)
+    hosts = take_down(_state(state), drain=drain)
+    console.print(f"workers stopped on {', '.join(hosts)}", highlight=False)
+
+
+@app.command()
 def pull(
     host: Annotated[str, typer.Argument(help="The host's index (from 0) or name.")],
     remote: Annotated[
@@ -563,11 +633,17 @@ def ssh(
     ctx: typer.Context,
     host: Annotated[str, typer.Argument(help="The host's index (from 0) or name.")] = "0",
     hosts: InventoryOpt = Path("hosts.yaml"),
+    attach: Annotated[
+        bool,
+        typer.Option("--attach", help="Join the injected launch script's terminal (tmux/screen)."),
+    ] = False,
 ) -> None:
     """Open a shell on a host, in the injected bundle's folder (or run the command after --)."""
     from shoal.launch.ssh import shell_argv
 
-    argv = shell_argv(_inventory(hosts).find(host), list(ctx.args))
+    if attach and ctx.args:
+        raise BadInput("--attach joins the injected session: give no command after --")
+    argv = shell_argv(_inventory(hosts).find(host), list(ctx.args), attach=attach)
     sys.stdout.flush()
     os.execvp(argv[0], argv)
 

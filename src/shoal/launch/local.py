@@ -18,11 +18,12 @@ from pathlib import Path
 __all__ = ["LocalWorkers", "last_words"]
 
 
-def last_words(log: Path, offset: int = 0) -> str:
+def last_words(log: Path, offset: int = 0, returncode: int | None = None) -> str:
     """Why a worker stopped, from its log (written from ``offset`` on).
 
     The agent's own line (``shoal worker: …``) if it wrote one, else the last
-    line that is not one of its JSON events: an ssh client's error, say.
+    line that is not one of its JSON events (an ssh client's error, say), else
+    how the process ended.
     """
     try:
         with log.open("rb") as f:
@@ -39,7 +40,11 @@ def last_words(log: Path, offset: int = 0) -> str:
         for line in lines
         if not line.startswith("{") and not line.startswith("Warning: Permanently added")
     ]
-    return plain[-1] if plain else f"it exited (see {log})"
+    if plain:
+        return plain[-1]
+    if returncode is not None and returncode < 0:
+        return f"killed by {signal.Signals(-returncode).name}"
+    return f"exit code {returncode} (see {log})"
 
 
 class LocalWorkers:
@@ -115,7 +120,8 @@ class LocalWorkers:
             if i not in self._told and p.poll() is not None:
                 self._told.add(i)
                 log = self.log_paths()[i]
-                out.append((f"{self.name_prefix}-{i + 1}", last_words(log, self._offsets[i])))
+                why = last_words(log, self._offsets[i], p.returncode)
+                out.append((f"{self.name_prefix}-{i + 1}", why))
         return out
 
     def stop(self, *, interrupt: bool = False, timeout: float = 10.0) -> None:

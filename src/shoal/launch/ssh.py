@@ -206,10 +206,12 @@ class SshWorker:
         boss_port: int | None,
         token: str,
         boss_url: str | None = None,
+        boss_host: str = "127.0.0.1",
         log: Path,
     ) -> None:
         self.host = host
         self.ssh = SshHost(host)
+        self.boss_host = boss_host
         self.boss_port = boss_port
         self.boss_url = boss_url
         self.token = token
@@ -231,7 +233,7 @@ class SshWorker:
                     "-o",
                     "ExitOnForwardFailure=yes",
                     "-R",
-                    f"{rport}:127.0.0.1:{self.boss_port}",
+                    f"{rport}:{self.boss_host}:{self.boss_port}",
                 ]
                 url = f"http://127.0.0.1:{rport}"
             labels = [
@@ -266,15 +268,22 @@ class SshWorker:
             self.proc.stdin.write(self.token.encode() + b"\n")
             self.proc.stdin.flush()
             time.sleep(0.3)
-            if self.proc.poll() is None or self.boss_url is not None:
+            if self.proc.poll() is None:
                 return
-            text = self.log_path.read_text(errors="replace")
-            if "remote port forwarding failed" not in text:
-                raise SshFailed(self.host.name, ssh_error(text))
+            text = last_words(self.log_path, self.log_offset, self.proc.returncode)
+            if self.boss_url is not None or "remote port forwarding failed" not in text:
+                raise SshFailed(self.host.name, text)
         raise SshFailed(self.host.name, "no free port for the reverse tunnel after 5 tries")
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def drain(self) -> None:
+        """Ask the agent to take no more work and to exit once what runs is done."""
+        if self.alive() and self.proc is not None and self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.write(b"drain\n")
+                self.proc.stdin.flush()
 
     def stop(self) -> None:
         """Close the lifeline: the agent stops its attempts and exits; then end ssh."""
@@ -305,12 +314,14 @@ class SshWorkers:
         token: str,
         logdir: Path,
         boss_url: str | None = None,
+        boss_host: str = "127.0.0.1",
     ) -> None:
         logdir.mkdir(parents=True, exist_ok=True)
         self.workers = [
             SshWorker(
                 h,
                 boss_port=boss_port,
+                boss_host=boss_host,
                 token=token,
                 boss_url=boss_url,
                 log=logdir / f"ssh-{h.name}.log",
@@ -349,8 +360,14 @@ class SshWorkers:
         for w in self.started:
             if w not in self._told and not w.alive():
                 self._told.append(w)
-                out.append((w.host.name, last_words(w.log_path, w.log_offset)))
+                code = w.proc.returncode if w.proc is not None else None
+                out.append((w.host.name, last_words(w.log_path, w.log_offset, code)))
         return out
+
+    def forget_exit(self, w: SshWorker) -> None:
+        """``w`` was started again: tell its next exit too."""
+        if w in self._told:
+            self._told.remove(w)
 
     def stop(self) -> None:
         each_host(SshWorker.stop, self.started)
@@ -388,9 +405,20 @@ def inject(hosts: list[Host], bundle: Path, script: str) -> list[Injected]:
     addresses = " ".join(h.address for h in hosts)
     folder = f"{INJECT_ROOT}/{digest}"
 
+    log = shlex.quote(script + ".log")
+
     def one(i: int) -> Injected:
         host = hosts[i]
         launch = shlex.quote(f"./{script}")
+        env = (
+            f"SHOAL_HOST_INDEX={i} SHOAL_HOST_COUNT={len(hosts)} "
+            f"SHOAL_HOSTS={shlex.quote(addresses)}"
+        )
+        # In tmux (or screen) if the host has it, so that 'shoal ssh --attach'
+        # can join the script's terminal; its output goes to the log as well.
+        inner = shlex.quote(
+            f'{{ {env} {launch}; echo "[{script} exited with code $?]"; }} 2>&1 | tee -a {log}'
+        )
         # One statement a line: only the launch itself goes to the background
         # (a background list would read the bundle from /dev/null).
         command = "\n".join(
@@ -401,9 +429,18 @@ def inject(hosts: list[Host], bundle: Path, script: str) -> list[Injected]:
                 f'ln -sfn "{folder}" "{INJECT_ROOT}/latest"',
                 f'cd "{folder}"',
                 f'if [ ! -x {launch} ]; then echo "the bundle has no executable {script}" >&2; exit 3; fi',
-                f"SHOAL_HOST_INDEX={i} SHOAL_HOST_COUNT={len(hosts)} "
-                f"SHOAL_HOSTS={shlex.quote(addresses)} "
-                f"nohup {launch} > {shlex.quote(script + '.log')} 2>&1 < /dev/null &",
+                # A name of its own: an earlier injection may still run.
+                f"session=shoal-{digest[:12]}-$$",
+                "if command -v tmux >/dev/null 2>&1; then",
+                f'  tmux new-session -d -s "$session" -c "$PWD" sh -c {inner}',
+                f'  echo "tmux $session {script}" > "{INJECT_ROOT}/latest-session"',
+                "elif command -v screen >/dev/null 2>&1; then",
+                f'  screen -dmS "$session" sh -c {inner}',
+                f'  echo "screen $session {script}" > "{INJECT_ROOT}/latest-session"',
+                "else",
+                f"  {env} nohup {launch} > {log} 2>&1 < /dev/null &",
+                f'  echo "none $session {script}" > "{INJECT_ROOT}/latest-session"',
+                "fi",
                 "echo started",
             ]
         )
@@ -437,10 +474,28 @@ def pull(host: Host, remote: str, local: Path) -> None:
     os.replace(tmp, local)
 
 
-def shell_argv(host: Host, command: list[str]) -> list[str]:
-    """ssh into the host, in the latest injected folder: a shell, or the command."""
+# Joins the latest injected session: its tmux or screen, else its log.
+_ATTACH = f"""
+read kind name script < "{INJECT_ROOT}/latest-session" || {{
+  echo "nothing was injected on this host (shoal inject BUNDLE --hosts FILE)" >&2; exit 3; }}
+case $kind in
+  tmux) tmux has-session -t "$name" 2>/dev/null && exec tmux attach-session -t "$name" ;;
+  screen) screen -ls "$name" 2>/dev/null | grep -q "$name" && exec screen -r "$name" ;;
+  none) pgrep -f "./$script" >/dev/null 2>&1 && {{
+    echo "[no tmux or screen here: following $script.log; Ctrl-C stops following]"
+    exec tail -n 40 -f "$script.log"; }} ;;
+esac
+echo "[the injected $script has ended; the end of its log:]"
+tail -n 40 "$script.log"
+"""
+
+
+def shell_argv(host: Host, command: list[str], *, attach: bool = False) -> list[str]:
+    """ssh into the host, in the latest injected folder: a shell, the command, or its session."""
     ssh = SshHost(host)
     start = f'cd "{INJECT_ROOT}/latest" 2>/dev/null || cd; '
     if command:
         return [*ssh.argv(master=False), start + " ".join(shlex.quote(c) for c in command)]
+    if attach:
+        return [*ssh.argv("-t", master=False), start + _ATTACH]
     return [*ssh.argv("-t", master=False), start + 'exec "${SHELL:-/bin/sh}" -l']
