@@ -7,6 +7,7 @@ class, so both share one code path.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -93,6 +94,7 @@ class LocalSession:
             logdir=self.state.root / "logs",
         )
         self.workers.start()
+        ssh_start: threading.Thread | None = None
         if self.hosts is not None:
             # One worker per ssh host, reaching this boss through a reverse
             # tunnel; their first syncs wait in the socket's backlog.
@@ -105,25 +107,42 @@ class LocalSession:
                 token=token,
                 logdir=self.state.root / "logs",
             )
-            self.ssh.start(agent_zipapp(self.state.root / "agent"))
-        from shoal.boss.server import Boss
+            # They connect while this process imports and opens the boss.
+            ssh_start = threading.Thread(
+                target=self.ssh.start,
+                args=(agent_zipapp(self.state.root / "agent"),),
+                name="ssh-start",
+            )
+            ssh_start.start()
+        try:
+            from shoal.boss.server import Boss
 
-        self.boss = Boss(
-            db=self.state.database(self.db),
-            data=self.state.data,
-            token=token,
-            lease_seconds=self.lease_seconds,
-            speculate_min=self.speculate_min,
-            sock=sock,
-        )
-        # No boss is running here, so no run still marked running can go on:
-        # a `shoal run` before this one was stopped. End those runs; what
-        # they finished is reused by the next submission. (Not on a database
-        # other bosses serve: their runs go on.)
-        if not self.boss.others_serving():
-            self.boss.scheduler.abandon_running("interrupted: the shoal run that ran it stopped")
-        self.state.write_boss(self.boss.url, token)
-        self.client = BossClient(self.boss.url, token)
+            self.boss = Boss(
+                db=self.state.database(self.db),
+                data=self.state.data,
+                token=token,
+                lease_seconds=self.lease_seconds,
+                speculate_min=self.speculate_min,
+                sock=sock,
+            )
+            # No boss is running here, so no run still marked running can go on:
+            # a `shoal run` before this one was stopped. End those runs; what
+            # they finished is reused by the next submission. (Not on a database
+            # other bosses serve: their runs go on.)
+            if not self.boss.others_serving():
+                self.boss.scheduler.abandon_running(
+                    "interrupted: the shoal run that ran it stopped"
+                )
+            self.state.write_boss(self.boss.url, token)
+            self.client = BossClient(self.boss.url, token)
+        except BaseException:
+            # __exit__ will not run: stop what started (the database was refused, say).
+            if ssh_start is not None:
+                ssh_start.join()
+            self.close(interrupt=True)
+            raise
+        if ssh_start is not None:
+            ssh_start.join()
         return self
 
     def start(self) -> None:

@@ -164,6 +164,8 @@ class Agent:
 
     def run(self) -> int:
         """Work until stopped or idle for ``idle_exit`` seconds; the exit code."""
+        # The first line: whoever started us over ssh knows the tunnel held.
+        self.log("started", pid=os.getpid(), boss=self.client.url)
         try:
             self.register()
         except BossRefused as e:

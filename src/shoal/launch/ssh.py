@@ -267,9 +267,15 @@ class SshWorker:
             assert self.proc.stdin is not None
             self.proc.stdin.write(self.token.encode() + b"\n")
             self.proc.stdin.flush()
-            time.sleep(0.3)
-            if self.proc.poll() is None:
-                return
+            # A mux client asks for its forward before its session, so the
+            # agent's first line means the tunnel holds; an early exit, not.
+            deadline = time.monotonic() + CONNECT_TIMEOUT + 30
+            while self.proc.poll() is None:
+                if _said_started(self.log_path, self.log_offset):
+                    return
+                if time.monotonic() > deadline:
+                    raise SshFailed(self.host.name, "the agent did not start within a minute")
+                time.sleep(0.01)
             text = last_words(self.log_path, self.log_offset, self.proc.returncode)
             if self.boss_url is not None or "remote port forwarding failed" not in text:
                 raise SshFailed(self.host.name, text)
@@ -301,6 +307,12 @@ class SshWorker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def _said_started(log: Path, offset: int) -> bool:
+    with log.open("rb") as f:
+        f.seek(offset)
+        return b'"event": "started"' in f.read()
 
 
 class SshWorkers:
