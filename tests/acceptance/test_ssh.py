@@ -24,11 +24,20 @@ def lab(tmp_path: Path) -> Iterator[SshLab]:
 
 
 def test_hosts_check_tells_each_host_apart(tmp_path: Path, lab: SshLab) -> None:
+    # Another key on record for h1's address: as if h1's host key had changed.
+    other = (lab.root / "id_other.pub").read_text().split()
+    write(tmp_path / "stale_known_hosts", f"{lab.hosts[0].addr} {other[0]} {other[1]}\n")
     text = lab.inventory(h1={"slots": 2}) + (
         "  - name: closed\n"
         f"    address: {lab.hosts[0].addr}\n"
         "    port: 2\n"  # nothing listens there
         f"    identity: {lab.key}\n"
+        "  - name: changed\n"
+        f"    address: {lab.hosts[0].addr}\n"
+        "    user: root\n"
+        f"    identity: {lab.key}\n"
+        "    ssh_options: [-o, StrictHostKeyChecking=yes, -o, "
+        f"UserKnownHostsFile={tmp_path / 'stale_known_hosts'}]\n"
     )
     write(tmp_path / "hosts.yaml", text)
     proc = shoal("hosts", "check", "--hosts", "hosts.yaml", "--json", cwd=tmp_path)
@@ -42,6 +51,8 @@ def test_hosts_check_tells_each_host_apart(tmp_path: Path, lab: SshLab) -> None:
     assert "Permission denied (publickey)" in checks["h4"]["error"]
     assert not checks["closed"]["reachable"]
     assert "Connection refused" in checks["closed"]["error"]
+    assert not checks["changed"]["reachable"]
+    assert "Host key verification failed" in checks["changed"]["error"]
     table = shoal("hosts", "check", "--hosts", "hosts.yaml", cwd=tmp_path)
     words = " ".join(table.stdout.split())  # the table wraps long errors
     assert "Permission denied" in words and "unreachable" in words
