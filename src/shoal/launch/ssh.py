@@ -382,10 +382,12 @@ class SshWorkers:
             self._told.remove(w)
 
     def stop(self) -> None:
-        each_host(SshWorker.stop, self.started)
-        for w in self.workers:
+        def one(w: SshWorker) -> None:
+            w.stop()
             with contextlib.suppress(Exception):
                 w.ssh.close()
+
+        each_host(one, self.workers)
 
 
 INJECT_ROOT = f"{REMOTE_ROOT}/inject"
