@@ -257,7 +257,8 @@ def test_a_bundle_venv_is_built_once_per_host_and_a_host_that_cannot_takes_no_ta
         where, home = value.rsplit(" ", 1)
         assert where == "from venv" and homes[home] in ("h1", "h2")
     bundles = {
-        h.name: next((h.home / ".shoal" / "work" / "bundles").iterdir()) for h in lab.hosts[:2]
+        h.name: next(p for p in (h.home / ".shoal" / "work" / "bundles").iterdir() if p.is_dir())
+        for h in lab.hosts[:2]
     }
     inodes = {name: folder.stat().st_ino for name, folder in bundles.items()}
 
