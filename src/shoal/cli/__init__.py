@@ -554,6 +554,7 @@ def up(
     from shoal.launch.up import Brought
     from shoal.launch.up import up as bring_up
 
+    _inventory(hosts)  # a mistake in it is refused first, in one line
     sd = _state(state)
     client = BossClient.find(boss, token, sd)
     with client:
