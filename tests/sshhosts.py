@@ -165,7 +165,7 @@ def ssh_lab(root: Path, count: int, refuse: tuple[int, ...] = ()) -> Iterator[Ss
         yield SshLab(root=root, key=key, hosts=hosts)
     finally:
         for h in hosts:
-            _stop_tmux(h)
+            _stop_what_runs_there(h)
             if h.sshd is not None and h.sshd.poll() is None:
                 h.sshd.send_signal(signal.SIGTERM)
                 try:
@@ -179,19 +179,33 @@ def ssh_lab(root: Path, count: int, refuse: tuple[int, ...] = ()) -> Iterator[Ss
                 ip("netns", "del", h.ns)
 
 
-def _stop_tmux(h: SshHost) -> None:
-    """Stop, by its PID, the tmux server an injection started on the host."""
-    socket = h.home / f"tmux-{os.getuid()}" / "default"
-    if not socket.exists():
+def _stop_what_runs_there(h: SshHost) -> None:
+    """Stop, by PID, what the test started on the host: ssh sessions, agents, tmux.
+
+    A session whose link went down stays open on the host (its sshd never
+    hears the client leave), and the listener's SIGTERM does not end it.
+    """
+    try:
+        pids = [int(p) for p in ip("netns", "pids", h.ns).split()]
+    except subprocess.CalledProcessError:
         return
-    got = subprocess.run(
-        ["tmux", "-S", str(socket), "display-message", "-p", "#{pid}"],
-        capture_output=True,
-        text=True,
-    )
-    if got.returncode == 0 and got.stdout.strip().isdigit():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(got.stdout.strip()), signal.SIGTERM)
+    pids = [p for p in pids if h.sshd is None or p != h.sshd.pid]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_exists(p) for p in pids):
+            time.sleep(0.05)
+
+
+def _exists(pid: int) -> bool:
+    """Alive and not a zombie (whoever reaps it, it runs no more)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _wait_listening(h: SshHost) -> None:

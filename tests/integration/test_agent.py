@@ -270,3 +270,26 @@ def test_environment_variables_are_set(
     assert wait(client, rid)["state"] == "succeeded"
     assert client.results(rid) == {"e": f"envy/e/1/w/{rid}"}
     assert os.environ.get("SHOAL_TASK") is None
+
+
+def test_an_agent_with_a_limit_gives_up_on_a_boss_out_of_reach(tmp_path: Path) -> None:
+    from tests.conftest import RunningBoss, free_port
+
+    # Never reached: it gives up while registering.
+    nobody = AgentThread(f"http://127.0.0.1:{free_port()}", "t", tmp_path / "a", give_up_after=1)
+    nobody.thread.join(20)
+    assert nobody.code == 1
+
+    # Reached, then gone (as behind an ssh tunnel whose connection died).
+    boss = RunningBoss(tmp_path / "boss")
+    try:
+        agent = AgentThread(boss.url, boss.token, tmp_path / "b", give_up_after=1)
+        client = BossClient(boss.url, boss.token)
+        deadline = time.monotonic() + 20
+        while not client.workers() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        client.close()
+    finally:
+        boss.stop()
+    agent.thread.join(30)
+    assert agent.code == 1

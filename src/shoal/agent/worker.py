@@ -36,6 +36,9 @@ BATCH_WAIT = 0.05
 LONG_POLL = 5.0
 # Back-off bounds while the boss is unreachable.
 BACKOFF_MIN, BACKOFF_MAX = 0.2, 10.0
+# An agent started over ssh (--lifeline) stops after this long without its
+# boss: its connection most likely died without the host's sshd noticing.
+LIFELINE_GIVE_UP = 120.0
 # The exit code of a worker whose host could not set up a bundle, and how
 # its last line ends.
 EXIT_SETUP_FAILED = 3
@@ -64,6 +67,7 @@ class Agent:
         drain_timeout: Optional[float] = None,
         quiet: bool = False,
         parent: Optional[int] = None,
+        give_up_after: Optional[float] = None,
     ) -> None:
         self.client = client
         self.slots = max(1, slots)
@@ -76,6 +80,11 @@ class Agent:
         # Local workers of `shoal run` end with it: a worker whose parent is
         # gone would otherwise wait for a boss that will never come back.
         self.parent = parent
+        # An agent started over ssh gives up on a boss it has not reached for
+        # this long: the connection that started it is most likely gone.
+        self.give_up_after = give_up_after
+        self._unreachable_since: Optional[float] = None
+        self._boss_gone = False
         self.runner = Runner(client, self.workdir, self.name)
         self.worker_id = 0
         self.heartbeat = 5.0
@@ -153,7 +162,7 @@ class Agent:
                 answer = self.client.register(reg)
                 break
             except BossDown as e:
-                if self.stopping:
+                if self.stopping or self._given_up():
                     raise
                 self.log("boss_unreachable", error=str(e), retry_in=round(delay, 2))
                 time.sleep(delay)
@@ -249,16 +258,24 @@ class Agent:
                 finally:
                     self._in_long_poll = False
                 backoff = BACKOFF_MIN
+                self._unreachable_since = None
             except BossDown as e:
                 self._requeue(finished)
                 if self.stopping and not finished and wait > 0:
                     self.client.drop_connection()
                     continue
+                if self._given_up():
+                    # What runs lost its lease long ago: stop it, say no goodbye.
+                    self._boss_gone = True
+                    self.request_stop()
+                    self.request_stop()
+                    break
                 self.log("boss_unreachable", error=str(e), retry_in=round(backoff, 2))
                 self._sleep(backoff)
                 backoff = min(BACKOFF_MAX, backoff * 2) * random.uniform(0.8, 1.2)
                 continue
             except BossRefused as e:
+                self._unreachable_since = None  # it answered
                 if e.status == 404:
                     self._requeue(finished)
                     self.log("reregister", reason=e.message)
@@ -276,14 +293,30 @@ class Agent:
                 backoff = min(BACKOFF_MAX, backoff * 2)
                 continue
             self._apply(resp)
-        self._farewell()
+        if not self._boss_gone:
+            self._farewell()
         with self.cond:
             self._closing = True
             self.cond.notify_all()
         for thread in self._slot_threads:
             thread.join()
         self.runner.close()
+        if self._boss_gone:
+            return 1
         return EXIT_SETUP_FAILED if self.runner.setup_failed is not None else 0
+
+    def _given_up(self) -> bool:
+        """Whether the boss has been out of reach for longer than ``give_up_after``."""
+        now = time.time()
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+        if self.give_up_after is None or now - self._unreachable_since < self.give_up_after:
+            return False
+        sys.stderr.write(
+            f"shoal worker: the boss was out of reach for {self.give_up_after:.0f} s; stopping\n"
+        )
+        sys.stderr.flush()
+        return True
 
     def _sleep(self, seconds: float) -> None:
         """Back off (a stop request ends it early; finishing attempts do not)."""
@@ -479,6 +512,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         drain_timeout=args.drain_timeout,
         quiet=args.quiet,
         parent=args.parent,
+        give_up_after=LIFELINE_GIVE_UP if args.lifeline else None,
     )
     agent.install_signal_handlers()
     if args.lifeline:
