@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,15 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.chromium import CHROMIUM, FLAGS  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
 
 
 def main() -> None:
@@ -45,9 +40,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     work = Path(tempfile.mkdtemp(prefix="shoal-dash-"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     groups = 10
     per = args.tasks // groups
     tasks = [
@@ -95,9 +88,7 @@ def main() -> None:
         worker.wait(30)
         paints, tables = [], []
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=FLAGS
-            )
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             page = browser.new_page(viewport={"width": 1300, "height": 950})
             page.goto(url + "/login")
             page.fill("input[name=token]", token)

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import descendants, free_port  # noqa: E402
 
 
 def shoal(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Any:
@@ -37,25 +41,9 @@ def shoal(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Any:
     return json.loads(out.stdout)
 
 
-def children(pid: int) -> set[int]:
-    found, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            for t in os.listdir(f"/proc/{p}/task"):
-                for c in Path(f"/proc/{p}/task/{t}/children").read_text().split():
-                    found.add(int(c))
-                    todo.append(int(c))
-        except OSError:
-            pass
-    return found
-
-
 def once(lease: float | None) -> float:
     work = Path(tempfile.mkdtemp(prefix="shoal-recovery-"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     extra = ["--lease", str(lease)] if lease else []
     procs: list[subprocess.Popen[bytes]] = []
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
@@ -102,7 +90,7 @@ def once(lease: float | None) -> float:
         while shoal("tasks", "r", cwd=work, env=env)[0]["state"] != "running":
             time.sleep(0.05)
         worker("survivor")
-        victims = children(doomed.pid)
+        victims = descendants(doomed.pid)
         doomed.send_signal(signal.SIGKILL)
         for pid in victims:
             os.kill(pid, signal.SIGKILL)
@@ -120,7 +108,7 @@ def once(lease: float | None) -> float:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        for pid in children(os.getpid()):
+        for pid in descendants(os.getpid()):
             os.kill(pid, signal.SIGKILL)
 
 

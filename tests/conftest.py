@@ -203,6 +203,43 @@ def boss_info(state: Path) -> dict[str, Any] | None:
         return None
 
 
+def start_boss(procs: Procs, cwd: Path, *extra: str, listen: str = "127.0.0.1:0") -> dict[str, Any]:
+    """A `shoal boss` in ``cwd``'s state folder; what its boss.json says once it serves."""
+    procs.start("boss", "--listen", listen, *extra, cwd=cwd)
+
+    def fresh() -> dict[str, Any] | None:
+        info = boss_info(cwd / ".shoal")
+        return info if info is not None and alive(int(info["pid"])) else None
+
+    return wait_for(fresh, what="the boss to start")  # type: ignore[no-any-return]
+
+
+def start_worker(
+    procs: Procs, cwd: Path, info: dict[str, Any], name: str | None = None, slots: int = 1
+) -> subprocess.Popen[str]:
+    """A `shoal worker` for the boss ``info`` describes."""
+    named = ["--name", name] if name else []
+    return procs.start(
+        "worker",
+        "--boss",
+        info["url"],
+        "--slots",
+        str(slots),
+        *named,
+        cwd=cwd,
+        env={"SHOAL_TOKEN": info["token"]},
+    )
+
+
+def sleeps_under(pid: int) -> list[int]:
+    """The ``sleep`` processes below ``pid``: a test task's stand-in for work."""
+    return [
+        p
+        for p in descendants(pid)
+        if "sleep" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")
+    ]
+
+
 # -- databases -------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -55,13 +57,25 @@ class BossClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, payload: Any = None) -> Any:
+    @contextlib.contextmanager
+    def _answers(self) -> Iterator[None]:
+        """The agent client's errors as the command line's: unreachable, or refused."""
         try:
-            return self.http.call(method, path, payload)
+            yield
         except BossDown as e:
             raise BossUnreachable(f"cannot reach the boss at {self.url}: {e}") from e
         except BossRefused as e:
             raise _error(self.url, e) from None
+
+    def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        with self._answers():
+            return self.http.call(method, path, payload)
+
+    def _get_raw(self, path: str) -> tuple[bytes, http.client.HTTPResponse]:
+        """A GET whose answer is not JSON: its body, and the response for its headers."""
+        with self._answers():
+            resp = self.http._send("GET", p.API_PREFIX + path)
+            return self.http._check(resp), resp
 
     def get(self, path: str, **params: Any) -> Any:
         query = urlencode([(k, v) for k, v in params.items() if v is not None], doseq=True)
@@ -78,12 +92,8 @@ class BossClient:
         try:
             path = p.bundle_path(digest)
             if path not in self.get("/data", prefix="bundles/"):
-                try:
+                with self._answers():
                     self.http.upload(path, str(archive))
-                except BossDown as e:
-                    raise BossUnreachable(f"cannot reach the boss at {self.url}: {e}") from e
-                except BossRefused as e:
-                    raise _error(self.url, e) from None
         finally:
             archive.unlink(missing_ok=True)
         return digest
@@ -116,28 +126,12 @@ class BossClient:
 
     def log(self, ref: str | int | None, name: str, attempt: int | None = None) -> str:
         query = f"?attempt={attempt}" if attempt is not None else ""
-        try:
-            resp = self.http._send(
-                "GET", f"{p.API_PREFIX}/runs/{_ref(ref)}/tasks/{quote(name)}/log{query}"
-            )
-            data = self.http._check(resp)
-        except BossDown as e:
-            raise BossUnreachable(f"cannot reach the boss at {self.url}: {e}") from e
-        except BossRefused as e:
-            raise _error(self.url, e) from None
+        data, _ = self._get_raw(f"/runs/{_ref(ref)}/tasks/{quote(name)}/log{query}")
         return data.decode("utf-8", "replace")
 
     def log_from(self, ref: str | int | None, name: str, offset: int) -> tuple[bytes, str, bool]:
         """The log of the task's latest attempt from a byte offset; its attempt number, and whether it runs."""
-        try:
-            resp = self.http._send(
-                "GET", f"{p.API_PREFIX}/runs/{_ref(ref)}/tasks/{quote(name)}/log?offset={offset}"
-            )
-            data = self.http._check(resp)
-        except BossDown as e:
-            raise BossUnreachable(f"cannot reach the boss at {self.url}: {e}") from e
-        except BossRefused as e:
-            raise _error(self.url, e) from None
+        data, resp = self._get_raw(f"/runs/{_ref(ref)}/tasks/{quote(name)}/log?offset={offset}")
         return (
             data,
             resp.getheader("X-Shoal-Attempt", ""),

@@ -9,7 +9,17 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import SRC, Procs, boss_info, shoal, shoal_json, wait_for, write
+from tests.conftest import (
+    SRC,
+    Procs,
+    boss_info,
+    shoal,
+    shoal_json,
+    start_boss,
+    start_worker,
+    wait_for,
+    write,
+)
 
 
 def test_boss_workers_and_two_runs_submitted_at_once(tmp_path: Path, procs: Procs) -> None:
@@ -19,17 +29,7 @@ def test_boss_workers_and_two_runs_submitted_at_once(tmp_path: Path, procs: Proc
     token = (state / "token").read_text().strip()
     assert info["token"] == token and oct((state / "token").stat().st_mode & 0o777) == "0o600"
     for i in (1, 2):
-        procs.start(
-            "worker",
-            "--boss",
-            info["url"],
-            "--slots",
-            "2",
-            "--name",
-            f"w{i}",
-            cwd=tmp_path,
-            env={"SHOAL_TOKEN": token},
-        )
+        start_worker(procs, tmp_path, info, f"w{i}", slots=2)
     wait_for(lambda: len(shoal_json("workers", cwd=tmp_path)) == 2, what="two workers")
 
     write(
@@ -106,8 +106,7 @@ def test_wrong_token_and_no_boss(tmp_path: Path, procs: Procs) -> None:
         and "no boss is running" in proc.stderr
         and "Traceback" not in proc.stderr
     )
-    procs.start("boss", "--listen", "127.0.0.1:0", cwd=tmp_path)
-    info = wait_for(lambda: boss_info(tmp_path / ".shoal"), what="the boss")
+    info = start_boss(procs, tmp_path)
     bad = shoal("status", "--boss", info["url"], "--token", "wrong", cwd=tmp_path)
     assert bad.returncode == 2 and "refused the token" in bad.stderr
     worker = shoal("worker", "--boss", info["url"], "--token", "wrong", cwd=tmp_path, timeout=30)
@@ -119,8 +118,7 @@ def test_wrong_token_and_no_boss(tmp_path: Path, procs: Procs) -> None:
 
 
 def test_worker_idle_exit(tmp_path: Path, procs: Procs) -> None:
-    procs.start("boss", "--listen", "127.0.0.1:0", cwd=tmp_path)
-    info = wait_for(lambda: boss_info(tmp_path / ".shoal"), what="the boss")
+    info = start_boss(procs, tmp_path)
     start = time.monotonic()
     proc = shoal(
         "worker",
@@ -139,17 +137,8 @@ def test_worker_idle_exit(tmp_path: Path, procs: Procs) -> None:
 
 
 def test_logs_follow_a_running_task(tmp_path: Path, procs: Procs) -> None:
-    procs.start("boss", "--listen", "127.0.0.1:0", cwd=tmp_path)
-    info = wait_for(lambda: boss_info(tmp_path / ".shoal"), what="the boss")
-    procs.start(
-        "worker",
-        "--boss",
-        info["url"],
-        "--slots",
-        "1",
-        cwd=tmp_path,
-        env={"SHOAL_TOKEN": info["token"]},
-    )
+    info = start_boss(procs, tmp_path)
+    start_worker(procs, tmp_path, info)
     gate = tmp_path / "gate"
     write(
         tmp_path / "talk.yaml",

@@ -7,28 +7,17 @@ it, and cancels another run. Screenshots land in the test's folder.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Procs, boss_info, free_port, shoal, wait_for, write
+from tests.chromium import CHROMIUM, FLAGS
+from tests.conftest import Procs, shoal, start_boss, start_worker, write
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
-
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture
@@ -44,20 +33,9 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
 @pytest.fixture
 def served(tmp_path: Path, procs: Procs) -> dict[str, Any]:
-    procs.start("boss", "--listen", f"127.0.0.1:{free_port()}", cwd=tmp_path)
-    info = wait_for(lambda: boss_info(tmp_path / ".shoal"), what="the boss")
+    info = start_boss(procs, tmp_path)
     for i in range(2):
-        procs.start(
-            "worker",
-            "--boss",
-            info["url"],
-            "--slots",
-            "2",
-            "--name",
-            f"w{i}",
-            cwd=tmp_path,
-            env={"SHOAL_TOKEN": info["token"]},
-        )
+        start_worker(procs, tmp_path, info, f"w{i}", slots=2)
     return info
 
 

@@ -29,35 +29,12 @@ from tests.conftest import (
     free_port,
     shoal,
     shoal_json,
+    sleeps_under,
+    start_boss,
+    start_worker,
     wait_for,
     write,
 )
-
-
-def start_boss(procs: Procs, cwd: Path, port: int, *extra: str) -> dict[str, Any]:
-    procs.start("boss", "--listen", f"127.0.0.1:{port}", *extra, cwd=cwd)
-    return wait_for(lambda: _fresh_boss_info(cwd), what="the boss to start")
-
-
-def _fresh_boss_info(cwd: Path) -> dict[str, Any] | None:
-    info = boss_info(cwd / ".shoal")
-    return info if info is not None and alive(int(info["pid"])) else None
-
-
-def start_worker(
-    procs: Procs, cwd: Path, info: dict[str, Any], name: str, slots: int = 1
-) -> subprocess.Popen[str]:
-    return procs.start(
-        "worker",
-        "--boss",
-        info["url"],
-        "--slots",
-        str(slots),
-        "--name",
-        name,
-        cwd=cwd,
-        env={"SHOAL_TOKEN": info["token"]},
-    )
 
 
 def kill_machine(procs: Procs, worker: subprocess.Popen[str]) -> None:
@@ -91,7 +68,7 @@ def test_workers_killed_at_random_lose_nothing(tmp_path: Path, procs: Procs) -> 
     write(tmp_path / "chaos.json", json.dumps({"name": "chaos", "tasks": tasks}))
     # A machine dies every second here: far more than the default 3 losses
     # a task may suffer before it fails; allow enough that none is unlucky.
-    info = start_boss(procs, tmp_path, free_port(), "--lease", "2", "--max-losses", "50")
+    info = start_boss(procs, tmp_path, "--lease", "2", "--max-losses", "50")
     workers = [start_worker(procs, tmp_path, info, f"w{i}", slots=4) for i in range(3)]
     assert shoal("submit", "chaos.json", cwd=tmp_path).returncode == 0
     deadline = time.monotonic() + 240
@@ -142,7 +119,7 @@ def test_boss_killed_and_restarted_carries_on(tmp_path: Path, procs: Procs) -> N
         f"name: steady\ntasks:\n  - name: t-{{i}}\n    matrix: {{i: {list(range(60))}}}\n"
         f"    run: sleep 0.3; echo t-{{i}} >> {ledger}; echo {{i}}\n",
     )
-    info = start_boss(procs, tmp_path, port)
+    info = start_boss(procs, tmp_path, listen=f"127.0.0.1:{port}")
     for i in range(2):
         start_worker(procs, tmp_path, info, f"w{i}", slots=2)
     assert shoal("submit", "steady.yaml", cwd=tmp_path).returncode == 0
@@ -153,7 +130,7 @@ def test_boss_killed_and_restarted_carries_on(tmp_path: Path, procs: Procs) -> N
     first_boss.kill()
     first_boss.wait()
     time.sleep(2)  # the workers keep running and retry their syncs meanwhile
-    start_boss(procs, tmp_path, port)
+    start_boss(procs, tmp_path, listen=f"127.0.0.1:{port}")
     wait_for(
         lambda: shoal_json("status", "steady", cwd=tmp_path)["state"] != "running",
         timeout=90,
@@ -173,7 +150,7 @@ def test_stopped_worker_gets_a_backup_and_its_late_report_is_dropped(
         tmp_path / "group.yaml",
         "name: group\ntasks:\n  - name: t-{i}\n    matrix: {i: [1, 2, 3, 4, 5, 6]}\n    run: sleep 1; echo {i}\n",
     )
-    info = start_boss(procs, tmp_path, free_port(), "--lease", "120", "--speculate-min", "1")
+    info = start_boss(procs, tmp_path, "--lease", "120", "--speculate-min", "1")
     workers = {f"w{i}": start_worker(procs, tmp_path, info, f"w{i}") for i in range(3)}
     assert shoal("submit", "group.yaml", cwd=tmp_path).returncode == 0
 
@@ -217,7 +194,7 @@ def test_stopped_worker_gets_a_backup_and_its_late_report_is_dropped(
 def test_sigterm_drains_and_a_second_sigterm_or_sigusr1_interrupts(
     tmp_path: Path, procs: Procs
 ) -> None:
-    info = start_boss(procs, tmp_path, free_port())
+    info = start_boss(procs, tmp_path)
     worker = start_worker(procs, tmp_path, info, "drainer")
     write(
         tmp_path / "nap.yaml", "name: nap\ntasks:\n  - {name: nap, run: 'sleep 1.5; echo rested'}\n"
@@ -238,9 +215,7 @@ def test_sigterm_drains_and_a_second_sigterm_or_sigusr1_interrupts(
         lambda: shoal_json("status", "long", cwd=tmp_path)["counts"].get("running") == 1,
         what="long",
     )
-    sleeper = [
-        p for p in descendants(second.pid) if "sleep" in Path(f"/proc/{p}/cmdline").read_text()
-    ]
+    sleeper = sleeps_under(second.pid)
     second.send_signal(signal.SIGTERM)
     time.sleep(0.3)
     second.send_signal(signal.SIGTERM)
@@ -256,9 +231,7 @@ def test_sigterm_drains_and_a_second_sigterm_or_sigusr1_interrupts(
         lambda: shoal_json("status", "long", cwd=tmp_path)["counts"].get("running") == 1,
         what="long again",
     )
-    sleeper = [
-        p for p in descendants(third.pid) if "sleep" in Path(f"/proc/{p}/cmdline").read_text()
-    ]
+    sleeper = sleeps_under(third.pid)
     third.send_signal(signal.SIGUSR1)
     assert third.wait(20) == 0
     assert not any(alive(p) for p in sleeper)
@@ -293,13 +266,7 @@ tasks:
         wait_for(
             lambda: ledger.exists() and len(ledger.read_text().split()) == 4, what="quick tasks"
         )
-        wait_for(
-            lambda: any(
-                "sleep" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")
-                for p in descendants(proc.pid)
-            ),
-            what="slow to start",
-        )
+        wait_for(lambda: sleeps_under(proc.pid), what="slow to start")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 130
     finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SRC, alive, descendants, shoal, shoal_json, write
+from tests.conftest import SRC, alive, descendants, shoal, shoal_json, sleeps_under, wait_for, write
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -180,22 +180,7 @@ def test_ctrl_c_cancels_cleanly_and_leaves_no_process(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert time.monotonic() < deadline, "tasks never started"
-            kids = descendants(proc.pid)
-            sleeps = (
-                [
-                    k
-                    for k in kids
-                    if "sleep" in Path(f"/proc/{k}/cmdline").read_text(errors="replace")
-                ]
-                if kids
-                else []
-            )
-            if len(sleeps) >= 4:
-                break
-            time.sleep(0.1)
+        wait_for(lambda: len(sleeps_under(proc.pid)) >= 4, what="the tasks to start")
         everything = descendants(proc.pid)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)

@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Procs, alive, free_port, shoal, shoal_json, wait_for, write
+from tests.conftest import (
+    Procs,
+    alive,
+    free_port,
+    shoal,
+    shoal_json,
+    start_boss,
+    wait_for,
+    write,
+)
 from tests.sshhosts import SshLab, needs_ssh_hosts, needs_tmux, ssh_lab
 
 pytestmark = needs_ssh_hosts
@@ -279,8 +288,7 @@ def test_up_and_down_keep_workers_on_the_hosts_for_a_running_boss(
     tmp_path: Path, lab: SshLab, procs: Procs
 ) -> None:
     write(tmp_path / "hosts.yaml", lab.inventory(h1={"slots": 2}))
-    procs.start("boss", "--listen", f"127.0.0.1:{free_port()}", cwd=tmp_path)
-    wait_for(lambda: (tmp_path / ".shoal" / "boss.json").exists(), what="the boss to start")
+    start_boss(procs, tmp_path)
     up = shoal("up", "--hosts", "hosts.yaml", cwd=tmp_path, timeout=120)
     kept = json.loads((tmp_path / ".shoal" / "up.json").read_text())
     procs.extra += [kept["pid"], *(e["pid"] for e in kept["ssh"])]  # if the test fails early
@@ -354,8 +362,7 @@ def test_up_with_a_direct_boss_url_and_down_drain_lets_tasks_finish(
     write(tmp_path / "hosts.yaml", lab.inventory(only=("h1",)))
     # The boss listens on this machine's end of h1's link, which h1 reaches directly.
     url = f"http://{h1.local_addr}:{free_port()}"
-    procs.start("boss", "--listen", url.removeprefix("http://"), cwd=tmp_path)
-    wait_for(lambda: (tmp_path / ".shoal" / "boss.json").exists(), what="the boss to start")
+    start_boss(procs, tmp_path, listen=url.removeprefix("http://"))
     up = shoal("up", "--hosts", "hosts.yaml", "--boss-url", url, cwd=tmp_path, timeout=120)
     kept = json.loads((tmp_path / ".shoal" / "up.json").read_text())
     procs.extra += [kept["pid"], *(e["pid"] for e in kept["ssh"])]

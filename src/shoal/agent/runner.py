@@ -316,7 +316,7 @@ class Runner:
         except SetupFailed as e:
             # The host cannot run this bundle, not the task its command: the
             # task runs elsewhere and this worker takes no more work.
-            self.setup_failed = f"{e}"
+            self.setup_failed = str(e)
             return p.INTERRUPTED, None, f"{e} (on {self.worker_name})", b"", []
         except Exception as e:  # any staging failure fails the attempt, not the worker
             return p.FAILED, None, f"staging inputs failed: {e}", b"", []

@@ -42,6 +42,9 @@ LIFELINE_GIVE_UP = 120.0
 # The exit code of a worker whose host could not set up a bundle, and how
 # its last line ends.
 EXIT_SETUP_FAILED = 3
+# The exit code of a worker that was refused (bad options, or the boss said
+# no): starting it again as it was will not help.
+EXIT_REFUSED = 2
 TAKES_NO_MORE = "; this host takes no more tasks"
 
 
@@ -181,7 +184,7 @@ class Agent:
             sys.stderr.write(
                 f"shoal worker: the boss refused to register this worker: {e.message}\n"
             )
-            return 2
+            return EXIT_REFUSED
         except BossDown:
             return 130 if self.stopping else 1
         for i in range(self.slots):
@@ -283,7 +286,7 @@ class Agent:
                     continue
                 if e.status == 401:
                     sys.stderr.write(f"shoal worker: the boss refused the token: {e.message}\n")
-                    return 2
+                    return EXIT_REFUSED
                 if e.status >= 500:
                     # The boss failed (its database, say) and stored nothing:
                     # report these again.

@@ -481,13 +481,14 @@ def workers(
     _emit_json(rows) if as_json else console.print(render.worker_table(rows))
 
 
+InventoryOpt = Annotated[Path, typer.Option("--hosts", help="Inventory of ssh hosts (hosts.yaml).")]
 hosts_app = typer.Typer(help="The ssh hosts of an inventory.", no_args_is_help=True)
 app.add_typer(hosts_app, name="hosts")
 
 
 @hosts_app.command("check")
 def hosts_check(
-    hosts: Annotated[Path, typer.Option("--hosts", help="Inventory of ssh hosts (hosts.yaml).")],
+    hosts: InventoryOpt,
     as_json: JsonOpt = False,
 ) -> None:
     """Try every host: reachable, key accepted, Python version, free disk, connect time."""
@@ -500,9 +501,6 @@ def hosts_check(
     else:
         console.print(render.host_check_table(results))
     raise typer.Exit(0 if all(r.reachable and r.error is None for r in results) else 1)
-
-
-InventoryOpt = Annotated[Path, typer.Option("--hosts", help="Inventory of ssh hosts (hosts.yaml).")]
 
 
 @app.command()

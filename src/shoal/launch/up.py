@@ -31,13 +31,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from shoal.agent.worker import EXIT_REFUSED, EXIT_SETUP_FAILED
 from shoal.exceptions import BadInput, ShoalError
 from shoal.statedir import StateDir, write_private
 
 __all__ = ["Brought", "down", "up"]
 
 # Exit codes of a worker that stopped on purpose: it is not started again.
-_ON_PURPOSE = {2: "the boss refused it", 3: "its host could not set up a bundle"}
+_ON_PURPOSE = frozenset({EXIT_REFUSED, EXIT_SETUP_FAILED})
 # Seconds between tries to start a host's worker again, doubling up to the last.
 RESTART_FIRST, RESTART_MOST = 2.0, 60.0
 
@@ -195,6 +196,7 @@ class Keeper:
             token=token,
             logdir=self.state.root / "logs",
         )
+        self.by_name = {w.host.name: w for w in self.workers.workers}
         self.stop = threading.Event()
         self.draining = False
 
@@ -241,7 +243,7 @@ class Keeper:
         while not self.stop.wait(1.0):
             changed = False
             for name, why in self.workers.exited():
-                w = next(w for w in self.workers.started if w.host.name == name)
+                w = self.by_name[name]
                 code = w.proc.returncode if w.proc is not None else None
                 if self.draining or code in _ON_PURPOSE:
                     self.log(f"{name}: worker stopped ({why})")
@@ -262,7 +264,7 @@ class Keeper:
     def _restart(self, name: str, retry_at: dict[str, float], delay: dict[str, float]) -> bool:
         from shoal.launch.ssh import SshFailed
 
-        w = next(w for w in self.workers.started if w.host.name == name)
+        w = self.by_name[name]
         try:
             w.start(self.pyz)
         except (SshFailed, OSError, subprocess.SubprocessError) as e:
