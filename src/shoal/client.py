@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import secrets
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,9 @@ from shoal.spec import RunSpec
 from shoal.statedir import StateDir
 
 __all__ = ["BossClient", "OfflineClient"]
+
+# How long a submission is sent again while the boss does not answer.
+SUBMIT_PATIENCE = 30.0
 
 
 class BossClient:
@@ -99,10 +104,32 @@ class BossClient:
         return digest
 
     def submit(self, spec: RunSpec) -> int:
-        """Upload the run's bundle if the boss lacks it, then submit the run; its id."""
+        """Upload the run's bundle if the boss lacks it, then submit the run; its id.
+
+        The submission carries an idempotency key and is sent again, with the
+        same key, while the boss does not answer (a lost answer, a boss
+        restarting): the boss makes the run once, whatever reached it.
+        """
         digest = self.upload_bundle(spec.bundle) if spec.bundle is not None else None
         body = {"spec": spec.to_dict(), "bundle": digest, "source": spec.source}
-        return int(self.post("/runs", body)["run"])
+        headers = {"Idempotency-Key": secrets.token_urlsafe(24)}
+        deadline = time.monotonic() + SUBMIT_PATIENCE
+        delay = 0.25
+        first = True
+        while True:
+            try:
+                with self._answers():
+                    return int(self.http.call("POST", "/runs", body, headers=headers)["run"])
+            except BossUnreachable as e:
+                if first and _refused(e):
+                    raise  # nothing reached a boss: there is nothing to ask again
+                if time.monotonic() + delay > deadline:
+                    raise BossUnreachable(
+                        f"{e}; the run may have been stored: 'shoal status' shows it"
+                    ) from None
+            first = False
+            time.sleep(delay)
+            delay = min(5.0, delay * 2)
 
     def run(self, ref: str | int | None) -> dict[str, Any]:
         result: dict[str, Any] = self.get(f"/runs/{_ref(ref)}")
@@ -161,6 +188,16 @@ class BossClient:
         return result
 
 
+def _refused(e: BaseException) -> bool:
+    """Whether an error comes from a connection the boss's address refused."""
+    cause: BaseException | None = e
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return True
+        cause = cause.__cause__
+    return False
+
+
 def _ref(ref: str | int | None) -> str:
     return quote(str(ref)) if ref not in (None, "") else "latest"
 
@@ -170,7 +207,7 @@ def _error(url: str, e: BossRefused) -> Exception:
         return Unauthorized(f"the boss at {url} refused the token: {e.message}")
     if e.status == 404:
         return NotFound(e.message)
-    if e.status == 400:
+    if 400 <= e.status < 500:
         return BadInput(e.message)
     return BossError(f"the boss at {url} answered {e.status}: {e.message}")
 

@@ -10,9 +10,15 @@ prints a traceback for them.
     ShoalError
     ├── BadInput              exit 2: the user gave something shoal cannot use
     │   ├── SpecError         a task file (or inventory) is invalid; names file:line and task
-    │   └── NotFound          a run, task or file named on the command line does not exist
+    │   ├── NotFound          a run, task or file named on the command line does not exist
+    │   ├── TooLarge          a request or a document is over a limit, which it names
+    │   ├── WrongMediaType    a request's body is not of the type the route reads
+    │   ├── Refused           the request is well formed but this caller may not do it
+    │   ├── Fenced            an attempt that no longer holds its task tried to write for it
+    │   └── UploadStalled     an upload sent nothing for too long and was dropped
     ├── StoreError            the database cannot be used (newer schema, locked, corrupt)
     │   └── StoreConflict     two transactions collided: run it again
+    ├── DatastoreError        the datastore cannot be written (read-only, full, blocked)
     └── BossError             talking to the boss failed
         ├── BossUnreachable   no boss answers at the address
         └── Unauthorized      the boss refused the token
@@ -24,25 +30,37 @@ __all__ = [
     "BadInput",
     "BossError",
     "BossUnreachable",
+    "DatastoreError",
+    "Fenced",
     "NotFound",
+    "Refused",
     "ShoalError",
     "SpecError",
     "StoreConflict",
     "StoreError",
+    "TooLarge",
     "Unauthorized",
+    "UploadStalled",
+    "WrongMediaType",
 ]
 
 
 class ShoalError(Exception):
-    """Root of every error shoal raises on purpose."""
+    """Root of every error shoal raises on purpose.
+
+    ``exit_code`` is what the command line exits with; ``http_status`` is
+    what the boss answers a request that raised it with.
+    """
 
     exit_code = 1
+    http_status = 500
 
 
 class BadInput(ShoalError):
     """The user gave shoal something it cannot use."""
 
     exit_code = 2
+    http_status = 400
 
 
 class SpecError(BadInput):
@@ -76,9 +94,49 @@ class SpecError(BadInput):
 class NotFound(BadInput):
     """A run, task, worker or file named by the user does not exist."""
 
+    http_status = 404
+
+
+class TooLarge(BadInput):
+    """A request or a document is larger, longer or deeper than shoal takes."""
+
+    http_status = 413
+
+
+class WrongMediaType(BadInput):
+    """A request's body is not of the media type its route reads."""
+
+    http_status = 415
+
+
+class Refused(BadInput):
+    """The caller may not do this (a cross-site request, say)."""
+
+    http_status = 403
+
+
+class Fenced(BadInput):
+    """An attempt that no longer holds its task tried to write for it."""
+
+    http_status = 409
+
+
+class UploadStalled(BadInput):
+    """An upload stopped sending and was dropped."""
+
+    http_status = 408
+
 
 class StoreError(ShoalError):
     """The database cannot be used as it is."""
+
+    http_status = 503
+
+
+class DatastoreError(ShoalError):
+    """The datastore cannot be written (read-only, full, a path blocked by a file)."""
+
+    http_status = 503
 
 
 class StoreConflict(StoreError):

@@ -11,14 +11,17 @@ A worker talks to the boss in two kinds of request:
   sync, what still runs, and how much new work it wants; answered by a
   :class:`SyncResponse`: new attempts to run and attempts to stop.
 
-Files move through ``GET``/``PUT /v1/data/<path>``.
+Files move through ``GET /v1/data/<path>``; an attempt sends its outputs
+with ``PUT /v1/attempts/<id>/outputs/<file>`` (kept aside until the attempt's
+report wins its task) and its log with ``PUT /v1/attempts/<id>/log``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Union, get_type_hints
 
 PROTOCOL_VERSION = 1
 API_PREFIX = "/v1"
@@ -44,14 +47,117 @@ def output_prefix(run_id: int, task: str) -> str:
     return f"runs/{run_id}/{task}/"
 
 
+# The datastore's folder of outputs not yet made visible (never listed).
+STAGING = ".staging"
+
+
+def staging_prefix(attempt_id: int) -> str:
+    """The datastore folder where an attempt's outputs wait for its report to win."""
+    return f"{STAGING}/{attempt_id}/"
+
+
 def bundle_path(digest: str) -> str:
     """Where a bundle archive lives in the datastore."""
     return f"bundles/{digest}.tar.gz"
 
 
-def _build(cls: Any, data: Dict[str, Any]) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+class BadMessage(ValueError):
+    """A message whose fields are missing or of the wrong type (the boss answers 400)."""
+
+
+# Whole numbers travel as signed 64-bit integers (what both databases hold).
+_INT_RANGE = 2**63
+
+
+def _checker(tp: Any, where: str) -> Callable[[Any], Any]:
+    """A function that returns a field's value if it has type ``tp``, else raises BadMessage."""
+    origin = getattr(tp, "__origin__", None)
+    args: Any = getattr(tp, "__args__", ())
+    if tp is Any:
+        return lambda v: v
+    if origin is Union:  # Optional[X]
+        inner = _checker(next(a for a in args if a is not type(None)), where)
+        return lambda v: None if v is None else inner(v)
+    if origin in (list, List):
+        item = _checker(args[0], where + "[]")
+
+        def check_list(v: Any) -> Any:
+            if not isinstance(v, list):
+                raise BadMessage(f"'{where}' must be a list")
+            return [item(x) for x in v]
+
+        return check_list
+    if origin in (dict, Dict):
+        value = _checker(args[1], where + "{}")
+
+        def check_dict(v: Any) -> Any:
+            if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+                raise BadMessage(f"'{where}' must be an object")
+            return {k: value(x) for k, x in v.items()}
+
+        return check_dict
+    if tp is bool:
+
+        def check_bool(v: Any) -> Any:
+            if not isinstance(v, bool):
+                raise BadMessage(f"'{where}' must be true or false")
+            return v
+
+        return check_bool
+    if tp is int:
+
+        def check_int(v: Any) -> Any:
+            if isinstance(v, bool) or not isinstance(v, int) or not -_INT_RANGE < v < _INT_RANGE:
+                raise BadMessage(f"'{where}' must be a whole number below 2^63")
+            return v
+
+        return check_int
+    if tp is float:
+
+        def check_float(v: Any) -> Any:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise BadMessage(f"'{where}' must be a finite number")
+            return float(v)
+
+        return check_float
+    if tp is str:
+
+        def check_str(v: Any) -> Any:
+            if not isinstance(v, str):
+                raise BadMessage(f"'{where}' must be a string")
+            return v
+
+        return check_str
+    if dataclasses.is_dataclass(tp):
+        return lambda v: _build(tp, v, where + ".")
+    raise TypeError(f"no check for {tp!r}")  # pragma: no cover - a field of a new type
+
+
+_checks: Dict[Any, List[Any]] = {}
+
+
+def _build(cls: Any, data: Any, where: str = "") -> Any:
+    """A message of class ``cls`` from its dict, every field's type checked."""
+    checks = _checks.get(cls)
+    if checks is None:
+        hints = get_type_hints(cls)
+        checks = _checks[cls] = [
+            (
+                f.name,
+                _checker(hints[f.name], where + f.name),
+                f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+            )
+            for f in dataclasses.fields(cls)
+        ]
+    if not isinstance(data, dict):
+        raise BadMessage(f"'{where.rstrip('.') or cls.__name__}' must be an object")
+    values = {}
+    for name, check, required in checks:
+        if name in data:
+            values[name] = check(data[name])
+        elif required:
+            raise BadMessage(f"'{where}{name}' is missing")
+    return cls(**values)
 
 
 @dataclass
@@ -128,9 +234,7 @@ class Assignment:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> Assignment:
-        made: Assignment = _build(cls, data)
-        made.fetch = [Fetch(**f) if isinstance(f, dict) else f for f in made.fetch]
-        return made
+        return _build(cls, data)  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -178,9 +282,7 @@ class SyncRequest:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> SyncRequest:
-        made: SyncRequest = _build(cls, data)
-        made.finished = [Report.from_dict(r) for r in made.finished]  # type: ignore[arg-type]
-        return made
+        return _build(cls, data)  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -200,6 +302,4 @@ class SyncResponse:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> SyncResponse:
-        made: SyncResponse = _build(cls, data)
-        made.assignments = [Assignment.from_dict(a) for a in made.assignments]  # type: ignore[arg-type]
-        return made
+        return _build(cls, data)  # type: ignore[no-any-return]

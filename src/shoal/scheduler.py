@@ -19,7 +19,7 @@ import random
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ParamSpec, TypeVar
 
 from shoal import protocol as p
@@ -33,6 +33,9 @@ from shoal.views import DashboardViews, Views
 __all__ = ["Scheduler", "SyncOutcome", "describe_exit"]
 
 MAX_RETRY_DELAY = 600.0
+
+# promote(attempt_id, task's output prefix, output names) -> names not found.
+Promote = Callable[[int, str, list[str]], list[str]]
 
 
 @dataclass
@@ -140,8 +143,12 @@ class Scheduler(Views, DashboardViews):
         speculate_min: float = 30.0,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        promote: Promote | None = None,
     ) -> None:
         self.store = store
+        # Makes a winning attempt's staged outputs its task's outputs, in the
+        # transaction that records the win (the boss gives its datastore's).
+        self.promote: Promote = promote or (lambda attempt_id, prefix, names: [])
         self.lease_seconds = lease_seconds
         # Syncs renew leases: a few per lease, so one late sync loses nothing.
         self.heartbeat_seconds = heartbeat_seconds or max(0.2, min(5.0, lease_seconds / 4))
@@ -160,14 +167,28 @@ class Scheduler(Views, DashboardViews):
     # -- runs ------------------------------------------------------------
 
     @_retried
-    def submit(self, spec: RunSpec, *, bundle: str | None = None, reuse: bool = False) -> int:
+    def submit(
+        self,
+        spec: RunSpec,
+        *,
+        bundle: str | None = None,
+        reuse: bool = False,
+        key: str | None = None,
+    ) -> int:
         """Store a whole run, its DAG in one transaction; its id.
 
         With ``reuse``, a task whose definition, bundle and dependencies are
         unchanged since it last succeeded in this database is not run again:
         it is stored as succeeded (``cached``), with that run's result and
-        outputs.
+        outputs. ``key`` makes a submission idempotent: the same key again
+        (a client that never saw the answer sends it again) gives the run
+        the first one made.
         """
+        if key is not None:
+            with self.store.read() as tx:
+                made = tx.run_by_submit_key(key)
+            if made is not None:
+                return made
         now = self.clock()
         keys = definition_keys(spec, bundle)
         dependents: dict[str, int] = {}
@@ -185,6 +206,7 @@ class Scheduler(Views, DashboardViews):
                 if prev is not None and all(d in cached for d in t.after):
                     cached[t.name] = prev
             run_id = tx.insert_run(
+                submit_key=key,
                 name=spec.name,
                 env=dict(spec.env),
                 setup=spec.setup,
@@ -452,6 +474,12 @@ class Scheduler(Views, DashboardViews):
             tx.add_events([event])
 
     @_retried
+    def note(self, kind: str, detail: str, **ids: int | None) -> None:
+        """Record an event the boss saw (a log it could not store, say) for the user to read."""
+        with self.store.transaction() as tx:
+            tx.add_events([{"time": self.clock(), "kind": kind, "detail": detail, **ids}])
+
+    @_retried
     def sync(self, req: p.SyncRequest) -> SyncOutcome:
         """One worker round trip: record what finished, renew, hand out work."""
         now = self.clock()
@@ -526,6 +554,14 @@ class Scheduler(Views, DashboardViews):
             batch.attempts.append({**attempt, "b_state": "superseded", "b_cause": "superseded"})
             batch.events.append({**base, "kind": "attempt_superseded"})
             return
+        if r.outcome == p.SUCCEEDED and r.outputs:
+            # This report wins the task: only now do its outputs become visible.
+            missing = self.promote(
+                r.attempt_id, p.output_prefix(row.run_id, row.task_name), r.outputs
+            )
+            if missing:
+                cause = f"output '{missing[0]}' never reached the boss"
+                r = replace(r, outcome=p.FAILED, cause=cause, outputs=[])
         if r.outcome == p.SUCCEEDED:
             batch.attempts.append({**attempt, "b_state": "succeeded", "b_cause": None})
             batch.tasks.append(

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from shoal.exceptions import NotFound
+from shoal.exceptions import Fenced, NotFound
 from shoal.store import ACTIVE_STATES, Store
 
 __all__ = ["Views"]
@@ -109,6 +109,27 @@ class Views:
                 for t in tx.list_tasks(run_id, ["succeeded", "failed"])
                 if t.has_result
             }
+
+    def attempt_writing(self, attempt_id: int, *, outputs: bool) -> tuple[int, str]:
+        """The run and task an attempt may write for: its outputs only while it holds it.
+
+        Raises :class:`Fenced` for outputs of an attempt that was ended (lost,
+        superseded, cancelled) or whose task another attempt has finished.
+        """
+        with self.store.read() as tx:
+            row = tx.attempt_ref(attempt_id)
+        if row is None:
+            raise NotFound(f"no attempt {attempt_id}")
+        if outputs and (row.state != "running" or row.task_state != "running"):
+            raise Fenced(
+                f"attempt {attempt_id} no longer holds task '{row.task_name}' "
+                f"(the attempt is {row.state}, the task {row.task_state}): its outputs are refused"
+            )
+        return int(row.run_id), str(row.task_name)
+
+    def running_attempts(self, attempt_ids: list[int]) -> set[int]:
+        with self.store.read() as tx:
+            return tx.running_attempt_ids(attempt_ids)
 
     def workers_view(self) -> list[dict[str, Any]]:
         with self.store.read() as tx:

@@ -8,12 +8,16 @@ import json
 import os
 import socket
 import threading
+import time
 from typing import Any, Dict, Optional
 from urllib.parse import quote, urlencode, urlsplit
 
 from shoal import protocol as p
 
 CHUNK = 256 * 1024
+# How long an upload is asked again while the boss cannot store it (503).
+UPLOAD_PATIENCE = 300.0
+UPLOAD_BACKOFF_MAX = 15.0
 
 
 class BossDown(Exception):
@@ -175,11 +179,18 @@ class AgentClient:
         return data
 
     def call(
-        self, method: str, path: str, payload: Any = None, timeout: Optional[float] = None
+        self,
+        method: str,
+        path: str,
+        payload: Any = None,
+        timeout: Optional[float] = None,
+        headers: Optional[Dict[str, str]] = None,
     ) -> Any:
         body = None if payload is None else json.dumps(payload, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json"} if body is not None else None
-        resp = self._send(method, p.API_PREFIX + path, body, headers, timeout)
+        sent = dict(headers or {})
+        if body is not None:
+            sent["Content-Type"] = "application/json"
+        resp = self._send(method, p.API_PREFIX + path, body, sent or None, timeout)
         data = self._check(resp)
         return json.loads(data) if data else None
 
@@ -242,14 +253,49 @@ class AgentClient:
         return size
 
     def upload(self, path: str, source: str) -> None:
-        """Send a local file to the datastore, streamed."""
+        """Send a local file to a datastore path (a bundle, an input), streamed."""
+        self._put_file(p.API_PREFIX + "/data/" + quote(path), source)
+
+    def upload_output(self, attempt_id: int, name: str, source: str) -> None:
+        """Send one output of a running attempt; the boss refuses it (409) once fenced."""
+        self._put_file(f"{p.API_PREFIX}/attempts/{attempt_id}/outputs/{quote(name)}", source)
+
+    def upload_log(self, attempt_id: int, source: str, patient: bool = True) -> None:
+        """Send an attempt's log (whole; or, not ``patient``, so far: tried once)."""
+        self._put_file(f"{p.API_PREFIX}/attempts/{attempt_id}/log", source, patient)
+
+    def _put_file(self, url_path: str, source: str, patient: bool = True) -> None:
+        """PUT a file, streamed; asked again, backing off, while the boss cannot store it (503).
+
+        A boss whose datastore is read-only or full for a while loses no
+        finished work: the upload goes through once it can write again, or
+        fails after UPLOAD_PATIENCE seconds.
+        """
+        deadline = time.monotonic() + UPLOAD_PATIENCE
+        delay = 0.5
+        while True:
+            try:
+                self._put_once(url_path, source)
+                return
+            except BossRefused as e:
+                if (
+                    not patient
+                    or e.status != 503
+                    or time.monotonic() + delay > deadline
+                    or self._aborted
+                ):
+                    raise
+            time.sleep(delay)
+            delay = min(UPLOAD_BACKOFF_MAX, delay * 2)
+
+    def _put_once(self, url_path: str, source: str) -> None:
         size = os.path.getsize(source)
         for attempt in range(len(self.bosses)):
             with open(source, "rb") as f:
                 try:
                     resp = self._send(
                         "PUT",
-                        p.API_PREFIX + "/data/" + quote(path),
+                        url_path,
                         body=f,
                         headers={
                             "Content-Length": str(size),
@@ -264,12 +310,3 @@ class AgentClient:
                     continue
             self._check(resp)
             return
-
-    def upload_bytes(self, path: str, data: bytes) -> None:
-        resp = self._send(
-            "PUT",
-            p.API_PREFIX + "/data/" + quote(path),
-            body=data,
-            headers={"Content-Type": "application/octet-stream"},
-        )
-        self._check(resp)

@@ -434,7 +434,7 @@ class Runner:
         if size == getattr(log, "shoal_pushed", 0) or size > LOG_PUSH_LIMIT:
             return
         try:
-            self.client.upload(p.log_path(a.run_id, a.task, a.attempt_id), log.name)
+            self.client.upload_log(a.attempt_id, log.name, patient=False)
             log.shoal_pushed = size
         except Exception:
             pass
@@ -449,7 +449,7 @@ class Runner:
             for h in hits:
                 rel = os.path.relpath(h, ws).replace(os.sep, "/")
                 if rel not in names:
-                    self.client.upload(p.output_prefix(a.run_id, a.task) + rel, h)
+                    self.client.upload_output(a.attempt_id, rel, h)
                     names.append(rel)
         return names
 
@@ -475,7 +475,7 @@ class Runner:
                 report.log = f.read().decode("utf-8", "replace")
         elif size > p.INLINE_LOG_LIMIT:
             try:
-                self.client.upload(p.log_path(a.run_id, a.task, a.attempt_id), log_file)
+                self.client.upload_log(a.attempt_id, log_file)
                 report.log_uploaded = True
             except Exception:
                 with open(log_file, "rb") as f:

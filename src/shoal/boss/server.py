@@ -20,8 +20,9 @@ from typing import Any
 import uvicorn
 
 from shoal import protocol as p
-from shoal.boss.api import ChangeFeed, WorkSignal, create_app
+from shoal.boss.api import ChangeFeed, Limits, WorkSignal, create_app
 from shoal.boss.datastore import LocalDatastore
+from shoal.boss.health import Health
 from shoal.boss.listen import bind, parse_listen, url_of
 from shoal.scheduler import Scheduler
 from shoal.spec import RunSpec
@@ -33,6 +34,8 @@ log = logging.getLogger("shoal.boss")
 
 # Syncs at once on a database that takes writers side by side (PostgreSQL).
 SYNC_THREADS = 8
+# How often the housekeeper removes what ended attempts staged.
+STAGED_SWEEP_SECONDS = 60.0
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -60,19 +63,22 @@ class Boss:
         speculate_min: float = 30.0,
         max_losses: int = 3,
         sock: socket.socket | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.store = Store(db)
+        self.datastore = LocalDatastore(data)
         self.scheduler = Scheduler(
             self.store,
             lease_seconds=lease_seconds,
             speculate=speculate,
             speculate_min=speculate_min,
             max_losses=max_losses,
+            promote=self.datastore.promote,
         )
-        self.datastore = LocalDatastore(data)
         self.token = token
         self.signal = WorkSignal()
         self.feed = ChangeFeed()
+        self.health = Health()
         self.app = create_app(
             self.scheduler,
             self.datastore,
@@ -80,6 +86,8 @@ class Boss:
             self.signal,
             self.feed,
             threads=0 if self.store.is_sqlite else SYNC_THREADS,
+            health=self.health,
+            limits=limits,
         )
         self.sock = sock if sock is not None else bind(host, port)
         self.url = url_of(self.sock)
@@ -194,7 +202,12 @@ class Boss:
             )
 
     async def _housekeeping(self) -> None:
-        """Expire leases (and so re-run lost work) a few times per lease, as housekeeper."""
+        """Expire leases (and so re-run lost work) a few times per lease, as housekeeper.
+
+        Now and then, also remove the outputs staged by attempts that ended
+        without a report (lost, cancelled): they will never be promoted.
+        """
+        staged_swept = time.monotonic()
         while True:
             await asyncio.sleep(self.tick)
             try:
@@ -202,12 +215,21 @@ class Boss:
                 if not self.housekeeper:
                     continue
                 readied = self.scheduler.expire()
+                if time.monotonic() - staged_swept > STAGED_SWEEP_SECONDS:
+                    staged_swept = time.monotonic()
+                    self._sweep_staged()
             except Exception:  # a failed sweep is retried at the next tick
                 log.exception("housekeeping failed", extra={"event": "sweep_failed"})
                 continue
             if readied:
                 self.signal.notify()
                 self.feed.bump()
+
+    def _sweep_staged(self) -> None:
+        staged = self.datastore.staged_attempts()
+        if staged:
+            running = self.scheduler.running_attempts(staged)
+            self.datastore.discard_staged([a for a in staged if a not in running])
 
     def start(self) -> None:
         """Serve in a background thread; returns once the server accepts requests."""

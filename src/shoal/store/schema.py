@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.visitors import replacement_traverse
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -61,7 +61,10 @@ runs = Table(
     Column("final", String(200)),  # the task whose result is the run's result
     Column("total", Integer, nullable=False),
     Column("unfinished", Integer, nullable=False),
+    # The client's idempotency key: a submission sent again returns this run.
+    Column("submit_key", String(64), info={"since": 3}),
 )
+Index("ix_runs_submit_key", runs.c.submit_key, unique=True, info={"since": 3})
 
 tasks = Table(
     "tasks",
@@ -202,6 +205,19 @@ bosses = Table(
 )
 
 
+sessions = Table(
+    "sessions",
+    metadata,
+    # sha256 of the session id the dashboard's cookie holds: the database
+    # never holds what would let its reader act as the user.
+    Column("id", String(64), primary_key=True),
+    Column("csrf", String(64), nullable=False),  # sent back in X-Shoal-CSRF
+    Column("created", Float, nullable=False),
+    Column("expires", Float, nullable=False),
+    info={"since": 3},
+)
+
+
 def _since(item: Table | Column[Any] | Index) -> int:
     return int(item.info.get("since", 1))
 
@@ -255,5 +271,12 @@ def _v1_to_v2(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE workers ADD COLUMN boss INTEGER"))
 
 
+def _v2_to_v3(conn: Connection) -> None:
+    """Version 3: submissions carry an idempotency key; dashboard sessions."""
+    conn.execute(text("ALTER TABLE runs ADD COLUMN submit_key VARCHAR(64)"))
+    conn.execute(text("CREATE UNIQUE INDEX ix_runs_submit_key ON runs (submit_key)"))
+    sessions.create(conn)
+
+
 # Upgrades from each older version.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2, _v2_to_v3]

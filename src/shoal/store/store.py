@@ -19,6 +19,7 @@ from sqlalchemy import (
     Row,
     Select,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -26,7 +27,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from shoal.exceptions import BadInput, StoreConflict, StoreError
@@ -210,6 +211,10 @@ class Store:
                 yield self._tx(conn)
         except OperationalError as e:
             raise self._error(e) from e
+        except IntegrityError as e:
+            # Two transactions made the same unique row at once (two sends of
+            # one submission): the one rolled back finds the other's when run again.
+            raise StoreConflict(f"transaction conflict on {self.url}: {e.orig}") from e
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -397,11 +402,13 @@ class Tx:
         total: int,
         now: float,
         final: str | None = None,
+        submit_key: str | None = None,
     ) -> int:
         result = self.conn.execute(
             insert(s.runs)
             .values(
                 name=name,
+                submit_key=submit_key,
                 state="running",
                 created=now,
                 env=_dumps(env),
@@ -418,6 +425,11 @@ class Tx:
 
     def run(self, run_id: int) -> Row[Any] | None:
         return self.conn.execute(select(s.runs).where(s.runs.c.id == run_id)).first()
+
+    def run_by_submit_key(self, key: str) -> int | None:
+        """The run a submission with this idempotency key made, if one did."""
+        found = self.conn.execute(select(s.runs.c.id).where(s.runs.c.submit_key == key)).first()
+        return int(found.id) if found is not None else None
 
     def runs_by_id(self, run_ids: Iterable[int]) -> dict[int, Any]:
         rows = self.conn.execute(select(s.runs).where(s.runs.c.id.in_(list(run_ids))))
@@ -888,6 +900,30 @@ class Tx:
             .order_by(s.attempts.c.id)
         ).all()
 
+    def attempt_ref(self, attempt_id: int) -> Any:
+        """An attempt's run, task name, and its own and its task's states."""
+        a, t = s.attempts, s.tasks
+        return self.conn.execute(
+            select(
+                a.c.id,
+                a.c.run_id,
+                a.c.state,
+                t.c.name.label("task_name"),
+                t.c.state.label("task_state"),
+            )
+            .join(t, t.c.id == a.c.task_id)
+            .where(a.c.id == attempt_id)
+        ).first()
+
+    def running_attempt_ids(self, attempt_ids: list[int]) -> set[int]:
+        """Those of these attempts that still run."""
+        rows = self.conn.execute(
+            select(s.attempts.c.id).where(
+                s.attempts.c.id.in_(attempt_ids), s.attempts.c.state == "running"
+            )
+        )
+        return {int(r.id) for r in rows}
+
     def last_attempts(self, run_id: int) -> dict[int, Any]:
         """The newest attempt of each task of the run, with its worker's name."""
         newest = (
@@ -901,6 +937,24 @@ class Tx:
             .where(s.attempts.c.id.in_(newest))
         )
         return {int(r.task_id): r for r in rows}
+
+    # -- dashboard sessions ----------------------------------------------
+
+    def insert_session(self, key: str, csrf: str, now: float, expires: float) -> None:
+        self.conn.execute(
+            delete(s.sessions).where(s.sessions.c.expires <= now)  # the ended ones go
+        )
+        self.conn.execute(
+            insert(s.sessions).values(id=key, csrf=csrf, created=now, expires=expires)
+        )
+
+    def session(self, key: str, now: float) -> Row[Any] | None:
+        return self.conn.execute(
+            select(s.sessions).where(s.sessions.c.id == key, s.sessions.c.expires > now)
+        ).first()
+
+    def delete_session(self, key: str) -> None:
+        self.conn.execute(delete(s.sessions).where(s.sessions.c.id == key))
 
     # -- workers ---------------------------------------------------------
 

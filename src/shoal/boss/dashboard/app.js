@@ -1,5 +1,5 @@
 // shoal's dashboard: plain JavaScript, no build step. It reads the boss's API
-// (the login cookie carries the token) and redraws when the boss says, over
+// (the login cookie carries a session) and redraws when the boss says, over
 // server-sent events, that something changed.
 "use strict";
 
@@ -11,8 +11,15 @@ function esc(value) {
   return String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }
 
+// The session's CSRF token, which every change the dashboard asks for carries.
+function csrf() {
+  const found = document.cookie.split("; ").find((c) => c.startsWith("shoal_csrf="));
+  return found ? found.slice("shoal_csrf=".length) : "";
+}
+
 async function api(path, options) {
-  const response = await fetch("/v1" + path, { credentials: "same-origin", ...options });
+  const headers = { "X-Shoal-CSRF": csrf(), ...((options || {}).headers || {}) };
+  const response = await fetch("/v1" + path, { credentials: "same-origin", ...options, headers });
   if (response.status === 401) { location.href = "/login"; throw new Error("not logged in"); }
   if (!response.ok) {
     let message = response.statusText;
@@ -228,3 +235,8 @@ events.onmessage = soon;
 events.onopen = () => live.classList.remove("off");
 events.onerror = () => live.classList.add("off");
 render();
+
+document.getElementById("logout").onclick = async () => {
+  await fetch("/logout", { method: "POST", credentials: "same-origin", headers: { "X-Shoal-CSRF": csrf() } });
+  location.href = "/login";
+};

@@ -1,0 +1,39 @@
+"""The boss's own troubles, as of now: what it failed to write, and since when.
+
+When the boss cannot write its datastore or its database, every request that
+needs it fails the same way; a worker backs off and tries again, and the
+user reads the cause in ``shoal status`` and ``shoal run``. This is a view of
+now, not a record: it is forgotten by a restart, and a trouble ends at the
+first write that succeeds again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+__all__ = ["Health"]
+
+
+class Health:
+    """The boss's current troubles, one per part (``datastore``, ``database``)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._troubles: dict[str, tuple[float, str]] = {}
+
+    def failed(self, part: str, message: str) -> None:
+        since = self._troubles.get(part, (self.clock(), ""))[0]
+        self._troubles[part] = (since, message)
+
+    def recovered(self, part: str) -> None:
+        if self._troubles:
+            self._troubles.pop(part, None)
+
+    def lines(self) -> list[str]:
+        """One line per trouble: what fails, and for how long."""
+        now = self.clock()
+        return [
+            f"the boss cannot work since {now - since:.0f}s: {message}"
+            for since, message in self._troubles.values()
+        ]

@@ -1,0 +1,396 @@
+"""The boss's API described in OpenAPI 3.0: every route, its parameters, bodies and answers.
+
+Served at ``/openapi.json`` (no credentials needed to read it). The test
+suite checks it against the OpenAPI specification and fuzzes every route
+from it, so a route added without its description here fails a test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shoal import protocol as p
+
+__all__ = ["openapi_schema"]
+
+_OBJECT: dict[str, Any] = {"type": "object"}
+_INT64 = {"type": "integer", "format": "int64", "minimum": 0}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _answers(ok: dict[str, Any], *errors: int) -> dict[str, Any]:
+    described = {
+        400: "Bad request",
+        401: "Missing or wrong token",
+        403: "Refused (a cross-site request, or one without the CSRF token)",
+        404: "No such run, task, worker, attempt or file",
+        408: "The upload sent nothing for too long",
+        409: "The attempt no longer holds its task",
+        413: "Over a limit",
+        415: "The body is not of the type the route reads",
+        503: "The boss cannot write its database or datastore",
+    }
+    out: dict[str, Any] = {"200": ok}
+    for code in sorted({400, 401, 503, *errors}):
+        out[str(code)] = _json(_ref("Error"), described[code])
+    return out
+
+
+def _path(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+_RUN = _path("run", "a run's id, its name (its latest run) or 'latest'")
+_TASK = _path("task", "a task's name")
+_ATTEMPT = _path("attempt", "an attempt's id", _INT64)
+_FILE = _path("path", "a datastore path (relative, '/'-separated)")
+_STATE = _query(
+    "state",
+    "keep tasks in these states",
+    {
+        "type": "array",
+        "items": {
+            "type": "string",
+            "enum": [
+                "waiting",
+                "ready",
+                "running",
+                "succeeded",
+                "failed",
+                "cancelled",
+                "upstream_failed",
+            ],
+        },
+    },
+)
+_BYTES = {
+    "required": True,
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+}
+_SIZE = _json({"type": "object", "properties": {"size": {"type": "integer"}}}, "Stored")
+
+
+def _operation(summary: str, answers: dict[str, Any], **more: Any) -> dict[str, Any]:
+    return {"summary": summary, "responses": answers, **more}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _components() -> dict[str, Any]:
+    string_map = {"type": "object", "additionalProperties": {"type": "string"}}
+    strings = {"type": "array", "items": {"type": "string"}}
+    ints = {"type": "array", "items": _INT64}
+    return {
+        "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}},
+            },
+            "Registration": {
+                "type": "object",
+                "required": ["name", "host", "slots"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "host": {"type": "string"},
+                    "slots": {"type": "integer", "format": "int64"},
+                    "labels": _OBJECT,
+                    "pid": {"type": "integer", "format": "int64"},
+                    "python": {"type": "string"},
+                    "version": {"type": "string"},
+                    "protocol": {"type": "integer", "format": "int64"},
+                },
+            },
+            "Registered": {
+                "type": "object",
+                "properties": {
+                    "worker_id": {"type": "integer"},
+                    "lease_seconds": {"type": "number"},
+                    "heartbeat_seconds": {"type": "number"},
+                },
+            },
+            "Report": {
+                "type": "object",
+                "required": ["attempt_id", "outcome"],
+                "properties": {
+                    "attempt_id": _INT64,
+                    "outcome": {
+                        "type": "string",
+                        "enum": [p.SUCCEEDED, p.FAILED, p.CANCELLED, p.INTERRUPTED],
+                    },
+                    "run_id": _INT64,
+                    "task": {"type": "string"},
+                    "exit_code": {"type": "integer", "format": "int64", "nullable": True},
+                    "cause": {"type": "string", "nullable": True},
+                    "result": {"nullable": True},
+                    "started": {"type": "number"},
+                    "ended": {"type": "number"},
+                    "outputs": strings,
+                    "log": {"type": "string", "nullable": True},
+                    "log_uploaded": {"type": "boolean"},
+                },
+            },
+            "SyncRequest": {
+                "type": "object",
+                "required": ["worker_id"],
+                "properties": {
+                    "worker_id": _INT64,
+                    "finished": {"type": "array", "items": _ref("Report")},
+                    "running": ints,
+                    "free_slots": {"type": "integer", "format": "int64"},
+                    "wait": {"type": "number", "minimum": 0},
+                },
+            },
+            "SyncResponse": {
+                "type": "object",
+                "properties": {
+                    "assignments": {"type": "array", "items": _OBJECT},
+                    "cancel": ints,
+                    "stop": {"type": "boolean"},
+                },
+            },
+            "Submission": {
+                "type": "object",
+                "required": ["spec"],
+                "properties": {
+                    "spec": {
+                        "type": "object",
+                        "description": "the run as the client expanded it (see the task file)",
+                        "properties": {
+                            "name": {"type": "string"},
+                            "env": string_map,
+                            "tasks": {"type": "array", "items": _OBJECT},
+                        },
+                    },
+                    "bundle": {"type": "string", "nullable": True},
+                    "source": {"type": "string", "nullable": True},
+                    "reuse": {"type": "boolean"},
+                },
+            },
+        },
+    }
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The whole description, as a JSON-ready dict."""
+    v = p.API_PREFIX
+    obj = _json(_OBJECT, "An object")
+    arr = _json({"type": "array", "items": _OBJECT}, "A list")
+    text = {"description": "Text", "content": {"text/plain": {"schema": {"type": "string"}}}}
+    paths: dict[str, Any] = {
+        f"{v}/workers": {
+            "post": _operation(
+                "Register a worker",
+                _answers(_json(_ref("Registered"), "Registered"), 413, 415),
+                requestBody=_body(_ref("Registration")),
+            ),
+            "get": _operation("List workers", _answers(arr)),
+        },
+        f"{v}/workers/{{worker}}": {
+            "delete": _operation(
+                "A worker leaves; what it held runs elsewhere",
+                _answers(obj, 404),
+                parameters=[
+                    _path("worker", "a worker's id", _INT64),
+                    _query("reason", "why it stopped by itself", {"type": "string"}),
+                ],
+            )
+        },
+        f"{v}/sync": {
+            "post": _operation(
+                "One worker round trip: report, renew, take work",
+                _answers(_json(_ref("SyncResponse"), "Work to start and stop"), 404, 413, 415),
+                requestBody=_body(_ref("SyncRequest")),
+            )
+        },
+        f"{v}/attempts/{{attempt}}/outputs/{{path}}": {
+            "put": _operation(
+                "Send one output of a running attempt (kept aside until its report wins)",
+                _answers(_SIZE, 404, 408, 409),
+                parameters=[_ATTEMPT, _FILE],
+                requestBody=_BYTES,
+            )
+        },
+        f"{v}/attempts/{{attempt}}/log": {
+            "put": _operation(
+                "Send an attempt's log",
+                _answers(_SIZE, 404, 408),
+                parameters=[_ATTEMPT],
+                requestBody=_BYTES,
+            )
+        },
+        f"{v}/bosses": {"get": _operation("The bosses serving this database", _answers(arr))},
+        f"{v}/runs": {
+            "post": _operation(
+                "Submit a run",
+                _answers(
+                    _json({"type": "object", "properties": {"run": _INT64}}, "The run's id"),
+                    404,
+                    413,
+                    415,
+                ),
+                parameters=[
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "description": "the same key again returns the first submission's run",
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{8,64}$"},
+                    }
+                ],
+                requestBody=_body(_ref("Submission")),
+            ),
+            "get": _operation("List runs, newest first", _answers(arr)),
+        },
+        f"{v}/runs/{{run}}": {
+            "get": _operation(
+                "One run, with counts by state", _answers(obj, 404), parameters=[_RUN]
+            )
+        },
+        f"{v}/runs/{{run}}/tasks": {
+            "get": _operation("A run's tasks", _answers(arr, 404), parameters=[_RUN, _STATE])
+        },
+        f"{v}/runs/{{run}}/tasks/{{task}}": {
+            "get": _operation(
+                "One task with its attempts", _answers(obj, 404), parameters=[_RUN, _TASK]
+            )
+        },
+        f"{v}/runs/{{run}}/tasks/{{task}}/log": {
+            "get": _operation(
+                "The log of a task's latest attempt (or ?attempt=N)",
+                _answers(text, 404),
+                parameters=[
+                    _RUN,
+                    _TASK,
+                    _query("attempt", "the attempt's number", {"type": "integer"}),
+                    _query("offset", "from this byte on", {"type": "integer"}),
+                ],
+            )
+        },
+        f"{v}/runs/{{run}}/tasks/{{task}}/events": {
+            "get": _operation("A task's history", _answers(arr, 404), parameters=[_RUN, _TASK])
+        },
+        f"{v}/runs/{{run}}/results": {
+            "get": _operation(
+                "The results of a run's tasks, by name", _answers(obj, 404), parameters=[_RUN]
+            )
+        },
+        f"{v}/runs/{{run}}/cancel": {
+            "post": _operation(
+                "Cancel a run's unfinished tasks", _answers(obj, 403, 404), parameters=[_RUN]
+            )
+        },
+        f"{v}/runs/{{run}}/retry": {
+            "post": _operation(
+                "Run a run's failed tasks again", _answers(obj, 403, 404), parameters=[_RUN]
+            )
+        },
+        f"{v}/runs/{{run}}/page": {
+            "get": _operation(
+                "A page of a run's tasks",
+                _answers(obj, 404),
+                parameters=[
+                    _RUN,
+                    _STATE,
+                    _query("q", "names containing this", {"type": "string"}),
+                    _query(
+                        "sort",
+                        "order",
+                        {"type": "string", "enum": ["id", "duration", "-duration", "name"]},
+                    ),
+                    _query("limit", "at most this many", {"type": "integer"}),
+                    _query("offset", "after this many", {"type": "integer"}),
+                ],
+            )
+        },
+        f"{v}/runs/{{run}}/graph": {
+            "get": _operation(
+                "The run's DAG, one node per matrix group", _answers(obj, 404), parameters=[_RUN]
+            )
+        },
+        f"{v}/runs/{{run}}/throughput": {
+            "get": _operation("Tasks finished per second", _answers(obj, 404), parameters=[_RUN])
+        },
+        f"{v}/events": {
+            "get": _operation(
+                "State changes, oldest first",
+                _answers(arr, 404),
+                parameters=[_query("run", "only this run's", {"type": "string"})],
+            )
+        },
+        f"{v}/data": {
+            "get": _operation(
+                "The files under a datastore folder",
+                _answers(_json({"type": "array", "items": {"type": "string"}}, "Paths")),
+                parameters=[_query("prefix", "a datastore folder", {"type": "string"})],
+            )
+        },
+        f"{v}/data/{{path}}": {
+            "get": _operation(
+                "Download a datastore file",
+                _answers(
+                    {
+                        "description": "The file",
+                        "content": {
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "format": "binary"}
+                            }
+                        },
+                    },
+                    404,
+                ),
+                parameters=[_FILE],
+            ),
+            "put": _operation(
+                "Upload a datastore file (streamed, renamed into place)",
+                _answers(_SIZE, 408),
+                parameters=[_FILE],
+                requestBody=_BYTES,
+            ),
+        },
+        f"{v}/stream": {
+            "get": _operation(
+                "Server-sent events, one each time something changes",
+                {
+                    "200": {
+                        "description": "An endless stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    }
+                },
+            )
+        },
+        "/metrics": {"get": _operation("Prometheus metrics", _answers(text))},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "shoal boss", "version": str(p.PROTOCOL_VERSION)},
+        "security": [{"token": []}],
+        "paths": paths,
+        "components": _components(),
+    }

@@ -1,0 +1,171 @@
+"""The routes workers call: register, sync, send an attempt's outputs and log, leave.
+
+An attempt's outputs are staged under its own folder and become its task's
+outputs only when its report wins the task (the scheduler promotes them in
+the transaction that records the win); an attempt that no longer holds its
+task is refused (409), before and after it sends.
+
+A sync records what its worker reports even when a side write fails (an
+inline log the datastore cannot take): the failure becomes an event, and
+the worker is not made to send the same report forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from shoal import protocol as p
+from shoal.boss.web import Context, json_response, path_id, read_json
+from shoal.exceptions import DatastoreError, Fenced
+
+__all__ = ["worker_routes"]
+
+log = logging.getLogger("shoal.boss")
+
+# The longest a sync may be held open waiting for work.
+MAX_WAIT = 30.0
+# The longest reason a worker may give for leaving.
+MAX_REASON = 2000
+
+
+def worker_routes(ctx: Context) -> list[BaseRoute]:
+    scheduler, datastore = ctx.scheduler, ctx.datastore
+
+    async def register(request: Request) -> Response:
+        reg = p.Registration.from_dict(await read_json(request, ctx.limits.max_body))
+        answer = scheduler.register(reg)
+        ctx.changed()
+        log.info("worker registered", extra={"event": "worker_registered", "worker": reg.name})
+        return json_response(answer.to_dict())
+
+    async def goodbye(request: Request) -> Response:
+        worker_id = path_id(request, "worker")
+        reason = request.query_params.get("reason", "")[:MAX_REASON]
+        scheduler.worker_stopped(worker_id, reason)
+        log.info(
+            "worker stopped",
+            extra={"event": "worker_stopped", "worker_id": worker_id, "reason": reason},
+        )
+        ctx.changed(work=True)
+        return json_response({"ok": True})
+
+    def store_inline_logs(req: p.SyncRequest) -> None:
+        """Write the small logs that travel in the sync; one that cannot be written is noted."""
+        for report in req.finished:
+            if not report.log:
+                continue
+            # Small logs travel inline; they land where large ones are uploaded.
+            path = p.log_path(report.run_id, report.task, report.attempt_id)
+            try:
+                datastore.write_bytes(path, report.log.encode())
+            except DatastoreError as e:
+                ctx.health.failed("datastore", str(e))
+                report.log = None  # the report is recorded all the same, without its log
+                scheduler.note(
+                    "log_lost",
+                    f"the log of attempt {report.attempt_id} was not stored: {e}",
+                    attempt_id=report.attempt_id,
+                    run_id=report.run_id or None,
+                )
+
+    async def sync(request: Request) -> Response:
+        req = p.SyncRequest.from_dict(await read_json(request, ctx.limits.max_body))
+        store_inline_logs(req)
+        # Take the waiter before looking for work, so that work appearing
+        # between the look and the wait still wakes this request.
+        waiter = ctx.signal.waiter()
+        started = time.perf_counter()
+        outcome = await ctx.in_pool(lambda: scheduler.sync(req))
+        ctx.health.recovered("database")
+        ctx.metrics.syncs.inc()
+        ctx.metrics.sync_seconds.observe(time.perf_counter() - started)
+        staged = [r.attempt_id for r in req.finished if r.outputs or r.outcome != p.SUCCEEDED]
+        if staged:
+            # Promoted, lost to another attempt, or failed: nothing is left to stage.
+            datastore.discard_staged(staged)
+        for report in req.finished:
+            if report.outcome == p.SUCCEEDED and report.ended >= report.started > 0:
+                ctx.metrics.task_seconds.observe(report.ended - report.started)
+        if req.finished or outcome.response.assignments:
+            ctx.feed.bump()
+        if outcome.made_ready:
+            ctx.signal.notify()
+            waiter = ctx.signal.waiter()
+        for run_id in outcome.finished_runs:
+            log.info("run ended", extra={"event": "run_ended", "run": run_id})
+        response = outcome.response
+        if not response.assignments and not response.cancel and req.free_slots > 0 and req.wait > 0:
+            response = await wait_for_work(request, req, waiter) or response
+        return json_response(response.to_dict())
+
+    async def wait_for_work(
+        request: Request, req: p.SyncRequest, waiter: asyncio.Event
+    ) -> p.SyncResponse | None:
+        """Hold an idle worker's sync until work appears or its wait is over."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(req.wait, MAX_WAIT)
+        idle = p.SyncRequest(
+            worker_id=req.worker_id, running=req.running, free_slots=req.free_slots
+        )
+        while (left := deadline - loop.time()) > 0:
+            # Look again when woken, and every second regardless: a
+            # retried task's back-off may have run out meanwhile.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(waiter.wait(), min(left, 1.0))
+            if await request.is_disconnected():
+                return None
+            waiter = ctx.signal.waiter()
+            response = (await ctx.in_pool(lambda: scheduler.sync(idle))).response
+            if response.assignments or response.cancel:
+                ctx.feed.bump()
+                return response
+        return None
+
+    async def attempt_output(request: Request) -> Response:
+        attempt_id = path_id(request, "attempt")
+        name = request.path_params["path"]
+        scheduler.attempt_writing(attempt_id, outputs=True)
+        size = await datastore.write_stream(
+            p.staging_prefix(attempt_id) + name, request.stream(), ctx.limits.upload_idle
+        )
+        try:
+            # Fenced while it was sending: what it sent will never be seen.
+            scheduler.attempt_writing(attempt_id, outputs=True)
+        except Fenced:
+            datastore.discard_staged([attempt_id])
+            raise
+        ctx.health.recovered("datastore")
+        return json_response({"size": size})
+
+    async def attempt_log(request: Request) -> Response:
+        attempt_id = path_id(request, "attempt")
+        run_id, task = scheduler.attempt_writing(attempt_id, outputs=False)
+        size = await datastore.write_stream(
+            p.log_path(run_id, task, attempt_id), request.stream(), ctx.limits.upload_idle
+        )
+        ctx.health.recovered("datastore")
+        return json_response({"size": size})
+
+    async def workers(request: Request) -> Response:
+        return json_response(scheduler.workers_view())
+
+    async def bosses(request: Request) -> Response:
+        return json_response(scheduler.bosses_view())
+
+    v = p.API_PREFIX
+    return [
+        Route(f"{v}/workers", register, methods=["POST"]),
+        Route(f"{v}/workers", workers, methods=["GET"]),
+        Route(f"{v}/workers/{{worker}}", goodbye, methods=["DELETE"]),
+        Route(f"{v}/sync", sync, methods=["POST"]),
+        Route(f"{v}/attempts/{{attempt}}/outputs/{{path:path}}", attempt_output, methods=["PUT"]),
+        Route(f"{v}/attempts/{{attempt}}/log", attempt_log, methods=["PUT"]),
+        Route(f"{v}/bosses", bosses, methods=["GET"]),
+    ]
