@@ -77,6 +77,22 @@ FreshOpt = Annotated[
 RunArg = Annotated[str | None, typer.Argument(help="Run id or name (default: the latest run).")]
 
 
+_SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
+
+
+def parse_size(text: str, option: str) -> int:
+    """Bytes from ``123``, ``64K``, ``64M`` or ``1G`` (binary units); one line if it is not."""
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (value[:-1], value[-1]) if value[-1:] in "KMG" else (value, "")
+    try:
+        size = float(number) * _SIZE_UNITS[unit]
+    except ValueError:
+        size = -1
+    if not 0 < size < 2**50:
+        raise BadInput(f"{option} '{text}' is not a size: write it like 64M, 512K or 1G")
+    return int(size)
+
+
 def _state(path: Path | None) -> StateDir:
     return StateDir(path or Path(os.environ.get("SHOAL_STATE", ".shoal")))
 
@@ -225,9 +241,19 @@ def boss(
     max_losses: Annotated[
         int, typer.Option("--max-losses", help="Lost attempts after which a task fails.")
     ] = 3,
+    max_body: Annotated[
+        str,
+        typer.Option(
+            "--max-body",
+            help="Largest JSON request the boss reads (a submitted run), e.g. 64M or 1G.",
+        ),
+    ] = "64M",
 ) -> None:
     """Serve the boss: the API workers and commands talk to."""
+    from shoal.boss.api import Limits
     from shoal.boss.server import Boss, parse_listen
+
+    limits = Limits(max_body=parse_size(max_body, "--max-body"))
 
     sd = StateDir(state)
     other = sd.live_boss()
@@ -247,6 +273,7 @@ def boss(
         speculate=speculate,
         speculate_min=speculate_min,
         max_losses=max_losses,
+        limits=limits,
     )
     sd.write_boss(server.url, token)
     import logging
