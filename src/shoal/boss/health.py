@@ -31,9 +31,8 @@ class Health:
             self._troubles.pop(part, None)
 
     def lines(self) -> list[str]:
-        """One line per trouble: what fails, and for how long."""
-        now = self.clock()
+        """One line per trouble: what fails, and since when."""
         return [
-            f"the boss cannot work since {now - since:.0f}s: {message}"
+            f"{message} (since {time.strftime('%H:%M:%S', time.localtime(since))})"
             for since, message in self._troubles.values()
         ]

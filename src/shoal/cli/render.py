@@ -106,7 +106,7 @@ def run_summary(console: Console, view: dict[str, Any]) -> None:
         for name, value in view["partial"].items():
             console.print(Text.assemble((f"{name} so far ", "bold"), short(value, 200)))
     for w in view.get("warnings", []):
-        console.print(Text(f"warning: {w}", style="yellow"))
+        console.print(Text(f"warning: {w}", style="yellow"), soft_wrap=True)
 
 
 def task_table(tasks: list[dict[str, Any]]) -> Table:

@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -111,11 +112,20 @@ def run_spec(
                 f"(state in {state.root})",
                 highlight=False,
             )
+        warned: set[str] = set()
+
+        def warn(view: dict[str, Any], out: Console = err) -> None:
+            """Each warning of the run (a boss that cannot write, say) once, as it appears."""
+            for line in view.get("warnings", []):
+                if line not in warned and not as_json:
+                    warned.add(line)
+                    out.print(Text(f"warning: {line}", style="yellow"), soft_wrap=True)
+
         try:
             if show_progress:
-                view = _wait_with_progress(session, run_id, console)
+                view = _wait_with_progress(session, run_id, console, warn)
             else:
-                view = session.wait(run_id)
+                view = session.wait(run_id, warn)
         except KeyboardInterrupt:
             err.print(f"\ninterrupted: cancelling run {run_id} and stopping the workers…")
             try:
@@ -138,7 +148,12 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _wait_with_progress(session: LocalSession, run_id: int, console: Console) -> dict[str, Any]:
+def _wait_with_progress(
+    session: LocalSession,
+    run_id: int,
+    console: Console,
+    warn: Callable[[dict[str, Any], Console], None],
+) -> dict[str, Any]:
     progress = Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
@@ -166,6 +181,7 @@ def _wait_with_progress(session: LocalSession, run_id: int, console: Console) ->
                 running=counts.get("running", 0),
                 failed=failed,
             )
+            warn(view, progress.console)
 
         return session.wait(run_id, update, interval=0.2)
 
