@@ -37,7 +37,7 @@ class Views:
                     )
                 return int(row.id)
             text = str(ref)
-            if text.isdigit() and tx.run(int(text)) is not None:
+            if text.isascii() and text.isdigit() and len(text) < 19 and tx.run(int(text)):
                 return int(text)
             row = tx.latest_run(text)
             if row is None:

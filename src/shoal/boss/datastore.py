@@ -42,11 +42,10 @@ class LocalDatastore:
         """The file behind a datastore path; refuses paths that leave the root."""
         pure = PurePosixPath(path)
         if (
-            not path
+            not pure.parts
             or "\0" in path
             or pure.is_absolute()
             or any(part in ("..", ".", "") for part in pure.parts)
-            or pure.parts == (".",)
         ):
             raise BadInput(f"bad datastore path '{_shown(path)}': use a relative path without '..'")
         if any(len(part.encode("utf-8", "surrogateescape")) > NAME_MAX for part in pure.parts):

@@ -50,7 +50,7 @@ class Limits:
     """How much a request may ask of the boss."""
 
     # A JSON request body (a submitted run is the largest): bytes.
-    max_body: int = 64 * 1024 * 1024
+    max_body: int = 32 * 1024 * 1024
     # An upload that sends nothing for this long is dropped: seconds.
     upload_idle: float = 60.0
 

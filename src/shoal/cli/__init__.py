@@ -247,7 +247,7 @@ def boss(
             "--max-body",
             help="Largest JSON request the boss reads (a submitted run), e.g. 64M or 1G.",
         ),
-    ] = "64M",
+    ] = "32M",
 ) -> None:
     """Serve the boss: the API workers and commands talk to."""
     from shoal.boss.api import Limits
