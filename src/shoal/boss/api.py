@@ -35,7 +35,7 @@ from shoal.boss.health import Health
 from shoal.boss.metrics import Metrics
 from shoal.boss.pages import page_routes
 from shoal.boss.runs import run_routes
-from shoal.boss.web import ChangeFeed, Context, Limits, WorkSignal, json_response
+from shoal.boss.web import ChangeFeed, Context, Limits, WorkSignal, error_response
 from shoal.boss.workers import worker_routes
 from shoal.exceptions import DatastoreError, ShoalError, StoreError
 from shoal.scheduler import Scheduler
@@ -89,18 +89,18 @@ def create_app(
             ctx.health.failed("datastore", str(exc))
         elif isinstance(exc, StoreError):
             ctx.health.failed("database", str(exc))
-        return json_response({"error": str(exc)}, exc.http_status)
+        return error_response(str(exc), exc.http_status)
 
     async def on_bad_message(request: Request, exc: Exception) -> Response:
-        return json_response({"error": f"bad request: {exc}"}, 400)
+        return error_response(f"bad request: {exc}", 400)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return json_response({"error": exc.detail}, exc.status_code)
+        return error_response(str(exc.detail), exc.status_code)
 
     async def on_disconnect(request: Request, exc: Exception) -> Response:
         # The client went away mid-request; nobody reads this answer.
-        return json_response({"error": "the client disconnected"}, 400)
+        return error_response("the client disconnected", 400)
 
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         ShoalError: on_shoal_error,

@@ -30,7 +30,9 @@ __all__ = [
     "Context",
     "Limits",
     "WorkSignal",
+    "error_response",
     "json_response",
+    "one_line",
     "path_id",
     "query_int",
     "read_json",
@@ -119,6 +121,19 @@ class Context:
         if work:
             self.signal.notify()
         self.feed.bump()
+
+
+def one_line(message: str, limit: int = 1000) -> str:
+    """A message fit for one line: control characters (a name's newline, a NUL) escaped."""
+    if message.isprintable() and len(message) <= limit:
+        return message
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def error_response(message: str, status: int) -> Response:
+    """The answer to a request that failed: ``{"error": one line}``."""
+    return json_response({"error": one_line(message)}, status)
 
 
 def json_response(data: Any, status: int = 200) -> Response:
