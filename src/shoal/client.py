@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from shoal import protocol as p
-from shoal.agent.client import AgentClient, BossDown, BossRefused
+from shoal.agent.client import AgentClient, BossDown, BossRefused, token_from_environment
 from shoal.bundle import pack_bundle
 from shoal.exceptions import BadInput, BossError, BossUnreachable, NotFound, Unauthorized
 from shoal.spec import RunSpec
@@ -32,7 +32,10 @@ class BossClient:
     def find(cls, boss: str | None, token: str | None, state: StateDir) -> BossClient:
         """The boss from ``--boss``, ``SHOAL_BOSS`` or the state folder, in that order."""
         url = boss or os.environ.get("SHOAL_BOSS")
-        token = token or os.environ.get("SHOAL_TOKEN")
+        try:
+            token = token or token_from_environment()
+        except ValueError as e:
+            raise BadInput(str(e)) from None
         if not url or not token:
             info = state.live_boss()
             if info is None:

@@ -79,6 +79,7 @@ class LocalSession:
                 f"a boss (pid {other.get('pid')}) is already using {self.state.root}: "
                 f"submit to it with 'shoal submit FILE', or pass another --state folder"
             )
+        self.state.create()
         token = self.state.token()
         # Bind the port and start the workers first: they start up on the
         # other core while this process imports the boss. Their first

@@ -26,7 +26,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from shoal import protocol as p
-from shoal.agent.client import AgentClient
+from shoal.agent.client import AgentClient, drop_credentials
 
 _SHELL_CHARS = frozenset("|&;<>()$`\\\"'*?[]#~=%{}!\n\t")
 _SHELL_WORDS = frozenset(
@@ -256,6 +256,9 @@ class Runner:
         log_file = ws + ".log"
         result_file = ws + ".result"
         env = dict(os.environ)
+        # The worker dropped them already; an agent embedded in another
+        # program (a test, the Python API) may not have.
+        drop_credentials(env)
         env.update(a.env)
         env.update(
             SHOAL_RUN=a.run,

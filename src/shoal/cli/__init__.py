@@ -20,6 +20,7 @@ from rich.live import Live
 from rich.table import Table
 
 from shoal import __version__
+from shoal.agent.client import read_token_file, token_from_environment, token_warning
 from shoal.cli import render
 from shoal.client import BossClient, OfflineClient
 from shoal.exceptions import BadInput, NotFound, ShoalError
@@ -51,9 +52,40 @@ DbOpt = Annotated[
         help="Database: a SQLite file or postgresql://USER@HOST/NAME (default: STATE/shoal.db).",
     ),
 ]
+
+
+def _warn_token(value: str | None) -> str | None:
+    """A token on the command line works, with a warning: ``ps`` shows it to everyone."""
+    if value:
+        sys.stderr.write(
+            "shoal: "
+            + token_warning("--token", "set SHOAL_TOKEN, or SHOAL_TOKEN_FILE to a file holding it")
+            + "\n"
+        )
+    return value
+
+
+def _warn_token_file_safer(value: str | None) -> str | None:
+    if value:
+        sys.stderr.write(
+            "shoal: " + token_warning("--token", "set SHOAL_TOKEN or pass --token-file FILE") + "\n"
+        )
+    return value
+
+
 TokenOpt = Annotated[
     str | None,
-    typer.Option("--token", help="The boss's token (default: $SHOAL_TOKEN or the state folder)."),
+    typer.Option(
+        "--token",
+        callback=_warn_token,
+        help="The boss's token (default: $SHOAL_TOKEN, $SHOAL_TOKEN_FILE or the state folder).",
+    ),
+]
+TokenFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--token-file", help="A file holding the boss's token (default: $SHOAL_TOKEN_FILE)."
+    ),
 ]
 StateDirOpt = Annotated[
     Path | None,
@@ -87,6 +119,16 @@ def _inventory(path: Path | None) -> Any:
     from shoal import inventory
 
     return inventory.load(path)
+
+
+def _token(token_file: Path | None) -> str | None:
+    """The token in ``--token-file``, ``$SHOAL_TOKEN`` or ``$SHOAL_TOKEN_FILE``, if any."""
+    try:
+        if token_file is not None:
+            return read_token_file(str(token_file))
+        return token_from_environment()
+    except ValueError as e:
+        raise BadInput(str(e)) from None
 
 
 def _client(boss: str | None, token: str | None, state: Path | None) -> BossClient | OfflineClient:
@@ -214,9 +256,11 @@ def boss(
         str | None,
         typer.Option(
             "--token",
+            callback=_warn_token_file_safer,
             help="Token workers and commands must give (default: $SHOAL_TOKEN, else STATE/token).",
         ),
     ] = None,
+    token_file: TokenFileOpt = None,
     lease: LeaseOpt = 30.0,
     speculate_min: SpeculateMinOpt = 30.0,
     speculate: Annotated[
@@ -236,7 +280,9 @@ def boss(
             f"a boss (pid {other.get('pid')}) already serves {sd.root} at {other.get('url')}"
         )
     host, port = parse_listen(listen)
-    token = token or os.environ.get("SHOAL_TOKEN") or sd.token()
+    sd.create()
+    given = token or _token(token_file)
+    token = given or sd.token()
     server = Boss(
         db=sd.database(db),
         data=data or sd.data,
@@ -254,9 +300,13 @@ def boss(
     from shoal.logs import configure
 
     configure()
+    start = (
+        f"SHOAL_TOKEN=<the token given to this boss> shoal worker --boss {server.url}"
+        if given
+        else f"shoal worker --boss {server.url} --token-file {sd.token_file}"
+    )
     logging.getLogger("shoal.boss").info(
-        f"serving {server.url}; start workers with: "
-        f"SHOAL_TOKEN=$(cat {sd.token_file}) shoal worker --boss {server.url}",
+        f"serving {server.url}; start workers with: {start}",
         extra={
             "event": "boss_started",
             "url": server.url,
@@ -276,8 +326,14 @@ def worker(
     ctx: typer.Context,
     boss_url: Annotated[str | None, typer.Option("--boss", help="The boss's URL.")] = None,
     token: Annotated[
-        str | None, typer.Option("--token", help="The boss's token (default: $SHOAL_TOKEN).")
+        str | None,
+        typer.Option(
+            "--token",
+            callback=_warn_token_file_safer,
+            help="The boss's token (default: $SHOAL_TOKEN, $SHOAL_TOKEN_FILE or the state folder).",
+        ),
     ] = None,
+    token_file: TokenFileOpt = None,
     slots: Annotated[int, typer.Option("--slots", help="Attempts at once (default: cores).")] = 0,
     idle_exit: Annotated[
         float | None, typer.Option("--idle-exit", help="Exit after this many idle seconds.")
@@ -293,15 +349,14 @@ def worker(
     sd = _state(state)
     info = sd.live_boss() if not (boss_url or os.environ.get("SHOAL_BOSS")) else None
     argv = ["--boss=" + (boss_url or os.environ.get("SHOAL_BOSS") or (info or {}).get("url") or "")]
-    tok = token or os.environ.get("SHOAL_TOKEN") or (info or {}).get("token")
-    if tok:
-        argv.append("--token=" + tok)
+    tok = token or _token(token_file) or (info or {}).get("token")
     argv.append(f"--slots={slots or os.cpu_count() or 1}")
     if idle_exit is not None:
         argv.append(f"--idle-exit={idle_exit}")
     if name:
         argv.append("--name=" + name)
-    raise typer.Exit(agent_main(argv + list(ctx.args)))
+    # The token is handed over in this process: never on a command line.
+    raise typer.Exit(agent_main(argv + list(ctx.args), token=tok))
 
 
 @app.command()

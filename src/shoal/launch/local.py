@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from shoal.statedir import open_private
+
 __all__ = ["LocalWorkers", "last_words"]
 
 
@@ -80,7 +82,7 @@ class LocalWorkers:
             src + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else src
         )
         for i in range(self.count):
-            log = (self.logdir / f"worker-{i + 1}.log").open("ab")
+            log = open_private(self.logdir / f"worker-{i + 1}.log")
             self._offsets.append(log.tell())
             proc = subprocess.Popen(
                 [

@@ -31,6 +31,7 @@ from typing import TypeVar
 
 from shoal.inventory import Host
 from shoal.launch.local import last_words
+from shoal.statedir import open_private
 
 __all__ = [
     "HostCheck",
@@ -255,7 +256,7 @@ class SshWorker:
                     *[shlex.quote(label) for label in labels],
                 ]
             )
-            log = self.log_path.open("ab")
+            log = open_private(self.log_path)
             self.log_offset = log.tell()
             self.proc = subprocess.Popen(
                 [*self.ssh.argv(*forward), command],

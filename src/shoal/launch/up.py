@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from shoal.agent.worker import EXIT_REFUSED, EXIT_SETUP_FAILED
 from shoal.exceptions import BadInput, ShoalError
-from shoal.statedir import StateDir, write_private
+from shoal.statedir import StateDir, open_private, write_private
 
 __all__ = ["Brought", "down", "up"]
 
@@ -124,7 +124,7 @@ def up(
     env = dict(os.environ)
     src = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    with (logs / "keeper.log").open("ab") as log:
+    with open_private(logs / "keeper.log") as log:
         keeper = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,

@@ -62,6 +62,6 @@ def agent_zipapp(folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
         tmp.write_bytes(data)
-        tmp.chmod(0o755)
+        tmp.chmod(0o700)  # its folder is the private state folder
         os.replace(tmp, path)
     return path
