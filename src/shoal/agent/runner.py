@@ -175,6 +175,31 @@ class BundleCache:
             )
 
 
+class OutputRefused(Exception):
+    """An output of the task leads out of its workspace (a link to /etc/passwd, say)."""
+
+
+def real_output(path: str, ws: str, roots: List[str]) -> str:
+    """The real path of an output file, if it lies under one of ``roots``; else OutputRefused.
+
+    A link that stays inside is fine; one that leads out would upload a file
+    of the worker's host that the task has no business publishing.
+    """
+    real = os.path.realpath(path)
+    if any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots):
+        return real
+    name = os.path.relpath(path, ws)
+    if name == ".." or name.startswith(".." + os.sep):
+        name = path
+    if os.path.islink(path):
+        raise OutputRefused(f"output '{name}' is a link to '{real}', outside the workspace")
+    if real != os.path.abspath(path):
+        raise OutputRefused(
+            f"output '{name}' leads through a link to '{real}', outside the workspace"
+        )
+    raise OutputRefused(f"output '{name}' is outside the workspace")
+
+
 class Attempt:
     """One attempt running on this worker; another thread may cancel it."""
 
@@ -333,6 +358,8 @@ class Runner:
             return p.FAILED, code, cause, tail, []
         try:
             outputs = self._upload_outputs(a, ws)
+        except OutputRefused as e:
+            return p.FAILED, code, str(e), tail, []
         except Exception as e:
             return p.FAILED, code, f"uploading outputs failed: {e}", tail, []
         return p.SUCCEEDED, code, None, tail, outputs
@@ -443,7 +470,12 @@ class Runner:
             pass
 
     def _upload_outputs(self, a: p.Assignment, ws: str) -> List[str]:
-        names: List[str] = []
+        # Where an output may really be: the workspace, and the bundle whose
+        # files are linked into it. Every output is checked before any is sent.
+        roots = [os.path.realpath(ws)]
+        if a.bundle:
+            roots.append(os.path.realpath(os.path.join(self.bundles.root, a.bundle)))
+        found: Dict[str, str] = {}  # name in the datastore -> the real file
         for pattern in a.outputs:
             hits = sorted(glob.glob(os.path.join(ws, pattern), recursive=True))
             hits = [h for h in hits if os.path.isfile(h)]
@@ -451,10 +483,12 @@ class Runner:
                 raise RuntimeError(f"output '{pattern}' was not written by the task")
             for h in hits:
                 rel = os.path.relpath(h, ws).replace(os.sep, "/")
-                if rel not in names:
-                    self.client.upload(p.output_prefix(a.run_id, a.task) + rel, h)
-                    names.append(rel)
-        return names
+                if rel not in found:
+                    found[rel] = real_output(h, ws, roots)
+        for rel, real in found.items():
+            # The real file, not the path: a link swapped after the check is not followed.
+            self.client.upload(p.output_prefix(a.run_id, a.task) + rel, real)
+        return list(found)
 
     def _result(self, result_file: str, stdout_tail: bytes) -> Tuple[Any, Optional[str]]:
         if os.path.exists(result_file):
