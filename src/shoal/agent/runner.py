@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from shoal import protocol as p
 from shoal.agent.client import AgentClient, drop_credentials
+from shoal.agent.logcap import DEFAULT_LOG_CAP, CappedLog
 
 _SHELL_CHARS = frozenset("|&;<>()$`\\\"'*?[]#~=%{}!\n\t")
 _SHELL_WORDS = frozenset(
@@ -229,8 +230,12 @@ def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 class Runner:
     """Runs attempts for one worker: the parts that stay the same between them."""
 
-    def __init__(self, client: AgentClient, workdir: str, worker_name: str) -> None:
+    def __init__(
+        self, client: AgentClient, workdir: str, worker_name: str, log_cap: int = DEFAULT_LOG_CAP
+    ) -> None:
         self.client = client
+        # The most an attempt's log keeps: its head and its tail (see logcap).
+        self.log_cap = log_cap
         self.workdir = os.path.abspath(workdir)
         self.worker_name = worker_name
         self.bundles = BundleCache(os.path.join(self.workdir, "bundles"), client)
@@ -294,7 +299,7 @@ class Runner:
             SHOAL_RESULT=result_file,
             SHOAL_WORKSPACE=ws,
         )
-        with open(log_file, "wb", buffering=0) as log:
+        with CappedLog(log_file, self.log_cap) as log:
             try:
                 outcome, exit_code, cause, stdout_tail, outputs = self._stage_and_run(
                     attempt, ws, env, log, deadline
@@ -456,16 +461,20 @@ class Runner:
             return code, cause, tail
         return 0, None, tail
 
-    def _push_log(self, a: p.Assignment, log: Any) -> None:
-        """Send the log so far to the boss (best effort: the final log always goes)."""
+    def _push_log(self, a: p.Assignment, log: CappedLog) -> None:
+        """Send the log so far to the boss (best effort: the final log always goes).
+
+        Past half the cap the log's head stops growing, so it is sent once:
+        the tail joins it when the attempt ends.
+        """
         if self.client is None:
             return
-        size = os.fstat(log.fileno()).st_size
-        if size == getattr(log, "shoal_pushed", 0) or size > LOG_PUSH_LIMIT:
+        size = log.size
+        if size == log.pushed or size > LOG_PUSH_LIMIT:
             return
         try:
-            self.client.upload(p.log_path(a.run_id, a.task, a.attempt_id), log.name)
-            log.shoal_pushed = size
+            self.client.upload(p.log_path(a.run_id, a.task, a.attempt_id), log.path)
+            log.pushed = size
         except Exception:
             pass
 

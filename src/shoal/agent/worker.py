@@ -34,6 +34,7 @@ from shoal.agent.client import (
     token_from_environment,
     token_warning,
 )
+from shoal.agent.logcap import DEFAULT_LOG_CAP, log_cap
 from shoal.agent.runner import Attempt, Runner
 
 # Keep assignments queued ahead only while tasks take less than this.
@@ -79,6 +80,7 @@ class Agent:
         quiet: bool = False,
         parent: Optional[int] = None,
         give_up_after: Optional[float] = None,
+        log_cap: int = DEFAULT_LOG_CAP,
     ) -> None:
         self.client = client
         self.slots = max(1, slots)
@@ -96,7 +98,7 @@ class Agent:
         self.give_up_after = give_up_after
         self._unreachable_since: Optional[float] = None
         self._boss_gone = False
-        self.runner = Runner(client, self.workdir, self.name)
+        self.runner = Runner(client, self.workdir, self.name, log_cap=log_cap)
         self.worker_id = 0
         self.heartbeat = 5.0
         self.cond = threading.Condition()
@@ -503,6 +505,12 @@ def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
         help="on SIGTERM, wait this long for running attempts",
     )
     parser.add_argument("--workdir", default=None, help="where workspaces and bundles go")
+    parser.add_argument(
+        "--log-cap",
+        default=None,
+        help="keep at most this much of an attempt's log, its head and its tail "
+        "(e.g. 8M, the default; K, M, G)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no log lines on stderr")
     parser.add_argument(
         "--parent", type=int, default=None, help="stop when this process (our parent) ends"
@@ -541,6 +549,11 @@ def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
         sys.stderr.write("shoal worker: --slots must be at least 1\n")
         return 2
     try:
+        cap = log_cap(args.log_cap) if args.log_cap is not None else DEFAULT_LOG_CAP
+    except ValueError as e:
+        sys.stderr.write(f"shoal worker: --log-cap: {e}\n")
+        return 2
+    try:
         client = AgentClient(args.boss, token)
     except ValueError as e:
         sys.stderr.write(f"shoal worker: {e}\n")
@@ -556,6 +569,7 @@ def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
         quiet=args.quiet,
         parent=args.parent,
         give_up_after=LIFELINE_GIVE_UP if args.lifeline else None,
+        log_cap=cap,
     )
     agent.install_signal_handlers()
     if args.lifeline:

@@ -39,6 +39,7 @@ from shoal import protocol as p
 from shoal.boss.datastore import LocalDatastore
 from shoal.boss.metrics import Metrics
 from shoal.exceptions import BadInput, NotFound, ShoalError, StoreError
+from shoal.logtail import read_from, start_of
 from shoal.memory import gc_paused
 from shoal.scheduler import Scheduler
 from shoal.spec import spec_from_dict
@@ -378,15 +379,33 @@ def create_app(
 
     async def task_log(request: Request) -> Response:
         """
-        summary: The log of a task's latest attempt (or ?attempt=N), from byte ?offset=N.
+        summary: The log of a task's latest attempt (or ?attempt=N), whole or from byte ?offset=N, or its last ?tail=N lines.
         description: >
-          While the attempt runs, this is what its worker last sent (every few
-          seconds); the X-Shoal-Attempt header names the attempt and
-          X-Shoal-Running says whether it still runs.
+          Streamed, however long (a worker keeps each attempt's log within its
+          --log-cap, and says in the log what it cut). While the attempt runs,
+          this is what its worker last sent (every few seconds). Headers:
+          X-Shoal-Attempt names the attempt, X-Shoal-Running says whether it
+          still runs, X-Shoal-Offset is the byte where the text served begins
+          and X-Shoal-Log-Size the size of the whole log.
+        parameters:
+          - {name: attempt, in: query, required: false, schema: {type: integer, minimum: 1}}
+          - {name: offset, in: query, required: false, schema: {type: integer, minimum: 0}}
+          - {name: tail, in: query, required: false, schema: {type: integer, minimum: 0}}
         responses:
           200:
             description: The log text.
         """
+
+        def whole_number(name: str) -> int | None:
+            text = request.query_params.get(name)
+            if not text:
+                return None
+            if not text.isdigit() or len(text) > 15:
+                raise BadInput(f"{name} must be a whole number, not '{text[:40]}'")
+            return int(text)
+
+        offset = whole_number("offset") or 0
+        tail = whole_number("tail")
         rid = run_id(request)
         view = scheduler.task_view(rid, request.path_params["task"])
         attempts = view["attempt_list"]
@@ -400,14 +419,20 @@ def create_app(
         headers = {
             "X-Shoal-Attempt": str(last["number"]),
             "X-Shoal-Running": str(last["state"] == "running").lower(),
+            "X-Shoal-Offset": "0",
+            "X-Shoal-Log-Size": "0",
         }
         if not datastore.exists(path):
             return PlainTextResponse("", headers=headers)
-        offset = max(0, int(request.query_params.get("offset", "0") or 0))
-        with datastore.open_path(path).open("rb") as f:
-            f.seek(offset)
-            data = f.read(4 * 1024 * 1024)
-        return Response(data, media_type="text/plain; charset=utf-8", headers=headers)
+        file = datastore.open_path(path)
+        start, size = start_of(file, tail)
+        if tail is None:
+            start = min(offset, size)
+        headers.update({"X-Shoal-Offset": str(start), "X-Shoal-Log-Size": str(size)})
+        # Streamed: a log is as long as its worker's --log-cap allows.
+        return StreamingResponse(
+            read_from(file, start), media_type="text/plain; charset=utf-8", headers=headers
+        )
 
     async def results(request: Request) -> Response:
         """

@@ -6,7 +6,9 @@ Every command ends in one clear line on error and an exit code: 0 success,
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import itertools
 import json
 import os
 import sys
@@ -107,6 +109,25 @@ FreshOpt = Annotated[
     typer.Option("--fresh", help="Run every task, even those that succeeded before unchanged."),
 ]
 RunArg = Annotated[str | None, typer.Argument(help="Run id or name (default: the latest run).")]
+LogCapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-cap",
+        help="Keep at most this much of each attempt's log: its head and its tail, "
+        "with a line saying what was cut (default 8M; K, M, G).",
+    ),
+]
+
+
+def _log_cap(text: str | None) -> int | None:
+    if text is None:
+        return None
+    from shoal.agent.logcap import log_cap
+
+    try:
+        return log_cap(text)
+    except ValueError as e:
+        raise BadInput(f"--log-cap: {e}") from None
 
 
 def _state(path: Path | None) -> StateDir:
@@ -177,10 +198,12 @@ def run(
     fresh: FreshOpt = False,
     lease: LeaseOpt = 30.0,
     speculate_min: SpeculateMinOpt = 30.0,
+    log_cap: LogCapOpt = None,
 ) -> None:
     """Run a task file on this machine, start to end: boss, workers, progress, summary."""
     from shoal.cli.run import run_command
 
+    cap = _log_cap(log_cap)
     inventory = _inventory(hosts)
     code = run_command(
         file,
@@ -194,6 +217,7 @@ def run(
         lease=lease,
         fresh=fresh,
         speculate_min=speculate_min,
+        log_cap=cap,
     )
     raise typer.Exit(code)
 
@@ -217,6 +241,7 @@ def flow(
         bool, typer.Option("--quiet", "-q", help="No progress; print only the result.")
     ] = False,
     fresh: FreshOpt = False,
+    log_cap: LogCapOpt = None,
 ) -> None:
     """Run a flow of tasks defined as Python functions, on this machine; print its result."""
     from shoal.api import Run, functions_as_tasks
@@ -234,6 +259,7 @@ def flow(
         quiet=quiet,
         fresh=fresh,
         print_result=True,
+        log_cap=_log_cap(log_cap),
     )
     raise typer.Exit(code)
 
@@ -341,6 +367,7 @@ def worker(
     name: Annotated[
         str | None, typer.Option("--name", help="Worker name (default: HOST-PID).")
     ] = None,
+    log_cap: LogCapOpt = None,
     state: StateDirOpt = None,
 ) -> None:
     """Run a worker that pulls tasks from a boss until stopped."""
@@ -355,6 +382,8 @@ def worker(
         argv.append(f"--idle-exit={idle_exit}")
     if name:
         argv.append("--name=" + name)
+    if log_cap is not None:
+        argv.append("--log-cap=" + log_cap)
     # The token is handed over in this process: never on a command line.
     raise typer.Exit(agent_main(argv + list(ctx.args), token=tok))
 
@@ -445,6 +474,9 @@ def logs(
     attempt: Annotated[
         int | None, typer.Option("--attempt", help="Attempt number (default: the latest).")
     ] = None,
+    tail: Annotated[
+        int | None, typer.Option("--tail", "-n", min=0, help="Print only the last N lines.")
+    ] = None,
     boss: BossOpt = None,
     token: TokenOpt = None,
     state: StateDirOpt = None,
@@ -452,14 +484,20 @@ def logs(
     """Print a task's log (stdout and stderr of its commands)."""
     client = _client(boss, token, state)
     if follow and isinstance(client, BossClient):
-        _follow(client, run_ref, task)
+        _follow(client, run_ref, task, tail)
         return
     view = client.task(run_ref, task)
     if not view["attempt_list"]:
         raise BadInput(f"task '{task}' has not run yet (state: {view['state']})")
-    text = client.log(run_ref, task, attempt)
-    sys.stdout.write(text)
-    if text and not text.endswith("\n"):
+    # Streamed: a log may be as long as the workers' --log-cap.
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    ending = ""
+    for chunk in itertools.chain(client.log_chunks(run_ref, task, attempt, tail), [b""]):
+        text = decoder.decode(chunk, final=not chunk)
+        if text:
+            sys.stdout.write(text)
+            ending = text[-1]
+    if ending and ending != "\n":
         sys.stdout.write("\n")
     last = view["attempt_list"][-1]
     if last["cause"]:
@@ -468,13 +506,16 @@ def logs(
         )
 
 
-def _follow(client: BossClient, run_ref: str | None, task: str) -> None:
-    """Print a task's log as it grows, across attempts, until the task ends."""
+def _follow(client: BossClient, run_ref: str | None, task: str, tail: int | None = None) -> None:
+    """Print a task's log as it grows, across attempts, until the task ends.
+
+    With ``tail``, the first attempt seen starts from its last ``tail`` lines.
+    """
     offset, attempt = 0, ""
     while True:
         active = client.task(run_ref, task)["state"] in ("waiting", "ready", "running")
         try:
-            data, number, running = client.log_from(run_ref, task, offset)
+            data, number, running, _ = client.log_from(run_ref, task, offset)
         except NotFound:
             if not active:
                 raise
@@ -483,8 +524,9 @@ def _follow(client: BossClient, run_ref: str | None, task: str) -> None:
         if number and number != attempt:
             if attempt:
                 sys.stdout.write(f"── attempt {number} ──\n")
-            attempt, offset = number, 0
-            data, _, running = client.log_from(run_ref, task, 0)
+                tail = None  # a new attempt: all of it
+            attempt = number
+            data, _, running, offset = client.log_from(run_ref, task, 0, tail=tail)
         if data:
             sys.stdout.write(data.decode("utf-8", "replace"))
             sys.stdout.flush()

@@ -62,6 +62,7 @@ class LocalWorkers:
         workdir: Path,
         logdir: Path,
         name_prefix: str = "local",
+        log_cap: int | None = None,
     ) -> None:
         self.count = count
         self.boss_url = boss_url
@@ -70,6 +71,7 @@ class LocalWorkers:
         self.workdir = workdir
         self.logdir = logdir
         self.name_prefix = name_prefix
+        self.log_cap = log_cap
         self.procs: list[subprocess.Popen[bytes]] = []
         self._offsets: list[int] = []
         self._told: set[int] = set()
@@ -81,6 +83,7 @@ class LocalWorkers:
         env["PYTHONPATH"] = (
             src + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else src
         )
+        cap = [f"--log-cap={self.log_cap}"] if self.log_cap is not None else []
         for i in range(self.count):
             log = open_private(self.logdir / f"worker-{i + 1}.log")
             self._offsets.append(log.tell())
@@ -99,6 +102,7 @@ class LocalWorkers:
                     str(self.workdir),
                     "--parent",
                     str(os.getpid()),
+                    *cap,
                 ],
                 env=env,
                 stdin=subprocess.DEVNULL,

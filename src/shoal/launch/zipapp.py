@@ -24,6 +24,7 @@ AGENT_MODULES = (
     "shoal/protocol.py",
     "shoal/agent/__init__.py",
     "shoal/agent/client.py",
+    "shoal/agent/logcap.py",
     "shoal/agent/runner.py",
     "shoal/agent/worker.py",
 )
