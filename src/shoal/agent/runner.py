@@ -386,7 +386,8 @@ class Runner:
             return None, attempt.cancelled, b""
         source: Any = subprocess.DEVNULL
         if stdin is not None:
-            with open(ws + ".stdin", "w", encoding="utf-8") as f:
+            fd = os.open(ws + ".stdin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(fd, "w", encoding="utf-8") as f:
                 f.write(stdin)
             source = open(ws + ".stdin", "rb")  # noqa: SIM115 - closed once the command started
         with attempt._lock:

@@ -77,7 +77,7 @@ class LocalWorkers:
         self._told: set[int] = set()
 
     def start(self) -> None:
-        self.logdir.mkdir(parents=True, exist_ok=True)
+        self.logdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         env = dict(os.environ, SHOAL_TOKEN=self.token)
         src = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = (

@@ -333,7 +333,7 @@ class SshWorkers:
         boss_host: str = "127.0.0.1",
         log_cap: int | None = None,
     ) -> None:
-        logdir.mkdir(parents=True, exist_ok=True)
+        logdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.workers = [
             SshWorker(
                 h,

@@ -107,9 +107,10 @@ def up(
     parts = urlsplit(boss_url)
     if parts.scheme != "http" or not parts.hostname or not parts.port:
         raise BadInput(f"the boss URL {boss_url!r} is not http://HOST:PORT")
+    state.create()
     pyz = agent_zipapp(state.root / "agent")
     logs = state.root / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(mode=0o700, parents=True, exist_ok=True)
     argv = [
         sys.executable,
         "-m",
