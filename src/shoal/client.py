@@ -13,9 +13,10 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from shoal import protocol as p
-from shoal.agent.client import AgentClient, BossDown, BossRefused
+from shoal.agent.client import CHUNK, AgentClient, BossDown, BossRefused, token_from_environment
 from shoal.bundle import pack_bundle
 from shoal.exceptions import BadInput, BossError, BossUnreachable, NotFound, Unauthorized
+from shoal.logtail import read_from, start_of
 from shoal.spec import RunSpec
 from shoal.statedir import StateDir
 
@@ -37,7 +38,10 @@ class BossClient:
     def find(cls, boss: str | None, token: str | None, state: StateDir) -> BossClient:
         """The boss from ``--boss``, ``SHOAL_BOSS`` or the state folder, in that order."""
         url = boss or os.environ.get("SHOAL_BOSS")
-        token = token or os.environ.get("SHOAL_TOKEN")
+        try:
+            token = token or token_from_environment()
+        except ValueError as e:
+            raise BadInput(str(e)) from None
         if not url or not token:
             info = state.live_boss()
             if info is None:
@@ -75,12 +79,6 @@ class BossClient:
     def _call(self, method: str, path: str, payload: Any = None) -> Any:
         with self._answers():
             return self.http.call(method, path, payload)
-
-    def _get_raw(self, path: str) -> tuple[bytes, http.client.HTTPResponse]:
-        """A GET whose answer is not JSON: its body, and the response for its headers."""
-        with self._answers():
-            resp = self.http._send("GET", p.API_PREFIX + path)
-            return self.http._check(resp), resp
 
     def get(self, path: str, **params: Any) -> Any:
         query = urlencode([(k, v) for k, v in params.items() if v is not None], doseq=True)
@@ -151,19 +149,65 @@ class BossClient:
         result: dict[str, Any] = self.get(f"/runs/{_ref(ref)}/tasks/{quote(name)}")
         return result
 
-    def log(self, ref: str | int | None, name: str, attempt: int | None = None) -> str:
-        query = f"?attempt={attempt}" if attempt is not None else ""
-        data, _ = self._get_raw(f"/runs/{_ref(ref)}/tasks/{quote(name)}/log{query}")
-        return data.decode("utf-8", "replace")
+    def log_chunks(
+        self,
+        ref: str | int | None,
+        name: str,
+        attempt: int | None = None,
+        tail: int | None = None,
+    ) -> Iterator[bytes]:
+        """A task's log (its last ``tail`` lines) in chunks as the boss sends it."""
+        chunks, _ = self._log(ref, name, attempt=attempt, tail=tail)
+        return chunks
 
-    def log_from(self, ref: str | int | None, name: str, offset: int) -> tuple[bytes, str, bool]:
-        """The log of the task's latest attempt from a byte offset; its attempt number, and whether it runs."""
-        data, resp = self._get_raw(f"/runs/{_ref(ref)}/tasks/{quote(name)}/log?offset={offset}")
+    def log(
+        self,
+        ref: str | int | None,
+        name: str,
+        attempt: int | None = None,
+        tail: int | None = None,
+    ) -> str:
+        """A task's log (its last ``tail`` lines), as text."""
+        return b"".join(self.log_chunks(ref, name, attempt, tail)).decode("utf-8", "replace")
+
+    def log_from(
+        self, ref: str | int | None, name: str, offset: int, tail: int | None = None
+    ) -> tuple[bytes, str, bool, int]:
+        """The log of the task's latest attempt from a byte offset (or its last ``tail`` lines).
+
+        Also: its attempt number, whether it runs, and the offset the bytes start at.
+        """
+        chunks, resp = self._log(ref, name, offset=offset, tail=tail)
+        data = b"".join(chunks)
         return (
             data,
             resp.getheader("X-Shoal-Attempt", ""),
             resp.getheader("X-Shoal-Running") == "true",
+            int(resp.getheader("X-Shoal-Offset") or offset),
         )
+
+    def _log(
+        self, ref: str | int | None, name: str, **params: int | None
+    ) -> tuple[Iterator[bytes], http.client.HTTPResponse]:
+        query = urlencode([(k, v) for k, v in params.items() if v is not None])
+        path = f"/runs/{_ref(ref)}/tasks/{quote(name)}/log" + ("?" + query if query else "")
+        with self._answers():
+            resp = self.http._send("GET", p.API_PREFIX + path)
+            if resp.status >= 400:
+                self.http._check(resp)
+        return self._chunks(resp), resp
+
+    def _chunks(self, resp: http.client.HTTPResponse) -> Iterator[bytes]:
+        done = False
+        try:
+            while chunk := resp.read(CHUNK):
+                yield chunk
+            done = True
+        except (OSError, http.client.HTTPException) as e:
+            raise BossUnreachable(f"the boss at {self.url} stopped sending: {e}") from e
+        finally:
+            if not done:
+                self.http.drop_connection()  # a half-read answer spoils the connection
 
     def results(self, ref: str | int | None) -> dict[str, Any]:
         result: dict[str, Any] = self.get(f"/runs/{_ref(ref)}/results")
@@ -249,7 +293,14 @@ class OfflineClient:
     def task(self, ref: str | int | None, name: str) -> dict[str, Any]:
         return self.scheduler.task_view(self._id(ref), name)
 
-    def log(self, ref: str | int | None, name: str, attempt: int | None = None) -> str:
+    def log_chunks(
+        self,
+        ref: str | int | None,
+        name: str,
+        attempt: int | None = None,
+        tail: int | None = None,
+    ) -> Iterator[bytes]:
+        """A task's log (its last ``tail`` lines) in chunks, from the datastore."""
         attempts = self.task(ref, name)["attempt_list"]
         if attempt is not None:
             attempts = [a for a in attempts if a["number"] == attempt]
@@ -258,8 +309,19 @@ class OfflineClient:
             or not attempts[-1]["log"]
             or not self.datastore.exists(attempts[-1]["log"])
         ):
-            return ""
-        return self.datastore.open_path(attempts[-1]["log"]).read_text(errors="replace")
+            return iter(())
+        file = self.datastore.open_path(attempts[-1]["log"])
+        start, _ = start_of(file, tail)
+        return read_from(file, start)
+
+    def log(
+        self,
+        ref: str | int | None,
+        name: str,
+        attempt: int | None = None,
+        tail: int | None = None,
+    ) -> str:
+        return b"".join(self.log_chunks(ref, name, attempt, tail)).decode("utf-8", "replace")
 
     def results(self, ref: str | int | None) -> dict[str, Any]:
         return self.scheduler.results(self._id(ref))

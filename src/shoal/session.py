@@ -50,6 +50,7 @@ class LocalSession:
         speculate_min: float = 30.0,
         db: str | None = None,
         hosts: Inventory | None = None,
+        log_cap: int | None = None,
     ) -> None:
         if workers < 1 and hosts is None:
             raise BadInput(f"-j must be at least 1, not {workers}")
@@ -64,6 +65,8 @@ class LocalSession:
         self.speculate_min = speculate_min
         self.db = db
         self.hosts = hosts
+        # The most of an attempt's log the workers keep (None: the agent's default).
+        self.log_cap = log_cap
         self.boss: Boss | None = None
         self.workers: LocalWorkers | None = None
         self.ssh: SshWorkers | None = None
@@ -79,6 +82,7 @@ class LocalSession:
                 f"a boss (pid {other.get('pid')}) is already using {self.state.root}: "
                 f"submit to it with 'shoal submit FILE', or pass another --state folder"
             )
+        self.state.create()
         token = self.state.token()
         # Bind the port and start the workers first: they start up on the
         # other core while this process imports the boss. Their first
@@ -92,6 +96,7 @@ class LocalSession:
             slots=self.slots,
             workdir=self.state.work,
             logdir=self.state.root / "logs",
+            log_cap=self.log_cap,
         )
         self.workers.start()
         ssh_start: threading.Thread | None = None
@@ -106,6 +111,7 @@ class LocalSession:
                 boss_port=int(sock.getsockname()[1]),
                 token=token,
                 logdir=self.state.root / "logs",
+                log_cap=self.log_cap,
             )
             # They connect while this process imports and opens the boss.
             ssh_start = threading.Thread(

@@ -1,19 +1,28 @@
-"""The state folder (``.shoal/`` by default): database, datastore, boss address and token."""
+"""The state folder (``.shoal/`` by default): database, datastore, boss address and token.
+
+It holds the boss's token and everything its tasks printed, so it is private:
+the folder is made mode 0700 and every file shoal writes in it 0600.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-__all__ = ["StateDir", "write_private"]
+__all__ = ["StateDir", "open_private", "write_private"]
+
+# SQLite's own files beside a database: they take the database file's mode.
+_SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
 
 def write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a file only its owner may read (0600), atomically."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -22,11 +31,32 @@ def write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def open_private(path: Path) -> BinaryIO:
+    """A log file to append to, made 0600 if it is new."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "ab")
+
+
 @dataclass(frozen=True)
 class StateDir:
     """Where a boss keeps everything a restart must find again."""
 
     root: Path
+
+    def create(self) -> None:
+        """Make the folder (0700), and tighten one an older shoal left readable."""
+        fresh = not self.root.exists()
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not fresh and not (self.token_file.exists() or self.db_path.exists()):
+            return  # a folder shoal did not make: leave its mode alone
+        os.chmod(self.root, 0o700)
+        for suffix in _SQLITE_SUFFIXES:
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(f"{self.db_path}{suffix}", 0o600)
+        for path in (self.token_file, self.boss_file, self.db_file):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(path, 0o600)
 
     @property
     def db_path(self) -> Path:

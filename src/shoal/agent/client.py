@@ -9,7 +9,7 @@ import os
 import socket
 import threading
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, MutableMapping, Optional
 from urllib.parse import quote, urlencode, urlsplit
 
 from shoal import protocol as p
@@ -18,6 +18,45 @@ CHUNK = 256 * 1024
 # How long an upload is asked again while the boss cannot store it (503).
 UPLOAD_PATIENCE = 300.0
 UPLOAD_BACKOFF_MAX = 15.0
+
+# The environment variables that carry a boss credential. A worker reads them
+# once and removes them from its environment, so no task it runs inherits one.
+CREDENTIAL_VARS = ("SHOAL_TOKEN", "SHOAL_TOKEN_FILE")
+
+
+def read_token_file(path: str) -> str:
+    """The token held in a file (its first line); ValueError with a clear line if none."""
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as f:
+            token = f.readline().strip()
+    except OSError as e:
+        raise ValueError(f"cannot read the token file {path}: {e.strerror or e}") from None
+    if not token:
+        raise ValueError(f"the token file {path} is empty")
+    return token
+
+
+def token_from_environment() -> Optional[str]:
+    """The token in ``SHOAL_TOKEN``, else in the file ``SHOAL_TOKEN_FILE`` names."""
+    token = os.environ.get("SHOAL_TOKEN")
+    if token:
+        return token
+    path = os.environ.get("SHOAL_TOKEN_FILE")
+    return read_token_file(path) if path else None
+
+
+def drop_credentials(env: MutableMapping[str, str]) -> None:
+    """Remove every boss credential variable from ``env`` (``os.environ`` included)."""
+    for name in CREDENTIAL_VARS:
+        env.pop(name, None)
+
+
+def token_warning(option: str, safer: str) -> str:
+    """The line that says a token given on the command line is seen by others."""
+    return (
+        f"warning: a token given with {option} shows in 'ps' to every user of this "
+        f"machine; {safer} instead"
+    )
 
 
 class BossDown(Exception):

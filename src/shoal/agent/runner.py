@@ -26,7 +26,8 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from shoal import protocol as p
-from shoal.agent.client import AgentClient
+from shoal.agent.client import AgentClient, drop_credentials
+from shoal.agent.logcap import DEFAULT_LOG_CAP, CappedLog
 
 _SHELL_CHARS = frozenset("|&;<>()$`\\\"'*?[]#~=%{}!\n\t")
 _SHELL_WORDS = frozenset(
@@ -175,6 +176,31 @@ class BundleCache:
             )
 
 
+class OutputRefused(Exception):
+    """An output of the task leads out of its workspace (a link to /etc/passwd, say)."""
+
+
+def real_output(path: str, ws: str, roots: List[str]) -> str:
+    """The real path of an output file, if it lies under one of ``roots``; else OutputRefused.
+
+    A link that stays inside is fine; one that leads out would upload a file
+    of the worker's host that the task has no business publishing.
+    """
+    real = os.path.realpath(path)
+    if any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots):
+        return real
+    name = os.path.relpath(path, ws)
+    if name == ".." or name.startswith(".." + os.sep):
+        name = path
+    if os.path.islink(path):
+        raise OutputRefused(f"output '{name}' is a link to '{real}', outside the workspace")
+    if real != os.path.abspath(path):
+        raise OutputRefused(
+            f"output '{name}' leads through a link to '{real}', outside the workspace"
+        )
+    raise OutputRefused(f"output '{name}' is outside the workspace")
+
+
 class Attempt:
     """One attempt running on this worker; another thread may cancel it."""
 
@@ -204,8 +230,12 @@ def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 class Runner:
     """Runs attempts for one worker: the parts that stay the same between them."""
 
-    def __init__(self, client: AgentClient, workdir: str, worker_name: str) -> None:
+    def __init__(
+        self, client: AgentClient, workdir: str, worker_name: str, log_cap: int = DEFAULT_LOG_CAP
+    ) -> None:
         self.client = client
+        # The most an attempt's log keeps: its head and its tail (see logcap).
+        self.log_cap = log_cap
         self.workdir = os.path.abspath(workdir)
         self.worker_name = worker_name
         self.bundles = BundleCache(os.path.join(self.workdir, "bundles"), client)
@@ -256,6 +286,9 @@ class Runner:
         log_file = ws + ".log"
         result_file = ws + ".result"
         env = dict(os.environ)
+        # The worker dropped them already; an agent embedded in another
+        # program (a test, the Python API) may not have.
+        drop_credentials(env)
         env.update(a.env)
         env.update(
             SHOAL_RUN=a.run,
@@ -266,7 +299,7 @@ class Runner:
             SHOAL_RESULT=result_file,
             SHOAL_WORKSPACE=ws,
         )
-        with open(log_file, "wb", buffering=0) as log:
+        with CappedLog(log_file, self.log_cap) as log:
             try:
                 outcome, exit_code, cause, stdout_tail, outputs = self._stage_and_run(
                     attempt, ws, env, log, deadline
@@ -330,6 +363,8 @@ class Runner:
             return p.FAILED, code, cause, tail, []
         try:
             outputs = self._upload_outputs(a, ws)
+        except OutputRefused as e:
+            return p.FAILED, code, str(e), tail, []
         except Exception as e:
             return p.FAILED, code, f"uploading outputs failed: {e}", tail, []
         return p.SUCCEEDED, code, None, tail, outputs
@@ -351,7 +386,8 @@ class Runner:
             return None, attempt.cancelled, b""
         source: Any = subprocess.DEVNULL
         if stdin is not None:
-            with open(ws + ".stdin", "w", encoding="utf-8") as f:
+            fd = os.open(ws + ".stdin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(fd, "w", encoding="utf-8") as f:
                 f.write(stdin)
             source = open(ws + ".stdin", "rb")  # noqa: SIM115 - closed once the command started
         with attempt._lock:
@@ -426,21 +462,30 @@ class Runner:
             return code, cause, tail
         return 0, None, tail
 
-    def _push_log(self, a: p.Assignment, log: Any) -> None:
-        """Send the log so far to the boss (best effort: the final log always goes)."""
+    def _push_log(self, a: p.Assignment, log: CappedLog) -> None:
+        """Send the log so far to the boss (best effort: the final log always goes).
+
+        Past half the cap the log's head stops growing, so it is sent once:
+        the tail joins it when the attempt ends.
+        """
         if self.client is None:
             return
-        size = os.fstat(log.fileno()).st_size
-        if size == getattr(log, "shoal_pushed", 0) or size > LOG_PUSH_LIMIT:
+        size = log.size
+        if size == log.pushed or size > LOG_PUSH_LIMIT:
             return
         try:
-            self.client.upload_log(a.attempt_id, log.name, patient=False)
-            log.shoal_pushed = size
+            self.client.upload_log(a.attempt_id, log.path, patient=False)
+            log.pushed = size
         except Exception:
             pass
 
     def _upload_outputs(self, a: p.Assignment, ws: str) -> List[str]:
-        names: List[str] = []
+        # Where an output may really be: the workspace, and the bundle whose
+        # files are linked into it. Every output is checked before any is sent.
+        roots = [os.path.realpath(ws)]
+        if a.bundle:
+            roots.append(os.path.realpath(os.path.join(self.bundles.root, a.bundle)))
+        found: Dict[str, str] = {}  # name in the datastore -> the real file
         for pattern in a.outputs:
             hits = sorted(glob.glob(os.path.join(ws, pattern), recursive=True))
             hits = [h for h in hits if os.path.isfile(h)]
@@ -448,10 +493,12 @@ class Runner:
                 raise RuntimeError(f"output '{pattern}' was not written by the task")
             for h in hits:
                 rel = os.path.relpath(h, ws).replace(os.sep, "/")
-                if rel not in names:
-                    self.client.upload_output(a.attempt_id, rel, h)
-                    names.append(rel)
-        return names
+                if rel not in found:
+                    found[rel] = real_output(h, ws, roots)
+        for rel, real in found.items():
+            # The real file, not the path: a link swapped after the check is not followed.
+            self.client.upload_output(a.attempt_id, rel, real)
+        return list(found)
 
     def _result(self, result_file: str, stdout_tail: bytes) -> Tuple[Any, Optional[str]]:
         if os.path.exists(result_file):

@@ -25,7 +25,16 @@ from typing import Any, Deque, Dict, List, Optional
 
 from shoal import __version__
 from shoal import protocol as p
-from shoal.agent.client import AgentClient, BossDown, BossRefused
+from shoal.agent.client import (
+    AgentClient,
+    BossDown,
+    BossRefused,
+    drop_credentials,
+    read_token_file,
+    token_from_environment,
+    token_warning,
+)
+from shoal.agent.logcap import DEFAULT_LOG_CAP, log_cap
 from shoal.agent.runner import Attempt, Runner
 
 # Keep assignments queued ahead only while tasks take less than this.
@@ -71,6 +80,7 @@ class Agent:
         quiet: bool = False,
         parent: Optional[int] = None,
         give_up_after: Optional[float] = None,
+        log_cap: int = DEFAULT_LOG_CAP,
     ) -> None:
         self.client = client
         self.slots = max(1, slots)
@@ -88,7 +98,7 @@ class Agent:
         self.give_up_after = give_up_after
         self._unreachable_since: Optional[float] = None
         self._boss_gone = False
-        self.runner = Runner(client, self.workdir, self.name)
+        self.runner = Runner(client, self.workdir, self.name, log_cap=log_cap)
         self.worker_id = 0
         self.heartbeat = 5.0
         self.cond = threading.Condition()
@@ -459,12 +469,27 @@ def _labels(items: List[str]) -> Dict[str, Any]:
     return out
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
+    """``shoal worker`` / ``python -m shoal.agent``: run a worker until stopped.
+
+    ``token``: the boss's token, from a caller in this process (``shoal
+    worker``); else ``--token``, ``--token-file``, ``$SHOAL_TOKEN`` or
+    ``$SHOAL_TOKEN_FILE``. The last two are removed from the environment
+    either way, so that no task inherits them.
+    """
     sys.setswitchinterval(0.0005)
-    """``shoal worker`` / ``python -m shoal.agent``: run a worker until stopped."""
     parser = argparse.ArgumentParser(prog="shoal worker", description="Run a shoal worker.")
     parser.add_argument("--boss", default=os.environ.get("SHOAL_BOSS"), help="the boss's URL")
-    parser.add_argument("--token", default=None, help="the boss's token (default: $SHOAL_TOKEN)")
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="the boss's token (ps shows it to others: prefer $SHOAL_TOKEN or --token-file)",
+    )
+    parser.add_argument(
+        "--token-file",
+        default=None,
+        help="a file holding the boss's token (default: $SHOAL_TOKEN_FILE)",
+    )
     parser.add_argument("--slots", type=int, default=os.cpu_count() or 1, help="attempts at once")
     parser.add_argument("--name", default=None, help="worker name (default: HOST-PID)")
     parser.add_argument(
@@ -480,6 +505,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         help="on SIGTERM, wait this long for running attempts",
     )
     parser.add_argument("--workdir", default=None, help="where workspaces and bundles go")
+    parser.add_argument(
+        "--log-cap",
+        default=None,
+        help="keep at most this much of an attempt's log, its head and its tail "
+        "(e.g. 8M, the default; K, M, G)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no log lines on stderr")
     parser.add_argument(
         "--parent", type=int, default=None, help="stop when this process (our parent) ends"
@@ -490,15 +521,37 @@ def main(argv: Optional[List[str]] = None) -> int:
         help="stop when standard input closes (the ssh connection that started us ended)",
     )
     args = parser.parse_args(argv)
-    token = args.token or os.environ.get("SHOAL_TOKEN")
+    if args.token:
+        sys.stderr.write(
+            token_warning("--token", "set SHOAL_TOKEN or pass --token-file FILE") + "\n"
+        )
+    try:
+        token = token or args.token
+        if not token and args.token_file:
+            token = read_token_file(args.token_file)
+        if not token:
+            token = token_from_environment()
+    except ValueError as e:
+        sys.stderr.write(f"shoal worker: {e}\n")
+        return 2
+    finally:
+        # Read once: nothing this worker starts inherits a boss credential.
+        drop_credentials(os.environ)
     if not args.boss:
         sys.stderr.write("shoal worker: no boss given: pass --boss URL or set SHOAL_BOSS\n")
         return 2
     if not token:
-        sys.stderr.write("shoal worker: no token given: pass --token or set SHOAL_TOKEN\n")
+        sys.stderr.write(
+            "shoal worker: no token given: set SHOAL_TOKEN or pass --token-file FILE\n"
+        )
         return 2
     if args.slots < 1:
         sys.stderr.write("shoal worker: --slots must be at least 1\n")
+        return 2
+    try:
+        cap = log_cap(args.log_cap) if args.log_cap is not None else DEFAULT_LOG_CAP
+    except ValueError as e:
+        sys.stderr.write(f"shoal worker: --log-cap: {e}\n")
         return 2
     try:
         client = AgentClient(args.boss, token)
@@ -516,6 +569,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         quiet=args.quiet,
         parent=args.parent,
         give_up_after=LIFELINE_GIVE_UP if args.lifeline else None,
+        log_cap=cap,
     )
     agent.install_signal_handlers()
     if args.lifeline:

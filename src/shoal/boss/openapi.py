@@ -290,6 +290,7 @@ def openapi_schema() -> dict[str, Any]:
                     _TASK,
                     _query("attempt", "the attempt's number", {"type": "integer"}),
                     _query("offset", "from this byte on", {"type": "integer"}),
+                    _query("tail", "only the last N lines", {"type": "integer"}),
                 ],
             )
         },

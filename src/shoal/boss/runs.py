@@ -12,12 +12,13 @@ import re
 from dataclasses import replace
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from shoal import protocol as p
 from shoal.boss.web import Context, json_response, query_int, read_json, run_id
 from shoal.exceptions import BadInput, NotFound
+from shoal.logtail import read_from, start_of
 from shoal.memory import gc_paused
 from shoal.spec import spec_from_dict
 
@@ -27,8 +28,6 @@ log = logging.getLogger("shoal.boss")
 
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{8,64}")
 BUNDLE_DIGEST = re.compile(r"[0-9a-f]{16,64}")
-# The most of a log one request reads from where it starts.
-LOG_CHUNK = 4 * 1024 * 1024
 # Task states a filter may name.
 STATES = frozenset(
     {"waiting", "ready", "running", "succeeded", "failed", "cancelled", "upstream_failed"}
@@ -93,6 +92,14 @@ def run_routes(ctx: Context) -> list[BaseRoute]:
         return json_response(scheduler.task_view(run_id(ctx, request), request.path_params["task"]))
 
     async def task_log(request: Request) -> Response:
+        """The log of a task's latest attempt (or ?attempt=N): whole, from ?offset=, or its last ?tail= lines.
+
+        Streamed, however long (a worker keeps each attempt's log within its
+        --log-cap, and says in the log what it cut). Headers name the attempt,
+        whether it still runs, where the text served begins and the log's size.
+        """
+        offset = query_int(request, "offset", 0, 0, 2**62)
+        tail = query_int(request, "tail", -1, -1, 2**31)
         rid = run_id(ctx, request)
         view = scheduler.task_view(rid, request.path_params["task"])
         attempts = view["attempt_list"]
@@ -106,14 +113,19 @@ def run_routes(ctx: Context) -> list[BaseRoute]:
         headers = {
             "X-Shoal-Attempt": str(last["number"]),
             "X-Shoal-Running": str(last["state"] == "running").lower(),
+            "X-Shoal-Offset": "0",
+            "X-Shoal-Log-Size": "0",
         }
         if not datastore.exists(path):
             return PlainTextResponse("", headers=headers)
-        offset = query_int(request, "offset", 0, 0, 2**62)
-        with datastore.open_path(path).open("rb") as f:
-            f.seek(offset)
-            data = f.read(LOG_CHUNK)
-        return Response(data, media_type="text/plain; charset=utf-8", headers=headers)
+        file = datastore.open_path(path)
+        start, size = start_of(file, tail if tail >= 0 else None)
+        if tail < 0:
+            start = min(offset, size)
+        headers.update({"X-Shoal-Offset": str(start), "X-Shoal-Log-Size": str(size)})
+        return StreamingResponse(
+            read_from(file, start), media_type="text/plain; charset=utf-8", headers=headers
+        )
 
     async def results(request: Request) -> Response:
         return json_response(scheduler.results(run_id(ctx, request)))

@@ -6,7 +6,9 @@ Every command ends in one clear line on error and an exit code: 0 success,
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import itertools
 import json
 import os
 import sys
@@ -20,6 +22,7 @@ from rich.live import Live
 from rich.table import Table
 
 from shoal import __version__
+from shoal.agent.client import read_token_file, token_from_environment, token_warning
 from shoal.cli import render
 from shoal.client import BossClient, OfflineClient
 from shoal.exceptions import BadInput, NotFound, ShoalError
@@ -51,9 +54,40 @@ DbOpt = Annotated[
         help="Database: a SQLite file or postgresql://USER@HOST/NAME (default: STATE/shoal.db).",
     ),
 ]
+
+
+def _warn_token(value: str | None) -> str | None:
+    """A token on the command line works, with a warning: ``ps`` shows it to everyone."""
+    if value:
+        sys.stderr.write(
+            "shoal: "
+            + token_warning("--token", "set SHOAL_TOKEN, or SHOAL_TOKEN_FILE to a file holding it")
+            + "\n"
+        )
+    return value
+
+
+def _warn_token_file_safer(value: str | None) -> str | None:
+    if value:
+        sys.stderr.write(
+            "shoal: " + token_warning("--token", "set SHOAL_TOKEN or pass --token-file FILE") + "\n"
+        )
+    return value
+
+
 TokenOpt = Annotated[
     str | None,
-    typer.Option("--token", help="The boss's token (default: $SHOAL_TOKEN or the state folder)."),
+    typer.Option(
+        "--token",
+        callback=_warn_token,
+        help="The boss's token (default: $SHOAL_TOKEN, $SHOAL_TOKEN_FILE or the state folder).",
+    ),
+]
+TokenFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--token-file", help="A file holding the boss's token (default: $SHOAL_TOKEN_FILE)."
+    ),
 ]
 StateDirOpt = Annotated[
     Path | None,
@@ -75,6 +109,25 @@ FreshOpt = Annotated[
     typer.Option("--fresh", help="Run every task, even those that succeeded before unchanged."),
 ]
 RunArg = Annotated[str | None, typer.Argument(help="Run id or name (default: the latest run).")]
+LogCapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-cap",
+        help="Keep at most this much of each attempt's log: its head and its tail, "
+        "with a line saying what was cut (default 8M; K, M, G).",
+    ),
+]
+
+
+def _log_cap(text: str | None) -> int | None:
+    if text is None:
+        return None
+    from shoal.agent.logcap import log_cap
+
+    try:
+        return log_cap(text)
+    except ValueError as e:
+        raise BadInput(f"--log-cap: {e}") from None
 
 
 _SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
@@ -103,6 +156,16 @@ def _inventory(path: Path | None) -> Any:
     from shoal import inventory
 
     return inventory.load(path)
+
+
+def _token(token_file: Path | None) -> str | None:
+    """The token in ``--token-file``, ``$SHOAL_TOKEN`` or ``$SHOAL_TOKEN_FILE``, if any."""
+    try:
+        if token_file is not None:
+            return read_token_file(str(token_file))
+        return token_from_environment()
+    except ValueError as e:
+        raise BadInput(str(e)) from None
 
 
 def _client(boss: str | None, token: str | None, state: Path | None) -> BossClient | OfflineClient:
@@ -151,10 +214,12 @@ def run(
     fresh: FreshOpt = False,
     lease: LeaseOpt = 30.0,
     speculate_min: SpeculateMinOpt = 30.0,
+    log_cap: LogCapOpt = None,
 ) -> None:
     """Run a task file on this machine, start to end: boss, workers, progress, summary."""
     from shoal.cli.run import run_command
 
+    cap = _log_cap(log_cap)
     inventory = _inventory(hosts)
     code = run_command(
         file,
@@ -168,6 +233,7 @@ def run(
         lease=lease,
         fresh=fresh,
         speculate_min=speculate_min,
+        log_cap=cap,
     )
     raise typer.Exit(code)
 
@@ -191,6 +257,7 @@ def flow(
         bool, typer.Option("--quiet", "-q", help="No progress; print only the result.")
     ] = False,
     fresh: FreshOpt = False,
+    log_cap: LogCapOpt = None,
 ) -> None:
     """Run a flow of tasks defined as Python functions, on this machine; print its result."""
     from shoal.api import Run, functions_as_tasks
@@ -208,6 +275,7 @@ def flow(
         quiet=quiet,
         fresh=fresh,
         print_result=True,
+        log_cap=_log_cap(log_cap),
     )
     raise typer.Exit(code)
 
@@ -230,9 +298,11 @@ def boss(
         str | None,
         typer.Option(
             "--token",
+            callback=_warn_token_file_safer,
             help="Token workers and commands must give (default: $SHOAL_TOKEN, else STATE/token).",
         ),
     ] = None,
+    token_file: TokenFileOpt = None,
     lease: LeaseOpt = 30.0,
     speculate_min: SpeculateMinOpt = 30.0,
     speculate: Annotated[
@@ -262,7 +332,9 @@ def boss(
             f"a boss (pid {other.get('pid')}) already serves {sd.root} at {other.get('url')}"
         )
     host, port = parse_listen(listen)
-    token = token or os.environ.get("SHOAL_TOKEN") or sd.token()
+    sd.create()
+    given = token or _token(token_file)
+    token = given or sd.token()
     server = Boss(
         db=sd.database(db),
         data=data or sd.data,
@@ -281,9 +353,13 @@ def boss(
     from shoal.logs import configure
 
     configure()
+    start = (
+        f"SHOAL_TOKEN=<the token given to this boss> shoal worker --boss {server.url}"
+        if given
+        else f"shoal worker --boss {server.url} --token-file {sd.token_file}"
+    )
     logging.getLogger("shoal.boss").info(
-        f"serving {server.url}; start workers with: "
-        f"SHOAL_TOKEN=$(cat {sd.token_file}) shoal worker --boss {server.url}",
+        f"serving {server.url}; start workers with: {start}",
         extra={
             "event": "boss_started",
             "url": server.url,
@@ -303,8 +379,14 @@ def worker(
     ctx: typer.Context,
     boss_url: Annotated[str | None, typer.Option("--boss", help="The boss's URL.")] = None,
     token: Annotated[
-        str | None, typer.Option("--token", help="The boss's token (default: $SHOAL_TOKEN).")
+        str | None,
+        typer.Option(
+            "--token",
+            callback=_warn_token_file_safer,
+            help="The boss's token (default: $SHOAL_TOKEN, $SHOAL_TOKEN_FILE or the state folder).",
+        ),
     ] = None,
+    token_file: TokenFileOpt = None,
     slots: Annotated[int, typer.Option("--slots", help="Attempts at once (default: cores).")] = 0,
     idle_exit: Annotated[
         float | None, typer.Option("--idle-exit", help="Exit after this many idle seconds.")
@@ -312,6 +394,7 @@ def worker(
     name: Annotated[
         str | None, typer.Option("--name", help="Worker name (default: HOST-PID).")
     ] = None,
+    log_cap: LogCapOpt = None,
     state: StateDirOpt = None,
 ) -> None:
     """Run a worker that pulls tasks from a boss until stopped."""
@@ -320,15 +403,16 @@ def worker(
     sd = _state(state)
     info = sd.live_boss() if not (boss_url or os.environ.get("SHOAL_BOSS")) else None
     argv = ["--boss=" + (boss_url or os.environ.get("SHOAL_BOSS") or (info or {}).get("url") or "")]
-    tok = token or os.environ.get("SHOAL_TOKEN") or (info or {}).get("token")
-    if tok:
-        argv.append("--token=" + tok)
+    tok = token or _token(token_file) or (info or {}).get("token")
     argv.append(f"--slots={slots or os.cpu_count() or 1}")
     if idle_exit is not None:
         argv.append(f"--idle-exit={idle_exit}")
     if name:
         argv.append("--name=" + name)
-    raise typer.Exit(agent_main(argv + list(ctx.args)))
+    if log_cap is not None:
+        argv.append("--log-cap=" + log_cap)
+    # The token is handed over in this process: never on a command line.
+    raise typer.Exit(agent_main(argv + list(ctx.args), token=tok))
 
 
 @app.command()
@@ -417,6 +501,9 @@ def logs(
     attempt: Annotated[
         int | None, typer.Option("--attempt", help="Attempt number (default: the latest).")
     ] = None,
+    tail: Annotated[
+        int | None, typer.Option("--tail", "-n", min=0, help="Print only the last N lines.")
+    ] = None,
     boss: BossOpt = None,
     token: TokenOpt = None,
     state: StateDirOpt = None,
@@ -424,14 +511,20 @@ def logs(
     """Print a task's log (stdout and stderr of its commands)."""
     client = _client(boss, token, state)
     if follow and isinstance(client, BossClient):
-        _follow(client, run_ref, task)
+        _follow(client, run_ref, task, tail)
         return
     view = client.task(run_ref, task)
     if not view["attempt_list"]:
         raise BadInput(f"task '{task}' has not run yet (state: {view['state']})")
-    text = client.log(run_ref, task, attempt)
-    sys.stdout.write(text)
-    if text and not text.endswith("\n"):
+    # Streamed: a log may be as long as the workers' --log-cap.
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    ending = ""
+    for chunk in itertools.chain(client.log_chunks(run_ref, task, attempt, tail), [b""]):
+        text = decoder.decode(chunk, final=not chunk)
+        if text:
+            sys.stdout.write(text)
+            ending = text[-1]
+    if ending and ending != "\n":
         sys.stdout.write("\n")
     last = view["attempt_list"][-1]
     if last["cause"]:
@@ -440,13 +533,16 @@ def logs(
         )
 
 
-def _follow(client: BossClient, run_ref: str | None, task: str) -> None:
-    """Print a task's log as it grows, across attempts, until the task ends."""
+def _follow(client: BossClient, run_ref: str | None, task: str, tail: int | None = None) -> None:
+    """Print a task's log as it grows, across attempts, until the task ends.
+
+    With ``tail``, the first attempt seen starts from its last ``tail`` lines.
+    """
     offset, attempt = 0, ""
     while True:
         active = client.task(run_ref, task)["state"] in ("waiting", "ready", "running")
         try:
-            data, number, running = client.log_from(run_ref, task, offset)
+            data, number, running, _ = client.log_from(run_ref, task, offset)
         except NotFound:
             if not active:
                 raise
@@ -455,8 +551,9 @@ def _follow(client: BossClient, run_ref: str | None, task: str) -> None:
         if number and number != attempt:
             if attempt:
                 sys.stdout.write(f"── attempt {number} ──\n")
-            attempt, offset = number, 0
-            data, _, running = client.log_from(run_ref, task, 0)
+                tail = None  # a new attempt: all of it
+            attempt = number
+            data, _, running, offset = client.log_from(run_ref, task, 0, tail=tail)
         if data:
             sys.stdout.write(data.decode("utf-8", "replace"))
             sys.stdout.flush()

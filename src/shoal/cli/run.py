@@ -67,6 +67,7 @@ def run_spec(
     fresh: bool = False,
     speculate_min: float = 30.0,
     print_result: bool = False,
+    log_cap: int | None = None,
 ) -> int:
     host_slots = [h.slots for h in hosts.hosts] if hosts is not None else []
     check_fits(spec, max([slots if jobs else 0, *host_slots]))  # before anything starts
@@ -84,6 +85,7 @@ def run_spec(
         speculate_min=speculate_min,
         db=db,
         hosts=hosts,
+        log_cap=log_cap,
     ) as session:
         if session.ssh is not None:
             for failure in session.ssh.failures:
@@ -215,7 +217,7 @@ def _summary(
         if len(bad) > 20:
             console.print(f"… and {len(bad) - 20} more (shoal tasks --state failed)")
         for t in [t for t in bad if t["state"] == "failed" and t["attempts"]][:5]:
-            text = client.log(run_id, t["name"]).rstrip("\n")
+            text = client.log(run_id, t["name"], tail=8).rstrip("\n")
             lines = text.splitlines()[-8:] if text else ["(no output)"]
             console.print(Text(f"── last lines of {t['name']}'s log ──", style="bold red"))
             for line in lines:

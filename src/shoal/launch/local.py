@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from shoal.statedir import open_private
+
 __all__ = ["LocalWorkers", "last_words"]
 
 
@@ -60,6 +62,7 @@ class LocalWorkers:
         workdir: Path,
         logdir: Path,
         name_prefix: str = "local",
+        log_cap: int | None = None,
     ) -> None:
         self.count = count
         self.boss_url = boss_url
@@ -68,19 +71,21 @@ class LocalWorkers:
         self.workdir = workdir
         self.logdir = logdir
         self.name_prefix = name_prefix
+        self.log_cap = log_cap
         self.procs: list[subprocess.Popen[bytes]] = []
         self._offsets: list[int] = []
         self._told: set[int] = set()
 
     def start(self) -> None:
-        self.logdir.mkdir(parents=True, exist_ok=True)
+        self.logdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         env = dict(os.environ, SHOAL_TOKEN=self.token)
         src = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = (
             src + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else src
         )
+        cap = [f"--log-cap={self.log_cap}"] if self.log_cap is not None else []
         for i in range(self.count):
-            log = (self.logdir / f"worker-{i + 1}.log").open("ab")
+            log = open_private(self.logdir / f"worker-{i + 1}.log")
             self._offsets.append(log.tell())
             proc = subprocess.Popen(
                 [
@@ -97,6 +102,7 @@ class LocalWorkers:
                     str(self.workdir),
                     "--parent",
                     str(os.getpid()),
+                    *cap,
                 ],
                 env=env,
                 stdin=subprocess.DEVNULL,

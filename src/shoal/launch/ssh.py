@@ -31,6 +31,7 @@ from typing import TypeVar
 
 from shoal.inventory import Host
 from shoal.launch.local import last_words
+from shoal.statedir import open_private
 
 __all__ = [
     "HostCheck",
@@ -208,8 +209,10 @@ class SshWorker:
         boss_url: str | None = None,
         boss_host: str = "127.0.0.1",
         log: Path,
+        log_cap: int | None = None,
     ) -> None:
         self.host = host
+        self.log_cap = log_cap
         self.ssh = SshHost(host)
         self.boss_host = boss_host
         self.boss_port = boss_port
@@ -252,10 +255,11 @@ class SshWorker:
                     f"--name={shlex.quote(self.host.name)}",
                     f'--workdir="{REMOTE_ROOT}/work"',
                     "--lifeline",
+                    *([f"--log-cap={self.log_cap}"] if self.log_cap is not None else []),
                     *[shlex.quote(label) for label in labels],
                 ]
             )
-            log = self.log_path.open("ab")
+            log = open_private(self.log_path)
             self.log_offset = log.tell()
             self.proc = subprocess.Popen(
                 [*self.ssh.argv(*forward), command],
@@ -327,8 +331,9 @@ class SshWorkers:
         logdir: Path,
         boss_url: str | None = None,
         boss_host: str = "127.0.0.1",
+        log_cap: int | None = None,
     ) -> None:
-        logdir.mkdir(parents=True, exist_ok=True)
+        logdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.workers = [
             SshWorker(
                 h,
@@ -337,6 +342,7 @@ class SshWorkers:
                 token=token,
                 boss_url=boss_url,
                 log=logdir / f"ssh-{h.name}.log",
+                log_cap=log_cap,
             )
             for h in hosts
         ]

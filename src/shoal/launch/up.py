@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from shoal.agent.worker import EXIT_REFUSED, EXIT_SETUP_FAILED
 from shoal.exceptions import BadInput, ShoalError
-from shoal.statedir import StateDir, write_private
+from shoal.statedir import StateDir, open_private, write_private
 
 __all__ = ["Brought", "down", "up"]
 
@@ -107,9 +107,10 @@ def up(
     parts = urlsplit(boss_url)
     if parts.scheme != "http" or not parts.hostname or not parts.port:
         raise BadInput(f"the boss URL {boss_url!r} is not http://HOST:PORT")
+    state.create()
     pyz = agent_zipapp(state.root / "agent")
     logs = state.root / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(mode=0o700, parents=True, exist_ok=True)
     argv = [
         sys.executable,
         "-m",
@@ -124,7 +125,7 @@ def up(
     env = dict(os.environ)
     src = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    with (logs / "keeper.log").open("ab") as log:
+    with open_private(logs / "keeper.log") as log:
         keeper = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,

@@ -24,6 +24,7 @@ AGENT_MODULES = (
     "shoal/protocol.py",
     "shoal/agent/__init__.py",
     "shoal/agent/client.py",
+    "shoal/agent/logcap.py",
     "shoal/agent/runner.py",
     "shoal/agent/worker.py",
 )
@@ -62,6 +63,6 @@ def agent_zipapp(folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
         tmp.write_bytes(data)
-        tmp.chmod(0o755)
+        tmp.chmod(0o700)  # its folder is the private state folder
         os.replace(tmp, path)
     return path

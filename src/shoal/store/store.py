@@ -7,7 +7,9 @@ this module builds a query.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,7 +118,7 @@ class Store:
             )
         try:
             self.engine = self._make_engine()
-        except (SQLAlchemyError, ImportError) as e:
+        except (SQLAlchemyError, ImportError, OSError) as e:
             raise StoreError(f"cannot use the database {self.url}: {e}") from e
         try:
             self._prepare()
@@ -136,7 +138,13 @@ class Store:
             return make_engine(self.url)
         memory = self.url in ("sqlite://", "sqlite:///:memory:")
         if not memory:
-            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(self.url.removeprefix("sqlite:///"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Made here, 0600, before SQLite opens it: its -wal and -shm files
+            # take the database's mode, and the database holds every log's cause.
+            if not path.exists():
+                with contextlib.suppress(FileExistsError):
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         engine = create_engine(
             self.url,
             connect_args={"check_same_thread": False, "timeout": 30},

@@ -17,7 +17,7 @@ function csrf() {
   return found ? found.slice("shoal_csrf=".length) : "";
 }
 
-async function api(path, options) {
+async function answer(path, options) {
   const headers = { "X-Shoal-CSRF": csrf(), ...((options || {}).headers || {}) };
   const response = await fetch("/v1" + path, { credentials: "same-origin", ...options, headers });
   if (response.status === 401) { location.href = "/login"; throw new Error("not logged in"); }
@@ -26,8 +26,34 @@ async function api(path, options) {
     try { message = (await response.json()).error; } catch (e) { /* not JSON */ }
     throw new Error(message);
   }
+  return response;
+}
+
+async function api(path, options) {
+  const response = await answer(path, options);
   const type = response.headers.get("content-type") || "";
   return type.includes("json") ? response.json() : response.text();
+}
+
+// A log is shown from its end: its last lines, and the whole of it on request.
+const LOG_LINES = 200;
+const wholeLogs = new Set();
+
+async function taskLog(path, whole) {
+  const response = await answer(path + (whole ? "" : `?tail=${LOG_LINES}`));
+  return {
+    text: await response.text(),
+    skipped: Number(response.headers.get("X-Shoal-Offset") || 0),
+    size: Number(response.headers.get("X-Shoal-Log-Size") || 0),
+  };
+}
+
+function size(bytes) {
+  if (bytes < 1024) return `${bytes} bytes`;
+  const units = ["KiB", "MiB", "GiB"];
+  let value = bytes / 1024, i = 0;
+  while (value >= 1024 && i < units.length - 1) { value /= 1024; i += 1; }
+  return `${value.toFixed(1)} ${units[i]}`;
 }
 
 function seconds(value) {
@@ -170,9 +196,13 @@ function sparkline(rate) {
 async function taskPage(id, name) {
   const enc = encodeURIComponent(name);
   const [task, events] = await Promise.all([api(`/runs/${id}/tasks/${enc}`), api(`/runs/${id}/tasks/${enc}/events`)]);
-  let log = "";
-  if (task.attempt_list.length) log = await api(`/runs/${id}/tasks/${enc}/log`);
-  const tail = log.split("\n").slice(-200).join("\n");
+  const logPath = `/runs/${id}/tasks/${enc}/log`;
+  const whole = wholeLogs.has(logPath);
+  let log = { text: "", skipped: 0, size: 0 };
+  if (task.attempt_list.length) log = await taskLog(logPath, whole);
+  const logNote = log.skipped > 0
+    ? `<p class="muted" id="log-note">The last ${LOG_LINES} lines of this log (${size(log.size)} in all): <a href="#" id="whole-log">show all of it</a> · <a href="/v1${logPath}" download="${esc(task.name)}.log">download it</a></p>`
+    : "";
   const attempts = task.attempt_list.map((a) => `<tr><td>${a.number}</td><td>${badge(a.state)}</td><td>${esc(a.worker || "")}</td>
     <td>${when(a.started)}</td><td>${seconds(a.duration)}</td><td>${a.exit_code ?? ""}</td><td>${esc(a.cause || "")}</td></tr>`);
   const outRun = task.source_run || id;
@@ -185,10 +215,14 @@ async function taskPage(id, name) {
       ${task.result !== null && task.state === "succeeded" ? `<div>Result <span class="result">${esc(short(task.result))}</span></div>` : ""}
       <div class="muted"><code>${esc((task.spec.run || []).join(" && "))}</code></div></div>
     <h2>Attempts</h2><table><thead><tr><th>#</th><th>State</th><th>Worker</th><th>Started</th><th>Duration</th><th>Exit</th><th>Cause</th></tr></thead><tbody>${attempts.join("")}</tbody></table>
-    <h2>Log (last lines)</h2><pre class="log" id="log">${esc(tail) || "(no output)"}</pre>
+    <h2>Log</h2>${logNote}<pre class="log" id="log">${esc(log.text) || "(no output)"}</pre>
     <div class="row" style="align-items:flex-start"><div class="card grow"><h2>Inputs</h2><ul>${inputs.join("") || '<li class="muted">none declared</li>'}</ul></div>
       <div class="card grow"><h2>Outputs</h2><ul>${outputs.join("") || '<li class="muted">none</li>'}</ul></div></div>
     <h2>History</h2><table><tbody>${history.join("")}</tbody></table>`;
+  const more = document.getElementById("whole-log");
+  if (more) more.onclick = (e) => { e.preventDefault(); wholeLogs.add(logPath); render(); };
+  const pre = document.getElementById("log");
+  pre.scrollTop = pre.scrollHeight;  // the end of a log is what tells how it went
 }
 
 async function workersPage() {
