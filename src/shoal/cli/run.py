@@ -69,8 +69,8 @@ def run_spec(
 ) -> int:
     host_slots = [h.slots for h in hosts.hosts] if hosts is not None else []
     check_fits(spec, max([slots if jobs else 0, *host_slots]))  # before anything starts
-    console = Console(stderr=False)
-    err = Console(stderr=True)
+    console = render.console()
+    err = render.console(stderr=True)
     show_progress = not as_json and not quiet and console.is_terminal
     started = time.time()
     # A SIGTERM to `shoal run` is handled like Ctrl-C: cancel, clean up, exit.
@@ -86,7 +86,7 @@ def run_spec(
     ) as session:
         if session.ssh is not None:
             for failure in session.ssh.failures:
-                err.print(f"host {failure.host}: {failure.line}", highlight=False, markup=False)
+                err.print(Text(f"host {failure.host}: {failure.line}"))
             if not session.ssh.started and not jobs:
                 raise BadInput(
                     "no host of the inventory could start a worker (see above); "
@@ -95,9 +95,7 @@ def run_spec(
         if not as_json:
 
             def lost(name: str, why: str) -> None:
-                err.print(
-                    f"worker {name} stopped: {why}", highlight=False, markup=False, soft_wrap=True
-                )
+                err.print(Text(f"worker {name} stopped: {why}"), soft_wrap=True)
 
             session.on_worker_exit = lost
         run_id = session.submit(spec, reuse=not fresh)
@@ -107,9 +105,11 @@ def run_spec(
                 n = len(session.ssh.started)
                 where = f"{n} ssh host{'s' if n != 1 else ''}" + (f" and {where}" if jobs else "")
             err.print(
-                f"run {run_id} [bold]{spec.name}[/]: {len(spec.tasks)} tasks on {where} "
-                f"(state in {state.root})",
-                highlight=False,
+                Text.assemble(
+                    f"run {run_id} ",
+                    (spec.name, "bold"),
+                    f": {len(spec.tasks)} tasks on {where} (state in {state.root})",
+                )
             )
         try:
             if show_progress:
@@ -141,7 +141,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 def _wait_with_progress(session: LocalSession, run_id: int, console: Console) -> dict[str, Any]:
     progress = Progress(
         SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("[cyan]{task.fields[running]} running"),
@@ -215,7 +215,7 @@ def _summary(
         table.add_column("task")
         table.add_column("result", overflow="fold")
         for name, value in shown:
-            table.add_row(name, render.short(value, 100))
+            table.add_row(render.literal(name), render.short(value, 100))
         console.print(table)
         if len(with_result) > len(shown):
             console.print(f"… and {len(with_result) - len(shown)} more (shoal results)")
