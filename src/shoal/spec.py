@@ -548,7 +548,9 @@ class _Builder:
         try:
             made = plan(text, known=set(by_name))
         except FlowError as e:
-            raise self.error(f"flow {e}: {text!r}", line) from None
+            raise self.error(f"flow {e}: {shown(text, 200)}", line) from None
+        except RecursionError:
+            raise self.error("the flow nests '(' too deep", line) from None
         out: dict[str, TaskSpec] = {}
         for node in made.nodes:
             if node.is_reduction:

@@ -116,6 +116,10 @@ LIMITS = {
         task_with("requires: {gpu: [1, 2]}"),
         "t.yaml:4: task 't': 'requires' must be a mapping of labels to plain values",
     ),
+    "flow nesting": (
+        "tasks:\n  - {name: a, run: echo}\nflow: '" + "(" * 5000 + "a" + ")" * 5000 + "'\n",
+        "t.yaml:3: the flow nests '(' too deep",
+    ),
     "alias loop": (
         task_with("env: &a {X: *a}"),
         "t.yaml:4: task 't': an alias refers to a node that contains it",
