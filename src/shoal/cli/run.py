@@ -29,6 +29,7 @@ from shoal.exceptions import BadInput
 from shoal.inventory import Inventory
 from shoal.session import LocalSession, check_fits
 from shoal.statedir import StateDir
+from shoal.views import Unplaceable
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -98,6 +99,12 @@ def run_spec(
                 err.print(Text(f"worker {name} stopped: {why}"), soft_wrap=True)
 
             session.on_worker_exit = lost
+
+        def unplaceable(found: list[Unplaceable]) -> None:
+            for need in found:
+                err.print(Text(f"{need.sentence()}: failed", style="red"), soft_wrap=True)
+
+        session.on_unplaceable = unplaceable
         run_id = session.submit(spec, reuse=not fresh)
         if not as_json and not quiet:
             where = f"{jobs} local worker{'s' if jobs != 1 else ''}"
