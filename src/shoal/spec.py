@@ -769,6 +769,13 @@ class _Builder:
                 _line_of(raw, "name"),
                 name,
             )
+        if name in (".", ".."):
+            raise self.error(
+                "bad name: '.' and '..' name no folder of their own (they name the task's "
+                "log and output folders); add a letter or digit",
+                _line_of(raw, "name"),
+                name,
+            )
 
         def where(key: str) -> int | None:
             return _line_of(raw, key)

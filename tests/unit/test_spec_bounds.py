@@ -96,6 +96,10 @@ LIMITS = {
         "tasks:\n  - name: t-{i}\n    matrix: {i: [" + "y" * 199 + "]}\n    run: echo\n",
         "t.yaml:2: task 't-yyy",
     ),
+    "task name of dots": (
+        "tasks:\n  - {name: '..', run: echo}\n",
+        "t.yaml:2: task '..': bad name: '.' and '..' name no folder of their own",
+    ),
     "run name": (
         "name: " + "r" * 201 + "\ntasks:\n  - {name: t, run: echo}\n",
         "t.yaml:1: the run's 'name' has 201 characters; the most is 200",
