@@ -18,17 +18,18 @@ import json
 import random
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ParamSpec, TypeVar
 
 from shoal import protocol as p
 from shoal.exceptions import NotFound, StoreConflict
 from shoal.keys import definition_keys, topological
+from shoal.placement import WorkerShape, has_labels
 from shoal.reduce import ReduceError, combine
 from shoal.spec import RunSpec
 from shoal.store import Store, Tx
-from shoal.views import DashboardViews, Views
+from shoal.views import DashboardViews, Unplaceable, Views, unplaceable
 
 __all__ = ["Scheduler", "SyncOutcome", "describe_exit"]
 
@@ -344,17 +345,35 @@ class Scheduler(Views, DashboardViews):
         return len(ids)
 
     @_retried
-    def fail_unplaceable(self, run_id: int, max_slots: int) -> list[str]:
-        """Fail the run's ready tasks that need more slots than any worker has."""
+    def fail_unplaceable(self, run_id: int, workers: Sequence[WorkerShape]) -> list[Unplaceable]:
+        """Fail the run's ready tasks that none of ``workers`` can ever take, with why.
+
+        For a run whose workers are all known (``shoal run``): the tasks
+        would wait forever. Answers what was failed (every name), by need.
+        """
+        with self.store.read() as tx:  # the usual answer, nothing: no write lock taken
+            if not unplaceable(tx, run_id, workers, names=0):
+                return []
         now = self.clock()
         with self.store.transaction() as tx:
-            rows = tx.ready_needing_more_slots(run_id, max_slots)
-            for r in rows:
-                cause = f"needs {r.slots} slots; the largest worker has {max_slots}"
-                tx.finish_task(r.id, state="failed", now=now, cause=cause)
-                n = tx.fail_downstream(r.id, f"upstream {r.name} failed", now)
-                self._count_done(tx, run_id, 1 + n, now)
-        return [r.name for r in rows]
+            found = unplaceable(tx, run_id, workers, names=None)
+            events: list[dict[str, Any]] = []
+            for need in found:
+                for r in tx.ready_of_shape(run_id, need.slots, need.host, need.requires, None):
+                    tx.finish_task(r.id, state="failed", now=now, cause=need.reason)
+                    n = tx.fail_downstream(r.id, f"upstream {r.name} failed", now)
+                    events.append(
+                        {
+                            "time": now,
+                            "kind": "task_failed",
+                            "run_id": run_id,
+                            "task_id": r.id,
+                            "detail": need.reason,
+                        }
+                    )
+                    self._count_done(tx, run_id, 1 + n, now, None, events)
+            tx.add_events(events)
+        return found
 
     @_retried
     def abandon_running(self, cause: str) -> list[int]:
@@ -713,18 +732,16 @@ class Scheduler(Views, DashboardViews):
     def _assign(
         self, tx: Tx, worker: Any, free: int, now: float, events: list[dict[str, Any]]
     ) -> list[p.Assignment]:
-        labels = _loads(worker.labels, {})
         picked = []
-        candidates = tx.ready_candidates(worker.name, min(free, worker.slots), free * 2 + 8, now)
+        # Only tasks this worker can take (slots, host, labels): however many others wait.
+        candidates = tx.ready_candidates(
+            worker.name, worker.labels, min(free, worker.slots), free * 2 + 8, now
+        )
         if not candidates and self.speculate:
             candidates = self._stragglers(tx, worker, now)
         for row in candidates:
             if row.slots > free:
                 continue
-            if row.requires:
-                wanted = _loads(row.requires, {})
-                if any(labels.get(k) != v for k, v in wanted.items()):
-                    continue
             picked.append(row)
             free -= row.slots
             if free <= 0:
@@ -819,7 +836,12 @@ class Scheduler(Views, DashboardViews):
         """
         running = tx.lone_running_attempts(worker.id, now - self.speculate_min)
         medians: dict[tuple[int, str], float | None] = {}
+        labels = _loads(worker.labels, {})
         for r in running:
+            if r.slots > worker.slots or (r.host is not None and r.host != worker.name):
+                continue
+            if r.requires and not has_labels(_loads(r.requires, {}), labels):
+                continue
             group = (r.run_id, r.grp)
             if group not in medians:
                 durations = sorted(tx.group_durations(r.run_id, r.grp))

@@ -21,8 +21,10 @@ from shoal.client import BossClient
 from shoal.exceptions import BadInput, ShoalError
 from shoal.inventory import Inventory
 from shoal.launch.local import LocalWorkers
+from shoal.placement import WorkerShape
 from shoal.spec import RunSpec
 from shoal.statedir import StateDir
+from shoal.views import Unplaceable
 
 if TYPE_CHECKING:
     from shoal.boss.server import Boss
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["LocalSession", "WorkersLost", "check_fits"]
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
+UNPLACEABLE_EVERY = 1.0  # seconds between looks for tasks no worker of the session can take
 
 
 class WorkersLost(ShoalError):
@@ -73,6 +76,8 @@ class LocalSession:
         self.client: BossClient | None = None
         # Told (worker or host name, why) when a worker ends while the run goes on.
         self.on_worker_exit: Callable[[str, str], None] | None = None
+        # Told of tasks failed because no worker of this session can take them.
+        self.on_unplaceable: Callable[[list[Unplaceable]], None] | None = None
         self._exits: list[tuple[str, str]] = []
 
     def __enter__(self) -> LocalSession:
@@ -215,8 +220,15 @@ class LocalSession:
         self.start()
         assert self.boss is not None
         scheduler = self.boss.scheduler
-        last = 0.0
+        last = checked = 0.0
         while True:
+            if time.monotonic() - checked >= UNPLACEABLE_EVERY:
+                # This session's workers are all there will be: a task none of
+                # them can take would wait forever, so it fails, saying why.
+                checked = time.monotonic()
+                failed = scheduler.fail_unplaceable(run_id, self.worker_shapes())
+                if failed and self.on_unplaceable is not None:
+                    self.on_unplaceable(failed)
             # The run's state is one row: look often, so the end is seen at once.
             ended = scheduler.run_state(run_id) in FINAL_STATES
             if ended or time.monotonic() - last >= interval:
@@ -246,6 +258,17 @@ class LocalSession:
             self._exits.append((name, why))
             if self.on_worker_exit is not None:
                 self.on_worker_exit(name, why)
+
+    def worker_shapes(self) -> list[WorkerShape]:
+        """The workers of this session that have not exited: names, slots, labels."""
+        gone = {name for name, _ in self._exits}
+        prefix = self.workers.name_prefix if self.workers is not None else "local"
+        shapes = [WorkerShape(f"{prefix}-{i + 1}", self.slots) for i in range(self.n_workers)]
+        if self.ssh is not None:
+            shapes += [
+                WorkerShape(w.host.name, w.host.slots, w.host.labels) for w in self.ssh.started
+            ]
+        return [w for w in shapes if w.name not in gone]
 
     @property
     def max_slots(self) -> int:

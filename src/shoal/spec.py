@@ -14,6 +14,7 @@ import difflib
 import fnmatch
 import itertools
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from shoal import bounds
+from shoal.bounds import MAX_NAME, short_name, shown
 from shoal.bundle import ARCHIVE_SUFFIXES, is_archive
 from shoal.exceptions import SpecError
 from shoal.memory import gc_paused
@@ -56,6 +59,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 _PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_COMPACT_RE = re.compile(r"[-?][ \t]+[-?]")  # '- - x': a list in a list, on one line
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,8 @@ def parse_duration(value: Any) -> float:
     """
     if isinstance(value, bool):
         raise ValueError(f"bad duration {value!r}")
+    if isinstance(value, str) and len(value) > 100:
+        raise ValueError(f"bad duration {shown(value)}")
     if isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str):
@@ -183,16 +189,23 @@ def parse_duration(value: Any) -> float:
                 if pos and not text[pos:].strip():
                     return _positive(seconds, value)
             raise ValueError(
-                f"bad duration {value!r} (use seconds or a number with s, m, h, e.g. 90s, 30m, 2h)"
+                f"bad duration {shown(value)} (use seconds or a number with s, m, h, "
+                "e.g. 90s, 30m, 2h)"
             ) from None
     else:
-        raise ValueError(f"bad duration {value!r} (use seconds or e.g. 90s, 30m, 2h)")
+        raise ValueError(f"bad duration {shown(value)} (use seconds or e.g. 90s, 30m, 2h)")
     return _positive(seconds, value)
 
 
 def _positive(seconds: float, value: Any) -> float:
+    if not math.isfinite(seconds):
+        raise ValueError(f"bad duration {shown(value)}: it must be a finite number of seconds")
     if seconds <= 0:
-        raise ValueError(f"bad duration {value!r}: it must be more than zero")
+        raise ValueError(f"bad duration {shown(value)}: it must be more than zero")
+    if seconds > bounds.MAX_SECONDS:
+        raise ValueError(
+            f"bad duration {shown(value)}: the most is {bounds.MAX_SECONDS / 86400:.0f} days"
+        )
     return seconds
 
 
@@ -247,6 +260,8 @@ def load(path: str | Path) -> RunSpec:
     """Read, validate and expand the task file at ``path``."""
     p = Path(path)
     try:
+        if p.is_file() and p.stat().st_size > bounds.MAX_FILE_BYTES:
+            raise SpecError(_too_big(p.stat().st_size), path=str(path))
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError("no such file (check the path)", path=str(path)) from None
@@ -268,6 +283,8 @@ def parse_text(
     default_name: str = "run",
 ) -> RunSpec:
     """Validate and expand a task file given as text."""
+    if len(text) > bounds.MAX_FILE_BYTES:
+        raise SpecError(_too_big(len(text)), path=path)
     builder = _Builder(path, base or Path("."), default_name)
     if path.endswith(".json") or text.lstrip()[:1] in ("[", "{"):
         # JSON: the standard parser is fast; lines are looked up only for an error.
@@ -276,6 +293,12 @@ def parse_text(
         except json.JSONDecodeError as e:
             if path.endswith(".json"):
                 raise SpecError(f"invalid JSON: {e.msg}", path=path, line=e.lineno) from None
+        except RecursionError:
+            raise SpecError(_too_deep(), path=path) from None
+        except ValueError:  # a number of thousands of digits
+            raise SpecError(
+                f"invalid JSON: a number is out of range (at most {2**63 - 1})", path=path
+            ) from None
         else:
             try:
                 return builder.build(data)
@@ -297,9 +320,30 @@ def parse_data(
     return _Builder(path, base or Path("."), default_name).build(data)
 
 
+def _too_big(size: int) -> str:
+    return (
+        f"is {size / 1e6:.1f} MB; a task file may have at most "
+        f"{bounds.MAX_FILE_BYTES // (1024 * 1024)} MB (generate tasks with a matrix)"
+    )
+
+
+def _too_deep() -> str:
+    return f"lists and mappings nest deeper than {bounds.MAX_DEPTH} levels"
+
+
 def _parse_document(text: str, path: str) -> Any:
+    def fail(message: str, line: int | None, task: str | None) -> SpecError:
+        return SpecError(message, path=path, line=line, task=task)
+
+    _check_nesting(text, fail)
+    loader = _LineLoader(text)
     try:
-        return yaml.load(text, Loader=_LineLoader)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        # Before any object is made: what the aliases expand to, how deep, how long.
+        bounds.check_yaml_nodes(node, fail)
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -310,6 +354,42 @@ def _parse_document(text: str, path: str) -> Any:
             # Valid JSON that YAML refuses (tabs, say): take it without lines.
             return json.loads(text)
         raise SpecError(f"invalid YAML: {e}", path=path) from None
+    except RecursionError:
+        raise SpecError(_too_deep(), path=path) from None
+    except (ValueError, OverflowError) as e:  # a date like 2024-13-45
+        raise SpecError(f"invalid YAML: {e}", path=path) from None
+    finally:
+        loader.dispose()
+
+
+def _check_nesting(text: str, fail: bounds.Fail) -> None:
+    """Refuse nesting past :data:`~shoal.bounds.MAX_DEPTH` before libyaml composes it.
+
+    Composing recurses in C: a hundred thousand ``[`` crash the process.
+    Nesting comes from brackets, from ``- -`` (or ``?``) on one line, or from
+    indentation, which needs a longer line per level (two thousand levels
+    take megabytes); a document with few of the first and under a megabyte
+    cannot nest deep enough to matter, and the others are read as a stream
+    of events first, which recurses nowhere.
+    """
+    marks = text.count("[") + text.count("{") + len(_COMPACT_RE.findall(text))
+    if marks < 2000 and len(text) < 1_000_000:
+        return
+    loader = _LineLoader(text)
+    try:
+        depth = 0
+        while (event := loader.get_event()) is not None:
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > bounds.MAX_DEPTH:
+                    mark = event.start_mark
+                    raise fail(_too_deep(), mark.line + 1 if mark is not None else None, None)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return  # the parse proper says what is wrong, with its line
+    finally:
+        loader.dispose()
 
 
 # --------------------------------------------------------------------------
@@ -345,15 +425,46 @@ def _substitute(value: Any, binding: Mapping[str, Any]) -> Any:
     return value
 
 
+def _text_size(value: Any) -> tuple[int, int]:
+    """Characters of the strings in a task entry, and how many ``{`` they hold."""
+    chars = holes = 0
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, str):
+            chars += len(v)
+            holes += v.count("{")
+        elif isinstance(v, dict):
+            todo.extend(v.values())
+            chars += sum(len(str(k)) for k in v)
+        elif isinstance(v, list):
+            todo.extend(v)
+        else:
+            chars += 8
+    return chars, holes
+
+
 class _Builder:
     def __init__(self, path: str, base: Path, default_name: str, submitted: bool = False) -> None:
         self.path = path
         self.base = base
-        self.default_name = default_name
+        self.default_name = default_name[:MAX_NAME]  # a file's stem may be longer
         self.submitted = submitted  # the form a client sends: may name its final task
+        self.n_tasks = 0  # after expansion, so far
+        self.text = 0  # characters of the expanded tasks' fields, so far
 
     def error(self, message: str, line: int | None = None, task: str | None = None) -> SpecError:
         return SpecError(message, path=self.path, line=line, task=task)
+
+    def _count_tasks(self, n: int, line: int | None, label: str) -> None:
+        self.n_tasks += n
+        if self.n_tasks > bounds.MAX_TASKS:
+            raise self.error(
+                f"the run would have more than {bounds.MAX_TASKS:,} tasks "
+                f"(this entry makes {n:,}): split it into several runs",
+                line,
+                label,
+            )
 
     def build(self, data: Any) -> RunSpec:
         if data is None:
@@ -365,6 +476,7 @@ class _Builder:
                 "the top level must be a mapping with 'tasks:' or a list of tasks",
                 _line_of(data),
             )
+        bounds.check_values(data, self.error, _line_of)
         for key in data:
             if key not in RUN_FIELDS and not (self.submitted and key == "final"):
                 hint = _suggest(key, RUN_FIELDS)
@@ -375,6 +487,11 @@ class _Builder:
         name = data.get("name", self.default_name)
         if not isinstance(name, str) or not name:
             raise self.error("the run's 'name' must be a non-empty string", _line_of(data, "name"))
+        if len(name) > MAX_NAME:
+            raise self.error(
+                f"the run's 'name' has {len(name)} characters; the most is {MAX_NAME}",
+                _line_of(data, "name"),
+            )
         env = self._env(data.get("env", {}), _line_of(data, "env"), None)
         setup = self._commands_text(data.get("setup"), "setup", _line_of(data, "setup"), None)
         bundle = self._bundle(data.get("bundle"), _line_of(data, "bundle"))
@@ -431,7 +548,9 @@ class _Builder:
         try:
             made = plan(text, known=set(by_name))
         except FlowError as e:
-            raise self.error(f"flow {e}: {text!r}", line) from None
+            raise self.error(f"flow {e}: {shown(text, 200)}", line) from None
+        except RecursionError:
+            raise self.error("the flow nests '(' too deep", line) from None
         out: dict[str, TaskSpec] = {}
         for node in made.nodes:
             if node.is_reduction:
@@ -470,7 +589,7 @@ class _Builder:
             )
         if not isinstance(raw, dict):
             raise self.error(f"task #{index + 1} must be a mapping of fields", _line_of(raw))
-        label = raw.get("name") if isinstance(raw.get("name"), str) else f"#{index + 1}"
+        label = short_name(raw["name"]) if isinstance(raw.get("name"), str) else f"#{index + 1}"
         for key in raw:
             if key not in TASK_FIELDS and not (self.submitted and key == "group"):
                 raise self.error(
@@ -484,6 +603,7 @@ class _Builder:
         merged.update(raw)
         matrix = raw.get("matrix")
         if matrix is None:
+            self._count_tasks(1, _line_of(raw), label)
             return [(merged, raw)]
         line = _line_of(raw, "matrix")
         if not isinstance(matrix, dict) or not matrix:
@@ -506,6 +626,21 @@ class _Builder:
                     )
         del merged["matrix"]
         keys = list(matrix)
+        # Counted before a single task is made: a matrix of 1000 x 1000 x 1000 is not.
+        combos = math.prod(len(matrix[k]) for k in keys)
+        self._count_tasks(combos, line, label)
+        # Each {key} grows by at most the longest value; the rest is copied per task.
+        chars, holes = _text_size(merged)
+        longest = max(len(str(v)) for k in keys for v in matrix[k])
+        self.text += combos * (chars + holes * longest)
+        if self.text > bounds.MAX_RUN_TEXT:
+            raise self.error(
+                f"the matrix makes {combos:,} copies of about {chars + holes * longest:,} "
+                f"characters each; a run may hold at most {bounds.MAX_RUN_TEXT:,} "
+                "(put long commands in a script in the bundle)",
+                line,
+                label,
+            )
         out = []
         for combo in itertools.product(*(matrix[k] for k in keys)):
             out.append((_substitute(merged, dict(zip(keys, combo, strict=True))), raw))
@@ -530,8 +665,9 @@ class _Builder:
         names = [t.name for t, _, _ in partial]
         name_set = set(names)
         resolved: list[TaskSpec] = []
+        edges = 0
         for task, after, raw in partial:
-            deps: list[str] = []
+            deps: dict[str, None] = {}  # in order, each once
             for pattern in after:
                 if any(c in pattern for c in "*?["):
                     hits = [n for n in fnmatch.filter(names, pattern) if n != task.name]
@@ -551,18 +687,25 @@ class _Builder:
                     )
                 else:
                     hits = [pattern]
-                for h in hits:
-                    if h not in deps:
-                        deps.append(h)
+                deps.update(dict.fromkeys(hits))
+                edges += len(hits)
+                if edges > bounds.MAX_DEPENDENCIES:
+                    raise self.error(
+                        f"the run's tasks wait for more than {bounds.MAX_DEPENDENCIES:,} others "
+                        "in all ('after' patterns matching many tasks, many times): "
+                        "wait for fewer, or add a task in between",
+                        _line_of(raw, "after"),
+                        task.name,
+                    )
             if task.reduce:
-                operands: list[str] = []
+                operands: dict[str, None] = {}
                 for pattern in task.reduce:
                     hits = (
                         [n for n in fnmatch.filter(names, pattern) if n != task.name]
                         if any(c in pattern for c in "*?[")
                         else [pattern]
                     )
-                    operands.extend(h for h in hits if h not in operands)
+                    operands.update(dict.fromkeys(hits))
                 task = replace(task, reduce=tuple(operands), after=tuple(deps))
             elif deps:
                 task = replace(task, after=tuple(deps))
@@ -604,9 +747,16 @@ class _Builder:
     def _task(self, f: dict[str, Any], raw: Any) -> tuple[TaskSpec, list[str]]:
         line = _line_of(raw)
         name = f.get("name")
-        label = name if isinstance(name, str) else None
+        label = short_name(name) if isinstance(name, str) else None
         if not isinstance(name, str) or not name:
             raise self.error("'name' must be a non-empty string", _line_of(raw, "name"), label)
+        if len(name) > MAX_NAME:
+            raise self.error(
+                f"the name has {len(name)} characters; the most is {MAX_NAME} "
+                "(it names the task's log and output folders)",
+                _line_of(raw, "name"),
+                label,
+            )
         if not _NAME_RE.match(name):
             bad = "".join(sorted({c for c in name if not re.match(r"[A-Za-z0-9._-]", c)}))
             hint = (
@@ -616,6 +766,13 @@ class _Builder:
             )
             raise self.error(
                 f"bad name: only letters, digits, '.', '_' and '-' are allowed, not {bad!r}{hint}",
+                _line_of(raw, "name"),
+                name,
+            )
+        if name in (".", ".."):
+            raise self.error(
+                "bad name: '.' and '..' name no folder of their own (they name the task's "
+                "log and output folders); add a letter or digit",
                 _line_of(raw, "name"),
                 name,
             )
@@ -648,13 +805,20 @@ class _Builder:
         requires = f.get("requires", {})
         if isinstance(requires, list) and all(isinstance(r, str) for r in requires):
             requires = {r: True for r in requires}
-        if not isinstance(requires, dict):
+        if not isinstance(requires, dict) or not all(
+            isinstance(v, (str, int, float)) and len(str(k)) <= MAX_NAME
+            for k, v in requires.items()
+        ):
             raise self.error(
-                "'requires' must be a mapping of labels, e.g. {gpu: true}", where("requires"), name
+                "'requires' must be a mapping of labels to plain values, e.g. {gpu: true}",
+                where("requires"),
+                name,
             )
         host = f.get("host")
-        if host is not None and not isinstance(host, str):
-            raise self.error("'host' must be a host name", where("host"), name)
+        if host is not None and (not isinstance(host, str) or len(host) > MAX_NAME):
+            raise self.error(
+                f"'host' must be a host name of at most {MAX_NAME} characters", where("host"), name
+            )
         retry_delay = 2.0
         if f.get("retry_delay") is not None:
             try:
@@ -669,6 +833,12 @@ class _Builder:
         group = raw.get("name") if isinstance(raw, dict) else None
         if self.submitted and isinstance(f.get("group"), str):
             group = f["group"]  # the entry of the task file it came from
+        if isinstance(group, str) and len(group) > MAX_NAME:
+            raise self.error(
+                f"the name before expansion has {len(group)} characters; the most is {MAX_NAME}",
+                _line_of(raw, "name"),
+                name,
+            )
         task = TaskSpec(
             name=name,
             run=run,
@@ -679,9 +849,18 @@ class _Builder:
             outputs=self._strings(f.get("outputs"), "outputs", where("outputs"), name),
             env=self._env(f.get("env", {}), where("env"), name),
             timeout=timeout,
-            retries=self._int(f.get("retries", 0), "retries", where("retries"), name, low=0),
-            slots=self._int(f.get("slots", 1), "slots", where("slots"), name, low=1),
-            priority=self._int(f.get("priority", 0), "priority", where("priority"), name, low=None),
+            retries=self._int(
+                f.get("retries", 0), "retries", where("retries"), name, 0, bounds.MAX_RETRIES
+            ),
+            slots=self._int(f.get("slots", 1), "slots", where("slots"), name, 1, bounds.MAX_SLOTS),
+            priority=self._int(
+                f.get("priority", 0),
+                "priority",
+                where("priority"),
+                name,
+                -bounds.MAX_PRIORITY,
+                bounds.MAX_PRIORITY,
+            ),
             host=host,
             requires=dict(requires),
             retry_delay=retry_delay,
@@ -716,6 +895,13 @@ class _Builder:
             value = [value]
         if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
             for v in value:
+                if len(v) > bounds.MAX_PATH:
+                    raise self.error(
+                        f"'{key}' has a path of {len(v):,} characters; the most is "
+                        f"{bounds.MAX_PATH}",
+                        line,
+                        task,
+                    )
                 if v.startswith("/") or ".." in Path(v).parts:
                     raise self.error(
                         f"'{key}' entry '{v}' must be a relative path inside the workspace",
@@ -730,9 +916,12 @@ class _Builder:
             raise self.error("'env' must be a mapping of NAME: value", line, task)
         out = {}
         for k, v in value.items():
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(k)):
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(k)) or len(str(k)) > MAX_NAME:
                 raise self.error(
-                    f"'env' has a bad variable name '{k}'", _line_of(value, k) or line, task
+                    f"'env' has a bad variable name {shown(str(k))} (letters, digits and _, "
+                    f"at most {MAX_NAME})",
+                    _line_of(value, k) or line,
+                    task,
                 )
             if isinstance(v, (dict, list)) or v is None:
                 raise self.error(
@@ -743,11 +932,13 @@ class _Builder:
             out[str(k)] = str(v).lower() if isinstance(v, bool) else str(v)
         return out
 
-    def _int(self, value: Any, key: str, line: int | None, task: str, *, low: int | None) -> int:
+    def _int(self, value: Any, key: str, line: int | None, task: str, low: int, high: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(f"'{key}' must be a whole number, not {value!r}", line, task)
-        if low is not None and value < low:
+            raise self.error(f"'{key}' must be a whole number, not {shown(value)}", line, task)
+        if value < low:
             raise self.error(f"'{key}' must be at least {low}, not {value}", line, task)
+        if value > high:
+            raise self.error(f"'{key}' must be at most {high:,}, not {value:,}", line, task)
         return value
 
     def _bundle(self, value: Any, line: int | None) -> Path | None:

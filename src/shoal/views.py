@@ -9,16 +9,75 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from shoal.exceptions import Fenced, NotFound
-from shoal.store import ACTIVE_STATES, Store
+from shoal.placement import WorkerShape, why_unplaceable
+from shoal.store import ACTIVE_STATES, Store, Tx
 
-__all__ = ["Views"]
+__all__ = ["Unplaceable", "Views", "unplaceable", "worker_shape"]
 
 
 def _loads(text: str | None, default: Any = None) -> Any:
     return json.loads(text) if text else default
+
+
+@dataclass(frozen=True)
+class Unplaceable:
+    """Ready tasks of one run with one need that no worker meets."""
+
+    slots: int
+    host: str | None
+    requires: str | None  # as stored: a JSON object, or None
+    reason: str  # a phrase after the task's name: "needs labels gpu=true that no worker has"
+    count: int
+    names: list[str]  # the first few
+
+    def sentence(self) -> str:
+        """``task 'train-3' needs …``, or ``10 tasks ('a', 'b', 'c', …): each needs …``."""
+        if self.count == 1 and self.names:
+            return f"task '{self.names[0]}' {self.reason}"
+        shown = ", ".join(f"'{n}'" for n in self.names[:3])
+        more = ", …" if self.count > 3 else ""
+        return f"{self.count} tasks ({shown}{more}): each {self.reason}"
+
+
+def worker_shape(row: Any) -> WorkerShape:
+    """A worker row (name, slots, labels as JSON) as placement sees it."""
+    return WorkerShape(str(row.name), int(row.slots), _loads(row.labels, {}))
+
+
+def unplaceable(
+    tx: Tx, run_id: int, workers: Sequence[WorkerShape], names: int | None
+) -> list[Unplaceable]:
+    """The run's ready tasks that none of ``workers`` can take, by need, with why.
+
+    ``names``: how many task names to read for each (None: every one).
+    """
+    if not workers:
+        return []  # nobody to judge by: the tasks wait for workers
+    out = []
+    biggest = max(w.slots for w in workers)
+    for shape in tx.ready_shapes(run_id, biggest):
+        reason = why_unplaceable(int(shape.slots), shape.host, _loads(shape.requires, {}), workers)
+        if reason is not None:
+            rows = (
+                tx.ready_of_shape(run_id, shape.slots, shape.host, shape.requires, names)
+                if names != 0
+                else []
+            )
+            out.append(
+                Unplaceable(
+                    int(shape.slots),
+                    shape.host,
+                    shape.requires,
+                    reason,
+                    int(shape.n),
+                    [str(r.name) for r in rows],
+                )
+            )
+    return out
 
 
 class Views:
@@ -58,11 +117,10 @@ class Views:
                 raise NotFound(f"no run {run_id}")
             counts = tx.state_counts(run_id)
             cached = tx.cached_count(run_id) if counts.get("succeeded") else 0
-            stuck: list[str] = []
+            stuck: list[Unplaceable] = []
             if run.state == "running" and counts.get("ready"):
-                biggest = tx.max_worker_slots()
-                if biggest is not None:
-                    stuck = [r.name for r in tx.ready_needing_more_slots(run_id, biggest)]
+                workers = [worker_shape(w) for w in tx.active_workers()]
+                stuck = unplaceable(tx, run_id, workers, names=5)
         view = _run_dict(run, counts)
         view["cached"] = cached
         view["final"] = run.final
@@ -73,9 +131,11 @@ class Views:
                 view["result"] = tx.results_by_name(run_id, [run.final]).get(run.final)
                 view["partial"] = tx.partials(run_id)
         if stuck:
-            view["warnings"] = [
-                f"{len(stuck)} task(s) need more slots than any worker has: {', '.join(stuck[:5])}"
+            # What keeps the run waiting: the tasks no connected worker can take.
+            view["unplaceable"] = [
+                {"tasks": u.names, "count": u.count, "reason": u.reason} for u in stuck
             ]
+            view["warnings"] = [u.sentence() for u in stuck]
         return view
 
     def runs_view(self, limit: int = 100) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ import pytest
 from shoal import protocol as p
 from shoal import spec
 from shoal.exceptions import NotFound
+from shoal.placement import WorkerShape
 from shoal.scheduler import Scheduler
 from shoal.store import Store
 
@@ -130,9 +131,84 @@ def test_task_needing_more_slots_than_any_worker_is_reported(sched: Scheduler) -
     )
     worker(sched, slots=2)
     assert "more slots than any worker" in sched.run_view(rid)["warnings"][0]
-    assert sched.fail_unplaceable(rid, 2) == ["huge"]
+    failed = sched.fail_unplaceable(rid, [WorkerShape("w", 2)])
+    assert [(f.names, f.reason) for f in failed] == [
+        (["huge"], "needs 8 slots, more slots than any worker has (2 at most)")
+    ]
     assert states(sched, rid) == {"huge": "failed", "after": "upstream_failed"}
     assert sched.run_view(rid)["state"] == "failed"
+
+
+def test_tasks_no_worker_can_take_never_hide_one_it_can(sched: Scheduler) -> None:
+    # Ten ready tasks that need a label come first; the claim looks past them
+    # (it used to take the first 2 x free + 8 and filter labels afterwards).
+    gpu = "".join(f"- {{name: train-{i}, run: x, requires: {{gpu: true}}}}\n" for i in range(10))
+    rid = sched.submit(run_of(f"tasks:\n{gpu}- {{name: plain, run: x}}\n"))
+    w = worker(sched, "cpu-only")
+    got = take(sched, w)
+    assert [a.task for a in got] == ["plain"]
+    report(sched, w, got[0])
+    assert states(sched, rid)["plain"] == "succeeded"
+    assert take(sched, w) == []
+    # A worker with the label takes them; one whose label has another value does not.
+    assert take(sched, worker(sched, "gpu-false", gpu=False)) == []
+    assert take(sched, worker(sched, "gpu-one", gpu=1)) == []  # 1 is not true
+    assert [a.task for a in take(sched, worker(sched, "gpu", gpu=True), free=2)] == [
+        "train-0",
+        "train-1",
+    ]
+    # Labels match as JSON values, all of them: a string, a number (8 is 8.0).
+    sched.submit(
+        run_of(
+            "tasks:\n- {name: zone, run: x, requires: {zone: eu-1}}\n"
+            "- {name: two, run: x, requires: {zone: eu-1, cores: 8}}\n"
+            "- {name: real, run: x, requires: {cores: 8.0}}\n"
+        )
+    )
+    us = worker(sched, "us", zone="us-1", cores=8)
+    assert [a.task for a in take(sched, us, free=3)] == ["real"]  # 8 is 8.0
+    eu = worker(sched, "eu", zone="eu-1", cores=8, extra="yes")
+    assert [a.task for a in take(sched, eu, free=3)] == ["zone", "two"]
+
+
+def test_tasks_no_connected_worker_can_take_are_named(sched: Scheduler) -> None:
+    gpu = "".join(f"- {{name: train-{i}, run: x, requires: {{gpu: true}}}}\n" for i in range(10))
+    rid = sched.submit(
+        run_of(
+            f"tasks:\n{gpu}- {{name: x, run: x, host: h9}}\n"
+            "- {name: both, run: x, requires: {gpu: true, ram: big}}\n- {name: plain, run: x}\n"
+        )
+    )
+    assert "warnings" not in sched.run_view(rid)  # no worker yet: they wait for one
+    worker(sched, "cpu-1", ram="big")
+    worker(sched, "gpu-1", gpu=True)
+    view = sched.run_view(rid)
+    assert view["warnings"] == [
+        "task 'x' is pinned to host 'h9', no such worker",
+        "task 'both' needs labels gpu=true, ram=big that no one worker has together",
+    ]
+    assert view["unplaceable"][0] == {
+        "tasks": ["x"],
+        "count": 1,
+        "reason": "is pinned to host 'h9', no such worker",
+    }
+    # The workers of a `shoal run` are all it will have: what none can take fails.
+    failed = sched.fail_unplaceable(
+        rid, [WorkerShape("cpu-1", 1, {"ram": "big"}), WorkerShape("cpu-2", 1)]
+    )
+    assert failed[0].sentence() == (
+        "10 tasks ('train-0', 'train-1', 'train-2', …): each needs labels gpu=true "
+        "that no worker has"
+    )
+    assert [(f.count, f.reason) for f in failed] == [
+        (10, "needs labels gpu=true that no worker has"),
+        (1, "is pinned to host 'h9', no such worker"),
+        (1, "needs labels gpu=true that no worker has"),
+    ]
+    tasks = {t["name"]: t for t in sched.tasks_view(rid)}
+    assert tasks["train-7"]["state"] == "failed"
+    assert tasks["train-7"]["cause"] == "needs labels gpu=true that no worker has"
+    assert tasks["plain"]["state"] == "ready"
 
 
 def test_failure_marks_downstream_and_unrelated_tasks_go_on(sched: Scheduler) -> None:

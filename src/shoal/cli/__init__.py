@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from shoal import __version__
 from shoal.agent.client import read_token_file, token_from_environment, token_warning
@@ -37,7 +38,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="shoal runs a batch of shell tasks with dependencies across many machines.",
 )
-console = Console()
+console = render.console()
 
 BossOpt = Annotated[
     str | None,
@@ -460,10 +461,15 @@ def status(
             tasks = client.tasks(view["run"], ["running", "failed"])
             from rich.console import Group
 
-            summary = Console(record=True, width=console.width)
+            summary = Console(record=True, width=console.width, emoji=False)
             with summary.capture():
                 render.run_summary(summary, view)
-            live.update(Group(summary.export_text(styles=False), render.task_table(tasks[:30])))
+            live.update(
+                Group(
+                    render.literal(summary.export_text(styles=False)),
+                    render.task_table(tasks[:30]),
+                )
+            )
             if view["state"] != "running":
                 break
             time.sleep(0.5)
@@ -528,8 +534,11 @@ def logs(
         sys.stdout.write("\n")
     last = view["attempt_list"][-1]
     if last["cause"]:
-        Console(stderr=True).print(
-            f"attempt {last['number']} on {last['worker']}: {last['cause']}", style="red"
+        render.console(stderr=True).print(
+            f"attempt {last['number']} on {last['worker']}: {last['cause']}",
+            style="red",
+            markup=False,
+            highlight=False,
         )
 
 
@@ -564,9 +573,11 @@ def _follow(client: BossClient, run_ref: str | None, task: str, tail: int | None
             time.sleep(0.5)
     last = client.task(run_ref, task)["attempt_list"]
     if last and last[-1]["cause"]:
-        Console(stderr=True).print(
+        render.console(stderr=True).print(
             f"attempt {last[-1]['number']} on {last[-1]['worker']}: {last[-1]['cause']}",
             style="red",
+            markup=False,
+            highlight=False,
         )
 
 
@@ -588,7 +599,7 @@ def results(
     table.add_column("task")
     table.add_column("result", overflow="fold")
     for name, value in data.items():
-        table.add_row(name, render.short(value, 200))
+        table.add_row(render.literal(name), render.short(value, 200))
     console.print(table)
 
 
@@ -648,9 +659,11 @@ def inject(
     results = inject_bundle(list(inv.hosts), bundle, script)
     for r in results:
         if r.error is None:
-            console.print(f"{r.host}: started {script} in {r.folder}", highlight=False)
+            console.print(
+                f"{r.host}: started {script} in {r.folder}", highlight=False, markup=False
+            )
         else:
-            console.print(f"{r.host}: [red]failed[/]: {r.error}", highlight=False)
+            console.print(Text.assemble(f"{r.host}: ", ("failed", "red"), f": {r.error}"))
     raise typer.Exit(0 if all(r.error is None for r in results) else 1)
 
 
@@ -688,9 +701,9 @@ def up(
         if b.error is None:
             started += 1
             copied = " (agent copied)" if b.copied else ""
-            console.print(f"{b.host}: worker started{copied}", highlight=False)
+            console.print(f"{b.host}: worker started{copied}", highlight=False, markup=False)
         else:
-            console.print(f"{b.host}: [red]failed[/]: {b.error}", highlight=False)
+            console.print(Text.assemble(f"{b.host}: ", ("failed", "red"), f": {b.error}"))
 
     brought = bring_up(
         sd,
@@ -706,6 +719,7 @@ def up(
         f"workers up on {started} of {len(brought)} hosts for {client.url}; "
         "'shoal workers' lists them, 'shoal down' stops them",
         highlight=False,
+        markup=False,
     )
 
 
@@ -722,7 +736,7 @@ def down(
     if drain:
         console.print("waiting for the workers to finish what runs…", highlight=False)
     hosts = take_down(_state(state), drain=drain)
-    console.print(f"workers stopped on {', '.join(hosts)}", highlight=False)
+    console.print(f"workers stopped on {', '.join(hosts)}", highlight=False, markup=False)
 
 
 @app.command()
@@ -748,7 +762,7 @@ def pull(
         pull_file(target, remote, dest)
     except SshFailed as e:
         raise ShoalError(f"cannot copy {remote} from {e.host}: {e.line}") from None
-    console.print(f"{dest}", highlight=False)
+    console.print(f"{dest}", highlight=False, markup=False)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -837,7 +851,7 @@ def events(
             str(e["task_id"] or ""),
             str(e["attempt_id"] or ""),
             str(e["worker_id"] or ""),
-            e["detail"] or "",
+            render.literal(e["detail"]),
         )
     console.print(table)
 

@@ -1,4 +1,10 @@
-"""How the command line shows runs, tasks and workers (Rich)."""
+"""How the command line shows runs, tasks and workers (Rich).
+
+Everything that comes from users (names, results, causes, details) is put in
+as :class:`~rich.text.Text`, never as a string: Rich reads a string as markup
+and emoji codes, so a result ``:x: [bold]y[/bold]`` would print as an emoji and
+bold ``y``.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +31,16 @@ STATE_STYLE = {
 STATE_ORDER = ("failed", "upstream_failed", "cancelled", "running", "ready", "waiting", "succeeded")
 
 
+def console(*, stderr: bool = False) -> Console:
+    """A console that prints no emoji codes, whoever wrote them."""
+    return Console(stderr=stderr, emoji=False)
+
+
+def literal(value: Any) -> Text:
+    """A cell or line printed exactly as given (no markup, no emoji)."""
+    return Text("" if value is None else str(value))
+
+
 def styled(state: str) -> Text:
     return Text(state, style=STATE_STYLE.get(state, ""))
 
@@ -41,11 +57,12 @@ def seconds(value: float | None) -> str:
     return f"{value / 3600:.1f}h"
 
 
-def short(value: Any, width: int = 40) -> str:
+def short(value: Any, width: int = 40) -> Text:
+    """A value in at most ``width`` characters, literally."""
     if value is None:
-        return ""
+        return Text("")
     text = value if isinstance(value, str) else json.dumps(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return Text(text if len(text) <= width else text[: width - 1] + "…")
 
 
 def counts_text(counts: dict[str, int]) -> Text:
@@ -68,7 +85,7 @@ def run_table(runs: list[dict[str, Any]]) -> Table:
         done = r["total"] - r["active"]
         table.add_row(
             str(r["run"]),
-            r["name"],
+            literal(r["name"]),
             styled(r["state"]),
             str(done),
             str(r["total"]),
@@ -100,11 +117,11 @@ def run_summary(console: Console, view: dict[str, Any]) -> None:
     console.print(counts)
     if view.get("final") and view.get("result") is not None:
         console.print(
-            Text.assemble(("result ", "bold"), (short(view["result"], 200), "bold green"))
+            Text.assemble(("result ", "bold"), (short(view["result"], 200).plain, "bold green"))
         )
     elif view.get("partial"):
         for name, value in view["partial"].items():
-            console.print(Text.assemble((f"{name} so far ", "bold"), short(value, 200)))
+            console.print(Text.assemble((f"{name} so far ", "bold"), short(value, 200).plain))
     for w in view.get("warnings", []):
         console.print(Text(f"warning: {w}", style="yellow"), soft_wrap=True)
 
@@ -116,14 +133,14 @@ def task_table(tasks: list[dict[str, Any]]) -> Table:
     for t in tasks:
         note = short(t["result"]) if t["state"] == "succeeded" else short(t.get("cause"), 60)
         if t.get("cached"):
-            note = f"(cached) {note}"
+            note = Text("(cached) ") + note
         table.add_row(
-            t["name"],
+            literal(t["name"]),
             styled(t["state"]),
             str(t["attempts"]),
             "" if t["exit_code"] is None else str(t["exit_code"]),
             seconds(t["duration"]),
-            t["worker"] or "",
+            literal(t["worker"]),
             note,
         )
     return table
@@ -143,13 +160,13 @@ def host_check_table(checks: list[Any]) -> Table:
         table.add_column(col)
     for c in checks:
         table.add_row(
-            c.name,
-            c.address,
+            literal(c.name),
+            literal(c.address),
             _host_state(c),
-            c.python or "",
+            literal(c.python),
             f"{c.free_disk_gb:.1f} GB" if c.free_disk_gb is not None else "",
             f"{c.connect_seconds * 1000:.0f} ms" if c.connect_seconds is not None else "",
-            c.error or "",
+            literal(c.error),
         )
     return table
 
@@ -162,8 +179,8 @@ def boss_table(bosses: list[dict[str, Any]]) -> Table:
     for b in bosses:
         table.add_row(
             str(b["id"]),
-            b["url"],
-            b["host"],
+            literal(b["url"]),
+            literal(b["host"]),
             str(b["pid"]),
             styled(b["state"]),
             "yes" if b["housekeeper"] else "",
@@ -179,8 +196,8 @@ def worker_table(workers: list[dict[str, Any]]) -> Table:
     now = time.time()
     for w in workers:
         table.add_row(
-            w["name"],
-            w["host"],
+            literal(w["name"]),
+            literal(w["host"]),
             styled(w["state"]),
             str(w["slots"]),
             str(w["running"]),

@@ -30,6 +30,7 @@ from shoal.exceptions import BadInput
 from shoal.inventory import Inventory
 from shoal.session import LocalSession, check_fits
 from shoal.statedir import StateDir
+from shoal.views import Unplaceable
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -71,8 +72,8 @@ def run_spec(
 ) -> int:
     host_slots = [h.slots for h in hosts.hosts] if hosts is not None else []
     check_fits(spec, max([slots if jobs else 0, *host_slots]))  # before anything starts
-    console = Console(stderr=False)
-    err = Console(stderr=True)
+    console = render.console()
+    err = render.console(stderr=True)
     show_progress = not as_json and not quiet and console.is_terminal
     started = time.time()
     # A SIGTERM to `shoal run` is handled like Ctrl-C: cancel, clean up, exit.
@@ -89,7 +90,7 @@ def run_spec(
     ) as session:
         if session.ssh is not None:
             for failure in session.ssh.failures:
-                err.print(f"host {failure.host}: {failure.line}", highlight=False, markup=False)
+                err.print(Text(f"host {failure.host}: {failure.line}"))
             if not session.ssh.started and not jobs:
                 raise BadInput(
                     "no host of the inventory could start a worker (see above); "
@@ -98,11 +99,15 @@ def run_spec(
         if not as_json:
 
             def lost(name: str, why: str) -> None:
-                err.print(
-                    f"worker {name} stopped: {why}", highlight=False, markup=False, soft_wrap=True
-                )
+                err.print(Text(f"worker {name} stopped: {why}"), soft_wrap=True)
 
             session.on_worker_exit = lost
+
+        def unplaceable(found: list[Unplaceable]) -> None:
+            for need in found:
+                err.print(Text(f"{need.sentence()}: failed", style="red"), soft_wrap=True)
+
+        session.on_unplaceable = unplaceable
         run_id = session.submit(spec, reuse=not fresh)
         if not as_json and not quiet:
             where = f"{jobs} local worker{'s' if jobs != 1 else ''}"
@@ -110,9 +115,11 @@ def run_spec(
                 n = len(session.ssh.started)
                 where = f"{n} ssh host{'s' if n != 1 else ''}" + (f" and {where}" if jobs else "")
             err.print(
-                f"run {run_id} [bold]{spec.name}[/]: {len(spec.tasks)} tasks on {where} "
-                f"(state in {state.root})",
-                highlight=False,
+                Text.assemble(
+                    f"run {run_id} ",
+                    (spec.name, "bold"),
+                    f": {len(spec.tasks)} tasks on {where} (state in {state.root})",
+                )
             )
         warned: set[str] = set()
 
@@ -158,7 +165,7 @@ def _wait_with_progress(
 ) -> dict[str, Any]:
     progress = Progress(
         SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("[cyan]{task.fields[running]} running"),
@@ -233,7 +240,7 @@ def _summary(
         table.add_column("task")
         table.add_column("result", overflow="fold")
         for name, value in shown:
-            table.add_row(name, render.short(value, 100))
+            table.add_row(render.literal(name), render.short(value, 100))
         console.print(table)
         if len(with_result) > len(shown):
             console.print(f"… and {len(with_result) - len(shown)} more (shoal results)")

@@ -67,10 +67,22 @@ UPDATE attempts SET lease_expires = 0
 WHERE worker_id = :worker AND state = 'running' AND assigned < :now AND id NOT IN {_IDS}
 """
 _NOT_RUNNING = f"SELECT id FROM attempts WHERE id IN {_IDS} AND state != 'running'"
-_READY_CANDIDATES = """
+# A task's required labels are all among the worker's (a JSON object each),
+# equal as JSON values: true is not 1, 1 is 1.0. Filtered here, not after the
+# LIMIT, so that tasks no worker can take never hide those it can. (A worker
+# without labels skips the JSON: it passes over such tasks at the cost of a
+# row each.)
+_HAS_LABELS = """:labels <> '{}' AND NOT EXISTS (
+    SELECT 1 FROM json_each(tasks.requires) AS r WHERE NOT EXISTS (
+        SELECT 1 FROM json_each(:labels) AS l
+        WHERE l.key = r.key AND l.atom IS r.atom
+          AND (l.type = r.type OR (l.type IN ('integer', 'real') AND r.type IN ('integer', 'real')))))"""
+# PostgreSQL's spelling: jsonb containment (labels are flat, so it is the same test).
+_HAS_LABELS_PG = "requires::jsonb <@ :labels::jsonb"
+_READY_CANDIDATES = f"""
 SELECT id, run_id, name, spec, slots, requires, attempts, n_deps, operands FROM tasks
 WHERE state = 'ready' AND kind = 'command' AND slots <= :slots AND (host IS NULL OR host = :name)
-  AND (ready_at IS NULL OR ready_at <= :now)
+  AND (ready_at IS NULL OR ready_at <= :now) AND (requires IS NULL OR {_HAS_LABELS})
 ORDER BY priority DESC, id LIMIT :limit
 """
 _START_TASK = """
@@ -118,6 +130,7 @@ SQLITE = {
 def for_psycopg(sql: str) -> str:
     """A statement of :data:`SQLITE` as psycopg takes it on PostgreSQL."""
     sql = sql.replace(f"NOT IN {_IDS}", "<> ALL(:ids)").replace(f"IN {_IDS}", "= ANY(:ids)")
+    sql = sql.replace(_HAS_LABELS, _HAS_LABELS_PG)
     return re.sub(r"(?<![:\w]):([A-Za-z_]\w*)", r"%(\1)s", sql)
 
 

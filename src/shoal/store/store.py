@@ -368,9 +368,16 @@ class Tx:
         return [int(r[0]) for r in self._run("not_running", {"ids": self.ids(attempt_ids)})]
 
     def ready_candidates(
-        self, worker_name: str, max_slots: int, limit: int, now: float
+        self, worker_name: str, labels: str, max_slots: int, limit: int, now: float
     ) -> Sequence[Any]:
-        params = {"slots": max_slots, "name": worker_name, "limit": limit, "now": now}
+        """Ready tasks this worker can take: its name, labels (a JSON object) and slots."""
+        params = {
+            "slots": max_slots,
+            "name": worker_name,
+            "labels": labels or "{}",
+            "limit": limit,
+            "now": now,
+        }
         return named_rows(self._run("ready_candidates", params))
 
     def start_tasks(self, task_ids: list[int], worker_id: int, now: float) -> None:
@@ -514,12 +521,43 @@ class Tx:
             q = q.where(s.tasks.c.state.in_(list(states)))
         return self.conn.execute(q).all()
 
-    def ready_needing_more_slots(self, run_id: int, max_slots: int) -> Sequence[Any]:
+    def ready_shapes(self, run_id: int, plain_slots: int) -> Sequence[Any]:
+        """The run's ready tasks that some worker may not fit, by (slots, host, requires).
+
+        Those pinned to a host, needing labels or more than ``plain_slots``:
+        one row per distinct need, with how many tasks have it.
+        """
+        t = s.tasks.c
         return self.conn.execute(
-            select(s.tasks.c.id, s.tasks.c.name, s.tasks.c.slots).where(
-                s.tasks.c.run_id == run_id, s.tasks.c.state == "ready", s.tasks.c.slots > max_slots
+            select(t.slots, t.host, t.requires, func.count().label("n"))
+            .where(
+                t.run_id == run_id,
+                t.state == "ready",
+                t.kind == "command",
+                or_(t.host.is_not(None), t.requires.is_not(None), t.slots > plain_slots),
             )
+            .group_by(t.slots, t.host, t.requires)
+            .order_by(func.min(t.id))
         ).all()
+
+    def ready_of_shape(
+        self, run_id: int, slots: int, host: str | None, requires: str | None, limit: int | None
+    ) -> Sequence[Any]:
+        """The run's ready tasks with exactly these needs (ids and names, in order)."""
+        t = s.tasks.c
+        q = (
+            select(t.id, t.name)
+            .where(
+                t.run_id == run_id,
+                t.state == "ready",
+                t.kind == "command",
+                t.slots == slots,
+                t.host.is_not_distinct_from(host),
+                t.requires.is_not_distinct_from(requires),
+            )
+            .order_by(t.id)
+        )
+        return self.conn.execute(q.limit(limit) if limit is not None else q).all()
 
     def finish_task(
         self,
@@ -738,7 +776,7 @@ class Tx:
             .scalar_subquery()
         )
         return self.conn.execute(
-            select(*_CANDIDATE_COLUMNS, s.tasks.c.grp, s.attempts.c.assigned)
+            select(*_CANDIDATE_COLUMNS, s.tasks.c.host, s.tasks.c.grp, s.attempts.c.assigned)
             .join(s.attempts, s.attempts.c.task_id == s.tasks.c.id)
             .where(
                 s.tasks.c.state == "running",
@@ -989,11 +1027,12 @@ class Tx:
             q = q.where(s.workers.c.state.in_(list(states)))
         return self.conn.execute(q).all()
 
-    def max_worker_slots(self) -> int | None:
-        value = self.conn.execute(
-            select(func.max(s.workers.c.slots)).where(s.workers.c.state == "active")
-        ).scalar_one()
-        return int(value) if value is not None else None
+    def active_workers(self) -> Sequence[Any]:
+        """Name, slots and labels (JSON) of the workers connected now."""
+        w = s.workers.c
+        return self.conn.execute(
+            select(w.name, w.slots, w.labels).where(w.state == "active").order_by(w.id)
+        ).all()
 
     # -- bosses ----------------------------------------------------------
 
