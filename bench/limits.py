@@ -95,7 +95,11 @@ class Boss:
 
     def stop(self) -> None:
         self.proc.terminate()
-        self.proc.wait(30)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:  # still busy with what it was sent
+            self.proc.kill()
+            self.proc.wait()
 
 
 def run_measured(command: list[str], cwd: Path, limit: float) -> tuple[str, float]:
