@@ -21,9 +21,9 @@ from shoal import protocol as p
 from shoal.exceptions import BadInput
 from shoal.launch import providers
 from shoal.launch.book import MachineBook
-from shoal.launch.contract import BossAccess, Machine, Pool, Provider, Site
+from shoal.launch.contract import AgentSeen, BossAccess, Machine, Pool, Provider, Site
 
-__all__ = ["Fleet", "why_stopped"]
+__all__ = ["Fleet", "take_down", "why_stopped"]
 
 # How long the book's answer to "has it registered?" is reused: providers
 # ask it for every machine they wait for, several times a second.
@@ -173,17 +173,26 @@ class Fleet:
 
     def stop(self, *, drain: bool = False) -> list[Machine]:
         """Take every live machine down (``drain``: after what runs); those stopped."""
-        self.settle()  # the worker each one ran, for the record
         stopped: list[Machine] = []
         for pool_name, pool in list(self.pools.items()):
             mine = [m for m in self.live() if m.pool == pool_name]
-            if not mine:
-                continue
-            self.provider(pool).down(mine, drain)
-            stopped += [m.replace(state="stopped", detail="taken down") for m in mine]
-        if stopped:
-            self.record(stopped)
+            if mine:
+                self.provider(pool).down(mine, drain)
+                stopped += mine
+        if not stopped:
+            return []
+        # The worker each one ran, for the record: one may have registered just now.
+        seen = self._book(fresh=True)
+        stopped = [
+            m.replace(state="stopped", detail="taken down", agent=_agent(seen.get(m.name), m))
+            for m in stopped
+        ]
+        self.record(stopped)
         return stopped
+
+
+def _agent(told: Machine | None, m: Machine) -> AgentSeen | None:
+    return told.agent if told is not None and told.agent is not None else m.agent
 
 
 def take_down(book: MachineBook, owner: str, site: Site, *, drain: bool) -> list[Machine]:

@@ -178,6 +178,10 @@ def _main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     token = sys.stdin.readline().strip()
     given: dict[str, Any] = json.loads(sys.stdin.readline())
+    # Live on as a child of no one: whoever started us reaps this process at
+    # once and reads on from the pipe we keep.
+    if os.fork() > 0:
+        os._exit(0)
     state = StateDir(Path(args.state))
     pools = [Pool.from_dict(pool) for pool in given["pools"]]
     client = BossClient(given["boss"], token)

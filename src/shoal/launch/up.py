@@ -109,8 +109,8 @@ def up(
             if on_host is not None:
                 on_host(b)
     keeper.stdout.close()
+    keeper.wait()  # it forked the keeper proper and left at once
     if not done:
-        keeper.wait(10)
         raise ShoalError(
             f"the keeper of the workers stopped early (see {site.logs / 'keeper.log'})"
         )
