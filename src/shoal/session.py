@@ -88,6 +88,7 @@ class LocalSession:
         self.on_unplaceable: Callable[[list[Unplaceable]], None] | None = None
         self._exits: list[tuple[str, str]] = []
         self._serving = False
+        self._starts: list[threading.Thread] = []
         self._launch_errors: list[BaseException] = []
 
     def __enter__(self) -> LocalSession:
@@ -127,20 +128,15 @@ class LocalSession:
                 self.site,
                 BossAccess(url=self.boss.url, token=lambda: token),
             )
-            # Every pool's machines start side by side. Those that wait for
-            # their agents to register need the boss to serve: it does from
-            # here on, and their first requests wait in its socket's backlog.
-            starts = [
+            # Every pool's machines start side by side while the run is
+            # stored; those that wait for their agents to register are
+            # waited for once the boss serves (see submit).
+            self._starts = [
                 threading.Thread(target=self._launch, args=(pool,), name=f"launch-{pool.name}")
                 for pool in self.pools
             ]
-            for thread in starts:
+            for thread in self._starts:
                 thread.start()
-            self.start()
-            for thread in starts:
-                thread.join()
-            if self._launch_errors:
-                raise self._launch_errors[0]
         except BaseException:
             # __exit__ will not run: stop what started (the database was refused, say).
             self.close(interrupt=True)
@@ -151,7 +147,7 @@ class LocalSession:
         assert self.fleet is not None
         try:
             started = self.fleet.launch(pool)
-        except BaseException as e:  # raised in __enter__, once every pool is done
+        except BaseException as e:  # raised by launched(), once every pool is done
             self._launch_errors.append(e)
             return
         self.failed += [m for m in started if m.state == "failed"]
@@ -162,6 +158,18 @@ class LocalSession:
         if not self._serving:
             self.boss.start()
             self._serving = True
+
+    def launched(self) -> None:
+        """Serve, and wait until every pool's machines started or failed (idempotent)."""
+        self.start()
+        self._join()
+        if self._launch_errors:
+            raise self._launch_errors.pop(0)
+
+    def _join(self) -> None:
+        for thread in self._starts:
+            thread.join()
+        self._starts = []
 
     def __exit__(
         self,
@@ -174,23 +182,34 @@ class LocalSession:
     def close(self, *, interrupt: bool = False) -> None:
         """Take the machines down (what runs is interrupted), then the boss."""
         try:
-            if self.fleet is not None:
-                fleet, self.fleet = self.fleet, None
-                fleet.stop(drain=False)
+            if any(thread.is_alive() for thread in self._starts):
+                # What is starting waits for the boss: serve, so it ends up
+                # started (or failed), and is taken down below.
+                self.start()
+            self._join()
         finally:
-            if self.client is not None:
-                self.client.close()
-                self.client = None
-            if self.boss is not None:
-                if not self._serving:
-                    self.boss.sock.close()
-                    self.boss.close()
-                else:
-                    # The workers are gone: nobody is left to serve gracefully.
-                    self.boss.stop(fast=True)
-                self._serving = False
-                self.state.clear_boss()
-                self.boss = None
+            try:
+                if self.fleet is not None:
+                    fleet, self.fleet = self.fleet, None
+                    fleet.stop(drain=False)
+            finally:
+                self._close_boss()
+
+    def _close_boss(self) -> None:
+        """Close the client, then the boss (at once: no worker is left)."""
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.boss is not None:
+            if not self._serving:
+                self.boss.sock.close()
+                self.boss.close()
+            else:
+                # The workers are gone: nobody is left to serve gracefully.
+                self.boss.stop(fast=True)
+            self._serving = False
+            self.state.clear_boss()
+            self.boss = None
 
     def submit(self, spec: RunSpec, *, reuse: bool = True) -> int:
         """Store the run (in this process: the boss is ours) and serve it.
@@ -208,7 +227,9 @@ class LocalSession:
                 archive.unlink(missing_ok=True)
         else:
             run_id = self.boss.submit(spec, reuse=reuse)
-        self.start()
+        # Requests wait in the socket's backlog until here: whoever asked
+        # for the latest run meanwhile is answered with this one.
+        self.launched()
         return run_id
 
     def wait(
@@ -219,7 +240,7 @@ class LocalSession:
     ) -> dict[str, Any]:
         """Block until the run ends; calls ``on_progress`` with the run's view as it goes."""
         assert self.client is not None and self.fleet is not None
-        self.start()
+        self.launched()
         assert self.boss is not None
         scheduler = self.boss.scheduler
         last = checked = 0.0

@@ -88,13 +88,6 @@ def run_spec(
         hosts=hosts,
         log_cap=log_cap,
     ) as session:
-        for machine in session.failed:
-            err.print(Text(f"host {machine.name}: {machine.detail}"))
-        if session.failed and not session.machines():
-            raise BadInput(
-                "no host of the inventory could start a worker (see above); "
-                "'shoal hosts check --hosts FILE' tells more"
-            )
         if not as_json:
 
             def lost(name: str, why: str) -> None:
@@ -107,7 +100,15 @@ def run_spec(
                 err.print(Text(f"{need.sentence()}: failed", style="red"), soft_wrap=True)
 
         session.on_unplaceable = unplaceable
-        run_id = session.submit(spec, reuse=not fresh)
+        run_id = session.submit(spec, reuse=not fresh)  # once every machine started or failed
+        for machine in session.failed:
+            err.print(Text(f"host {machine.name}: {machine.detail}"))
+        if session.failed and not session.machines():
+            session.cancel(run_id)
+            raise BadInput(
+                "no host of the inventory could start a worker (see above); "
+                "'shoal hosts check --hosts FILE' tells more"
+            )
         if not as_json and not quiet:
             err.print(
                 Text.assemble(
