@@ -113,7 +113,12 @@ class Machines:
 def _text(value: Any, key: str, limit: int, *, required: bool = False) -> str:
     if value is None and not required:
         return ""
-    if not isinstance(value, str) or (required and not value.strip()) or len(value) > limit:
+    if (
+        not isinstance(value, str)
+        or (required and not value.strip())
+        or len(value) > limit
+        or "\x00" in value  # PostgreSQL's text holds no NUL
+    ):
         raise BadInput(
             f"a machine's '{key}' must be a {'non-empty ' if required else ''}"
             f"string of at most {limit} characters"
@@ -165,7 +170,7 @@ def _checked(data: Any, i: int) -> tuple[str, dict[str, Any]]:
         detail = data["detail"]
         if detail is not None and not isinstance(detail, str):
             raise BadInput(f"machine '{name}': 'detail' must be a string")
-        values["detail"] = (detail or "")[:MAX_DETAIL]
+        values["detail"] = (detail or "")[:MAX_DETAIL].replace("\x00", "")
     agent = data.get("agent")
     if isinstance(agent, Mapping) and "worker_id" in agent:
         values["worker_id"] = _whole(agent["worker_id"], "agent.worker_id")

@@ -81,6 +81,7 @@ def test_a_machines_agent_is_the_worker_registered_under_its_name_since_it_was_r
     [
         (machine("h1", "exploded"), "'state' must be one of requested, starting"),
         (machine("", "running"), "'name' must be a non-empty string"),
+        (machine("h\x001", "running"), "'name' must be a non-empty string"),
         ({"name": "h1", "state": "running"}, "'pool' must be a non-empty string"),
         (machine("h1", "running", slots=-1), "'slots' must be a whole number"),
         (machine("h1", "running", price="cheap"), "'price' must be a number"),

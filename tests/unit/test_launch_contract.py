@@ -210,3 +210,53 @@ def test_pools_and_machines_travel_as_plain_data() -> None:
         agent=AgentSeen(3, "active", 2.0),
     )
     assert Machine.from_dict(m.to_dict()) == m
+
+
+def test_an_inventory_is_an_ssh_pool_that_travels_as_plain_data(tmp_path: Path) -> None:
+    import json
+
+    from shoal.inventory import parse_text
+    from shoal.launch.pools import hosts_pool, run_pools
+
+    inventory = parse_text(
+        "hosts:\n"
+        "  - {name: a, address: 10.0.0.5, user: me, port: 2222, slots: 4, labels: {gpu: true}}\n"
+        "  - {address: node2}\n"
+    )
+    pool = hosts_pool(inventory)
+    # What the keeper gets on its standard input plans the same machines.
+    again = Pool.from_dict(json.loads(json.dumps(pool.to_dict())))
+    ssh = providers.get(pool.provider, Site(tmp_path))
+    planned = ssh.plan(again, again.size)
+    assert [(m.name, m.address, m.slots, dict(m.labels)) for m in planned] == [
+        ("a", "me@10.0.0.5:2222", 4, {"gpu": True}),
+        ("node2", "node2", 1, {}),
+    ]
+    assert [p.provider for p in run_pools(2, 3, inventory)] == ["ssh", "local"]
+    assert [p.provider for p in run_pools(2, 3, None)] == ["local"]
+
+
+def test_a_machine_held_by_a_process_gone_is_found_and_stopped_by_its_handle(
+    tmp_path: Path,
+) -> None:
+    import signal
+    import subprocess
+
+    from shoal.launch import procs
+
+    # Stands for the ssh command a killed keeper left behind.
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        m = Machine(name="h1", pool="hosts", provider="ssh", provider_id=procs.handle(holder.pid))
+        ssh = providers.get("ssh", Site(tmp_path))
+        assert ssh.status([m]) == [m]  # as recorded, while its holder runs
+        ssh.down([m], drain=False)
+        assert holder.wait(30) == -signal.SIGTERM  # its agent's lifeline closes
+        assert ssh.status([m])[0].state == "stopped"
+        # A handle whose PID was reused names another process: left alone.
+        stale = m.replace(provider_id=f"{holder.pid}:1")
+        assert not procs.send(stale.provider_id)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
