@@ -135,15 +135,19 @@ def test_an_ended_agent_is_told_once_with_the_reason_it_gave_the_boss(
     provider.status = lambda ms: [  # type: ignore[method-assign]
         m
         if m.name in provider.running
-        else m.replace(state="stopped", exit_code=p.EXIT_SETUP_FAILED)
+        else m.replace(state="stopped", exit_code=p.EXIT_SETUP_FAILED, detail="exit code 3")
         for m in ms
     ]
     [(ended, why)] = f.watch()
     assert ended.name == "cpu-1"
     assert why == "bundle setup failed" + p.TAKES_NO_MORE
     assert book.rows[("up:here", "cpu-1")].state == "stopped"
-    assert f.watch() == []  # told once
     assert [m.name for m in f.live()] == ["cpu-0"]
+    assert f.watch() == []  # told once
+    # An agent that said no goodbye: what its provider saw.
+    del provider.running["cpu-0"]
+    [(_, why)] = f.watch()
+    assert why == "exit code 3" + p.TAKES_NO_MORE
 
 
 def test_restart_starts_only_the_machines_named(book: Book, tmp_path: Path) -> None:
