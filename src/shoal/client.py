@@ -87,6 +87,9 @@ class BossClient:
     def post(self, path: str, body: Any = None) -> Any:
         return self._call("POST", path, body if body is not None else {})
 
+    def put(self, path: str, body: Any) -> Any:
+        return self._call("PUT", path, body)
+
     # -- runs ------------------------------------------------------------
 
     def upload_bundle(self, folder: Path) -> str:
@@ -231,6 +234,10 @@ class BossClient:
         result: list[dict[str, Any]] = self.get("/bosses")
         return result
 
+    def machines(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.get("/machines")
+        return result
+
 
 def _refused(e: BaseException) -> bool:
     """Whether an error comes from a connection the boss's address refused."""
@@ -265,12 +272,14 @@ class OfflineClient:
 
     def __init__(self, state: StateDir) -> None:
         from shoal.boss.datastore import LocalDatastore
+        from shoal.machines import Machines
         from shoal.scheduler import Scheduler
         from shoal.store import Store
 
         self.url = str(state.root)
         self.store = Store(state.database())
         self.scheduler = Scheduler(self.store)
+        self.recorded = Machines(self.store)
         self.datastore = LocalDatastore(state.data)
 
     def close(self) -> None:
@@ -327,7 +336,10 @@ class OfflineClient:
         return self.scheduler.results(self._id(ref))
 
     def workers(self) -> list[dict[str, Any]]:
-        return self.scheduler.workers_view()
+        return self.recorded.name_workers(self.scheduler.workers_view())
+
+    def machines(self) -> list[dict[str, Any]]:
+        return self.recorded.view()
 
     def events(self, ref: str | int | None) -> list[dict[str, Any]]:
         return self.scheduler.events_view(self._id(ref))

@@ -30,6 +30,17 @@ API_PREFIX = "/v1"
 # uploaded to the datastore first, so a sync stays small.
 INLINE_LOG_LIMIT = 64 * 1024
 
+# How an agent ends. A launcher reads these to tell a worker that stopped on
+# purpose (starting it again as it was will not help) from one that was lost.
+EXIT_OK = 0
+# Refused: bad options, or the boss said no (its token, say).
+EXIT_REFUSED = 2
+# Its host could not set up a bundle: it takes no more tasks.
+EXIT_SETUP_FAILED = 3
+ON_PURPOSE = frozenset({EXIT_REFUSED, EXIT_SETUP_FAILED})
+# How the last line of an agent that takes no more tasks ends.
+TAKES_NO_MORE = "; this host takes no more tasks"
+
 # Attempt outcomes a worker may report.
 SUCCEEDED = "succeeded"
 FAILED = "failed"

@@ -14,13 +14,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from shoal.agent.worker import TAKES_NO_MORE
-from shoal.boss.listen import bind, url_of
+from shoal import protocol as p
+from shoal.boss.listen import bind
 from shoal.bundle import pack_bundle
 from shoal.client import BossClient
 from shoal.exceptions import BadInput, ShoalError
 from shoal.inventory import Inventory
-from shoal.launch.local import LocalWorkers
+from shoal.launch import providers
+from shoal.launch.book import StoreBook, owner_name
+from shoal.launch.contract import BossAccess, Machine, Pool, Site
+from shoal.launch.fleet import Fleet
+from shoal.launch.pools import run_pools
 from shoal.placement import WorkerShape
 from shoal.spec import RunSpec
 from shoal.statedir import StateDir
@@ -28,7 +32,6 @@ from shoal.views import Unplaceable
 
 if TYPE_CHECKING:
     from shoal.boss.server import Boss
-    from shoal.launch.ssh import SshWorkers
 
 __all__ = ["LocalSession", "WorkersLost", "check_fits"]
 
@@ -41,7 +44,13 @@ class WorkersLost(ShoalError):
 
 
 class LocalSession:
-    """An embedded boss on a loopback port with ``workers`` local agents."""
+    """An embedded boss on a loopback port, and the machines of its pools.
+
+    The pools: ``workers`` local agents, and one agent on each host of
+    ``hosts`` (an ssh pool). Their machines are recorded in the boss's
+    database before they are started (``shoal machines`` lists them) and
+    taken down when the session closes.
+    """
 
     def __init__(
         self,
@@ -62,23 +71,25 @@ class LocalSession:
         if slots < 1:
             raise BadInput(f"--slots must be at least 1, not {slots}")
         self.state = state
-        self.n_workers = workers
-        self.slots = slots
         self.lease_seconds = lease_seconds
         self.speculate_min = speculate_min
         self.db = db
-        self.hosts = hosts
+        self.pools: list[Pool] = run_pools(workers, slots, hosts)
         # The most of an attempt's log the workers keep (None: the agent's default).
-        self.log_cap = log_cap
+        self.site = Site(state.root, log_cap)
         self.boss: Boss | None = None
-        self.workers: LocalWorkers | None = None
-        self.ssh: SshWorkers | None = None
+        self.fleet: Fleet | None = None
         self.client: BossClient | None = None
-        # Told (worker or host name, why) when a worker ends while the run goes on.
+        # Machines that could not be started (an ssh host that refused the key, say).
+        self.failed: list[Machine] = []
+        # Told (machine name, why) when a worker ends while the run goes on.
         self.on_worker_exit: Callable[[str, str], None] | None = None
         # Told of tasks failed because no worker of this session can take them.
         self.on_unplaceable: Callable[[list[Unplaceable]], None] | None = None
         self._exits: list[tuple[str, str]] = []
+        self._serving = False
+        self._starts: list[threading.Thread] = []
+        self._launch_errors: list[BaseException] = []
 
     def __enter__(self) -> LocalSession:
         other = self.state.live_boss()
@@ -89,53 +100,18 @@ class LocalSession:
             )
         self.state.create()
         token = self.state.token()
-        # Bind the port and start the workers first: they start up on the
-        # other core while this process imports the boss. Their first
-        # requests wait in the socket's backlog until the boss serves.
-        sock = bind("127.0.0.1", 0)
-        url = url_of(sock)
-        self.workers = LocalWorkers(
-            self.n_workers,
-            boss_url=url,
+        from shoal.boss.server import Boss
+        from shoal.machines import Machines
+
+        self.boss = Boss(
+            db=self.state.database(self.db),
+            data=self.state.data,
             token=token,
-            slots=self.slots,
-            workdir=self.state.work,
-            logdir=self.state.root / "logs",
-            log_cap=self.log_cap,
+            lease_seconds=self.lease_seconds,
+            speculate_min=self.speculate_min,
+            sock=bind("127.0.0.1", 0),
         )
-        self.workers.start()
-        ssh_start: threading.Thread | None = None
-        if self.hosts is not None:
-            # One worker per ssh host, reaching this boss through a reverse
-            # tunnel; their first syncs wait in the socket's backlog.
-            from shoal.launch.ssh import SshWorkers
-            from shoal.launch.zipapp import agent_zipapp
-
-            self.ssh = SshWorkers(
-                list(self.hosts.hosts),
-                boss_port=int(sock.getsockname()[1]),
-                token=token,
-                logdir=self.state.root / "logs",
-                log_cap=self.log_cap,
-            )
-            # They connect while this process imports and opens the boss.
-            ssh_start = threading.Thread(
-                target=self.ssh.start,
-                args=(agent_zipapp(self.state.root / "agent"),),
-                name="ssh-start",
-            )
-            ssh_start.start()
         try:
-            from shoal.boss.server import Boss
-
-            self.boss = Boss(
-                db=self.state.database(self.db),
-                data=self.state.data,
-                token=token,
-                lease_seconds=self.lease_seconds,
-                speculate_min=self.speculate_min,
-                sock=sock,
-            )
             # No boss is running here, so no run still marked running can go on:
             # a `shoal run` before this one was stopped. End those runs; what
             # they finished is reused by the next submission. (Not on a database
@@ -146,21 +122,54 @@ class LocalSession:
                 )
             self.state.write_boss(self.boss.url, token)
             self.client = BossClient(self.boss.url, token)
+            self.fleet = Fleet(
+                StoreBook(Machines(self.boss.store)),
+                owner_name("run", self.state.root),
+                self.site,
+                BossAccess(url=self.boss.url, token=lambda: token),
+            )
+            # Every pool's machines start side by side while the run is
+            # stored; those that wait for their agents to register are
+            # waited for once the boss serves (see submit).
+            self._starts = [
+                threading.Thread(target=self._launch, args=(pool,), name=f"launch-{pool.name}")
+                for pool in self.pools
+            ]
+            for thread in self._starts:
+                thread.start()
         except BaseException:
             # __exit__ will not run: stop what started (the database was refused, say).
-            if ssh_start is not None:
-                ssh_start.join()
             self.close(interrupt=True)
             raise
-        if ssh_start is not None:
-            ssh_start.join()
         return self
+
+    def _launch(self, pool: Pool) -> None:
+        assert self.fleet is not None
+        try:
+            started = self.fleet.launch(pool)
+        except BaseException as e:  # raised by launched(), once every pool is done
+            self._launch_errors.append(e)
+            return
+        self.failed += [m for m in started if m.state == "failed"]
 
     def start(self) -> None:
         """Serve the boss (idempotent): workers register from here on."""
         assert self.boss is not None
-        if self.boss._thread is None:
+        if not self._serving:
             self.boss.start()
+            self._serving = True
+
+    def launched(self) -> None:
+        """Serve, and wait until every pool's machines started or failed (idempotent)."""
+        self.start()
+        self._join()
+        if self._launch_errors:
+            raise self._launch_errors.pop(0)
+
+    def _join(self) -> None:
+        for thread in self._starts:
+            thread.join()
+        self._starts = []
 
     def __exit__(
         self,
@@ -171,22 +180,34 @@ class LocalSession:
         self.close(interrupt=exc_type is not None)
 
     def close(self, *, interrupt: bool = False) -> None:
-        if self.ssh is not None:
-            self.ssh.stop()
-            self.ssh = None
-        if self.workers is not None:
-            self.workers.stop(interrupt=interrupt)
-            self.workers = None
+        """Take the machines down (what runs is interrupted), then the boss."""
+        try:
+            if any(thread.is_alive() for thread in self._starts):
+                # What is starting waits for the boss: serve, so it ends up
+                # started (or failed), and is taken down below.
+                self.start()
+            self._join()
+        finally:
+            try:
+                if self.fleet is not None:
+                    fleet, self.fleet = self.fleet, None
+                    fleet.stop(drain=False)
+            finally:
+                self._close_boss()
+
+    def _close_boss(self) -> None:
+        """Close the client, then the boss (at once: no worker is left)."""
         if self.client is not None:
             self.client.close()
             self.client = None
         if self.boss is not None:
-            if self.boss._thread is None:
+            if not self._serving:
                 self.boss.sock.close()
                 self.boss.close()
             else:
                 # The workers are gone: nobody is left to serve gracefully.
                 self.boss.stop(fast=True)
+            self._serving = False
             self.state.clear_boss()
             self.boss = None
 
@@ -206,7 +227,9 @@ class LocalSession:
                 archive.unlink(missing_ok=True)
         else:
             run_id = self.boss.submit(spec, reuse=reuse)
-        self.start()
+        # Requests wait in the socket's backlog until here: whoever asked
+        # for the latest run meanwhile is answered with this one.
+        self.launched()
         return run_id
 
     def wait(
@@ -216,8 +239,8 @@ class LocalSession:
         interval: float = 0.25,
     ) -> dict[str, Any]:
         """Block until the run ends; calls ``on_progress`` with the run's view as it goes."""
-        assert self.client is not None and self.workers is not None
-        self.start()
+        assert self.client is not None and self.fleet is not None
+        self.launched()
         assert self.boss is not None
         scheduler = self.boss.scheduler
         last = checked = 0.0
@@ -226,6 +249,7 @@ class LocalSession:
                 # This session's workers are all there will be: a task none of
                 # them can take would wait forever, so it fails, saying why.
                 checked = time.monotonic()
+                self.fleet.settle()  # the machines whose agents registered: running
                 failed = scheduler.fail_unplaceable(run_id, self.worker_shapes())
                 if failed and self.on_unplaceable is not None:
                     self.on_unplaceable(failed)
@@ -239,8 +263,7 @@ class LocalSession:
                 if view["state"] in FINAL_STATES:
                     return view
             self._note_exits()
-            alive = self.workers.alive() + (self.ssh.alive() if self.ssh is not None else 0)
-            if alive == 0:
+            if not self.fleet.live():
                 raise WorkersLost(f"every worker exited before the run ended: {self._why()}")
             time.sleep(0.02)
 
@@ -248,34 +271,44 @@ class LocalSession:
         """The reasons workers gave for exiting, each once, with who gave it."""
         by_reason: dict[str, list[str]] = {}
         for name, why in self._exits:
-            by_reason.setdefault(why.removesuffix(TAKES_NO_MORE), []).append(name)
+            by_reason.setdefault(why.removesuffix(p.TAKES_NO_MORE), []).append(name)
         return "; ".join(f"{why} ({', '.join(names)})" for why, names in by_reason.items())
 
     def _note_exits(self) -> None:
-        assert self.workers is not None
-        exits = self.workers.exited() + (self.ssh.exited() if self.ssh is not None else [])
-        for name, why in exits:
-            self._exits.append((name, why))
+        assert self.fleet is not None
+        for m, why in self.fleet.watch():
+            self._exits.append((m.name, why))
             if self.on_worker_exit is not None:
-                self.on_worker_exit(name, why)
+                self.on_worker_exit(m.name, why)
+
+    def machines(self) -> list[Machine]:
+        """The machines of this session that have not stopped or failed."""
+        return self.fleet.live() if self.fleet is not None else []
 
     def worker_shapes(self) -> list[WorkerShape]:
         """The workers of this session that have not exited: names, slots, labels."""
-        gone = {name for name, _ in self._exits}
-        prefix = self.workers.name_prefix if self.workers is not None else "local"
-        shapes = [WorkerShape(f"{prefix}-{i + 1}", self.slots) for i in range(self.n_workers)]
-        if self.ssh is not None:
-            shapes += [
-                WorkerShape(w.host.name, w.host.slots, w.host.labels) for w in self.ssh.started
-            ]
-        return [w for w in shapes if w.name not in gone]
+        return [WorkerShape(m.name, m.slots, dict(m.labels)) for m in self.machines()]
+
+    def where(self) -> str:
+        """Where the run runs, in words: "3 ssh hosts and 2 local workers"."""
+        assert self.fleet is not None
+        failed = {m.name for m in self.failed}
+        parts = []
+        for pool in self.pools:
+            n = sum(1 for m in self.fleet.plan(pool) if m.name not in failed)
+            noun = self.fleet.provider(pool).noun
+            parts.append(f"{n} {noun}{'s' if n != 1 else ''}")
+        return " and ".join(parts)
 
     @property
     def max_slots(self) -> int:
         """The most slots any one worker of this session has."""
-        local = self.slots if self.n_workers > 0 else 0
-        remote = [h.slots for h in self.hosts.hosts] if self.hosts is not None else []
-        return max([local, *remote])
+        planned = [
+            m
+            for pool in self.pools
+            for m in providers.get(pool.provider, self.site).plan(pool, pool.size)
+        ]
+        return max(m.slots for m in planned)
 
     def cancel(self, run_id: int) -> None:
         assert self.client is not None

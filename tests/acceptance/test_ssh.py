@@ -7,6 +7,7 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -284,6 +285,13 @@ def test_a_bundle_venv_is_built_once_per_host_and_a_host_that_cannot_takes_no_ta
     assert not (lab.hosts[2].home / "setups.txt").exists()
 
 
+def _ssh(kept: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ssh commands holding the agents, by host, from the keeper's up.json."""
+    return [
+        {"host": m["name"], "pid": int(m["provider_id"].split(":")[0])} for m in kept["machines"]
+    ]
+
+
 def test_up_and_down_keep_workers_on_the_hosts_for_a_running_boss(
     tmp_path: Path, lab: SshLab, procs: Procs
 ) -> None:
@@ -291,7 +299,7 @@ def test_up_and_down_keep_workers_on_the_hosts_for_a_running_boss(
     start_boss(procs, tmp_path)
     up = shoal("up", "--hosts", "hosts.yaml", cwd=tmp_path, timeout=120)
     kept = json.loads((tmp_path / ".shoal" / "up.json").read_text())
-    procs.extra += [kept["pid"], *(e["pid"] for e in kept["ssh"])]  # if the test fails early
+    procs.extra += [kept["pid"], *(e["pid"] for e in _ssh(kept))]  # if the test fails early
     try:
         assert up.returncode == 0, up.stderr
         for name in ("h1", "h2", "h3"):
@@ -321,16 +329,16 @@ def test_up_and_down_keep_workers_on_the_hosts_for_a_running_boss(
         assert set(shoal_json("results", "kept", cwd=tmp_path).values()) <= homes
 
         # A host whose connection drops gets its worker started again.
-        h1 = next(e for e in kept["ssh"] if e["host"] == "h1")
+        h1 = next(e for e in _ssh(kept) if e["host"] == "h1")
         os.kill(h1["pid"], signal.SIGKILL)
 
         def restarted() -> bool:
             now = json.loads((tmp_path / ".shoal" / "up.json").read_text())
-            return any(e["host"] == "h1" and e["pid"] != h1["pid"] for e in now["ssh"])
+            return any(e["host"] == "h1" and e["pid"] != h1["pid"] for e in _ssh(now))
 
         wait_for(restarted, timeout=30, what="h1's worker to start again")
         kept = json.loads((tmp_path / ".shoal" / "up.json").read_text())
-        procs.extra += [e["pid"] for e in kept["ssh"]]
+        procs.extra += [e["pid"] for e in _ssh(kept)]
         wait_for(
             lambda: (
                 sorted(
@@ -345,7 +353,7 @@ def test_up_and_down_keep_workers_on_the_hosts_for_a_running_boss(
     assert down.returncode == 0, down.stderr
     assert "workers stopped on h1, h2, h3" in down.stdout
     assert not alive(kept["pid"])
-    assert not any(alive(e["pid"]) for e in kept["ssh"])
+    assert not any(alive(e["pid"]) for e in _ssh(kept))
     assert not (tmp_path / ".shoal" / "up.json").exists()
     wait_for(
         lambda: all(w["state"] != "active" for w in shoal_json("workers", cwd=tmp_path)),
@@ -353,6 +361,45 @@ def test_up_and_down_keep_workers_on_the_hosts_for_a_running_boss(
     )
     nothing = shoal("down", cwd=tmp_path)
     assert nothing.returncode == 2 and "no workers are up" in nothing.stderr
+
+
+def test_shoal_machines_lists_what_up_started_and_down_stops_it_after_the_keeper_is_killed(
+    tmp_path: Path, lab: SshLab, procs: Procs
+) -> None:
+    write(tmp_path / "hosts.yaml", lab.inventory(only=("h1", "h2"), h2={"slots": 3}))
+    start_boss(procs, tmp_path)
+    up = shoal("up", "--hosts", "hosts.yaml", cwd=tmp_path, timeout=120)
+    kept = json.loads((tmp_path / ".shoal" / "up.json").read_text())
+    procs.extra += [kept["pid"], *(e["pid"] for e in _ssh(kept))]  # if the test fails early
+    assert up.returncode == 0, up.stderr
+    listed = {m["name"]: m for m in shoal_json("machines", cwd=tmp_path)}
+    assert sorted(listed) == ["h1", "h2"]
+    for h in lab.hosts[:2]:
+        m = listed[h.name]
+        assert (m["provider"], m["pool"], m["state"]) == ("ssh", "hosts", "running")
+        assert m["address"] == f"root@{h.addr}" and m["owner"].startswith("up:")
+    assert (listed["h1"]["slots"], listed["h2"]["slots"]) == (1, 3)
+    table = shoal("machines", cwd=tmp_path).stdout
+    assert "h1" in table and "ssh" in table and "running" in table
+    workers = shoal_json("workers", cwd=tmp_path)
+    assert sorted((w["name"], w["machine"]) for w in workers) == [("h1", "h1"), ("h2", "h2")]
+
+    # The keeper dies without a word (its agents' lifelines with it); the
+    # record of its machines outlives it, and `shoal down` finds them there.
+    os.kill(kept["pid"], signal.SIGKILL)
+    wait_for(lambda: not alive(kept["pid"]), what="the keeper to die")
+    clients = [e["pid"] for e in _ssh(kept)]
+    assert {m["state"] for m in shoal_json("machines", cwd=tmp_path)} == {"running"}
+    down = shoal("down", cwd=tmp_path)
+    assert down.returncode == 0, down.stderr
+    assert "workers stopped on h1, h2" in down.stdout
+    wait_for(lambda: not any(alive(pid) for pid in clients), what="the ssh commands to end")
+    wait_for(
+        lambda: all(w["state"] != "active" for w in shoal_json("workers", cwd=tmp_path)),
+        what="the workers to leave",
+    )
+    assert {m["state"] for m in shoal_json("machines", cwd=tmp_path)} == {"stopped"}
+    assert not (tmp_path / ".shoal" / "up.json").exists()
 
 
 def test_up_with_a_direct_boss_url_and_down_drain_lets_tasks_finish(
@@ -365,10 +412,10 @@ def test_up_with_a_direct_boss_url_and_down_drain_lets_tasks_finish(
     start_boss(procs, tmp_path, listen=url.removeprefix("http://"))
     up = shoal("up", "--hosts", "hosts.yaml", "--boss-url", url, cwd=tmp_path, timeout=120)
     kept = json.loads((tmp_path / ".shoal" / "up.json").read_text())
-    procs.extra += [kept["pid"], *(e["pid"] for e in kept["ssh"])]
+    procs.extra += [kept["pid"], *(e["pid"] for e in _ssh(kept))]
     assert up.returncode == 0, up.stderr
     # No tunnel: the worker goes straight to the boss's address.
-    argv = Path(f"/proc/{kept['ssh'][0]['pid']}/cmdline").read_text().split("\0")
+    argv = Path(f"/proc/{_ssh(kept)[0]['pid']}/cmdline").read_text().split("\0")
     assert "-R" not in argv and f"--boss={url}" in argv[-2]
     write(
         tmp_path / "tasks.yaml",

@@ -48,13 +48,6 @@ BACKOFF_MIN, BACKOFF_MAX = 0.2, 10.0
 # An agent started over ssh (--lifeline) stops after this long without its
 # boss: its connection most likely died without the host's sshd noticing.
 LIFELINE_GIVE_UP = 120.0
-# The exit code of a worker whose host could not set up a bundle, and how
-# its last line ends.
-EXIT_SETUP_FAILED = 3
-# The exit code of a worker that was refused (bad options, or the boss said
-# no): starting it again as it was will not help.
-EXIT_REFUSED = 2
-TAKES_NO_MORE = "; this host takes no more tasks"
 
 
 def log_event(event: str, **fields: Any) -> None:
@@ -194,7 +187,7 @@ class Agent:
             sys.stderr.write(
                 f"shoal worker: the boss refused to register this worker: {e.message}\n"
             )
-            return EXIT_REFUSED
+            return p.EXIT_REFUSED
         except BossDown:
             return 130 if self.stopping else 1
         for i in range(self.slots):
@@ -296,7 +289,7 @@ class Agent:
                     continue
                 if e.status == 401:
                     sys.stderr.write(f"shoal worker: the boss refused the token: {e.message}\n")
-                    return EXIT_REFUSED
+                    return p.EXIT_REFUSED
                 if e.status >= 500:
                     # The boss failed (its database, say) and stored nothing:
                     # report these again.
@@ -316,7 +309,7 @@ class Agent:
         self.runner.close()
         if self._boss_gone:
             return 1
-        return EXIT_SETUP_FAILED if self.runner.setup_failed is not None else 0
+        return p.EXIT_SETUP_FAILED if self.runner.setup_failed is not None else 0
 
     def _given_up(self) -> bool:
         """Whether the boss has been out of reach for longer than ``give_up_after``."""
@@ -450,7 +443,7 @@ class Agent:
             self.cond.notify_all()
         if self.runner.setup_failed is not None and not self.stop_reason:
             self.stop_reason = self.runner.setup_failed
-            sys.stderr.write(f"shoal worker: {self.stop_reason}{TAKES_NO_MORE}\n")
+            sys.stderr.write(f"shoal worker: {self.stop_reason}{p.TAKES_NO_MORE}\n")
             sys.stderr.flush()
             self.request_stop()
 

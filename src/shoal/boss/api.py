@@ -32,6 +32,7 @@ from shoal.boss.auth import Guard, login_routes
 from shoal.boss.data import data_routes
 from shoal.boss.datastore import LocalDatastore
 from shoal.boss.health import Health
+from shoal.boss.machines import machine_routes
 from shoal.boss.metrics import Metrics
 from shoal.boss.pages import page_routes
 from shoal.boss.runs import run_routes
@@ -79,6 +80,7 @@ def create_app(
         *worker_routes(ctx),
         *run_routes(ctx),
         *data_routes(ctx),
+        *machine_routes(ctx),
         *page_routes(ctx),
         *login_routes(token, sessions),
     ]

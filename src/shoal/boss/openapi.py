@@ -127,6 +127,26 @@ def _components() -> dict[str, Any]:
                     "protocol": {"type": "integer", "format": "int64"},
                 },
             },
+            "Machine": {
+                "type": "object",
+                "required": ["name", "pool", "provider", "state"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "pool": {"type": "string"},
+                    "provider": {"type": "string"},
+                    "provider_id": {"type": "string"},
+                    "address": {"type": "string"},
+                    "slots": {"type": "integer", "format": "int64"},
+                    "labels": _OBJECT,
+                    "state": {
+                        "type": "string",
+                        "enum": ["requested", "starting", "running", "stopped", "failed"],
+                    },
+                    "price": {"type": "number", "nullable": True},
+                    "detail": {"type": "string"},
+                    "agent": _OBJECT,
+                },
+            },
             "Registered": {
                 "type": "object",
                 "properties": {
@@ -246,6 +266,33 @@ def openapi_schema() -> dict[str, Any]:
             )
         },
         f"{v}/bosses": {"get": _operation("The bosses serving this database", _answers(arr))},
+        f"{v}/machines": {
+            "get": _operation(
+                "The machines shoal started, each with its agent",
+                _answers(arr),
+                parameters=[
+                    _query("owner", "only the machines of this launcher", {"type": "string"})
+                ],
+            ),
+            "put": _operation(
+                "Record machines a launcher starts (by owner and name)",
+                _answers(
+                    _json({"type": "object", "properties": {"recorded": _INT64}}, "Recorded"),
+                    413,
+                    415,
+                ),
+                requestBody=_body(
+                    {
+                        "type": "object",
+                        "required": ["owner", "machines"],
+                        "properties": {
+                            "owner": {"type": "string"},
+                            "machines": {"type": "array", "items": _ref("Machine")},
+                        },
+                    }
+                ),
+            ),
+        },
         f"{v}/runs": {
             "post": _operation(
                 "Submit a run",

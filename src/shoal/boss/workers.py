@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 from shoal import protocol as p
 from shoal.boss.web import Context, json_response, path_id, read_json
 from shoal.exceptions import DatastoreError, Fenced
+from shoal.machines import Machines
 
 __all__ = ["worker_routes"]
 
@@ -37,6 +38,7 @@ MAX_REASON = 2000
 
 def worker_routes(ctx: Context) -> list[BaseRoute]:
     scheduler, datastore = ctx.scheduler, ctx.datastore
+    machines = Machines(scheduler.store)
 
     async def register(request: Request) -> Response:
         reg = p.Registration.from_dict(await read_json(request, ctx.limits.max_body))
@@ -154,7 +156,8 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
         return json_response({"size": size})
 
     async def workers(request: Request) -> Response:
-        return json_response(scheduler.workers_view())
+        # With the machine each one runs on, where shoal started it.
+        return json_response(machines.name_workers(scheduler.workers_view()))
 
     async def bosses(request: Request) -> Response:
         return json_response(scheduler.bosses_view())

@@ -686,10 +686,11 @@ def up(
     A keeper process holds the ssh connections, starts a dropped host's worker
     again, and stops them all at 'shoal down'.
     """
+    from shoal.launch.pools import hosts_pool
     from shoal.launch.up import Brought
     from shoal.launch.up import up as bring_up
 
-    _inventory(hosts)  # a mistake in it is refused first, in one line
+    inventory = _inventory(hosts)  # a mistake in it is refused first, in one line
     sd = _state(state)
     client = BossClient.find(boss, token, sd)
     with client:
@@ -700,14 +701,14 @@ def up(
         nonlocal started
         if b.error is None:
             started += 1
-            copied = " (agent copied)" if b.copied else ""
-            console.print(f"{b.host}: worker started{copied}", highlight=False, markup=False)
+            note = f" ({b.note})" if b.note else ""
+            console.print(f"{b.host}: worker started{note}", highlight=False, markup=False)
         else:
             console.print(Text.assemble(f"{b.host}: ", ("failed", "red"), f": {b.error}"))
 
     brought = bring_up(
         sd,
-        hosts,
+        [hosts_pool(inventory)],
         boss_url=client.url,
         token=client.token,
         direct_url=boss_url,
@@ -854,6 +855,9 @@ def events(
             render.literal(e["detail"]),
         )
     console.print(table)
+
+
+from shoal.cli import machines as _machines  # noqa: E402, F401  (registers 'shoal machines')
 
 
 def main() -> None:

@@ -27,6 +27,8 @@ STATE_STYLE = {
     "active": "green",
     "stopped": "dim",
     "lost": "red",
+    "requested": "dim",
+    "starting": "blue",
 }
 STATE_ORDER = ("failed", "upstream_failed", "cancelled", "running", "ready", "waiting", "succeeded")
 
@@ -189,14 +191,39 @@ def boss_table(bosses: list[dict[str, Any]]) -> Table:
     return table
 
 
+def machine_table(machines: list[dict[str, Any]]) -> Table:
+    """What shoal started, where, since when, at what price."""
+    table = Table(box=None, header_style="bold")
+    for col in ("machine", "pool", "provider", "address", "state", "slots", "since", "price/h"):
+        table.add_column(col)
+    table.add_column("detail", overflow="fold")
+    now = time.time()
+    for m in machines:
+        price = m.get("price")
+        table.add_row(
+            literal(m["name"]),
+            literal(m["pool"]),
+            literal(m["provider"]),
+            literal(m["address"]),
+            styled(m["state"]),
+            str(m["slots"]),
+            seconds(now - m["since"]) + " ago",
+            "-" if price is None else f"{price:.4g}",
+            short(m.get("detail") or "", 60),
+        )
+    return table
+
+
 def worker_table(workers: list[dict[str, Any]]) -> Table:
     table = Table(box=None, header_style="bold")
-    for col in ("worker", "host", "state", "slots", "running", "done", "failed", "last sync"):
+    columns = ("worker", "machine", "host", "state", "slots", "running", "done", "failed")
+    for col in (*columns, "last sync"):
         table.add_column(col)
     now = time.time()
     for w in workers:
         table.add_row(
             literal(w["name"]),
+            literal(w.get("machine") or ""),
             literal(w["host"]),
             styled(w["state"]),
             str(w["slots"]),

@@ -88,14 +88,6 @@ def run_spec(
         hosts=hosts,
         log_cap=log_cap,
     ) as session:
-        if session.ssh is not None:
-            for failure in session.ssh.failures:
-                err.print(Text(f"host {failure.host}: {failure.line}"))
-            if not session.ssh.started and not jobs:
-                raise BadInput(
-                    "no host of the inventory could start a worker (see above); "
-                    "'shoal hosts check --hosts FILE' tells more"
-                )
         if not as_json:
 
             def lost(name: str, why: str) -> None:
@@ -108,17 +100,21 @@ def run_spec(
                 err.print(Text(f"{need.sentence()}: failed", style="red"), soft_wrap=True)
 
         session.on_unplaceable = unplaceable
-        run_id = session.submit(spec, reuse=not fresh)
+        run_id = session.submit(spec, reuse=not fresh)  # once every machine started or failed
+        for machine in session.failed:
+            err.print(Text(f"host {machine.name}: {machine.detail}"))
+        if session.failed and not session.machines():
+            session.cancel(run_id)
+            raise BadInput(
+                "no host of the inventory could start a worker (see above); "
+                "'shoal hosts check --hosts FILE' tells more"
+            )
         if not as_json and not quiet:
-            where = f"{jobs} local worker{'s' if jobs != 1 else ''}"
-            if session.ssh is not None:
-                n = len(session.ssh.started)
-                where = f"{n} ssh host{'s' if n != 1 else ''}" + (f" and {where}" if jobs else "")
             err.print(
                 Text.assemble(
                     f"run {run_id} ",
                     (spec.name, "bold"),
-                    f": {len(spec.tasks)} tasks on {where} (state in {state.root})",
+                    f": {len(spec.tasks)} tasks on {session.where()} (state in {state.root})",
                 )
             )
         warned: set[str] = set()

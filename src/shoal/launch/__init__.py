@@ -1,5 +1,15 @@
-"""Starting and stopping worker agents: local processes for now."""
+"""Machines and the agents on them: the launch contract and its providers.
 
-from shoal.launch.local import LocalWorkers
+* :mod:`~shoal.launch.contract`: :class:`Provider`, :class:`Machine`, :class:`Pool`,
+  :class:`BossAccess`, :class:`Site`;
+* :mod:`~shoal.launch.providers`: the providers by name (``local``, ``ssh``);
+* :mod:`~shoal.launch.fleet`: a launcher's machines, recorded and watched;
+* :mod:`~shoal.launch.book`: where they are recorded (the boss's database);
+* :mod:`~shoal.launch.pools`: the pools command-line options give;
+* :mod:`~shoal.launch.up`, :mod:`~shoal.launch.keeper`: ``shoal up`` and ``down``;
+* :mod:`~shoal.launch.local`, :mod:`~shoal.launch.ssh`: the providers.
+"""
 
-__all__ = ["LocalWorkers"]
+from shoal.launch.contract import BossAccess, Machine, Pool, Provider, Site
+
+__all__ = ["BossAccess", "Machine", "Pool", "Provider", "Site"]

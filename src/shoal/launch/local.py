@@ -1,8 +1,13 @@
-"""Worker agents as local processes, each in its own session.
+"""The ``local`` provider: worker agents as processes on this machine.
 
-Each agent gets its own process group, so a Ctrl-C at the terminal reaches
-only ``shoal run``, which then stops the agents in order: SIGTERM (take no
-more work) or SIGUSR1 (interrupt what runs), SIGKILL as the last resort.
+A machine is one agent process, named ``POOL-N``. Each gets its own process
+group, so a Ctrl-C at the terminal reaches only the command that started
+them, which then stops them in order: SIGTERM (take no more work), or
+SIGUSR1 (interrupt what runs), SIGKILL as the last resort. An agent also
+stops when the process that started it ends (``--parent``).
+
+Its provider id is ``PID:TICKS`` (:mod:`shoal.launch.procs`), so a process
+that did not start it can stop it too.
 """
 
 from __future__ import annotations
@@ -10,99 +15,103 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
+from shoal.launch import procs
+from shoal.launch.contract import BossAccess, Machine, Pool, Site, label_args
 from shoal.statedir import open_private
 
-__all__ = ["LocalWorkers", "last_words"]
+__all__ = ["DEFAULT_POOL", "LocalProvider"]
+
+# The pool `shoal run` makes for its -j workers; theirs are the plain names.
+DEFAULT_POOL = "local"
+# How long stopped agents get to leave before they are killed (drain aside).
+STOP_TIMEOUT = 10.0
 
 
-def last_words(log: Path, offset: int = 0, returncode: int | None = None) -> str:
-    """Why a worker stopped, from its log (written from ``offset`` on).
+class LocalProvider:
+    """Agents on this machine, started and stopped by PID."""
 
-    The agent's own line (``shoal worker: …``) if it wrote one, else the last
-    line that is not one of its JSON events (an ssh client's error, say), else
-    how the process ended.
-    """
-    try:
-        with log.open("rb") as f:
-            f.seek(offset)
-            text = f.read()[-65536:].decode("utf-8", "replace")
-    except OSError:
-        return "no log"
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if line.startswith("shoal worker:"):
-            return line.removeprefix("shoal worker:").strip()
-    plain = [
-        line
-        for line in lines
-        if not line.startswith("{") and not line.startswith("Warning: Permanently added")
-    ]
-    if plain:
-        return plain[-1]
-    if returncode is not None and returncode < 0:
-        return f"killed by {signal.Signals(-returncode).name}"
-    return f"exit code {returncode} (see {log})"
+    name = "local"
+    noun = "local worker"
 
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._offsets: dict[str, int] = {}
 
-class LocalWorkers:
-    """N worker agents on this machine, started and stopped by PID."""
+    def plan(self, pool: Pool, count: int) -> list[Machine]:
+        return [
+            Machine(
+                name=f"{pool.name}-{i + 1}",
+                pool=pool.name,
+                provider=self.name,
+                address=socket.gethostname(),
+                slots=pool.slots or 1,
+                labels=dict(pool.labels),
+            )
+            for i in range(count)
+        ]
 
-    def __init__(
-        self,
-        count: int,
-        *,
-        boss_url: str,
-        token: str,
-        slots: int,
-        workdir: Path,
-        logdir: Path,
-        name_prefix: str = "local",
-        log_cap: int | None = None,
-    ) -> None:
-        self.count = count
-        self.boss_url = boss_url
-        self.token = token
-        self.slots = slots
-        self.workdir = workdir
-        self.logdir = logdir
-        self.name_prefix = name_prefix
-        self.log_cap = log_cap
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self._offsets: list[int] = []
-        self._told: set[int] = set()
-
-    def start(self) -> None:
-        self.logdir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        env = dict(os.environ, SHOAL_TOKEN=self.token)
-        src = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = (
-            src + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else src
+    def log(self, pool: str, machine: str) -> Path:
+        """The agent's log: ``worker-N.log`` for ``shoal run``'s own pool."""
+        n = machine.removeprefix(f"{pool}-")
+        return self.site.logs / (
+            f"worker-{n}.log" if pool == DEFAULT_POOL else f"worker-{machine}.log"
         )
-        cap = [f"--log-cap={self.log_cap}"] if self.log_cap is not None else []
-        for i in range(self.count):
-            log = open_private(self.logdir / f"worker-{i + 1}.log")
-            self._offsets.append(log.tell())
+
+    def up(
+        self,
+        pool: Pool,
+        count: int,
+        boss: BossAccess,
+        *,
+        only: Collection[str] | None = None,
+    ) -> list[Machine]:
+        """Start the agents; they are ``starting`` until they register (not waited for)."""
+        self.site.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
+        env = dict(os.environ, SHOAL_TOKEN=boss.token())
+        src = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        options = label_args(pool.labels)
+        if self.site.log_cap is not None:
+            options.append(f"--log-cap={self.site.log_cap}")
+        out = []
+        for m in self.plan(pool, count):
+            if only is not None and m.name not in only:
+                continue
+            proc = self.procs.get(m.name)
+            if proc is None or proc.poll() is not None:
+                proc = self._start(m, pool, boss, env, options)
+            out.append(m.replace(state="starting", provider_id=procs.handle(proc.pid)))
+        return out
+
+    def _start(
+        self,
+        m: Machine,
+        pool: Pool,
+        boss: BossAccess,
+        env: dict[str, str],
+        options: list[str],
+    ) -> subprocess.Popen[bytes]:
+        log = open_private(self.log(pool.name, m.name))
+        self._offsets[m.name] = log.tell()
+        try:
             proc = subprocess.Popen(
                 [
                     sys.executable,
-                    "-m",
-                    "shoal.agent",
-                    "--boss",
-                    self.boss_url,
-                    "--slots",
-                    str(self.slots),
-                    "--name",
-                    f"{self.name_prefix}-{i + 1}",
-                    "--workdir",
-                    str(self.workdir),
-                    "--parent",
-                    str(os.getpid()),
-                    *cap,
+                    *("-m", "shoal.agent"),
+                    f"--boss={boss.url}",
+                    f"--slots={m.slots}",
+                    f"--name={m.name}",
+                    f"--workdir={self.site.work}",
+                    f"--parent={os.getpid()}",
+                    *options,
                 ],
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -110,42 +119,63 @@ class LocalWorkers:
                 stderr=log,
                 start_new_session=True,
             )
+        finally:
             log.close()
-            self.procs.append(proc)
+        self.procs[m.name] = proc
+        return proc
 
-    def alive(self) -> int:
-        return sum(1 for p in self.procs if p.poll() is None)
-
-    def log_paths(self) -> list[Path]:
-        return [self.logdir / f"worker-{i + 1}.log" for i in range(self.count)]
-
-    def exited(self) -> list[tuple[str, str]]:
-        """Workers that exited since the last call: (name, why), each told once."""
+    def status(self, machines: Sequence[Machine]) -> list[Machine]:
+        """As given while their agent's process runs; ``stopped`` once it has ended."""
         out = []
-        for i, p in enumerate(self.procs):
-            if i not in self._told and p.poll() is not None:
-                self._told.add(i)
-                log = self.log_paths()[i]
-                why = last_words(log, self._offsets[i], p.returncode)
-                out.append((f"{self.name_prefix}-{i + 1}", why))
+        for m in machines:
+            proc = self.procs.get(m.name)
+            if proc is None:  # started by another process: known by its handle
+                found = procs.parse_handle(m.provider_id)
+                out.append(m if found and procs.alive(*found) else m.replace(state="stopped"))
+                continue
+            code = proc.poll()
+            if code is None:
+                out.append(m)
+                continue
+            # The boss's record of its goodbye says why, where it said one.
+            why = procs.last_words(self.log(m.pool, m.name), self._offsets.get(m.name, 0), code)
+            out.append(m.replace(state="stopped", exit_code=code, detail=why))
         return out
 
-    def stop(self, *, interrupt: bool = False, timeout: float = 10.0) -> None:
-        """Stop every agent: drain (or interrupt), then kill what is left."""
-        for p in self.procs:
-            # One signal each: two SIGTERMs back to back may arrive as one.
-            self._signal(p, signal.SIGUSR1 if interrupt else signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for p in self.procs:
-            left = deadline - time.monotonic()
+    def down(self, machines: Sequence[Machine], drain: bool) -> None:
+        """Drain (SIGTERM, wait however long) or interrupt (SIGUSR1), then kill what is left."""
+        sig = signal.SIGTERM if drain else signal.SIGUSR1
+        mine = []
+        for m in machines:
+            proc = self.procs.get(m.name)
+            if proc is not None and proc.poll() is None:
+                # One signal each: two SIGTERMs back to back may arrive as one.
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(sig)
+                mine.append(proc)
+            else:
+                procs.send(m.provider_id, sig)
+        deadline = None if drain else time.monotonic() + STOP_TIMEOUT
+        for proc in mine:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                p.wait(max(0.0, left))
+                proc.wait(left)
             except subprocess.TimeoutExpired:
-                self._signal(p, signal.SIGKILL)
-                p.wait()
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                proc.wait()
+        others = [m.provider_id for m in machines if self.procs.get(m.name) not in mine]
+        _wait_gone(others, deadline)
 
-    @staticmethod
-    def _signal(p: subprocess.Popen[bytes], sig: int) -> None:
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(sig)
+
+def _wait_gone(handles: list[str], deadline: float | None) -> None:
+    """Wait for processes not ours to end; past the deadline, kill them."""
+    while True:
+        left = [h for h in handles if (f := procs.parse_handle(h)) is not None and procs.alive(*f)]
+        if not left:
+            return
+        if deadline is not None and time.monotonic() > deadline:
+            for h in left:
+                procs.send(h, signal.SIGKILL)
+            return
+        time.sleep(0.05)

@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.visitors import replacement_traverse
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 
@@ -217,6 +217,30 @@ sessions = Table(
     info={"since": 3},
 )
 
+machines = Table(
+    "machines",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # Who started it (a `shoal up` keeper or a `shoal run`, by host and state
+    # folder): `shoal down` stops its own machines and no one else's.
+    Column("owner", String(300), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("pool", String(200), nullable=False),
+    Column("provider", String(40), nullable=False),
+    Column("provider_id", String(200)),  # the provider's handle: a PID, an instance id
+    Column("address", String(300)),
+    Column("slots", Integer, nullable=False),
+    Column("labels", Text, nullable=False),  # JSON object
+    Column("state", String(20), nullable=False),  # requested, starting, running, stopped, failed
+    Column("requested", Float, nullable=False),  # when the provider was last asked for it
+    Column("since", Float, nullable=False),  # when it entered its state
+    Column("price", Float),  # per hour, where the provider knows it
+    Column("detail", Text),  # why it failed or stopped
+    Column("worker_id", Integer),  # the worker its agent registered as, last
+    UniqueConstraint("owner", "name", name="uq_machines_owner_name"),
+    info={"since": 4},
+)
+
 
 def _since(item: Table | Column[Any] | Index) -> int:
     return int(item.info.get("since", 1))
@@ -278,5 +302,10 @@ def _v2_to_v3(conn: Connection) -> None:
     sessions.create(conn)
 
 
+def _v3_to_v4(conn: Connection) -> None:
+    """Version 4: the machines shoal starts, recorded before they are asked for."""
+    machines.create(conn)
+
+
 # Upgrades from each older version.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2, _v2_to_v3]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2, _v2_to_v3, _v3_to_v4]

@@ -1,0 +1,45 @@
+"""The routes launchers call: record the machines they start, and read them back.
+
+``shoal machines`` lists them; the keeper of ``shoal up`` records its
+machines here (before it asks a provider for them, and as they go) and
+reads whether their agents registered.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from shoal import protocol as p
+from shoal.boss.web import Context, json_response, read_json
+from shoal.exceptions import BadInput
+from shoal.machines import Machines
+
+__all__ = ["machine_routes"]
+
+
+def machine_routes(ctx: Context) -> list[BaseRoute]:
+    machines = Machines(ctx.scheduler.store)
+
+    async def listed(request: Request) -> Response:
+        owner = request.query_params.get("owner")
+        return json_response(machines.view(owner))
+
+    async def record(request: Request) -> Response:
+        body = await read_json(request, ctx.limits.max_body)
+        listed = body.get("machines")
+        if not isinstance(listed, list):
+            raise BadInput("the body must be {'owner': NAME, 'machines': [...]}")
+        owner = body.get("owner")
+        if not isinstance(owner, str):
+            raise BadInput("'owner' must be a string: who records these machines")
+        count = machines.record(owner, listed)
+        ctx.changed()
+        return json_response({"recorded": count})
+
+    v = p.API_PREFIX
+    return [
+        Route(f"{v}/machines", listed, methods=["GET"]),
+        Route(f"{v}/machines", record, methods=["PUT"]),
+    ]

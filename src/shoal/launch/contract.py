@@ -1,0 +1,206 @@
+"""The launch contract: a pool's description in, machines running agents out.
+
+Every provider implements :class:`Provider`, a handful of verbs in the manner
+of Ray's autoscaler node providers:
+
+* ``plan(pool, count)``: the machines ``up`` would start, named but not
+  started, so that they are recorded before the provider is asked for them;
+* ``up(pool, count, boss)``: start them (idempotent by machine name: one that
+  runs already is left as it is);
+* ``down(machines, drain)``: stop them (and, for rented ones, terminate);
+* ``status(machines)``: what the provider sees now.
+
+A :class:`Machine` is plain data. Everything above the providers (recording
+machines, waiting for their agents to register, starting lost ones again)
+lives in :mod:`shoal.launch.fleet` and knows no provider by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = [
+    "LIVE_STATES",
+    "MACHINE_STATES",
+    "READY_TIMEOUT",
+    "AgentSeen",
+    "BossAccess",
+    "Machine",
+    "Pool",
+    "Provider",
+    "Site",
+    "label_args",
+]
+
+# requested: recorded, the provider not yet asked; starting: asked, its agent
+# not yet registered; running: its agent registered; stopped: taken down or
+# its agent ended; failed: it could not be started.
+MACHINE_STATES = ("requested", "starting", "running", "stopped", "failed")
+LIVE_STATES = ("requested", "starting", "running")
+# How long an agent has to register with the boss once its machine started.
+READY_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Machines of one kind from one provider (an entry of a pool file)."""
+
+    name: str
+    provider: str
+    count: int | None = None  # a fixed size; or min/max to follow the queue
+    min: int = 0
+    max: int | None = None
+    slots: int | None = None  # tasks a machine runs at once (None: the provider's default)
+    labels: Mapping[str, Any] = field(default_factory=dict)
+    idle_stop: float | None = None  # seconds a machine may stay idle before it is stopped
+    fields: Mapping[str, Any] = field(default_factory=dict)  # the provider's own (JSON data)
+
+    @property
+    def size(self) -> int:
+        """How many machines the pool has when brought up."""
+        return self.count if self.count is not None else self.min
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Pool:
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True)
+class AgentSeen:
+    """The worker a machine's agent registered as, as the boss knows it."""
+
+    worker_id: int
+    state: str  # active, lost, stopped
+    registered: float
+    reason: str = ""  # why it stopped, if it said goodbye with a reason
+
+
+@dataclass(frozen=True)
+class Machine:
+    """One machine shoal started (or will): where it is and how it is doing."""
+
+    name: str
+    pool: str
+    provider: str
+    provider_id: str = ""  # what the provider finds it again by: a PID, an instance id
+    address: str = ""
+    slots: int = 1
+    labels: Mapping[str, Any] = field(default_factory=dict)
+    state: str = "requested"
+    since: float = 0.0  # when it entered its state
+    requested: float = 0.0  # when the provider was last asked for it
+    price: float | None = None  # per hour, where the provider knows it
+    detail: str = ""  # why it failed or stopped; a note while it runs ("agent copied")
+    owner: str = ""  # who started it: a `shoal up` keeper or a `shoal run`
+    # How its agent's process ended, where the provider saw it (not recorded).
+    exit_code: int | None = None
+    agent: AgentSeen | None = None  # filled in from the boss's records
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    def replace(self, **changes: Any) -> Machine:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["labels"] = dict(self.labels)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Machine:
+        values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
+        agent = values.get("agent")
+        if isinstance(agent, Mapping):
+            values["agent"] = AgentSeen(**agent)
+        return cls(**values)
+
+
+def _never(name: str) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class BossAccess:
+    """How a machine's agent reaches the boss, and how a provider sees it arrive.
+
+    The token is read from ``token`` when an agent starts and handed to it on
+    its standard input or in its environment, never on a command line.
+    """
+
+    url: str  # the boss as this process reaches it
+    token: Callable[[], str]
+    # The URL agents reach the boss at directly; None: through a tunnel where
+    # the provider has one (ssh), else ``url``.
+    direct_url: str | None = None
+    # Whether the agent of the machine so named has registered since the
+    # machine was last requested: readiness, never read from a log line.
+    registered: Callable[[str], bool] = _never
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where the launching process keeps what its providers need."""
+
+    root: Path  # the state folder
+    log_cap: int | None = None  # the most of an attempt's log agents keep (None: theirs)
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def work(self) -> Path:
+        """Where agents on this machine keep workspaces and bundles."""
+        return self.root / "work"
+
+    @property
+    def agents(self) -> Path:
+        """Where the agent zipapp for remote machines is built."""
+        return self.root / "agent"
+
+
+def label_args(labels: Mapping[str, Any]) -> list[str]:
+    """The agent's ``--label KEY=VALUE`` options for these labels (values as JSON)."""
+    return [f"--label={k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in labels.items()]
+
+
+class Provider(Protocol):
+    """Turns a pool's description into machines that run agents."""
+
+    name: str
+    # What one machine is called in a sentence: "local worker", "ssh host".
+    noun: str
+
+    def plan(self, pool: Pool, count: int) -> list[Machine]:
+        """The machines ``up(pool, count, …)`` starts, named, in state ``requested``."""
+        ...
+
+    def up(
+        self,
+        pool: Pool,
+        count: int,
+        boss: BossAccess,
+        *,
+        only: Collection[str] | None = None,
+    ) -> list[Machine]:
+        """Start the pool's machines (``only`` those named), each ``starting``,
+        ``running`` or ``failed`` (with why in ``detail``); idempotent by name."""
+        ...
+
+    def down(self, machines: Sequence[Machine], drain: bool) -> None:
+        """Stop them: ``drain`` lets their agents finish what runs first, however long."""
+        ...
+
+    def status(self, machines: Sequence[Machine]) -> list[Machine]:
+        """The machines as the provider sees them now (``running`` or ``stopped``)."""
+        ...

@@ -1,0 +1,208 @@
+"""The machines one launcher holds, whatever their provider.
+
+``shoal run`` (:mod:`shoal.session`) and the keeper of ``shoal up``
+(:mod:`shoal.launch.keeper`) each hold a :class:`Fleet`: it records every
+machine in the boss's database before asking its provider for it, tells
+when a machine's agent has registered (readiness) or ended (and why: the
+reason its agent gave the boss when it said goodbye), starts lost ones
+again, and takes them all down. It knows providers only through the
+contract (:mod:`shoal.launch.contract`) and the registry
+(:mod:`shoal.launch.providers`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import replace
+
+from shoal import protocol as p
+from shoal.exceptions import BadInput
+from shoal.launch import providers
+from shoal.launch.book import MachineBook
+from shoal.launch.contract import AgentSeen, BossAccess, Machine, Pool, Provider, Site
+
+__all__ = ["Fleet", "take_down", "why_stopped"]
+
+# How long the book's answer to "has it registered?" is reused: providers
+# ask it for every machine they wait for, several times a second.
+SEEN_FOR = 0.2
+
+
+def why_stopped(m: Machine, told: Machine | None) -> str:
+    """Why a machine's agent ended: its goodbye's reason, else what its provider saw."""
+    reason = told.agent.reason if told is not None and told.agent is not None else ""
+    why = reason or m.detail or "its agent ended"
+    if m.exit_code == p.EXIT_SETUP_FAILED and not why.endswith(p.TAKES_NO_MORE):
+        why += p.TAKES_NO_MORE
+    return why
+
+
+class Fleet:
+    """Machines from any providers, recorded under one owner in one book."""
+
+    def __init__(self, book: MachineBook, owner: str, site: Site, boss: BossAccess) -> None:
+        self.book = book
+        self.owner = owner
+        self.site = site
+        self.boss = replace(boss, registered=self._registered)
+        self.pools: dict[str, Pool] = {}
+        self.machines: dict[str, Machine] = {}
+        self._providers: dict[str, Provider] = {}
+        self._lock = threading.Lock()
+        self._seen: dict[str, Machine] = {}
+        self._seen_at = 0.0
+
+    # -- bringing machines up ---------------------------------------------
+
+    def provider(self, pool: Pool) -> Provider:
+        """The provider instance that holds this pool's machines."""
+        with self._lock:
+            if pool.name not in self._providers:
+                self._providers[pool.name] = providers.get(pool.provider, self.site)
+                self.pools[pool.name] = pool
+            return self._providers[pool.name]
+
+    def plan(self, pool: Pool, count: int | None = None) -> list[Machine]:
+        """The machines the pool would have (nothing is started or recorded)."""
+        return self.provider(pool).plan(pool, pool.size if count is None else count)
+
+    def launch(self, pool: Pool, count: int | None = None) -> list[Machine]:
+        """Record the pool's machines, then ask their provider for them; how each went."""
+        n = pool.size if count is None else count
+        provider = self.provider(pool)
+        planned = provider.plan(pool, n)
+        with self._lock:
+            taken = [m.name for m in planned if self.machines.get(m.name, m).pool != pool.name]
+        if taken:
+            raise BadInput(f"machine names {', '.join(taken)} are in two pools: rename one")
+        self.record([m.replace(state="requested") for m in planned])
+        try:
+            started = provider.up(pool, n, self.boss)
+        except BaseException as e:
+            self.record([m.replace(state="failed", detail=str(e)) for m in planned])
+            raise
+        self.record(started)
+        return started
+
+    def restart(self, names: Collection[str]) -> list[Machine]:
+        """Start these machines again (their agents ended); how each went."""
+        out: list[Machine] = []
+        for pool_name, pool in list(self.pools.items()):
+            mine = [n for n in names if n in self.machines and self.machines[n].pool == pool_name]
+            if not mine:
+                continue
+            self.record([self.machines[n].replace(state="requested") for n in mine])
+            started = self.provider(pool).up(pool, pool.size, self.boss, only=mine)
+            self.record(started)
+            out += started
+        return out
+
+    def record(self, machines: Sequence[Machine]) -> None:
+        """Note these machines here and in the book."""
+        with self._lock:
+            for m in machines:
+                self.machines[m.name] = m
+        self.book.record(self.owner, machines)
+
+    # -- watching them ------------------------------------------------------
+
+    def _book(self, fresh: bool = False) -> dict[str, Machine]:
+        """The book's machines of this owner, by name (from a moment ago unless ``fresh``)."""
+        with self._lock:
+            if not fresh and time.monotonic() - self._seen_at < SEEN_FOR:
+                return self._seen
+        seen = {m.name: m for m in self.book.machines(self.owner)}
+        with self._lock:
+            self._seen, self._seen_at = seen, time.monotonic()
+        return seen
+
+    def _registered(self, name: str) -> bool:
+        told = self._book().get(name)
+        return told is not None and told.agent is not None
+
+    def settle(self) -> list[Machine]:
+        """Machines whose agent registered are ``running``, with the worker it is; those."""
+        seen = self._book(fresh=True)
+        ready = []
+        for m in self.live():
+            told = seen.get(m.name)
+            if told is not None and told.agent is not None and m.agent != told.agent:
+                ready.append(m.replace(state="running", agent=told.agent))
+        if ready:
+            self.record(ready)
+        return ready
+
+    def live(self) -> list[Machine]:
+        """The machines that have not stopped or failed."""
+        with self._lock:
+            return [m for m in self.machines.values() if m.live]
+
+    def watch(self) -> list[tuple[Machine, str]]:
+        """Machines whose agent ended since the last look, with why; each told once."""
+        ended: list[Machine] = []
+        for pool_name, pool in list(self.pools.items()):
+            mine = [m for m in self.live() if m.pool == pool_name and m.state != "requested"]
+            if mine:
+                ended += [m for m in self.provider(pool).status(mine) if not m.live]
+        if not ended:
+            return []
+        seen = self._book(fresh=True)
+        out = [(m, why_stopped(m, seen.get(m.name))) for m in ended]
+        self.record([m.replace(state="stopped", detail=why) for m, why in out])
+        return [(self.machines[m.name], why) for m, why in out]
+
+    def wait_running(self, names: Collection[str], timeout: float) -> list[Machine]:
+        """Wait until each named machine runs (its agent registered) or ended; them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.settle()
+            self.watch()
+            with self._lock:
+                waiting = [
+                    n for n in names if n in self.machines and self.machines[n].state == "starting"
+                ]
+            if not waiting or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        with self._lock:
+            return [self.machines[n] for n in names if n in self.machines]
+
+    # -- taking them down ---------------------------------------------------
+
+    def stop(self, *, drain: bool = False) -> list[Machine]:
+        """Take every live machine down (``drain``: after what runs); those stopped."""
+        stopped: list[Machine] = []
+        for pool_name, pool in list(self.pools.items()):
+            mine = [m for m in self.live() if m.pool == pool_name]
+            if mine:
+                self.provider(pool).down(mine, drain)
+                stopped += mine
+        if not stopped:
+            return []
+        # The worker each one ran, for the record: one may have registered just now.
+        seen = self._book(fresh=True)
+        stopped = [
+            m.replace(state="stopped", detail="taken down", agent=_agent(seen.get(m.name), m))
+            for m in stopped
+        ]
+        self.record(stopped)
+        return stopped
+
+
+def _agent(told: Machine | None, m: Machine) -> AgentSeen | None:
+    return told.agent if told is not None and told.agent is not None else m.agent
+
+
+def take_down(book: MachineBook, owner: str, site: Site, *, drain: bool) -> list[Machine]:
+    """Stop the live machines ``owner`` recorded, through their providers (a launcher gone)."""
+    left = [m for m in book.machines(owner) if m.live]
+    by_provider: dict[str, list[Machine]] = {}
+    for m in left:
+        by_provider.setdefault(m.provider, []).append(m)
+    for name, machines in by_provider.items():
+        providers.get(name, site).down(machines, drain)
+    stopped = [m.replace(state="stopped", detail="taken down") for m in left]
+    book.record(owner, stopped)
+    return stopped

@@ -1,0 +1,160 @@
+"""One worker agent on an ssh host, running as long as its ssh command does.
+
+The agent travels as the zipapp of :mod:`shoal.launch.zipapp`, kept on the
+host under ``~/.shoal/agent`` by its hash. It reaches the boss through a
+reverse tunnel on the host's connection (``-R``), so the boss may listen on
+loopback and hosts behind NAT work; with a direct URL it connects straight.
+The token travels on the ssh command's standard input, which then stays open
+as the agent's lifeline: when it closes, the agent stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shlex
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from shoal.inventory import Host
+from shoal.launch import procs
+from shoal.launch.contract import READY_TIMEOUT, BossAccess, label_args
+from shoal.launch.ssh.client import REMOTE_ROOT, SshFailed, SshHost
+from shoal.statedir import open_private
+
+__all__ = ["SshAgent"]
+
+# Tries at a free port on the host for the reverse tunnel.
+TUNNEL_TRIES = 5
+
+
+class SshAgent:
+    """The ssh command that runs one host's agent, and its log."""
+
+    def __init__(
+        self,
+        host: Host,
+        *,
+        log: Path,
+        labels: Mapping[str, Any] | None = None,
+        log_cap: int | None = None,
+    ) -> None:
+        self.host = host
+        self.labels = dict(host.labels if labels is None else labels)
+        self.log_cap = log_cap
+        self.ssh = SshHost(host)
+        self.log_path = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.copied = False
+        self.log_offset = 0
+
+    def start(self, pyz: Path, boss: BossAccess) -> None:
+        """Copy the agent if the host lacks it, start it, and wait until it registers.
+
+        Raises :class:`SshFailed` with ssh's (or the agent's) own error line.
+        """
+        remote, self.copied = self.ssh.ensure_agent(pyz)
+        token = boss.token()
+        for _ in range(TUNNEL_TRIES):
+            forward: list[str] = []
+            url = boss.direct_url
+            if url is None:
+                # A port on the host's loopback that leads back to the boss.
+                parts = urlsplit(boss.url)
+                rport = random.randint(20000, 60000)
+                target = f"{parts.hostname or '127.0.0.1'}:{parts.port}"
+                forward = ["-o", "ExitOnForwardFailure=yes", "-R", f"{rport}:{target}"]
+                url = f"http://127.0.0.1:{rport}"
+            log = open_private(self.log_path)
+            self.log_offset = log.tell()
+            try:
+                self.proc = subprocess.Popen(
+                    [*self.ssh.argv(*forward), self._command(remote, url)],
+                    stdin=subprocess.PIPE,
+                    stdout=log,
+                    stderr=log,
+                )
+            finally:
+                log.close()
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(token.encode() + b"\n")
+            self.proc.stdin.flush()
+            if self._registered(boss):
+                return
+            text = procs.last_words(self.log_path, self.log_offset, self.proc.returncode)
+            if boss.direct_url is not None or "remote port forwarding failed" not in text:
+                raise SshFailed(self.host.name, text)
+        raise SshFailed(
+            self.host.name, f"no free port for the reverse tunnel after {TUNNEL_TRIES} tries"
+        )
+
+    def _command(self, remote: str, url: str) -> str:
+        """The shell command on the host: read the token, then become the agent."""
+        return " ".join(
+            [
+                "read -r SHOAL_TOKEN && export SHOAL_TOKEN &&",
+                f'mkdir -p "{REMOTE_ROOT}/work" &&',
+                "exec",
+                shlex.quote(self.host.python),
+                f'"{remote}"',
+                f"--boss={shlex.quote(url)}",
+                f"--slots={self.host.slots}",
+                f"--name={shlex.quote(self.host.name)}",
+                f'--workdir="{REMOTE_ROOT}/work"',
+                "--lifeline",
+                *([f"--log-cap={self.log_cap}"] if self.log_cap is not None else []),
+                *[shlex.quote(label) for label in label_args(self.labels)],
+            ]
+        )
+
+    def _registered(self, boss: BossAccess) -> bool:
+        """Wait until the agent registers (True) or its ssh command ends (False).
+
+        Registration is what says the tunnel holds and the boss took the
+        agent; an ssh command that ends first failed, and says why.
+        """
+        assert self.proc is not None
+        deadline = time.monotonic() + READY_TIMEOUT
+        while self.proc.poll() is None:
+            if boss.registered(self.host.name):
+                return True
+            if time.monotonic() > deadline:
+                self.stop()
+                raise SshFailed(
+                    self.host.name,
+                    f"the agent did not register with the boss within {READY_TIMEOUT:.0f} s "
+                    f"(see {self.log_path})",
+                )
+            time.sleep(0.05)
+        return False
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def drain(self) -> None:
+        """Ask the agent to take no more work and to exit once what runs is done."""
+        if self.alive() and self.proc is not None and self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.write(b"drain\n")
+                self.proc.stdin.flush()
+
+    def stop(self) -> None:
+        """Close the lifeline: the agent stops its attempts and exits; then end ssh."""
+        if self.proc is None:
+            return
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

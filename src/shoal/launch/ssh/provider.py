@@ -1,0 +1,170 @@
+"""The ``ssh`` provider: the hosts of an inventory, one agent on each.
+
+A hosts inventory is an ``ssh`` pool (:func:`pool_of`): its hosts travel in
+the pool's ``hosts`` field as plain data, so a keeper in another process gets
+them too. A machine is a host; its provider id is ``PID:TICKS`` of the local
+ssh command that holds its agent (:mod:`shoal.launch.procs`): ending that
+command closes the agent's lifeline, wherever it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from shoal.inventory import Host, Inventory
+from shoal.launch import procs
+from shoal.launch.contract import BossAccess, Machine, Pool, Site
+from shoal.launch.ssh.agent import SshAgent
+from shoal.launch.ssh.client import SshFailed, each_host
+
+__all__ = ["HOSTS_POOL", "SshProvider", "host_fields", "host_of", "pool_of"]
+
+# The pool an inventory given with --hosts becomes.
+HOSTS_POOL = "hosts"
+
+
+def host_fields(host: Host) -> dict[str, Any]:
+    """A host as plain data (JSON)."""
+    return {
+        "name": host.name,
+        "address": host.address,
+        "user": host.user,
+        "port": host.port,
+        "identity": host.identity,
+        "slots": host.slots,
+        "labels": dict(host.labels),
+        "python": host.python,
+        "ssh_options": list(host.ssh_options),
+    }
+
+
+def host_of(data: Mapping[str, Any]) -> Host:
+    """A host from :func:`host_fields`' data."""
+    fields = dict(data)
+    fields["ssh_options"] = tuple(fields.get("ssh_options") or ())
+    fields["labels"] = dict(fields.get("labels") or {})
+    return Host(**fields)
+
+
+def pool_of(inventory: Inventory, name: str = HOSTS_POOL) -> Pool:
+    """The ``ssh`` pool of an inventory's hosts, every one of them."""
+    return Pool(
+        name=name,
+        provider="ssh",
+        count=len(inventory.hosts),
+        fields={
+            "inventory": inventory.path,
+            "hosts": [host_fields(h) for h in inventory.hosts],
+        },
+    )
+
+
+class SshProvider:
+    """One agent per host, each held by an ssh command of this process."""
+
+    name = "ssh"
+    noun = "ssh host"
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.agents: dict[str, SshAgent] = {}
+
+    def hosts(self, pool: Pool, count: int) -> list[Host]:
+        return [host_of(h) for h in pool.fields.get("hosts", [])][:count]
+
+    def _machine(self, pool: Pool, host: Host) -> Machine:
+        return Machine(
+            name=host.name,
+            pool=pool.name,
+            provider=self.name,
+            address=host.destination + (f":{host.port}" if host.port else ""),
+            slots=host.slots,
+            labels={**pool.labels, **host.labels},
+        )
+
+    def plan(self, pool: Pool, count: int) -> list[Machine]:
+        return [self._machine(pool, h) for h in self.hosts(pool, count)]
+
+    def up(
+        self,
+        pool: Pool,
+        count: int,
+        boss: BossAccess,
+        *,
+        only: Collection[str] | None = None,
+    ) -> list[Machine]:
+        """Start every host's agent at once; each ``running`` once it registered, or ``failed``."""
+        from shoal.launch.zipapp import agent_zipapp
+
+        pyz = agent_zipapp(self.site.agents)
+        self.site.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
+        todo = [h for h in self.hosts(pool, count) if only is None or h.name in only]
+
+        def one(host: Host) -> Machine:
+            m = self._machine(pool, host)
+            agent = self.agents.get(host.name)
+            if agent is not None and agent.alive() and agent.proc is not None:
+                return m.replace(state="running", provider_id=procs.handle(agent.proc.pid))
+            agent = SshAgent(
+                host,
+                labels=m.labels,
+                log=self.site.logs / f"ssh-{host.name}.log",
+                log_cap=self.site.log_cap,
+            )
+            self.agents[host.name] = agent
+            try:
+                agent.start(pyz, boss)
+            except SshFailed as e:
+                return m.replace(state="failed", detail=e.line)
+            except (OSError, subprocess.SubprocessError) as e:
+                return m.replace(state="failed", detail=str(e))
+            assert agent.proc is not None
+            return m.replace(
+                state="running",
+                provider_id=procs.handle(agent.proc.pid),
+                detail="agent copied" if agent.copied else "",
+            )
+
+        return each_host(one, todo)
+
+    def status(self, machines: Sequence[Machine]) -> list[Machine]:
+        """As given while their ssh command runs; ``stopped`` once it has ended."""
+        out = []
+        for m in machines:
+            agent = self.agents.get(m.name)
+            if agent is None or agent.proc is None:  # held by another process
+                found = procs.parse_handle(m.provider_id)
+                out.append(m if found and procs.alive(*found) else m.replace(state="stopped"))
+                continue
+            code = agent.proc.poll()
+            if code is None:
+                out.append(m)
+                continue
+            # The boss's record of its goodbye says why, where it said one.
+            why = procs.last_words(agent.log_path, agent.log_offset, code)
+            out.append(m.replace(state="stopped", exit_code=code, detail=why))
+        return out
+
+    def down(self, machines: Sequence[Machine], drain: bool) -> None:
+        """Close their lifelines (after a drain, if asked); end the ssh commands."""
+
+        def one(m: Machine) -> None:
+            agent = self.agents.get(m.name)
+            if agent is None or agent.proc is None:
+                # Held by a process that is gone (a killed keeper): ending its
+                # ssh command closes the agent's lifeline; no drain from here.
+                procs.send(m.provider_id, signal.SIGTERM)
+                return
+            if drain:
+                agent.drain()
+                agent.proc.wait()
+            agent.stop()
+            # The master connection would end by itself soon after anyway.
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                agent.ssh.close()
+
+        each_host(one, list(machines))
