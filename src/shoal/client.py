@@ -14,10 +14,10 @@ from urllib.parse import quote, urlencode
 
 from shoal import protocol as p
 from shoal.agent.client import CHUNK, AgentClient, BossDown, BossRefused, token_from_environment
-from shoal.bundle import pack_bundle
 from shoal.exceptions import BadInput, BossError, BossUnreachable, NotFound, Unauthorized
 from shoal.logtail import read_from, start_of
 from shoal.spec import RunSpec
+from shoal.spec.bundle import pack_bundle
 from shoal.statedir import StateDir
 
 __all__ = ["BossClient", "OfflineClient"]

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from shoal.agent.worker import TAKES_NO_MORE
 from shoal.boss.listen import bind, url_of
-from shoal.bundle import pack_bundle
 from shoal.client import BossClient
 from shoal.exceptions import BadInput, ShoalError
-from shoal.inventory import Inventory
 from shoal.launch.local import LocalWorkers
 from shoal.placement import WorkerShape
 from shoal.spec import RunSpec
+from shoal.spec.bundle import pack_bundle
+from shoal.spec.inventory import Inventory
 from shoal.statedir import StateDir
 from shoal.views import Unplaceable
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shoal.bundle import pack_bundle
 from shoal.exceptions import BadInput
+from shoal.spec.bundle import pack_bundle
 
 
 def _folder(root: Path) -> Path:

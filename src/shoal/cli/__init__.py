@@ -154,7 +154,7 @@ def _state(path: Path | None) -> StateDir:
 def _inventory(path: Path | None) -> Any:
     if path is None:
         return None
-    from shoal import inventory
+    from shoal.spec import inventory
 
     return inventory.load(path)
 

@@ -27,8 +27,8 @@ from shoal import spec as specs
 from shoal.cli import render
 from shoal.client import BossClient
 from shoal.exceptions import BadInput
-from shoal.inventory import Inventory
 from shoal.session import LocalSession, check_fits
+from shoal.spec.inventory import Inventory
 from shoal.statedir import StateDir
 from shoal.views import Unplaceable
 

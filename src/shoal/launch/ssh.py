@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from shoal.inventory import Host
 from shoal.launch.local import last_words
+from shoal.spec.inventory import Host
 from shoal.statedir import open_private
 
 __all__ = [
@@ -415,7 +415,7 @@ def inject(hosts: list[Host], bundle: Path, script: str) -> list[Injected]:
     after the ssh connection ends. ``~/.shoal/inject/latest`` points at the
     folder, for ``shoal pull`` and ``shoal ssh``.
     """
-    from shoal.bundle import pack_bundle
+    from shoal.spec.bundle import pack_bundle
 
     digest, archive = pack_bundle(bundle)
     try:

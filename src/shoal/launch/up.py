@@ -94,8 +94,8 @@ def up(
     on_host: Any = None,
 ) -> list[Brought]:
     """Start the keeper and wait until every host's worker started or failed."""
-    from shoal import inventory
     from shoal.launch.zipapp import agent_zipapp
+    from shoal.spec import inventory
 
     inv = inventory.load(inventory_file)  # refused here, in one line, if wrong
     info = read_up(state)
@@ -182,8 +182,8 @@ class Keeper:
     """Holds the ssh workers of ``shoal up`` until told to stop."""
 
     def __init__(self, args: argparse.Namespace, token: str) -> None:
-        from shoal import inventory
         from shoal.launch.ssh import SshWorkers
+        from shoal.spec import inventory
 
         self.state = StateDir(Path(args.state))
         self.pyz = Path(args.agent)

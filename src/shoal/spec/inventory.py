@@ -93,7 +93,7 @@ def load(path: str | Path) -> Inventory:
 
 
 def parse_text(text: str, *, path: str = "<hosts>") -> Inventory:
-    from shoal.spec import _line_of, _parse_document, _suggest
+    from shoal.spec.taskfile import _line_of, _parse_document, _suggest
 
     data = _parse_document(text, path)
 

@@ -23,11 +23,11 @@ from typing import Any
 
 import yaml
 
-from shoal import bounds
-from shoal.bounds import MAX_NAME, short_name, shown
-from shoal.bundle import ARCHIVE_SUFFIXES, is_archive
 from shoal.exceptions import SpecError
 from shoal.memory import gc_paused
+from shoal.spec import bounds
+from shoal.spec.bounds import MAX_NAME, short_name, shown
+from shoal.spec.bundle import ARCHIVE_SUFFIXES, is_archive
 
 __all__ = ["RunSpec", "TaskSpec", "load", "parse_data", "parse_duration", "parse_text"]
 
@@ -363,7 +363,7 @@ def _parse_document(text: str, path: str) -> Any:
 
 
 def _check_nesting(text: str, fail: bounds.Fail) -> None:
-    """Refuse nesting past :data:`~shoal.bounds.MAX_DEPTH` before libyaml composes it.
+    """Refuse nesting past :data:`~shoal.spec.bounds.MAX_DEPTH` before libyaml composes it.
 
     Composing recurses in C: a hundred thousand ``[`` crash the process.
     Nesting comes from brackets, from ``- -`` (or ``?``) on one line, or from
@@ -540,7 +540,7 @@ class _Builder:
         self, text: Any, tasks: list[TaskSpec], line: int | None
     ) -> tuple[list[TaskSpec], str | None]:
         """The tasks a flow runs, ordered as it says, with its reductions."""
-        from shoal.flow import FlowError, plan
+        from shoal.spec.flow import FlowError, plan
 
         if not isinstance(text, str) or not text.strip():
             raise self.error("'flow' must be an expression such as \"(a | b); c; a + b + c\"", line)
