@@ -30,13 +30,13 @@ from starlette.types import ASGIApp
 from shoal import protocol as p
 from shoal.boss.auth import Guard, login_routes
 from shoal.boss.data import data_routes
-from shoal.boss.datastore import LocalDatastore
 from shoal.boss.health import Health
 from shoal.boss.metrics import Metrics
 from shoal.boss.pages import page_routes
 from shoal.boss.runs import run_routes
 from shoal.boss.web import ChangeFeed, Context, Limits, WorkSignal, error_response
 from shoal.boss.workers import worker_routes
+from shoal.datastore.local import LocalDatastore
 from shoal.exceptions import DatastoreError, ShoalError, StoreError
 from shoal.scheduler import Scheduler
 from shoal.sessions import Sessions

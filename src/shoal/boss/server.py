@@ -21,9 +21,9 @@ import uvicorn
 
 from shoal import protocol as p
 from shoal.boss.api import ChangeFeed, Limits, WorkSignal, create_app
-from shoal.boss.datastore import LocalDatastore
 from shoal.boss.health import Health
 from shoal.boss.listen import bind, parse_listen, url_of
+from shoal.datastore.local import LocalDatastore
 from shoal.scheduler import Scheduler
 from shoal.spec import RunSpec
 from shoal.store import Store

@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shoal.boss.datastore import LocalDatastore
 from shoal.boss.health import Health
 from shoal.boss.metrics import Metrics
+from shoal.datastore.local import LocalDatastore
 from shoal.exceptions import BadInput, TooLarge, WrongMediaType
 from shoal.scheduler import Scheduler
 

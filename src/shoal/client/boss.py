@@ -264,7 +264,7 @@ class OfflineClient:
     """
 
     def __init__(self, state: StateDir) -> None:
-        from shoal.boss.datastore import LocalDatastore
+        from shoal.datastore.local import LocalDatastore
         from shoal.scheduler import Scheduler
         from shoal.store import Store
 
