@@ -17,8 +17,8 @@ from starlette.routing import BaseRoute, Route
 
 from shoal import protocol as p
 from shoal.boss.web import Context, json_response, query_int, read_json, run_id
+from shoal.datastore.logtail import read_from, start_of
 from shoal.exceptions import BadInput, NotFound
-from shoal.logtail import read_from, start_of
 from shoal.memory import gc_paused
 from shoal.spec import spec_from_dict
 

@@ -14,8 +14,8 @@ from urllib.parse import quote, urlencode
 
 from shoal import protocol as p
 from shoal.agent.client import CHUNK, AgentClient, BossDown, BossRefused, token_from_environment
+from shoal.datastore.logtail import read_from, start_of
 from shoal.exceptions import BadInput, BossError, BossUnreachable, NotFound, Unauthorized
-from shoal.logtail import read_from, start_of
 from shoal.spec import RunSpec
 from shoal.spec.bundle import pack_bundle
 from shoal.statedir import StateDir
