@@ -23,6 +23,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Union, get_type_hints
 
+# Where logs, outputs and bundles live in the datastore is shoal.datastore.layout;
+# named here too for the code that reads them beside the wire messages.
+from shoal.datastore.layout import STAGING as STAGING
+from shoal.datastore.layout import bundle_path as bundle_path
+from shoal.datastore.layout import log_path as log_path
+from shoal.datastore.layout import output_prefix as output_prefix
+from shoal.datastore.layout import staging_prefix as staging_prefix
+
 PROTOCOL_VERSION = 1
 API_PREFIX = "/v1"
 
@@ -35,30 +43,6 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"
 CANCELLED = "cancelled"
 INTERRUPTED = "interrupted"
-
-
-def log_path(run_id: int, task: str, attempt_id: int) -> str:
-    """Where an attempt's log lives in the datastore."""
-    return f"logs/{run_id}/{task}/{attempt_id}.log"
-
-
-def output_prefix(run_id: int, task: str) -> str:
-    """The datastore folder that holds a task's uploaded outputs."""
-    return f"runs/{run_id}/{task}/"
-
-
-# The datastore's folder of outputs not yet made visible (never listed).
-STAGING = ".staging"
-
-
-def staging_prefix(attempt_id: int) -> str:
-    """The datastore folder where an attempt's outputs wait for its report to win."""
-    return f"{STAGING}/{attempt_id}/"
-
-
-def bundle_path(digest: str) -> str:
-    """Where a bundle archive lives in the datastore."""
-    return f"bundles/{digest}.tar.gz"
 
 
 class BadMessage(ValueError):

@@ -233,6 +233,17 @@ class AgentClient:
         data = self._check(resp)
         return json.loads(data) if data else None
 
+    def stream(self, path: str) -> http.client.HTTPResponse:
+        """``GET`` an answer to read as it comes (a file, a log); BossRefused for an error.
+
+        Read it to its end, or call :meth:`drop_connection`: a half-read
+        answer spoils the connection for the next request.
+        """
+        resp = self._send("GET", p.API_PREFIX + path)
+        if resp.status >= 400:
+            self._check(resp)
+        return resp
+
     # -- the protocol ----------------------------------------------------
 
     def register(self, reg: p.Registration) -> p.Registered:
@@ -267,9 +278,7 @@ class AgentClient:
 
     def download(self, path: str, dest: str) -> int:
         """Fetch a datastore file to ``dest``, streamed; its size."""
-        resp = self._send("GET", p.API_PREFIX + "/data/" + quote(path))
-        if resp.status >= 400:
-            self._check(resp)
+        resp = self.stream("/data/" + quote(path))
         parent = os.path.dirname(dest)
         if parent:
             os.makedirs(parent, exist_ok=True)

@@ -36,7 +36,7 @@ from shoal.boss.pages import page_routes
 from shoal.boss.runs import run_routes
 from shoal.boss.web import ChangeFeed, Context, Limits, WorkSignal, error_response
 from shoal.boss.workers import worker_routes
-from shoal.datastore.local import LocalDatastore
+from shoal.datastore.base import Datastore
 from shoal.exceptions import DatastoreError, ShoalError, StoreError
 from shoal.scheduler import Scheduler
 from shoal.sessions import Sessions
@@ -48,7 +48,7 @@ log = logging.getLogger("shoal.boss")
 
 def create_app(
     scheduler: Scheduler,
-    datastore: LocalDatastore,
+    datastore: Datastore,
     token: str,
     signal: WorkSignal | None = None,
     feed: ChangeFeed | None = None,

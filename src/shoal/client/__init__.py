@@ -1,5 +1,7 @@
-"""The command line's clients: of a running boss, or of a state folder's database."""
+"""The command line's clients: of a running boss (:class:`BossClient`), or of a
+state folder's database when none runs there (:class:`OfflineClient`)."""
 
-from shoal.client.boss import BossClient, OfflineClient
+from shoal.client.boss import BossClient
+from shoal.client.offline import OfflineClient
 
 __all__ = ["BossClient", "OfflineClient"]

@@ -1,4 +1,4 @@
-"""Reading a stored log: its last lines, and the rest of it in chunks.
+"""Reading a stored log: an attempt's, from an offset or its last lines, in chunks.
 
 The boss serves logs with these and ``shoal logs`` reads them offline with
 them, so a log is never held in memory whole.
@@ -8,13 +8,58 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
-from typing import BinaryIO
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
-__all__ = ["read_from", "start_of", "tail_start"]
+from shoal.datastore.base import Datastore
+from shoal.datastore.layout import log_path
+from shoal.exceptions import NotFound
 
-CHUNK = 256 * 1024
+__all__ = ["StoredLog", "attempt_log_path", "read_log", "start_of", "tail_start"]
+
 _BLOCK = 64 * 1024
+
+
+@dataclass
+class StoredLog:
+    """The part of a stored log asked for: where it starts, the log's size, its bytes."""
+
+    start: int
+    size: int
+    chunks: Iterator[bytes]
+
+
+def attempt_log_path(
+    run_id: int, task: dict[str, Any], number: int | None
+) -> tuple[dict[str, Any], str]:
+    """The attempt of a task's view whose log is asked for, and where its log is.
+
+    The latest attempt, or the one numbered ``number``; NotFound if there is none.
+    """
+    attempts = task["attempt_list"]
+    if number:
+        attempts = [a for a in attempts if a["number"] == number]
+    if not attempts:
+        which = f"attempt {number}" if number else "attempt yet"
+        raise NotFound(f"task '{task['name']}' has no {which}")
+    last: dict[str, Any] = attempts[-1]
+    return last, last["log"] or log_path(run_id, task["name"], last["id"])
+
+
+def read_log(
+    datastore: Datastore, path: str, tail: int | None = None, offset: int = 0
+) -> StoredLog | None:
+    """The log at ``path`` from ``offset``, or its last ``tail`` lines; None if there is none (yet)."""
+    if not datastore.exists(path):
+        return None
+    try:
+        with datastore.open_read(path) as f:
+            start, size = start_of(f, tail)
+    except NotFound:
+        return None  # gone between the look and the open
+    if tail is None:
+        start = min(offset, size)
+    return StoredLog(start, size, datastore.chunks(path, start))
 
 
 def tail_start(f: BinaryIO, lines: int, size: int) -> int:
@@ -45,16 +90,7 @@ def tail_start(f: BinaryIO, lines: int, size: int) -> int:
     return 0
 
 
-def read_from(path: Path, start: int) -> Iterator[bytes]:
-    """The file from ``start`` to its end, in chunks (opened once the first is asked for)."""
-    with path.open("rb") as f:
-        f.seek(start)
-        while chunk := f.read(CHUNK):
-            yield chunk
-
-
-def start_of(path: Path, tail: int | None) -> tuple[int, int]:
-    """Where the last ``tail`` lines of a file begin (0 for all of it), and its size."""
-    with path.open("rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        return (tail_start(f, tail, size) if tail is not None else 0), size
+def start_of(f: BinaryIO, tail: int | None) -> tuple[int, int]:
+    """Where the last ``tail`` lines of an open file begin (0 for all of it), and its size."""
+    size = f.seek(0, os.SEEK_END)
+    return (tail_start(f, tail, size) if tail is not None else 0), size

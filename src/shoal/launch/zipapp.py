@@ -22,6 +22,8 @@ __all__ = ["AGENT_MODULES", "agent_zipapp", "zipapp_bytes"]
 AGENT_MODULES = (
     "shoal/__init__.py",
     "shoal/protocol.py",
+    "shoal/datastore/__init__.py",
+    "shoal/datastore/layout.py",
     "shoal/agent/__init__.py",
     "shoal/agent/client.py",
     "shoal/agent/logcap.py",
