@@ -218,7 +218,7 @@ def run(
     log_cap: LogCapOpt = None,
 ) -> None:
     """Run a task file on this machine, start to end: boss, workers, progress, summary."""
-    from shoal.cli.run import run_command
+    from shoal.cli.progress import run_command
 
     cap = _log_cap(log_cap)
     inventory = _inventory(hosts)
@@ -262,7 +262,7 @@ def flow(
 ) -> None:
     """Run a flow of tasks defined as Python functions, on this machine; print its result."""
     from shoal.api import Run, functions_as_tasks
-    from shoal.cli.run import run_spec
+    from shoal.cli.progress import run_spec
 
     run = Run(defs.stem)
     functions_as_tasks(defs, run)
