@@ -44,6 +44,10 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 INTERRUPTED = "interrupted"
 
+# The states of a task, in the order of its life (``shoal tasks --only``,
+# ``GET /v1/runs/<run>/tasks?state=``).
+TASK_STATES = ("waiting", "ready", "running", "succeeded", "failed", "cancelled", "upstream_failed")
+
 
 class BadMessage(ValueError):
     """A message whose fields are missing or of the wrong type (the boss answers 400)."""

@@ -32,9 +32,7 @@ log = logging.getLogger("shoal.boss")
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{8,64}")
 BUNDLE_DIGEST = re.compile(r"[0-9a-f]{16,64}")
 # Task states a filter may name.
-STATES = frozenset(
-    {"waiting", "ready", "running", "succeeded", "failed", "cancelled", "upstream_failed"}
-)
+STATES = frozenset(p.TASK_STATES)
 
 
 def _states(request: Request) -> list[str] | None:

@@ -88,39 +88,10 @@ def run_spec(
         hosts=hosts,
         log_cap=log_cap,
     ) as session:
-        if session.ssh is not None:
-            for failure in session.ssh.failures:
-                err.print(Text(f"host {failure.host}: {failure.line}"))
-            if not session.ssh.started and not jobs:
-                raise BadInput(
-                    "no host of the inventory could start a worker (see above); "
-                    "'shoal hosts check --hosts FILE' tells more"
-                )
-        if not as_json:
-
-            def lost(name: str, why: str) -> None:
-                err.print(Text(f"worker {name} stopped: {why}"), soft_wrap=True)
-
-            session.on_worker_exit = lost
-
-        def unplaceable(found: list[Unplaceable]) -> None:
-            for need in found:
-                err.print(Text(f"{need.sentence()}: failed", style="red"), soft_wrap=True)
-
-        session.on_unplaceable = unplaceable
+        _report_as_it_happens(session, err, as_json, jobs)
         run_id = session.submit(spec, reuse=not fresh)
         if not as_json and not quiet:
-            where = f"{jobs} local worker{'s' if jobs != 1 else ''}"
-            if session.ssh is not None:
-                n = len(session.ssh.started)
-                where = f"{n} ssh host{'s' if n != 1 else ''}" + (f" and {where}" if jobs else "")
-            err.print(
-                Text.assemble(
-                    f"run {run_id} ",
-                    (spec.name, "bold"),
-                    f": {len(spec.tasks)} tasks on {where} (state in {state.root})",
-                )
-            )
+            err.print(_started(session, spec, run_id, jobs, state))
         warned: set[str] = set()
 
         def warn(view: dict[str, Any], out: Console = err) -> None:
@@ -151,6 +122,45 @@ def run_spec(
         elif print_result and view.get("result") is not None:
             print(json.dumps(view["result"]))
     return EXIT_OK if view["state"] == "succeeded" else EXIT_FAILED
+
+
+def _report_as_it_happens(session: LocalSession, err: Console, as_json: bool, jobs: int) -> None:
+    """Hosts that could not start a worker, workers that stopped, tasks no worker can take."""
+    if session.ssh is not None:
+        for failure in session.ssh.failures:
+            err.print(Text(f"host {failure.host}: {failure.line}"))
+        if not session.ssh.started and not jobs:
+            raise BadInput(
+                "no host of the inventory could start a worker (see above); "
+                "'shoal hosts check --hosts FILE' tells more"
+            )
+    if not as_json:
+
+        def lost(name: str, why: str) -> None:
+            err.print(Text(f"worker {name} stopped: {why}"), soft_wrap=True)
+
+        session.on_worker_exit = lost
+
+    def unplaceable(found: list[Unplaceable]) -> None:
+        for need in found:
+            err.print(Text(f"{need.sentence()}: failed", style="red"), soft_wrap=True)
+
+    session.on_unplaceable = unplaceable
+
+
+def _started(
+    session: LocalSession, spec: specs.RunSpec, run_id: int, jobs: int, state: StateDir
+) -> Text:
+    """The line that says the run started, and where it runs."""
+    where = f"{jobs} local worker{'s' if jobs != 1 else ''}"
+    if session.ssh is not None:
+        n = len(session.ssh.started)
+        where = f"{n} ssh host{'s' if n != 1 else ''}" + (f" and {where}" if jobs else "")
+    return Text.assemble(
+        f"run {run_id} ",
+        (spec.name, "bold"),
+        f": {len(spec.tasks)} tasks on {where} (state in {state.root})",
+    )
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -222,7 +232,7 @@ def _summary(
     if bad:
         console.print(render.task_table(bad[:20]))
         if len(bad) > 20:
-            console.print(f"… and {len(bad) - 20} more (shoal tasks --state failed)")
+            console.print(f"… and {len(bad) - 20} more (shoal tasks --only failed)")
         for t in [t for t in bad if t["state"] == "failed" and t["attempts"]][:5]:
             text = client.log(run_id, t["name"], tail=8).rstrip("\n")
             lines = text.splitlines()[-8:] if text else ["(no output)"]

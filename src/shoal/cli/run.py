@@ -1,0 +1,155 @@
+"""Runs: ``shoal run`` and ``shoal flow`` on this machine; ``submit``, ``cancel`` and ``retry`` on a boss."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shoal.cli.common import (
+    BossOpt,
+    DbOpt,
+    FreshOpt,
+    HostsOpt,
+    JsonOpt,
+    LeaseOpt,
+    LogCapOpt,
+    SpeculateMinOpt,
+    StateOpt,
+    TokenOpt,
+    _client,
+    _inventory,
+    _log_cap,
+    _state,
+    app,
+    console,
+)
+from shoal.client import BossClient
+
+__all__ = ["cancel", "flow", "retry", "run", "submit"]
+
+
+@app.command()
+def run(
+    file: Annotated[str, typer.Argument(help="The task file (YAML or JSON).")],
+    jobs: Annotated[
+        int, typer.Option("-j", "--jobs", help="Local workers (default: the number of cores).")
+    ] = 0,
+    slots: Annotated[int, typer.Option("--slots", help="Slots per local worker.")] = 1,
+    state: StateOpt = None,
+    db: DbOpt = None,
+    hosts: HostsOpt = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress and no summary.")
+    ] = False,
+    fresh: FreshOpt = False,
+    lease: LeaseOpt = 30.0,
+    speculate_min: SpeculateMinOpt = 30.0,
+    log_cap: LogCapOpt = None,
+) -> None:
+    """Run a task file on this machine, start to end: boss, workers, progress, summary."""
+    from shoal.cli.progress import run_command
+
+    cap = _log_cap(log_cap)
+    inventory = _inventory(hosts)
+    code = run_command(
+        file,
+        jobs=jobs if jobs or inventory is not None else os.cpu_count() or 1,
+        hosts=inventory,
+        slots=slots,
+        state=_state(state),
+        db=db,
+        as_json=as_json,
+        quiet=quiet,
+        lease=lease,
+        fresh=fresh,
+        speculate_min=speculate_min,
+        log_cap=cap,
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def flow(
+    expression: Annotated[
+        str, typer.Argument(help='The flow, e.g. "(a | b | c); d; a + b + c + d".')
+    ],
+    defs: Annotated[
+        Path, typer.Option("--defs", help="Python file whose functions return each task's command.")
+    ],
+    jobs: Annotated[
+        int, typer.Option("-j", "--jobs", help="Local workers (default: the number of cores).")
+    ] = 0,
+    state: StateOpt = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress; print only the result.")
+    ] = False,
+    fresh: FreshOpt = False,
+    log_cap: LogCapOpt = None,
+) -> None:
+    """Run a flow of tasks defined as Python functions, on this machine; print its result."""
+    from shoal.api import Run, functions_as_tasks
+    from shoal.cli.progress import run_spec
+
+    run = Run(defs.stem)
+    functions_as_tasks(defs, run)
+    spec = run.flow(expression).spec()
+    code = run_spec(
+        spec,
+        jobs=jobs or os.cpu_count() or 1,
+        slots=1,
+        state=_state(state),
+        as_json=as_json,
+        quiet=quiet,
+        fresh=fresh,
+        print_result=True,
+        log_cap=_log_cap(log_cap),
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def submit(
+    file: Annotated[str, typer.Argument(help="The task file.")],
+    boss: BossOpt = None,
+    token: TokenOpt = None,
+    state: StateOpt = None,
+) -> None:
+    """Submit a task file to a running boss; prints the run id."""
+    from shoal import spec as specs
+
+    spec = specs.load(file)
+    with BossClient.find(boss, token, _state(state)) as client:
+        print(client.submit(spec))
+
+
+@app.command()
+def cancel(
+    run_ref: Annotated[str, typer.Argument(help="Run id or name.")],
+    boss: BossOpt = None,
+    token: TokenOpt = None,
+    state: StateOpt = None,
+) -> None:
+    """Cancel a run: its unfinished tasks stop and will not start."""
+    client = _client(boss, token, state)
+    run_id = client.run(run_ref)["run"]
+    n = client.cancel(run_id)
+    console.print(f"run {run_id}: {n} task(s) cancelled")
+
+
+@app.command()
+def retry(
+    run_ref: Annotated[str, typer.Argument(help="Run id or name.")],
+    boss: BossOpt = None,
+    token: TokenOpt = None,
+    state: StateOpt = None,
+) -> None:
+    """Run a run's failed, upstream-failed and cancelled tasks again."""
+    client = _client(boss, token, state)
+    run_id = client.run(run_ref)["run"]
+    n = client.retry(run_id)
+    console.print(f"run {run_id}: {n} task(s) will run again")
