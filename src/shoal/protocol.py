@@ -30,6 +30,7 @@ from shoal.datastore.layout import bundle_path as bundle_path
 from shoal.datastore.layout import log_path as log_path
 from shoal.datastore.layout import output_prefix as output_prefix
 from shoal.datastore.layout import staging_prefix as staging_prefix
+from shoal.exceptions import BadInput
 
 PROTOCOL_VERSION = 1
 API_PREFIX = "/v1"
@@ -49,7 +50,7 @@ INTERRUPTED = "interrupted"
 TASK_STATES = ("waiting", "ready", "running", "succeeded", "failed", "cancelled", "upstream_failed")
 
 
-class BadMessage(ValueError):
+class BadMessage(BadInput):
     """A message whose fields are missing or of the wrong type (the boss answers 400)."""
 
 

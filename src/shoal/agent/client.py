@@ -13,6 +13,7 @@ from typing import Any, Dict, MutableMapping, Optional
 from urllib.parse import quote, urlencode, urlsplit
 
 from shoal import protocol as p
+from shoal.exceptions import BossError, BossUnreachable
 
 CHUNK = 256 * 1024
 # How long an upload is asked again while the boss cannot store it (503).
@@ -59,11 +60,11 @@ def token_warning(option: str, safer: str) -> str:
     )
 
 
-class BossDown(Exception):
+class BossDown(BossUnreachable):
     """The boss did not answer (connection refused, reset, timed out)."""
 
 
-class BossRefused(Exception):
+class BossRefused(BossError):
     """The boss answered with an error status."""
 
     def __init__(self, status: int, message: str) -> None:

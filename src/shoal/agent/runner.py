@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from shoal import protocol as p
 from shoal.agent.client import AgentClient, drop_credentials
 from shoal.agent.logcap import DEFAULT_LOG_CAP, CappedLog
+from shoal.exceptions import ShoalError
 
 _SHELL_CHARS = frozenset("|&;<>()$`\\\"'*?[]#~=%{}!\n\t")
 _SHELL_WORDS = frozenset(
@@ -99,7 +100,7 @@ def parse_result(text: str) -> Any:
         return stripped
 
 
-class SetupFailed(Exception):
+class SetupFailed(ShoalError):
     """A bundle's setup command failed on this worker."""
 
 
@@ -176,7 +177,7 @@ class BundleCache:
             )
 
 
-class OutputRefused(Exception):
+class OutputRefused(ShoalError):
     """An output of the task leads out of its workspace (a link to /etc/passwd, say)."""
 
 

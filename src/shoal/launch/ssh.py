@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from shoal.exceptions import ShoalError
 from shoal.launch.local import last_words
 from shoal.spec.inventory import Host
 from shoal.statedir import open_private
@@ -136,7 +137,7 @@ class SshHost:
         )
 
 
-class SshFailed(Exception):
+class SshFailed(ShoalError):
     def __init__(self, host: str, line: str) -> None:
         super().__init__(f"{host}: {line}")
         self.host = host
