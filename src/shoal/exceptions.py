@@ -27,7 +27,7 @@ prints a traceback for them.
     │   ├── BossRefused       the boss answered the agent with an error status (agent.client)
     │   └── Unauthorized      the boss refused the token
     ├── ReduceError           a reduction's operands cannot be added together (reduce)
-    ├── SetupFailed           a bundle's setup failed on a worker (agent.runner)
+    ├── SetupFailed           a bundle's setup failed on a worker (agent.bundles)
     ├── OutputRefused         an output of a task leads out of its workspace (agent.runner)
     ├── SshFailed             ssh to a host failed; names the host and ssh's line (launch.ssh)
     └── WorkersLost           every local worker exited while the run had work (session)

@@ -26,6 +26,7 @@ AGENT_MODULES = (
     "shoal/datastore/__init__.py",
     "shoal/datastore/layout.py",
     "shoal/agent/__init__.py",
+    "shoal/agent/bundles.py",
     "shoal/agent/client.py",
     "shoal/agent/logcap.py",
     "shoal/agent/runner.py",
