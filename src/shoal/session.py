@@ -10,7 +10,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -290,7 +289,3 @@ def check_fits(spec: RunSpec, max_slots: int) -> None:
                 f"{spec.source or spec.name}: task '{t.name}' needs {t.slots} slots but each "
                 f"local worker has {max_slots} (give them more with --slots {t.slots})"
             )
-
-
-def default_state() -> StateDir:
-    return StateDir(Path(os.environ.get("SHOAL_STATE", ".shoal")))

@@ -370,9 +370,6 @@ class SshWorkers:
     def alive(self) -> int:
         return sum(1 for w in self.started if w.alive())
 
-    def log_paths(self) -> list[Path]:
-        return [w.log_path for w in self.workers]
-
     def exited(self) -> list[tuple[str, str]]:
         """Hosts whose worker ended since the last call: (host, why), each told once."""
         out = []
