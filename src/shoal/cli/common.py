@@ -16,7 +16,7 @@ import typer
 
 from shoal.agent.client import read_token_file, token_from_environment, token_warning
 from shoal.cli import render
-from shoal.client import BossClient, OfflineClient
+from shoal.client import BossClient, Client, OfflineClient
 from shoal.exceptions import BadInput
 from shoal.statedir import StateDir
 
@@ -180,7 +180,7 @@ def _token(token_file: Path | None) -> str | None:
         raise BadInput(str(e)) from None
 
 
-def _client(boss: str | None, token: str | None, state: Path | None) -> BossClient | OfflineClient:
+def _client(boss: str | None, token: str | None, state: Path | None) -> Client:
     """The boss to ask; without one, the state folder's database, read directly."""
     sd = _state(state)
     if not (boss or os.environ.get("SHOAL_BOSS")) and sd.live_boss() is None and sd.has_database():

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from shoal.agent.client import CHUNK, AgentClient, BossDown, BossRefused, token_from_environment
+from shoal.client.base import Client
 from shoal.datastore.layout import bundle_path
 from shoal.exceptions import BadInput, BossError, BossUnreachable, NotFound, Unauthorized
 from shoal.spec import RunSpec
@@ -25,7 +26,7 @@ __all__ = ["BossClient"]
 SUBMIT_PATIENCE = 30.0
 
 
-class BossClient:
+class BossClient(Client):
     """Calls a boss; turns its errors into :mod:`shoal.exceptions`."""
 
     def __init__(self, url: str, token: str, timeout: float = 30.0) -> None:
@@ -158,16 +159,6 @@ class BossClient:
         """A task's log (its last ``tail`` lines) in chunks as the boss sends it."""
         chunks, _ = self._log(ref, name, attempt=attempt, tail=tail)
         return chunks
-
-    def log(
-        self,
-        ref: str | int | None,
-        name: str,
-        attempt: int | None = None,
-        tail: int | None = None,
-    ) -> str:
-        """A task's log (its last ``tail`` lines), as text."""
-        return b"".join(self.log_chunks(ref, name, attempt, tail)).decode("utf-8", "replace")
 
     def log_from(
         self, ref: str | int | None, name: str, offset: int, tail: int | None = None

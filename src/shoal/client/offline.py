@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from shoal.client.base import Client
 from shoal.datastore import open_datastore
 from shoal.datastore.logtail import attempt_log_path, read_log
 from shoal.exceptions import BossUnreachable
@@ -13,7 +14,7 @@ from shoal.statedir import StateDir
 __all__ = ["OfflineClient"]
 
 
-class OfflineClient:
+class OfflineClient(Client):
     """Reads a state folder's database when no boss runs there.
 
     After ``shoal run`` ends, ``shoal status``, ``tasks``, ``logs`` and
@@ -62,15 +63,6 @@ class OfflineClient:
         _, path = attempt_log_path(run_id, self.scheduler.task_view(run_id, name), attempt)
         stored = read_log(self.datastore, path, tail)
         return stored.chunks if stored is not None else iter(())
-
-    def log(
-        self,
-        ref: str | int | None,
-        name: str,
-        attempt: int | None = None,
-        tail: int | None = None,
-    ) -> str:
-        return b"".join(self.log_chunks(ref, name, attempt, tail)).decode("utf-8", "replace")
 
     def results(self, ref: str | int | None) -> dict[str, Any]:
         return self.scheduler.results(self._id(ref))
