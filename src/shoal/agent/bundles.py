@@ -1,6 +1,6 @@
 """Bundles on a worker: fetched once per host by content hash, unpacked safely, set up once.
 
-Standard library only, Python >= 3.8 (the agent's). :func:`extract_tar` is
+Standard library only, like all of the agent. :func:`extract_tar` is
 also how the command line reads a bundle given as a tar archive, so both
 sides refuse the same archives.
 """

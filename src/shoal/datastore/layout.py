@@ -8,7 +8,7 @@
     logs/<run>/<task>/<attempt>.log  attempts' logs
     .staging/<attempt>/<file>        outputs of an attempt not yet promoted (never listed)
 
-Standard library only, and Python >= 3.8: the worker agent imports it.
+Standard library only: the worker agent imports it (see ``shoal.protocol``).
 """
 
 from __future__ import annotations
