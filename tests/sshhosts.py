@@ -21,21 +21,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
+from tests.needs import needs
 
 SSHD = "/usr/sbin/sshd"
 
-needs_ssh_hosts = pytest.mark.skipif(
-    os.geteuid() != 0
-    or shutil.which("ip") is None
-    or not Path(SSHD).exists()
-    or shutil.which("ssh") is None,
-    reason="needs root, iproute2 (ip netns), openssh-server and the ssh client",
+needs_ssh_hosts = needs(
+    "root, iproute2 (ip netns), openssh-server and the ssh client",
+    os.geteuid() == 0
+    and shutil.which("ip") is not None
+    and Path(SSHD).exists()
+    and shutil.which("ssh") is not None,
 )
-needs_tmux = pytest.mark.skipif(
-    shutil.which("tmux") is None and os.environ.get("CI") != "true",
-    reason="needs tmux (.ci/run installs it)",
-)
+needs_tmux = needs("tmux", shutil.which("tmux") is not None)
 
 
 def ip(*args: str) -> str:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shoal.datastore.layout import output_prefix
 from shoal.exceptions import BadInput, NotFound
 from shoal.spec import RunSpec, parse_data
 
@@ -206,7 +207,7 @@ class Result:
                 f"task '{task}' has no output '{name}' (it has: {', '.join(t['outputs']) or 'none'})"
             )
         run = t.get("source_run") or self.run_id
-        return self.data / "runs" / str(run) / task / name
+        return self.data / output_prefix(run, task) / name
 
 
 def _result(client: Any, run_id: int, data: Path | None) -> Result:

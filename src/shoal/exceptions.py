@@ -10,18 +10,31 @@ prints a traceback for them.
     ShoalError
     ├── BadInput              exit 2: the user gave something shoal cannot use
     │   ├── SpecError         a task file (or inventory) is invalid; names file:line and task
+    │   ├── FlowError         a flow expression does not parse; names the column (spec.flow)
     │   ├── NotFound          a run, task or file named on the command line does not exist
     │   ├── TooLarge          a request or a document is over a limit, which it names
     │   ├── WrongMediaType    a request's body is not of the type the route reads
     │   ├── Refused           the request is well formed but this caller may not do it
     │   ├── Fenced            an attempt that no longer holds its task tried to write for it
-    │   └── UploadStalled     an upload sent nothing for too long and was dropped
+    │   ├── UploadStalled     an upload sent nothing for too long and was dropped
+    │   └── BadMessage        a wire message with a field missing or of the wrong type (protocol)
     ├── StoreError            the database cannot be used (newer schema, locked, corrupt)
     │   └── StoreConflict     two transactions collided: run it again
     ├── DatastoreError        the datastore cannot be written (read-only, full, blocked)
-    └── BossError             talking to the boss failed
-        ├── BossUnreachable   no boss answers at the address
-        └── Unauthorized      the boss refused the token
+    ├── BossError             talking to the boss failed
+    │   ├── BossUnreachable   no boss answers at the address
+    │   │   └── BossDown      the agent's connection to the boss failed (agent.client)
+    │   ├── BossRefused       the boss answered the agent with an error status (agent.client)
+    │   └── Unauthorized      the boss refused the token
+    ├── ReduceError           a reduction's operands cannot be added together (reduce)
+    ├── SetupFailed           a bundle's setup failed on a worker (agent.bundles)
+    ├── OutputRefused         an output of a task leads out of its workspace (agent.runner)
+    ├── SshFailed             ssh to a host failed; names the host and ssh's line (launch.ssh)
+    └── WorkersLost           every local worker exited while the run had work (session)
+
+A class followed by a module in parentheses is defined there, beside what
+raises them; the worker agent imports this module, so it stays standard
+library only, like the agent.
 """
 
 from __future__ import annotations

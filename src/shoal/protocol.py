@@ -1,7 +1,9 @@
 """Wire messages shared by the boss and the worker agent.
 
-Standard library only, and Python >= 3.8: the agent imports this module on
-hosts where nothing but ``python3`` is installed.
+Standard library only: the agent imports this module on hosts where nothing
+but ``python3`` is installed. Claimed (and tested in CI) on Python 3.11 and
+newer; the agent's modules keep to Python 3.8's syntax and typing all the same
+(``tests/unit/test_agent_stdlib.py``).
 
 A worker talks to the boss in two kinds of request:
 
@@ -22,6 +24,15 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Union, get_type_hints
+
+# Where logs, outputs and bundles live in the datastore is shoal.datastore.layout;
+# named here too for the code that reads them beside the wire messages.
+from shoal.datastore.layout import STAGING as STAGING
+from shoal.datastore.layout import bundle_path as bundle_path
+from shoal.datastore.layout import log_path as log_path
+from shoal.datastore.layout import output_prefix as output_prefix
+from shoal.datastore.layout import staging_prefix as staging_prefix
+from shoal.exceptions import BadInput
 
 PROTOCOL_VERSION = 1
 API_PREFIX = "/v1"
@@ -47,32 +58,12 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 INTERRUPTED = "interrupted"
 
-
-def log_path(run_id: int, task: str, attempt_id: int) -> str:
-    """Where an attempt's log lives in the datastore."""
-    return f"logs/{run_id}/{task}/{attempt_id}.log"
-
-
-def output_prefix(run_id: int, task: str) -> str:
-    """The datastore folder that holds a task's uploaded outputs."""
-    return f"runs/{run_id}/{task}/"
+# The states of a task, in the order of its life (``shoal tasks --only``,
+# ``GET /v1/runs/<run>/tasks?state=``).
+TASK_STATES = ("waiting", "ready", "running", "succeeded", "failed", "cancelled", "upstream_failed")
 
 
-# The datastore's folder of outputs not yet made visible (never listed).
-STAGING = ".staging"
-
-
-def staging_prefix(attempt_id: int) -> str:
-    """The datastore folder where an attempt's outputs wait for its report to win."""
-    return f"{STAGING}/{attempt_id}/"
-
-
-def bundle_path(digest: str) -> str:
-    """Where a bundle archive lives in the datastore."""
-    return f"bundles/{digest}.tar.gz"
-
-
-class BadMessage(ValueError):
+class BadMessage(BadInput):
     """A message whose fields are missing or of the wrong type (the boss answers 400)."""
 
 

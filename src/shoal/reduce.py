@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from shoal.exceptions import ShoalError
+
 __all__ = ["ReduceError", "combine", "kind_of"]
 
 
-class ReduceError(ValueError):
+class ReduceError(ShoalError):
     """The operands cannot be added together."""
 
 

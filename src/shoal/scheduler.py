@@ -24,10 +24,10 @@ from typing import Any, ParamSpec, TypeVar
 
 from shoal import protocol as p
 from shoal.exceptions import NotFound, StoreConflict
-from shoal.keys import definition_keys, topological
 from shoal.placement import WorkerShape, has_labels
 from shoal.reduce import ReduceError, combine
 from shoal.spec import RunSpec
+from shoal.spec.keys import definition_keys, topological
 from shoal.store import Store, Tx
 from shoal.views import DashboardViews, Unplaceable, Views, unplaceable
 

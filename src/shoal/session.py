@@ -10,16 +10,13 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from shoal import protocol as p
 from shoal.boss.listen import bind
-from shoal.bundle import pack_bundle
 from shoal.client import BossClient
 from shoal.exceptions import BadInput, ShoalError
-from shoal.inventory import Inventory
 from shoal.launch import providers
 from shoal.launch.book import StoreBook, owner_name
 from shoal.launch.contract import BossAccess, Machine, Pool, Site
@@ -27,6 +24,8 @@ from shoal.launch.fleet import Fleet
 from shoal.launch.pools import run_pools
 from shoal.placement import WorkerShape
 from shoal.spec import RunSpec
+from shoal.spec.bundle import pack_bundle
+from shoal.spec.inventory import Inventory
 from shoal.statedir import StateDir
 from shoal.views import Unplaceable
 
@@ -323,7 +322,3 @@ def check_fits(spec: RunSpec, max_slots: int) -> None:
                 f"{spec.source or spec.name}: task '{t.name}' needs {t.slots} slots but each "
                 f"local worker has {max_slots} (give them more with --slots {t.slots})"
             )
-
-
-def default_state() -> StateDir:
-    return StateDir(Path(os.environ.get("SHOAL_STATE", ".shoal")))

@@ -15,9 +15,10 @@ import pytest
 
 from tests.chromium import CHROMIUM, FLAGS
 from tests.conftest import Procs, shoal, start_boss, start_worker, write
+from tests.needs import needs
 
 playwright = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+pytestmark = needs("Debian's chromium", Path(CHROMIUM).exists())
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 The test makes its own host: a network namespace joined to this one by a veth
 pair it creates, with addresses of its own. It checks that the route to each
 address goes over that veth before any traffic is sent, and removes it all at
-the end. Needs root and iproute2; skipped elsewhere.
+the end. Needs root and iproute2 (see tests/needs.py).
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SRC, Procs, boss_info, free_port, shoal, shoal_json, wait_for, write
+from tests.needs import needs
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2 (ip netns)"
+pytestmark = needs(
+    "root and iproute2 (ip netns)", os.geteuid() == 0 and shutil.which("ip") is not None
 )
 
 

@@ -139,7 +139,7 @@ tasks:
         and "the disk is full" in log.stdout
         and "exit code 3" in log.stderr
     )
-    failed = shoal_json("tasks", "--state", "failed", cwd=tmp_path)
+    failed = shoal_json("tasks", "--only", "failed", cwd=tmp_path)
     assert [t["name"] for t in failed] == ["broken"]
 
 

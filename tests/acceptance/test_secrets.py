@@ -94,8 +94,8 @@ def test_a_task_on_the_zipapp_agent_sees_no_token(tmp_path: Path, boss: RunningB
         )
         for task in ("spy", "last"):
             view = boss.scheduler.task_view(run_id, task)
-            log_path = boss.boss.datastore.open_path(view["attempt_list"][-1]["log"])
-            assert_no_credential(log_path.read_text(), boss.token)
+            with boss.boss.datastore.open_read(view["attempt_list"][-1]["log"]) as log_file:
+                assert_no_credential(log_file.read().decode(), boss.token)
     finally:
         worker.terminate()
         worker.wait(15)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import re
 import shutil
 import tarfile
 import zipfile
@@ -9,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from shoal.bundle import pack_bundle
 from shoal.exceptions import BadInput
+from shoal.spec.bundle import pack_bundle
 
 
 def _folder(root: Path) -> Path:
@@ -75,3 +77,43 @@ def test_a_run_takes_its_bundle_from_an_archive(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert '"results": {"a": 42}' in proc.stdout
+
+
+def _tar_with(tmp_path: Path, member: tarfile.TarInfo) -> Path:
+    archive = tmp_path / "bad.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        ok = tarfile.TarInfo("main.sh")
+        tar.addfile(ok, io.BytesIO(b""))
+        tar.addfile(member, io.BytesIO(b"x") if member.isfile() else None)
+    return archive
+
+
+@pytest.mark.parametrize("kind", ["name", "link"])
+def test_a_tar_reaching_outside_itself_is_refused_by_the_command_line_and_the_agent_alike(
+    tmp_path: Path, kind: str
+) -> None:
+    from shoal.agent.bundles import BundleCache, SetupFailed
+
+    if kind == "name":
+        member = tarfile.TarInfo("../escape.txt")
+        member.size = 1
+        what = "../escape.txt points outside the archive"
+    else:
+        member = tarfile.TarInfo("passwd")
+        member.type, member.linkname = tarfile.SYMTYPE, "../../etc/passwd"
+        what = "passwd is a link that points outside the archive"
+    archive = _tar_with(tmp_path, member)
+    with pytest.raises(BadInput, match=re.escape(f"cannot be unpacked: {what}")):
+        pack_bundle(archive)
+
+    class Fetches:
+        """The one call the bundle cache makes to the boss: a download."""
+
+        def download(self, path: str, dest: str) -> int:
+            shutil.copyfile(archive, dest)
+            return archive.stat().st_size
+
+    cache = BundleCache(str(tmp_path / "cache"), Fetches(), "/bin/sh")
+    with pytest.raises(SetupFailed, match=re.escape(f"bundle abc: {what}")):
+        cache.ensure("abc", None, {})
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "cache" / "abc").exists()

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shoal.flow import FlowError, Name, Par, Seq, Sum, parse, plan
+from shoal.spec.flow import FlowError, Name, Par, Seq, Sum, parse, plan
 
 
 def closure(p: object) -> dict[str, set[str]]:

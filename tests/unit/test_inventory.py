@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from shoal import inventory
 from shoal.exceptions import SpecError
+from shoal.spec import inventory
 
 FULL = """\
 hosts:

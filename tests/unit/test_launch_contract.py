@@ -219,8 +219,8 @@ def test_pools_and_machines_travel_as_plain_data() -> None:
 def test_an_inventory_is_an_ssh_pool_that_travels_as_plain_data(tmp_path: Path) -> None:
     import json
 
-    from shoal.inventory import parse_text
     from shoal.launch.pools import hosts_pool, run_pools
+    from shoal.spec.inventory import parse_text
 
     inventory = parse_text(
         "hosts:\n"

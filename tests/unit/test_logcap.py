@@ -12,7 +12,7 @@ import pytest
 from shoal import protocol as p
 from shoal.agent import runner as r
 from shoal.agent.logcap import CappedLog, human_size, log_cap, parse_size
-from shoal.logtail import tail_start
+from shoal.datastore.logtail import tail_start
 
 
 def capped(path: Path, data: bytes, cap: int, chunk: int = 65536) -> bytes:

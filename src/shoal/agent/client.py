@@ -13,6 +13,7 @@ from typing import Any, Dict, MutableMapping, Optional
 from urllib.parse import quote, urlencode, urlsplit
 
 from shoal import protocol as p
+from shoal.exceptions import BossError, BossUnreachable
 
 CHUNK = 256 * 1024
 # How long an upload is asked again while the boss cannot store it (503).
@@ -59,11 +60,11 @@ def token_warning(option: str, safer: str) -> str:
     )
 
 
-class BossDown(Exception):
+class BossDown(BossUnreachable):
     """The boss did not answer (connection refused, reset, timed out)."""
 
 
-class BossRefused(Exception):
+class BossRefused(BossError):
     """The boss answered with an error status."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -233,6 +234,17 @@ class AgentClient:
         data = self._check(resp)
         return json.loads(data) if data else None
 
+    def stream(self, path: str) -> http.client.HTTPResponse:
+        """``GET`` an answer to read as it comes (a file, a log); BossRefused for an error.
+
+        Read it to its end, or call :meth:`drop_connection`: a half-read
+        answer spoils the connection for the next request.
+        """
+        resp = self._send("GET", p.API_PREFIX + path)
+        if resp.status >= 400:
+            self._check(resp)
+        return resp
+
     # -- the protocol ----------------------------------------------------
 
     def register(self, reg: p.Registration) -> p.Registered:
@@ -267,9 +279,7 @@ class AgentClient:
 
     def download(self, path: str, dest: str) -> int:
         """Fetch a datastore file to ``dest``, streamed; its size."""
-        resp = self._send("GET", p.API_PREFIX + "/data/" + quote(path))
-        if resp.status >= 400:
-            self._check(resp)
+        resp = self.stream("/data/" + quote(path))
         parent = os.path.dirname(dest)
         if parent:
             os.makedirs(parent, exist_ok=True)

@@ -10,24 +10,23 @@ executed directly, as make does: the same result without a shell's start-up.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
-import hashlib
 import json
 import os
 import select
 import shutil
 import signal
 import subprocess
-import tarfile
 import tempfile
 import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from shoal import protocol as p
+from shoal.agent.bundles import BundleCache, SetupFailed
 from shoal.agent.client import AgentClient, drop_credentials
 from shoal.agent.logcap import DEFAULT_LOG_CAP, CappedLog
+from shoal.exceptions import ShoalError
 
 _SHELL_CHARS = frozenset("|&;<>()$`\\\"'*?[]#~=%{}!\n\t")
 _SHELL_WORDS = frozenset(
@@ -99,84 +98,7 @@ def parse_result(text: str) -> Any:
         return stripped
 
 
-class SetupFailed(Exception):
-    """A bundle's setup command failed on this worker."""
-
-
-class BundleCache:
-    """Bundles unpacked once per worker host, by content hash, with setup run once."""
-
-    def __init__(self, root: str, client: AgentClient) -> None:
-        self.root = root
-        self.client = client
-        self._locks: Dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
-        os.makedirs(root, exist_ok=True)
-
-    def _lock(self, key: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
-
-    def ensure(self, digest: str, setup: Optional[str], env: Dict[str, str]) -> str:
-        """The folder holding this bundle, fetched, unpacked and set up if need be."""
-        folder = os.path.join(self.root, digest)
-        setup_key = hashlib.sha256((setup or "").encode()).hexdigest()[:16]
-        marker = os.path.join(folder, ".shoal-setup-" + setup_key)
-        if os.path.exists(marker):
-            return folder
-        # Other agents on this host share the cache: lock across processes too.
-        lock_path = os.path.join(self.root, digest + ".lock")
-        with self._lock(digest), open(lock_path, "w") as lockfile:
-            fcntl.flock(lockfile, fcntl.LOCK_EX)
-            if not os.path.isdir(folder):
-                self._unpack(digest, folder)
-            if not os.path.exists(marker):
-                if setup:
-                    self._setup(folder, setup, env)
-                open(marker, "w").close()
-        return folder
-
-    def _unpack(self, digest: str, folder: str) -> None:
-        archive = os.path.join(self.root, digest + ".tar.gz")
-        self.client.download(p.bundle_path(digest), archive)
-        tmp = folder + ".unpacking"
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-        with tarfile.open(archive) as tar:
-            for member in tar.getmembers():
-                name = member.name
-                if name.startswith("/") or ".." in name.split("/"):
-                    raise SetupFailed(f"bundle {digest} holds an unsafe path: {name}")
-                if member.issym() or member.islnk():
-                    link = member.linkname
-                    if link.startswith("/") or ".." in link.split("/"):
-                        raise SetupFailed(f"bundle {digest} holds an unsafe link: {name}")
-            tar.extractall(tmp)
-        os.replace(tmp, folder)
-        os.unlink(archive)
-
-    def _setup(self, folder: str, setup: str, env: Dict[str, str]) -> None:
-        log_path = os.path.join(folder, ".shoal-setup.log")
-        with open(log_path, "wb") as log:
-            proc = subprocess.run(
-                [_SHELL, "-e", "-c", setup],
-                cwd=folder,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        if proc.returncode != 0:
-            with open(log_path, "rb") as f:
-                tail = f.read()[-2000:].decode("utf-8", "replace").strip().splitlines()[-5:]
-            raise SetupFailed(
-                "bundle setup failed with exit code {}: {} (setup log: {})".format(
-                    proc.returncode, " | ".join(tail), log_path
-                )
-            )
-
-
-class OutputRefused(Exception):
+class OutputRefused(ShoalError):
     """An output of the task leads out of its workspace (a link to /etc/passwd, say)."""
 
 
@@ -238,7 +160,7 @@ class Runner:
         self.log_cap = log_cap
         self.workdir = os.path.abspath(workdir)
         self.worker_name = worker_name
-        self.bundles = BundleCache(os.path.join(self.workdir, "bundles"), client)
+        self.bundles = BundleCache(os.path.join(self.workdir, "bundles"), client, _SHELL)
         # Why a bundle's setup failed here, once it has: the worker then stops.
         self.setup_failed: Optional[str] = None
         # Empty workspaces are kept for the next attempt: making and removing

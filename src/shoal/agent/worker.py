@@ -1,6 +1,6 @@
 """The worker agent: register, then sync in a loop and run attempts.
 
-Standard library only, Python >= 3.8. One thread talks to the boss; each
+Standard library only, Python >= 3.11. One thread talks to the boss; each
 running attempt has a thread of its own. Finished attempts are reported in the
 next sync, which also renews the leases of those still running and asks for as
 many new attempts as there is room for. When tasks are short, the agent keeps

@@ -30,7 +30,6 @@ from starlette.types import ASGIApp
 from shoal import protocol as p
 from shoal.boss.auth import Guard, login_routes
 from shoal.boss.data import data_routes
-from shoal.boss.datastore import LocalDatastore
 from shoal.boss.health import Health
 from shoal.boss.machines import machine_routes
 from shoal.boss.metrics import Metrics
@@ -38,6 +37,7 @@ from shoal.boss.pages import page_routes
 from shoal.boss.runs import run_routes
 from shoal.boss.web import ChangeFeed, Context, Limits, WorkSignal, error_response
 from shoal.boss.workers import worker_routes
+from shoal.datastore.base import Datastore
 from shoal.exceptions import DatastoreError, ShoalError, StoreError
 from shoal.scheduler import Scheduler
 from shoal.sessions import Sessions
@@ -49,7 +49,7 @@ log = logging.getLogger("shoal.boss")
 
 def create_app(
     scheduler: Scheduler,
-    datastore: LocalDatastore,
+    datastore: Datastore,
     token: str,
     signal: WorkSignal | None = None,
     feed: ChangeFeed | None = None,

@@ -1,4 +1,4 @@
-"""The datastore's routes: list, download, upload (streamed, renamed into place).
+"""The datastore's routes: list, download (streamed), upload (streamed, put in place whole).
 
 Task outputs (``runs/``) are written only by the attempts that made them
 (``PUT /v1/attempts/<id>/outputs/<file>``); this route refuses to write there,
@@ -7,28 +7,36 @@ so that nothing replaces a task's outputs after its report won.
 
 from __future__ import annotations
 
+import mimetypes
+
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from shoal import protocol as p
 from shoal.boss.web import Context, json_response
+from shoal.datastore.layout import OUTPUTS, STAGING
 from shoal.exceptions import BadInput
 
 __all__ = ["data_routes"]
-
-OUTPUTS = "runs/"
 
 
 def data_routes(ctx: Context) -> list[BaseRoute]:
     datastore = ctx.datastore
 
     async def data_get(request: Request) -> Response:
-        return FileResponse(datastore.open_path(request.path_params["path"]))
+        path = request.path_params["path"]
+        size = datastore.size(path)  # NotFound before the answer starts
+        kind, _ = mimetypes.guess_type(path)
+        return StreamingResponse(
+            datastore.chunks(path),
+            media_type=kind or "application/octet-stream",
+            headers={"Content-Length": str(size)},
+        )
 
     async def data_put(request: Request) -> Response:
         path = request.path_params["path"]
-        if path.startswith((OUTPUTS, p.STAGING)):
+        if path.startswith((OUTPUTS, STAGING)):
             raise BadInput(
                 f"'{path[:80]}' is where tasks' outputs live: only the attempt that made "
                 "an output writes it"

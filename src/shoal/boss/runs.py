@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import replace
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
@@ -17,10 +18,12 @@ from starlette.routing import BaseRoute, Route
 
 from shoal import protocol as p
 from shoal.boss.web import Context, json_response, query_int, read_json, run_id
-from shoal.exceptions import BadInput, NotFound
-from shoal.logtail import read_from, start_of
+from shoal.datastore.base import Datastore
+from shoal.datastore.layout import bundle_path
+from shoal.datastore.logtail import attempt_log_path, read_log
+from shoal.exceptions import BadInput
 from shoal.memory import gc_paused
-from shoal.spec import spec_from_dict
+from shoal.spec import RunSpec, spec_from_dict
 
 __all__ = ["run_routes"]
 
@@ -29,9 +32,7 @@ log = logging.getLogger("shoal.boss")
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{8,64}")
 BUNDLE_DIGEST = re.compile(r"[0-9a-f]{16,64}")
 # Task states a filter may name.
-STATES = frozenset(
-    {"waiting", "ready", "running", "succeeded", "failed", "cancelled", "upstream_failed"}
-)
+STATES = frozenset(p.TASK_STATES)
 
 
 def _states(request: Request) -> list[str] | None:
@@ -51,24 +52,8 @@ def run_routes(ctx: Context) -> list[BaseRoute]:
             raise BadInput("Idempotency-Key must be 8 to 64 letters, digits, '_', '.', ':' or '-'")
         with gc_paused():  # a run of 100,000 tasks is millions of objects
             body = await read_json(request, ctx.limits.max_body, flat=False)
-            spec_data = body.get("spec")
-            if not isinstance(spec_data, dict):
-                raise BadInput("the request needs a 'spec' object")
-            source = body.get("source")
-            if source is not None and not isinstance(source, str):
-                raise BadInput("'source' must be a string (the task file's name)")
-            spec = spec_from_dict(spec_data, path=source or "<submitted>")
-            bundle = body.get("bundle")
-            if bundle is not None and not (
-                isinstance(bundle, str) and BUNDLE_DIGEST.fullmatch(bundle)
-            ):
-                raise BadInput("'bundle' must be a bundle's hash (hexadecimal) or null")
-            if bundle is not None and not datastore.exists(p.bundle_path(bundle)):
-                raise BadInput(f"bundle {bundle} is not in the datastore: upload it first")
-            if source:
-                spec = replace(spec, source=source)
-            reuse = body.get("reuse", False) is True
-            del body, spec_data  # only the checked run from here on
+            spec, bundle, reuse = _submission(body, datastore)
+            del body  # only the checked run from here on
             rid = scheduler.submit(spec, bundle=bundle, reuse=reuse, key=key)
             del spec
         ctx.changed(work=True)
@@ -102,29 +87,19 @@ def run_routes(ctx: Context) -> list[BaseRoute]:
         tail = query_int(request, "tail", -1, -1, 2**31)
         rid = run_id(ctx, request)
         view = scheduler.task_view(rid, request.path_params["task"])
-        attempts = view["attempt_list"]
-        wanted = query_int(request, "attempt", 0, 0, 2**31)
-        if wanted:
-            attempts = [a for a in attempts if a["number"] == wanted]
-        if not attempts:
-            raise NotFound(f"task '{view['name']}' has no attempt yet")
-        last = attempts[-1]
-        path = last["log"] or p.log_path(rid, view["name"], last["id"])
+        attempt, path = attempt_log_path(rid, view, query_int(request, "attempt", 0, 0, 2**31))
         headers = {
-            "X-Shoal-Attempt": str(last["number"]),
-            "X-Shoal-Running": str(last["state"] == "running").lower(),
+            "X-Shoal-Attempt": str(attempt["number"]),
+            "X-Shoal-Running": str(attempt["state"] == "running").lower(),
             "X-Shoal-Offset": "0",
             "X-Shoal-Log-Size": "0",
         }
-        if not datastore.exists(path):
+        stored = read_log(datastore, path, tail if tail >= 0 else None, offset)
+        if stored is None:
             return PlainTextResponse("", headers=headers)
-        file = datastore.open_path(path)
-        start, size = start_of(file, tail if tail >= 0 else None)
-        if tail < 0:
-            start = min(offset, size)
-        headers.update({"X-Shoal-Offset": str(start), "X-Shoal-Log-Size": str(size)})
+        headers.update({"X-Shoal-Offset": str(stored.start), "X-Shoal-Log-Size": str(stored.size)})
         return StreamingResponse(
-            read_from(file, start), media_type="text/plain; charset=utf-8", headers=headers
+            stored.chunks, media_type="text/plain; charset=utf-8", headers=headers
         )
 
     async def results(request: Request) -> Response:
@@ -192,3 +167,22 @@ def run_routes(ctx: Context) -> list[BaseRoute]:
         Route(f"{v}/runs/{{run}}/throughput", throughput, methods=["GET"]),
         Route(f"{v}/events", events, methods=["GET"]),
     ]
+
+
+def _submission(body: dict[str, Any], datastore: Datastore) -> tuple[RunSpec, str | None, bool]:
+    """The checked run a submission asks for, its bundle's hash, and whether it may reuse results."""
+    spec_data = body.get("spec")
+    if not isinstance(spec_data, dict):
+        raise BadInput("the request needs a 'spec' object")
+    source = body.get("source")
+    if source is not None and not isinstance(source, str):
+        raise BadInput("'source' must be a string (the task file's name)")
+    spec = spec_from_dict(spec_data, path=source or "<submitted>")
+    bundle = body.get("bundle")
+    if bundle is not None and not (isinstance(bundle, str) and BUNDLE_DIGEST.fullmatch(bundle)):
+        raise BadInput("'bundle' must be a bundle's hash (hexadecimal) or null")
+    if bundle is not None and not datastore.exists(bundle_path(bundle)):
+        raise BadInput(f"bundle {bundle} is not in the datastore: upload it first")
+    if source:
+        spec = replace(spec, source=source)
+    return spec, bundle, body.get("reuse", False) is True

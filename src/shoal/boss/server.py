@@ -19,11 +19,10 @@ from typing import Any
 
 import uvicorn
 
-from shoal import protocol as p
 from shoal.boss.api import ChangeFeed, Limits, WorkSignal, create_app
-from shoal.boss.datastore import LocalDatastore
 from shoal.boss.health import Health
 from shoal.boss.listen import bind, parse_listen, url_of
+from shoal.datastore import bundle_path, open_datastore
 from shoal.scheduler import Scheduler
 from shoal.spec import RunSpec
 from shoal.store import Store
@@ -66,7 +65,7 @@ class Boss:
         limits: Limits | None = None,
     ) -> None:
         self.store = Store(db)
-        self.datastore = LocalDatastore(data)
+        self.datastore = open_datastore(data)
         self.scheduler = Scheduler(
             self.store,
             lease_seconds=lease_seconds,
@@ -119,7 +118,7 @@ class Boss:
     ) -> int:
         """Submit a run in this process (what ``POST /v1/runs`` does, without HTTP)."""
         if bundle_archive is not None and digest is not None:
-            path = p.bundle_path(digest)
+            path = bundle_path(digest)
             if not self.datastore.exists(path):
                 self.datastore.write_file(path, bundle_archive)
         run_id = self.scheduler.submit(spec, bundle=digest, reuse=reuse)

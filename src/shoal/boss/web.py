@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shoal.boss.datastore import LocalDatastore
 from shoal.boss.health import Health
 from shoal.boss.metrics import Metrics
+from shoal.datastore.base import Datastore
 from shoal.exceptions import BadInput, TooLarge, WrongMediaType
 from shoal.scheduler import Scheduler
 
@@ -101,7 +101,7 @@ class Context:
     """What the routes work on: the scheduler, the datastore, and the boss's wake-ups."""
 
     scheduler: Scheduler
-    datastore: LocalDatastore
+    datastore: Datastore
     signal: WorkSignal
     feed: ChangeFeed
     health: Health

@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from shoal import protocol as p
 from shoal.boss.web import Context, json_response, path_id, read_json
+from shoal.datastore.layout import log_path, staging_prefix
 from shoal.exceptions import DatastoreError, Fenced
 from shoal.machines import Machines
 
@@ -64,7 +65,7 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
             if not report.log:
                 continue
             # Small logs travel inline; they land where large ones are uploaded.
-            path = p.log_path(report.run_id, report.task, report.attempt_id)
+            path = log_path(report.run_id, report.task, report.attempt_id)
             try:
                 datastore.write_bytes(path, report.log.encode())
             except DatastoreError as e:
@@ -135,7 +136,7 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
         name = request.path_params["path"]
         scheduler.attempt_writing(attempt_id, outputs=True)
         size = await datastore.write_stream(
-            p.staging_prefix(attempt_id) + name, request.stream(), ctx.limits.upload_idle
+            staging_prefix(attempt_id) + name, request.stream(), ctx.limits.upload_idle
         )
         try:
             # Fenced while it was sending: what it sent will never be seen.
@@ -150,7 +151,7 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
         attempt_id = path_id(request, "attempt")
         run_id, task = scheduler.attempt_writing(attempt_id, outputs=False)
         size = await datastore.write_stream(
-            p.log_path(run_id, task, attempt_id), request.stream(), ctx.limits.upload_idle
+            log_path(run_id, task, attempt_id), request.stream(), ctx.limits.upload_idle
         )
         ctx.health.recovered("datastore")
         return json_response({"size": size})

@@ -7,17 +7,8 @@ records them (read directly when no boss runs). A machine's worker is in
 
 from __future__ import annotations
 
-from shoal.cli import (
-    BossOpt,
-    JsonOpt,
-    StateDirOpt,
-    TokenOpt,
-    _client,
-    _emit_json,
-    app,
-    console,
-    render,
-)
+from shoal.cli import render
+from shoal.cli.common import BossOpt, JsonOpt, StateOpt, TokenOpt, _client, _emit_json, app, console
 
 __all__ = ["machines"]
 
@@ -26,7 +17,7 @@ __all__ = ["machines"]
 def machines(
     boss: BossOpt = None,
     token: TokenOpt = None,
-    state: StateDirOpt = None,
+    state: StateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List the machines shoal started: where, since when, at what price."""

@@ -6,9 +6,9 @@ which provider a pool names.
 
 from __future__ import annotations
 
-from shoal.inventory import Inventory
 from shoal.launch.contract import Pool
 from shoal.launch.local import DEFAULT_POOL
+from shoal.spec.inventory import Inventory
 
 __all__ = ["hosts_pool", "run_pools"]
 

@@ -22,7 +22,11 @@ __all__ = ["AGENT_MODULES", "agent_zipapp", "zipapp_bytes"]
 AGENT_MODULES = (
     "shoal/__init__.py",
     "shoal/protocol.py",
+    "shoal/exceptions.py",
+    "shoal/datastore/__init__.py",
+    "shoal/datastore/layout.py",
     "shoal/agent/__init__.py",
+    "shoal/agent/bundles.py",
     "shoal/agent/client.py",
     "shoal/agent/logcap.py",
     "shoal/agent/runner.py",

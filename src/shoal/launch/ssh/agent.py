@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from shoal.inventory import Host
 from shoal.launch import procs
 from shoal.launch.contract import READY_TIMEOUT, BossAccess, label_args
 from shoal.launch.ssh.client import REMOTE_ROOT, SshFailed, SshHost
+from shoal.spec.inventory import Host
 from shoal.statedir import open_private
 
 __all__ = ["SshAgent"]

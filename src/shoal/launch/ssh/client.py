@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from shoal.inventory import Host
+from shoal.exceptions import ShoalError
+from shoal.spec.inventory import Host
 
 __all__ = ["CONNECT_TIMEOUT", "REMOTE_ROOT", "SshFailed", "SshHost", "each_host", "ssh_error"]
 
@@ -114,7 +115,7 @@ class SshHost:
         )
 
 
-class SshFailed(Exception):
+class SshFailed(ShoalError):
     def __init__(self, host: str, line: str) -> None:
         super().__init__(f"{host}: {line}")
         self.host = host

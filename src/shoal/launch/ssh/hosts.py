@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from shoal.inventory import Host
 from shoal.launch.ssh.client import REMOTE_ROOT, SshFailed, SshHost, each_host, ssh_error
+from shoal.spec.inventory import Host
 
 __all__ = ["HostCheck", "Injected", "check_hosts", "inject", "pull", "remote_path", "shell_argv"]
 
@@ -93,7 +93,7 @@ def inject(hosts: list[Host], bundle: Path, script: str) -> list[Injected]:
     after the ssh connection ends. ``~/.shoal/inject/latest`` points at the
     folder, for ``shoal pull`` and ``shoal ssh``.
     """
-    from shoal.bundle import pack_bundle
+    from shoal.spec.bundle import pack_bundle
 
     digest, archive = pack_bundle(bundle)
     try:

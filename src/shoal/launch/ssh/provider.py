@@ -15,11 +15,11 @@ import subprocess
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from shoal.inventory import Host, Inventory
 from shoal.launch import procs
 from shoal.launch.contract import BossAccess, Machine, Pool, Site
 from shoal.launch.ssh.agent import SshAgent
 from shoal.launch.ssh.client import SshFailed, each_host
+from shoal.spec.inventory import Host, Inventory
 
 __all__ = ["HOSTS_POOL", "SshProvider", "host_fields", "host_of", "pool_of"]
 

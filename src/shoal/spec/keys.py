@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from shoal.spec import RunSpec
+from shoal.spec.model import RunSpec
 
 __all__ = ["definition_keys", "topological"]
 

@@ -1,4 +1,4 @@
-"""The command line's client of a boss's HTTP API (standard library HTTP)."""
+"""The command line's client of a running boss's HTTP API (standard library HTTP)."""
 
 from __future__ import annotations
 
@@ -12,21 +12,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from shoal import protocol as p
 from shoal.agent.client import CHUNK, AgentClient, BossDown, BossRefused, token_from_environment
-from shoal.bundle import pack_bundle
+from shoal.client.base import Client
+from shoal.datastore.layout import bundle_path
 from shoal.exceptions import BadInput, BossError, BossUnreachable, NotFound, Unauthorized
-from shoal.logtail import read_from, start_of
 from shoal.spec import RunSpec
+from shoal.spec.bundle import pack_bundle
 from shoal.statedir import StateDir
 
-__all__ = ["BossClient", "OfflineClient"]
+__all__ = ["BossClient"]
 
 # How long a submission is sent again while the boss does not answer.
 SUBMIT_PATIENCE = 30.0
 
 
-class BossClient:
+class BossClient(Client):
     """Calls a boss; turns its errors into :mod:`shoal.exceptions`."""
 
     def __init__(self, url: str, token: str, timeout: float = 30.0) -> None:
@@ -96,7 +96,7 @@ class BossClient:
         """Send a bundle folder to the boss's datastore unless it has it; its digest."""
         digest, archive = pack_bundle(folder)
         try:
-            path = p.bundle_path(digest)
+            path = bundle_path(digest)
             if path not in self.get("/data", prefix="bundles/"):
                 with self._answers():
                     self.http.upload(path, str(archive))
@@ -163,16 +163,6 @@ class BossClient:
         chunks, _ = self._log(ref, name, attempt=attempt, tail=tail)
         return chunks
 
-    def log(
-        self,
-        ref: str | int | None,
-        name: str,
-        attempt: int | None = None,
-        tail: int | None = None,
-    ) -> str:
-        """A task's log (its last ``tail`` lines), as text."""
-        return b"".join(self.log_chunks(ref, name, attempt, tail)).decode("utf-8", "replace")
-
     def log_from(
         self, ref: str | int | None, name: str, offset: int, tail: int | None = None
     ) -> tuple[bytes, str, bool, int]:
@@ -195,9 +185,7 @@ class BossClient:
         query = urlencode([(k, v) for k, v in params.items() if v is not None])
         path = f"/runs/{_ref(ref)}/tasks/{quote(name)}/log" + ("?" + query if query else "")
         with self._answers():
-            resp = self.http._send("GET", p.API_PREFIX + path)
-            if resp.status >= 400:
-                self.http._check(resp)
+            resp = self.http.stream(path)
         return self._chunks(resp), resp
 
     def _chunks(self, resp: http.client.HTTPResponse) -> Iterator[bytes]:
@@ -261,97 +249,3 @@ def _error(url: str, e: BossRefused) -> Exception:
     if 400 <= e.status < 500:
         return BadInput(e.message)
     return BossError(f"the boss at {url} answered {e.status}: {e.message}")
-
-
-class OfflineClient:
-    """Reads a state folder's database when no boss runs there.
-
-    After ``shoal run`` ends, ``shoal status``, ``tasks``, ``logs`` and
-    ``results`` still answer from what the run left behind.
-    """
-
-    def __init__(self, state: StateDir) -> None:
-        from shoal.boss.datastore import LocalDatastore
-        from shoal.machines import Machines
-        from shoal.scheduler import Scheduler
-        from shoal.store import Store
-
-        self.url = str(state.root)
-        self.store = Store(state.database())
-        self.scheduler = Scheduler(self.store)
-        self.recorded = Machines(self.store)
-        self.datastore = LocalDatastore(state.data)
-
-    def close(self) -> None:
-        self.store.close()
-
-    def _id(self, ref: str | int | None) -> int:
-        return self.scheduler.resolve_run(None if ref in (None, "latest") else ref)
-
-    def run(self, ref: str | int | None) -> dict[str, Any]:
-        return self.scheduler.run_view(self._id(ref))
-
-    def runs(self) -> list[dict[str, Any]]:
-        return self.scheduler.runs_view()
-
-    def tasks(
-        self, ref: str | int | None, states: Sequence[str] | None = None
-    ) -> list[dict[str, Any]]:
-        return self.scheduler.tasks_view(self._id(ref), states or None)
-
-    def task(self, ref: str | int | None, name: str) -> dict[str, Any]:
-        return self.scheduler.task_view(self._id(ref), name)
-
-    def log_chunks(
-        self,
-        ref: str | int | None,
-        name: str,
-        attempt: int | None = None,
-        tail: int | None = None,
-    ) -> Iterator[bytes]:
-        """A task's log (its last ``tail`` lines) in chunks, from the datastore."""
-        attempts = self.task(ref, name)["attempt_list"]
-        if attempt is not None:
-            attempts = [a for a in attempts if a["number"] == attempt]
-        if (
-            not attempts
-            or not attempts[-1]["log"]
-            or not self.datastore.exists(attempts[-1]["log"])
-        ):
-            return iter(())
-        file = self.datastore.open_path(attempts[-1]["log"])
-        start, _ = start_of(file, tail)
-        return read_from(file, start)
-
-    def log(
-        self,
-        ref: str | int | None,
-        name: str,
-        attempt: int | None = None,
-        tail: int | None = None,
-    ) -> str:
-        return b"".join(self.log_chunks(ref, name, attempt, tail)).decode("utf-8", "replace")
-
-    def results(self, ref: str | int | None) -> dict[str, Any]:
-        return self.scheduler.results(self._id(ref))
-
-    def workers(self) -> list[dict[str, Any]]:
-        return self.recorded.name_workers(self.scheduler.workers_view())
-
-    def machines(self) -> list[dict[str, Any]]:
-        return self.recorded.view()
-
-    def events(self, ref: str | int | None) -> list[dict[str, Any]]:
-        return self.scheduler.events_view(self._id(ref))
-
-    def bosses(self) -> list[dict[str, Any]]:
-        return self.scheduler.bosses_view()
-
-    def cancel(self, ref: str | int) -> int:
-        raise BossUnreachable(f"no boss is running for {self.url}: nothing to cancel")
-
-    def retry(self, ref: str | int) -> int:
-        raise BossUnreachable(
-            f"no boss is running for {self.url}: run the task file again with 'shoal run', "
-            "or start 'shoal boss' and retry"
-        )

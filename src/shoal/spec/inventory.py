@@ -26,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from shoal.exceptions import SpecError
+from shoal.spec.bounds import Fail
+from shoal.spec.fields import suggest
+from shoal.spec.lines import line_of, parse_document
 
 __all__ = ["Host", "Inventory", "load", "parse_text"]
 
@@ -93,106 +96,114 @@ def load(path: str | Path) -> Inventory:
 
 
 def parse_text(text: str, *, path: str = "<hosts>") -> Inventory:
-    from shoal.spec import _line_of, _parse_document, _suggest
-
-    data = _parse_document(text, path)
+    """Check an inventory given as text; ``path`` names it in messages."""
+    data = parse_document(text, path)
 
     def error(message: str, line: int | None = None, host: str | None = None) -> SpecError:
         return SpecError(message, path=path, line=line, task=host, kind="host")
 
     if not isinstance(data, dict):
-        raise error("an inventory is a mapping with a 'hosts' list", _line_of(data))
+        raise error("an inventory is a mapping with a 'hosts' list", line_of(data))
     for key in data:
         if key not in TOP_FIELDS:
-            raise error(f"unknown field '{key}'{_suggest(key, TOP_FIELDS)}", _line_of(data, key))
+            raise error(f"unknown field '{key}'{suggest(key, TOP_FIELDS)}", line_of(data, key))
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
-        raise error("'defaults' must be a mapping of host fields", _line_of(data, "defaults"))
+        raise error("'defaults' must be a mapping of host fields", line_of(data, "defaults"))
     for key in defaults:
         if key not in HOST_FIELDS or key in ("name", "address"):
             raise error(
-                f"unknown default '{key}'{_suggest(key, HOST_FIELDS[2:])}", _line_of(defaults, key)
+                f"unknown default '{key}'{suggest(key, HOST_FIELDS[2:])}", line_of(defaults, key)
             )
     entries = data.get("hosts")
     if not isinstance(entries, list) or not entries:
         raise error(
             "'hosts' must be a non-empty list, e.g. hosts: [{address: node1}]",
-            _line_of(data, "hosts"),
+            line_of(data, "hosts"),
         )
     hosts: list[Host] = []
     seen: dict[str, int | None] = {}
     for i, raw in enumerate(entries):
         if isinstance(raw, str):
             raw_fields: dict[str, Any] = {"address": raw}
-            line = _line_of(data, "hosts")
+            line = line_of(data, "hosts")
         elif isinstance(raw, dict):
             raw_fields = raw
-            line = _line_of(raw)
+            line = line_of(raw)
         else:
-            raise error(f"host #{i + 1} must be a mapping or an address", _line_of(data, "hosts"))
+            raise error(f"host #{i + 1} must be a mapping or an address", line_of(data, "hosts"))
         label = str(raw_fields.get("name") or raw_fields.get("address") or f"#{i + 1}")
         for key in raw_fields:
             if key not in HOST_FIELDS:
                 raise error(
-                    f"unknown field '{key}'{_suggest(key, HOST_FIELDS)}", _line_of(raw, key), label
+                    f"unknown field '{key}'{suggest(key, HOST_FIELDS)}", line_of(raw, key), label
                 )
-        f = {**defaults, **raw_fields}
-
-        def where(key: str, raw: Any = raw, line: int | None = line) -> int | None:
-            return _line_of(raw, key) or line
-
-        address = f.get("address")
-        if not isinstance(address, str) or not address.strip():
-            raise error("has no 'address' (an IP, a host name or an ssh alias)", line, label)
-        name = f.get("name", address)
-        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
-            raise error("'name' must be a word without spaces", where("name"), label)
-        if name in seen:
-            raise error(f"duplicate host name (first at line {seen[name]})", line, name)
-        seen[name] = line
-        user = f.get("user")
-        if user is not None and (not isinstance(user, str) or not user):
-            raise error("'user' must be a user name", where("user"), name)
-        port = f.get("port")
-        if port is not None and (
-            not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536
-        ):
-            raise error("'port' must be a number from 1 to 65535", where("port"), name)
-        identity = f.get("identity")
-        if identity is not None and (not isinstance(identity, str) or not identity):
-            raise error("'identity' must be the path of a key file", where("identity"), name)
-        slots = f.get("slots", 1)
-        if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
-            raise error("'slots' must be a whole number of at least 1", where("slots"), name)
-        labels = f.get("labels", {})
-        if isinstance(labels, list) and all(isinstance(x, str) for x in labels):
-            labels = {x: True for x in labels}
-        if not isinstance(labels, dict):
-            raise error("'labels' must be a mapping, e.g. {gpu: true}", where("labels"), name)
-        python = f.get("python", "python3")
-        if not isinstance(python, str) or not python:
-            raise error("'python' must be the remote Python command", where("python"), name)
-        options = f.get("ssh_options", [])
-        if isinstance(options, str):
-            options = options.split()
-        if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
-            raise error(
-                "'ssh_options' must be a list of ssh arguments, e.g. ['-o', 'ProxyJump=bastion']",
-                where("ssh_options"),
-                name,
-            )
-        hosts.append(
-            Host(
-                name=name,
-                address=address.strip(),
-                user=user,
-                port=port,
-                identity=str(Path(identity).expanduser()) if identity else None,
-                slots=slots,
-                labels=dict(labels),
-                python=python,
-                ssh_options=tuple(options),
-                line=line,
-            )
-        )
+        hosts.append(_host({**defaults, **raw_fields}, raw, line, label, seen, error))
     return Inventory(hosts=tuple(hosts), path=path)
+
+
+def _host(
+    f: dict[str, Any],
+    raw: Any,
+    line: int | None,
+    label: str,
+    seen: dict[str, int | None],
+    error: Fail,
+) -> Host:
+    """One host from its fields (defaults under the entry's own); ``seen``: names so far."""
+
+    def where(key: str) -> int | None:
+        return line_of(raw, key) or line
+
+    address = f.get("address")
+    if not isinstance(address, str) or not address.strip():
+        raise error("has no 'address' (an IP, a host name or an ssh alias)", line, label)
+    name = f.get("name", address)
+    if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+        raise error("'name' must be a word without spaces", where("name"), label)
+    if name in seen:
+        raise error(f"duplicate host name (first at line {seen[name]})", line, name)
+    seen[name] = line
+    user = f.get("user")
+    if user is not None and (not isinstance(user, str) or not user):
+        raise error("'user' must be a user name", where("user"), name)
+    port = f.get("port")
+    if port is not None and (
+        not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536
+    ):
+        raise error("'port' must be a number from 1 to 65535", where("port"), name)
+    identity = f.get("identity")
+    if identity is not None and (not isinstance(identity, str) or not identity):
+        raise error("'identity' must be the path of a key file", where("identity"), name)
+    slots = f.get("slots", 1)
+    if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
+        raise error("'slots' must be a whole number of at least 1", where("slots"), name)
+    labels = f.get("labels", {})
+    if isinstance(labels, list) and all(isinstance(x, str) for x in labels):
+        labels = {x: True for x in labels}
+    if not isinstance(labels, dict):
+        raise error("'labels' must be a mapping, e.g. {gpu: true}", where("labels"), name)
+    python = f.get("python", "python3")
+    if not isinstance(python, str) or not python:
+        raise error("'python' must be the remote Python command", where("python"), name)
+    options = f.get("ssh_options", [])
+    if isinstance(options, str):
+        options = options.split()
+    if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
+        raise error(
+            "'ssh_options' must be a list of ssh arguments, e.g. ['-o', 'ProxyJump=bastion']",
+            where("ssh_options"),
+            name,
+        )
+    return Host(
+        name=name,
+        address=address.strip(),
+        user=user,
+        port=port,
+        identity=str(Path(identity).expanduser()) if identity else None,
+        slots=slots,
+        labels=dict(labels),
+        python=python,
+        ssh_options=tuple(options),
+        line=line,
+    )

@@ -54,14 +54,11 @@ def _pack_archive(path: Path) -> tuple[str, Path]:
                     if mode and not info.is_dir():
                         os.chmod(target, mode & 0o777)
         else:
+            # The agent's own rules: what it would refuse to unpack is refused here first.
+            from shoal.agent.bundles import extract_tar
+
             with tarfile.open(path) as tar:
-                if hasattr(tarfile, "data_filter"):
-                    tar.extractall(tmp, filter="data")  # no paths outside, no devices
-                else:  # pragma: no cover - Python before 3.10.12
-                    for member in tar.getmembers():
-                        if member.name.startswith("/") or ".." in Path(member.name).parts:
-                            raise ValueError(f"{path}: {member.name} points outside the archive")
-                    tar.extractall(tmp)
+                extract_tar(tar, tmp)
         return pack_folder(Path(tmp))
 
 

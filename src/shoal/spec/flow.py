@@ -20,12 +20,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from shoal.exceptions import BadInput
+
 __all__ = ["FlowError", "Node", "Plan", "parse", "plan"]
 
 _TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z0-9_.-]+)|(?P<op>[|;+()]))")
 
 
-class FlowError(ValueError):
+class FlowError(BadInput):
     """A flow that does not parse; ``column`` is 1-based."""
 
     def __init__(self, message: str, column: int, text: str) -> None:

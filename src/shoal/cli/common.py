@@ -1,0 +1,195 @@
+"""What the command modules share: the app, the options, and the helpers behind them.
+
+The helpers' names start with ``_``: they belong to the ``shoal.cli`` package
+and are no API of shoal's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from shoal.agent.client import read_token_file, token_from_environment, token_warning
+from shoal.cli import render
+from shoal.client import BossClient, Client, OfflineClient
+from shoal.exceptions import BadInput
+from shoal.statedir import StateDir
+
+__all__ = [
+    "BossOpt",
+    "DbOpt",
+    "FreshOpt",
+    "HostsOpt",
+    "InventoryOpt",
+    "JsonOpt",
+    "LeaseOpt",
+    "LogCapOpt",
+    "RunArg",
+    "SpeculateMinOpt",
+    "StateOpt",
+    "TokenFileOpt",
+    "TokenOpt",
+    "app",
+    "console",
+    "parse_size",
+]
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="shoal runs a batch of shell tasks with dependencies across many machines.",
+)
+console = render.console()
+
+BossOpt = Annotated[
+    str | None,
+    typer.Option("--boss", help="The boss's URL (default: $SHOAL_BOSS or the state folder)."),
+]
+HostsOpt = Annotated[
+    Path | None,
+    typer.Option("--hosts", help="Inventory of ssh hosts (hosts.yaml): one worker on each."),
+]
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Database: a SQLite file or postgresql://USER@HOST/NAME (default: STATE/shoal.db).",
+    ),
+]
+
+
+def _warn_token(value: str | None) -> str | None:
+    """A token on the command line works, with a warning: ``ps`` shows it to everyone."""
+    if value:
+        sys.stderr.write(
+            "shoal: "
+            + token_warning("--token", "set SHOAL_TOKEN, or SHOAL_TOKEN_FILE to a file holding it")
+            + "\n"
+        )
+    return value
+
+
+def _warn_token_file_safer(value: str | None) -> str | None:
+    if value:
+        sys.stderr.write(
+            "shoal: " + token_warning("--token", "set SHOAL_TOKEN or pass --token-file FILE") + "\n"
+        )
+    return value
+
+
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        callback=_warn_token,
+        help="The boss's token (default: $SHOAL_TOKEN, $SHOAL_TOKEN_FILE or the state folder).",
+    ),
+]
+TokenFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--token-file", help="A file holding the boss's token (default: $SHOAL_TOKEN_FILE)."
+    ),
+]
+StateOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state",
+        help="The state folder: database, datastore, boss address (default: $SHOAL_STATE or .shoal).",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+LeaseOpt = Annotated[
+    float,
+    typer.Option("--lease", help="Seconds an attempt lives without a sync from its worker."),
+]
+SpeculateMinOpt = Annotated[
+    float,
+    typer.Option(
+        "--speculate-min", help="Seconds a straggler runs before it may get a backup attempt."
+    ),
+]
+FreshOpt = Annotated[
+    bool,
+    typer.Option("--fresh", help="Run every task, even those that succeeded before unchanged."),
+]
+RunArg = Annotated[str | None, typer.Argument(help="Run id or name (default: the latest run).")]
+LogCapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-cap",
+        help="Keep at most this much of each attempt's log: its head and its tail, "
+        "with a line saying what was cut (default 8M; K, M, G).",
+    ),
+]
+
+
+def _log_cap(text: str | None) -> int | None:
+    if text is None:
+        return None
+    from shoal.agent.logcap import log_cap
+
+    try:
+        return log_cap(text)
+    except ValueError as e:
+        raise BadInput(f"--log-cap: {e}") from None
+
+
+_SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
+
+
+def parse_size(text: str, option: str) -> int:
+    """Bytes from ``123``, ``64K``, ``64M`` or ``1G`` (binary units); one line if it is not."""
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (value[:-1], value[-1]) if value[-1:] in "KMG" else (value, "")
+    try:
+        size = float(number) * _SIZE_UNITS[unit]
+    except ValueError:
+        size = -1
+    if not 0 < size < 2**50:
+        raise BadInput(f"{option} '{text}' is not a size: write it like 64M, 512K or 1G")
+    return int(size)
+
+
+def _state(path: Path | None) -> StateDir:
+    return StateDir(path or Path(os.environ.get("SHOAL_STATE", ".shoal")))
+
+
+def _inventory(path: Path | None) -> Any:
+    if path is None:
+        return None
+    from shoal.spec import inventory
+
+    return inventory.load(path)
+
+
+def _token(token_file: Path | None) -> str | None:
+    """The token in ``--token-file``, ``$SHOAL_TOKEN`` or ``$SHOAL_TOKEN_FILE``, if any."""
+    try:
+        if token_file is not None:
+            return read_token_file(str(token_file))
+        return token_from_environment()
+    except ValueError as e:
+        raise BadInput(str(e)) from None
+
+
+def _client(boss: str | None, token: str | None, state: Path | None) -> Client:
+    """The boss to ask; without one, the state folder's database, read directly."""
+    sd = _state(state)
+    if not (boss or os.environ.get("SHOAL_BOSS")) and sd.live_boss() is None and sd.has_database():
+        return OfflineClient(sd)
+    return BossClient.find(boss, token, sd)
+
+
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=None) + "\n")
+
+
+InventoryOpt = Annotated[Path, typer.Option("--hosts", help="Inventory of ssh hosts (hosts.yaml).")]

@@ -1,0 +1,51 @@
+"""Where things live in a datastore: one tree, whatever backend holds it.
+
+::
+
+    <path as you named it>           inputs you added
+    bundles/<sha256>.tar.gz          bundles
+    runs/<run>/<task>/<file>         task outputs
+    logs/<run>/<task>/<attempt>.log  attempts' logs
+    .staging/<attempt>/<file>        outputs of an attempt not yet promoted (never listed)
+
+Standard library only: the worker agent imports it (see ``shoal.protocol``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BUNDLES",
+    "LOGS",
+    "OUTPUTS",
+    "STAGING",
+    "bundle_path",
+    "log_path",
+    "output_prefix",
+    "staging_prefix",
+]
+
+BUNDLES = "bundles/"
+LOGS = "logs/"
+OUTPUTS = "runs/"
+# The folder of outputs not yet made visible (never listed).
+STAGING = ".staging"
+
+
+def log_path(run_id: int, task: str, attempt_id: int) -> str:
+    """Where an attempt's log lives."""
+    return f"{LOGS}{run_id}/{task}/{attempt_id}.log"
+
+
+def output_prefix(run_id: int, task: str) -> str:
+    """The folder that holds a task's outputs."""
+    return f"{OUTPUTS}{run_id}/{task}/"
+
+
+def staging_prefix(attempt_id: int) -> str:
+    """The folder where an attempt's outputs wait for its report to win its task."""
+    return f"{STAGING}/{attempt_id}/"
+
+
+def bundle_path(digest: str) -> str:
+    """Where a bundle archive lives."""
+    return f"{BUNDLES}{digest}.tar.gz"

@@ -1,0 +1,265 @@
+"""The entries of ``tasks:`` made into tasks: defaults merged, matrices expanded, names resolved.
+
+A matrix is counted before it expands and every task's text as it is made,
+so that a run past the bounds is refused before it is built; ``after``
+patterns become the names they match, and a cycle is named.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import itertools
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from shoal.exceptions import SpecError
+from shoal.spec import bounds
+from shoal.spec.bounds import short_name
+from shoal.spec.fields import suggest
+from shoal.spec.lines import LineDict, line_of
+from shoal.spec.model import TASK_FIELDS, TaskSpec
+from shoal.spec.task import make_task
+
+__all__ = ["Expansion", "check_cycles", "substitute"]
+
+_PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def substitute(value: Any, binding: Mapping[str, Any]) -> Any:
+    """``value`` with each ``{key}`` of ``binding`` replaced, in every string it holds."""
+    if isinstance(value, str):
+
+        def repl(m: re.Match[str]) -> str:
+            whole = m.group(0)
+            if whole == "{{":
+                return "{"
+            if whole == "}}":
+                return "}"
+            key = m.group(1)
+            return str(binding[key]) if key in binding else whole
+
+        return _PLACEHOLDER_RE.sub(repl, value)
+    if isinstance(value, list):
+        return [substitute(v, binding) for v in value]
+    if isinstance(value, LineDict):
+        lined = LineDict((k, substitute(v, binding)) for k, v in value.items())
+        lined.line, lined.key_lines = value.line, value.key_lines
+        return lined
+    if isinstance(value, dict):
+        return {k: substitute(v, binding) for k, v in value.items()}
+    return value
+
+
+def text_size(value: Any) -> tuple[int, int]:
+    """Characters of the strings in a task entry, and how many ``{`` they hold."""
+    chars = holes = 0
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, str):
+            chars += len(v)
+            holes += v.count("{")
+        elif isinstance(v, dict):
+            todo.extend(v.values())
+            chars += sum(len(str(k)) for k in v)
+        elif isinstance(v, list):
+            todo.extend(v)
+        else:
+            chars += 8
+    return chars, holes
+
+
+class Expansion:
+    """The tasks of one run as they are made, counted against the bounds."""
+
+    def __init__(self, path: str, submitted: bool = False) -> None:
+        self.path = path
+        self.submitted = submitted  # the form a client sends: tasks carry their group
+        self.n_tasks = 0  # after expansion, so far
+        self.text = 0  # characters of the expanded tasks' fields, so far
+
+    def error(self, message: str, line: int | None = None, task: str | None = None) -> SpecError:
+        return SpecError(message, path=self.path, line=line, task=task)
+
+    def _count_tasks(self, n: int, line: int | None, label: str) -> None:
+        self.n_tasks += n
+        if self.n_tasks > bounds.MAX_TASKS:
+            raise self.error(
+                f"the run would have more than {bounds.MAX_TASKS:,} tasks "
+                f"(this entry makes {n:,}): split it into several runs",
+                line,
+                label,
+            )
+
+    def entry(
+        self, raw: Any, index: int, defaults: Mapping[str, Any]
+    ) -> list[tuple[dict[str, Any], Any]]:
+        """One entry of ``tasks:`` (the ``index``-th) as the fields of each task it makes.
+
+        Each comes with the entry itself, for lines and its name before expansion.
+        """
+        if isinstance(raw, str):
+            raise self.error(
+                f"task #{index + 1} is a string; write it as a mapping, e.g. '- name: t1' and 'run: {raw}'",
+            )
+        if not isinstance(raw, dict):
+            raise self.error(f"task #{index + 1} must be a mapping of fields", line_of(raw))
+        label = short_name(raw["name"]) if isinstance(raw.get("name"), str) else f"#{index + 1}"
+        for key in raw:
+            if key not in TASK_FIELDS and not (self.submitted and key == "group"):
+                raise self.error(
+                    f"unknown field '{key}'{suggest(key, TASK_FIELDS)}", line_of(raw, key), label
+                )
+        if "name" not in raw:
+            raise self.error("has no 'name'", line_of(raw), label)
+        if "run" not in raw and "run" not in defaults and "reduce" not in raw:
+            raise self.error("has no 'run' command", line_of(raw), label)
+        merged: dict[str, Any] = dict(defaults)
+        merged.update(raw)
+        matrix = raw.get("matrix")
+        if matrix is None:
+            self._count_tasks(1, line_of(raw), label)
+            return [(merged, raw)]
+        line = line_of(raw, "matrix")
+        if not isinstance(matrix, dict) or not matrix:
+            raise self.error(
+                "'matrix' must be a mapping of lists, e.g. {seed: [1, 2, 3]}", line, label
+            )
+        for key, values in matrix.items():
+            if not isinstance(values, list) or not values:
+                raise self.error(
+                    f"matrix key '{key}' must be a non-empty list, e.g. {key}: [1, 2, 3]",
+                    line_of(matrix, key),
+                    label,
+                )
+            for v in values:
+                if isinstance(v, (dict, list)):
+                    raise self.error(
+                        f"matrix key '{key}' must list plain values (numbers or strings)",
+                        line_of(matrix, key),
+                        label,
+                    )
+        del merged["matrix"]
+        keys = list(matrix)
+        # Counted before a single task is made: a matrix of 1000 x 1000 x 1000 is not.
+        combos = math.prod(len(matrix[k]) for k in keys)
+        self._count_tasks(combos, line, label)
+        # Each {key} grows by at most the longest value; the rest is copied per task.
+        chars, holes = text_size(merged)
+        longest = max(len(str(v)) for k in keys for v in matrix[k])
+        self.text += combos * (chars + holes * longest)
+        if self.text > bounds.MAX_RUN_TEXT:
+            raise self.error(
+                f"the matrix makes {combos:,} copies of about {chars + holes * longest:,} "
+                f"characters each; a run may hold at most {bounds.MAX_RUN_TEXT:,} "
+                "(put long commands in a script in the bundle)",
+                line,
+                label,
+            )
+        out = []
+        for combo in itertools.product(*(matrix[k] for k in keys)):
+            out.append((substitute(merged, dict(zip(keys, combo, strict=True))), raw))
+        return out
+
+    def resolve(self, expanded: list[tuple[dict[str, Any], Any]]) -> list[TaskSpec]:
+        """The tasks, each checked, with ``after`` patterns made the names they match."""
+        seen: dict[str, int | None] = {}
+        partial: list[tuple[TaskSpec, list[str], Any]] = []
+        for fields, raw in expanded:
+            task, after = make_task(fields, raw, self.submitted, self.error)
+            if task.name in seen:
+                first = seen[task.name]
+                where = f" (first defined at line {first})" if first else ""
+                raise self.error(
+                    f"duplicate task name{where}; names must be unique, add a matrix key to the name",
+                    task.line,
+                    task.name,
+                )
+            seen[task.name] = task.line
+            partial.append((task, after, raw))
+
+        names = [t.name for t, _, _ in partial]
+        name_set = set(names)
+        resolved: list[TaskSpec] = []
+        edges = 0
+        for task, after, raw in partial:
+            deps: dict[str, None] = {}  # in order, each once
+            for pattern in after:
+                if any(c in pattern for c in "*?["):
+                    hits = [n for n in fnmatch.filter(names, pattern) if n != task.name]
+                    if not hits:
+                        raise self.error(
+                            f"'after' pattern '{pattern}' matches no task",
+                            line_of(raw, "after"),
+                            task.name,
+                        )
+                elif pattern not in name_set:
+                    close = difflib.get_close_matches(pattern, names, n=1)
+                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    raise self.error(
+                        f"'after' names no task '{pattern}'{hint}",
+                        line_of(raw, "after"),
+                        task.name,
+                    )
+                else:
+                    hits = [pattern]
+                deps.update(dict.fromkeys(hits))
+                edges += len(hits)
+                if edges > bounds.MAX_DEPENDENCIES:
+                    raise self.error(
+                        f"the run's tasks wait for more than {bounds.MAX_DEPENDENCIES:,} others "
+                        "in all ('after' patterns matching many tasks, many times): "
+                        "wait for fewer, or add a task in between",
+                        line_of(raw, "after"),
+                        task.name,
+                    )
+            if task.reduce:
+                operands: dict[str, None] = {}
+                for pattern in task.reduce:
+                    hits = (
+                        [n for n in fnmatch.filter(names, pattern) if n != task.name]
+                        if any(c in pattern for c in "*?[")
+                        else [pattern]
+                    )
+                    operands.update(dict.fromkeys(hits))
+                task = replace(task, reduce=tuple(operands), after=tuple(deps))
+            elif deps:
+                task = replace(task, after=tuple(deps))
+            resolved.append(task)
+        check_cycles(resolved, self.error)
+        return resolved
+
+
+def check_cycles(tasks: list[TaskSpec], fail: bounds.Fail) -> None:
+    """Refuse a run whose tasks wait for each other in a circle, naming the circle."""
+    by_name = {t.name: t for t in tasks}
+    state: dict[str, int] = {}  # 1: on the stack, 2: done
+    for root in tasks:
+        if state.get(root.name):
+            continue
+        stack: list[tuple[str, Iterable[str]]] = [(root.name, iter(root.after))]
+        path = [root.name]
+        state[root.name] = 1
+        while stack:
+            name, it = stack[-1]
+            nxt = next(iter(it), None)
+            if nxt is None:
+                state[name] = 2
+                stack.pop()
+                path.pop()
+                continue
+            if state.get(nxt) == 1:
+                cycle = [*path[path.index(nxt) :], nxt]
+                raise fail(
+                    f"dependency cycle {' -> '.join(cycle)} (remove one of these 'after' entries)",
+                    by_name[nxt].line,
+                    nxt,
+                )
+            if not state.get(nxt):
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append((nxt, iter(by_name[nxt].after)))
