@@ -21,10 +21,9 @@ from shoal.client import BossClient
 from shoal.exceptions import BadInput, ShoalError
 from shoal.inventory import Inventory
 from shoal.launch.local import LocalWorkers
-from shoal.placement import WorkerShape
+from shoal.scheduler import Unplaceable, WorkerShape
 from shoal.spec import RunSpec
 from shoal.statedir import StateDir
-from shoal.views import Unplaceable
 
 if TYPE_CHECKING:
     from shoal.boss.server import Boss

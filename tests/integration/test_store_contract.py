@@ -12,8 +12,7 @@ import pytest
 from shoal import protocol as p
 from shoal import spec
 from shoal.exceptions import NotFound
-from shoal.placement import WorkerShape
-from shoal.scheduler import Scheduler
+from shoal.scheduler import Scheduler, WorkerShape
 from shoal.store import Store
 
 

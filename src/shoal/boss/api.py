@@ -40,6 +40,7 @@ from shoal.boss.workers import worker_routes
 from shoal.exceptions import DatastoreError, ShoalError, StoreError
 from shoal.scheduler import Scheduler
 from shoal.sessions import Sessions
+from shoal.store import Store
 
 __all__ = ["ChangeFeed", "Limits", "WorkSignal", "create_app"]
 
@@ -74,6 +75,8 @@ def create_app(
         metrics=Metrics(scheduler),
         pool=ThreadPoolExecutor(threads, thread_name_prefix="shoal-sync") if threads else None,
     )
+    # Dashboard sessions live in the boss's database (always a SQL one).
+    assert isinstance(scheduler.store, Store)
     sessions = Sessions(scheduler.store)
     routes = [
         *worker_routes(ctx),
