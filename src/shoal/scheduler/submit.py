@@ -92,33 +92,36 @@ def _new_task(
 ) -> NewTask:
     """A task as stored: waiting for its dependencies, or succeeded already (reused)."""
     task = NewTask(
-        name=t.name,
-        state="waiting",
-        spec={
-            "run": list(t.run),
-            "download": list(t.download),
-            "upload": list(t.upload),
-            "cleanup": list(t.cleanup),
-            "inputs": list(t.inputs),
-            "outputs": list(t.outputs),
+        t.name,
+        "waiting",
+        t.priority,
+        t.slots,
+        t.host,
+        t.retries,
+        t.retry_delay,
+        t.speculative,
+        t.group or t.name,
+        key,
+        sum(1 for d in t.after if d not in cached),  # pending: dependencies to wait for
+        len(t.after),
+        dependents.get(t.name, 0),
+        "reduce" if t.reduce and not t.run else "command",
+        reducers.get(t.name, 0),
+        # The task's own tuples, not copies: a large run's tasks wait in
+        # memory to be stored, and the fewer objects, the less the garbage
+        # collector walks them.
+        {
+            "run": t.run,
+            "download": t.download,
+            "upload": t.upload,
+            "cleanup": t.cleanup,
+            "inputs": t.inputs,
+            "outputs": t.outputs,
             "env": dict(t.env),
             "timeout": t.timeout,
         },
-        priority=t.priority,
-        slots=t.slots,
-        host=t.host,
-        requires=dict(t.requires) if t.requires else None,
-        retries=t.retries,
-        retry_delay=t.retry_delay,
-        speculative=t.speculative,
-        grp=t.group or t.name,
-        key=key,
-        pending=sum(1 for d in t.after if d not in cached),
-        n_deps=len(t.after),
-        n_dependents=dependents.get(t.name, 0),
-        kind="reduce" if t.reduce and not t.run else "command",
-        operands=list(t.reduce) if t.reduce else None,
-        n_reducers=reducers.get(t.name, 0),
+        dict(t.requires) if t.requires else None,
+        list(t.reduce) if t.reduce else None,
     )
     prev = cached.get(t.name)
     if prev is None:

@@ -54,9 +54,12 @@ __all__ = [
 ACTIVE_STATES = ("waiting", "ready", "running")
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def encode(value: Any) -> str:
     """A value as a JSON column holds it."""
-    return json.dumps(value, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def decode(text: str | None, default: Any = None) -> Any:
@@ -72,15 +75,14 @@ class NewTask(NamedTuple):
 
     ``reuse``: an earlier success of the same definition whose result and
     outputs this task takes as its own (the store copies them as stored).
+    The fields up to ``n_reducers`` are stored as they are, in this order.
     """
 
     name: str
     state: str
-    spec: Mapping[str, Any]  # commands, env, inputs, outputs, timeout
     priority: int
     slots: int
     host: str | None
-    requires: Mapping[str, Any] | None
     retries: int
     retry_delay: float
     speculative: bool
@@ -90,12 +92,14 @@ class NewTask(NamedTuple):
     n_deps: int
     n_dependents: int
     kind: str
-    operands: list[str] | None
     n_reducers: int
-    reuse: CachedTask | None = None
+    spec: Mapping[str, Any]  # commands, env, inputs, outputs, timeout
+    requires: Mapping[str, Any] | None
+    operands: list[str] | None
     source_run: int | None = None
     exit_code: int | None = None
     ended: float | None = None
+    reuse: CachedTask | None = None
 
 
 class NewAttempt(NamedTuple):

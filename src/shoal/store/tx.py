@@ -34,6 +34,8 @@ from shoal.store.rows import (
 
 __all__ = ["Tx"]
 
+_NOT_REUSED = (False, False, None, None)  # cached, has_result, result, outputs
+
 
 class Tx(Reads):
     """One transaction, with every query shoal needs."""
@@ -53,20 +55,21 @@ class Tx(Reads):
 
     def finish_attempts(self, ends: list[AttemptEnd]) -> None:
         if ends:
-            self._many("finish_attempt", [e._asdict() for e in ends])
+            # AttemptEnd's fields, its id last.
+            self._many("finish_attempt", [(*e[1:], e.attempt_id) for e in ends])
 
     def succeed_tasks(self, wins: list[TaskWin]) -> None:
         if wins:
             rows = [
-                {
-                    "task_id": w.task_id,
-                    "ended": w.ended,
-                    "exit_code": w.exit_code,
-                    "has_result": w.has_result,
-                    "result": encode(w.result) if w.has_result else None,
-                    "outputs": encode(w.outputs),
-                    "worker_id": w.worker_id,
-                }
+                (
+                    w.ended,
+                    w.exit_code,
+                    w.has_result,
+                    encode(w.result) if w.has_result else None,
+                    encode(w.outputs),
+                    w.worker_id,
+                    w.task_id,
+                )
                 for w in wins
             ]
             self._many("succeed_task", rows)
@@ -134,16 +137,14 @@ class Tx(Reads):
         self, attempts: list[NewAttempt], worker_id: int, now: float, lease_expires: float
     ) -> list[int]:
         """Start these tasks on the worker, one new attempt each; the attempts' ids."""
-        self._many(
-            "start_task", [{"id": a.task_id, "worker": worker_id, "now": now} for a in attempts]
-        )
+        self._many("start_task", [(worker_id, now, a.task_id) for a in attempts])
         return self._insert_attempts(attempts, worker_id, now, lease_expires)
 
     def _insert_attempts(
         self, attempts: list[NewAttempt], worker_id: int, now: float, lease_expires: float
     ) -> list[int]:
-        shared = {"worker_id": worker_id, "now": now, "lease_expires": lease_expires}
-        return [int(self._value("insert_attempt", {**a._asdict(), **shared})) for a in attempts]
+        shared = (worker_id, now, now, lease_expires)
+        return [int(self._value("insert_attempt", (*a, *shared))) for a in attempts]
 
     def dep_outputs(self, task_ids: list[int]) -> list[DepOutputs]:
         return self._rows("dep_outputs", DepOutputs, {"ids": self.array(task_ids)})
@@ -153,7 +154,7 @@ class Tx(Reads):
 
     def add_events(self, events: list[Event]) -> None:
         if events:
-            self._many("insert_event", [e._asdict() for e in events])
+            self._many("insert_event", events)  # an Event is the row itself
 
     def results_by_name(self, run_id: int, names: list[str]) -> dict[str, Any]:
         """The results of these tasks of the run that succeeded (None where they gave none)."""
@@ -208,31 +209,18 @@ class Tx(Reads):
         reuse = t.reuse
         return (
             run_id,
-            t.name,
-            t.state,
+            *t[:15],  # name ... n_reducers, stored as they are
             encode(t.spec),
-            t.priority,
-            t.slots,
-            t.host,
             encode(t.requires) if t.requires else None,
-            t.retries,
-            t.retry_delay,
-            t.speculative,
-            t.grp,
-            t.key,
-            t.pending,
-            t.n_deps,
-            t.n_dependents,
-            t.kind,
             encode(t.operands) if t.operands else None,
-            t.n_reducers,
-            reuse is not None,
-            reuse.has_result if reuse is not None else False,
-            reuse.result_json if reuse is not None else None,
-            reuse.outputs_json if reuse is not None else None,
             t.source_run,
             t.exit_code,
             t.ended,
+            *(
+                _NOT_REUSED
+                if reuse is None
+                else (True, reuse.has_result, reuse.result_json, reuse.outputs_json)
+            ),
         )
 
     def insert_tasks(self, run_id: int, tasks: list[NewTask]) -> None:

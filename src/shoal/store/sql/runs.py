@@ -16,16 +16,15 @@ TASK_ROW = """t.id, t.run_id, t.name, t.state, t.spec AS spec_json, t.priority, 
        t.has_result, t.result AS result_json, t.outputs AS outputs_json, t.exit_code, t.cause,
        t.worker_id, t.started, t.ended"""
 
-# The columns a submitted task is stored with, in the order bulk inserts send them.
+# The columns a submitted task is stored with, in the order bulk inserts send
+# them: run_id, then the fields of ``NewTask`` that are stored as they are.
 TASK_COLUMNS = (
     "run_id",
     "name",
     "state",
-    "spec",
     "priority",
     "slots",
     "host",
-    "requires",
     "retries",
     "retry_delay",
     "speculative",
@@ -35,15 +34,17 @@ TASK_COLUMNS = (
     "n_deps",
     "n_dependents",
     "kind",
-    "operands",
     "n_reducers",
+    "spec",
+    "requires",
+    "operands",
+    "source_run",
+    "exit_code",
+    "ended",
     "cached",
     "has_result",
     "result",
     "outputs",
-    "source_run",
-    "exit_code",
-    "ended",
 )
 QUOTED_TASK_COLUMNS = ", ".join(f'"{c}"' for c in TASK_COLUMNS)
 

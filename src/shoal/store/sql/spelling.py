@@ -1,7 +1,7 @@
 """How a statement is spelled: lists as one parameter, and PostgreSQL's spelling.
 
 Statements are written once, in SQLite's spelling, with ``:name``
-parameters. A list (of ids, names, states) travels as one parameter, so no
+parameters (or ``?``, where each row of a batch is a tuple). A list (of ids, names, states) travels as one parameter, so no
 statement is rendered anew for a list of another length: a JSON array that
 ``json_each`` reads on SQLite, an array for ``= ANY`` on PostgreSQL.
 :func:`for_psycopg` turns a statement into PostgreSQL's spelling.
@@ -39,4 +39,4 @@ def for_psycopg(sql: str, replacements: dict[str, str] | None = None) -> str:
     sql = _NOT_IN.sub(r"<> ALL(:\1)", sql)
     sql = _IN.sub(r"= ANY(:\1)", sql)
     sql = sql.replace("%", "%%")  # a literal % for psycopg
-    return _PARAM.sub(r"%(\1)s", sql)
+    return _PARAM.sub(r"%(\1)s", sql).replace("?", "%s")

@@ -40,14 +40,15 @@ SELECT a.id, a.worker_id, a.state, a.task_id, a.run_id, t.name AS task_name,
        t.attempts AS task_attempts, t.retry_delay, t.n_reducers
 FROM attempts a JOIN tasks t ON t.id = a.task_id
 WHERE a.id {in_list("ids")}""",
+    # Run once per row of a batch, these take ``?``: each row is a tuple (its
+    # order is that of the tuple the store passes), not a dict made for it.
     "finish_attempt": """
-UPDATE attempts SET state = :state, exit_code = :exit_code, cause = :cause,
-       started = :started, ended = :ended, log = :log
-WHERE id = :attempt_id""",
+UPDATE attempts SET state = ?, cause = ?, exit_code = ?, started = ?, ended = ?, log = ?
+WHERE id = ?""",
     "succeed_task": """
-UPDATE tasks SET state = 'succeeded', ended = :ended, exit_code = :exit_code, cause = NULL,
-       has_result = :has_result, result = :result, outputs = :outputs, worker_id = :worker_id
-WHERE id = :task_id""",
+UPDATE tasks SET state = 'succeeded', ended = ?, exit_code = ?, cause = NULL, has_result = ?,
+       result = ?, outputs = ?, worker_id = ?
+WHERE id = ?""",
     "supersede_others": """
 UPDATE attempts SET state = 'superseded', cause = 'superseded', ended = :now
 WHERE task_id = :task_id AND state = 'running' AND id != :attempt_id""",
@@ -87,21 +88,22 @@ ORDER BY a.assigned LIMIT 20""",
 SELECT a.ended - a.started AS took FROM attempts a JOIN tasks t ON t.id = a.task_id
 WHERE t.run_id = :run_id AND t.grp = :grp AND a.state = 'succeeded' LIMIT 1000""",
     "start_task": """
-UPDATE tasks SET state = 'running', attempts = attempts + 1, worker_id = :worker,
-       started = coalesce(started, :now)
-WHERE id = :id""",
+UPDATE tasks SET state = 'running', attempts = attempts + 1, worker_id = ?,
+       started = coalesce(started, ?)
+WHERE id = ?""",
     "insert_attempt": """
 INSERT INTO attempts (task_id, run_id, number, worker_id, state, assigned, started, lease_expires)
-VALUES (:task_id, :run_id, :number, :worker_id, 'running', :now, :now, :lease_expires)
+VALUES (?, ?, ?, ?, 'running', ?, ?, ?)
 RETURNING id""",
     "dep_outputs": f"""
 SELECT deps.task_id, d.name, coalesce(d.source_run, d.run_id) AS run_id, d.outputs AS outputs_json
 FROM deps JOIN tasks d ON d.id = deps.dep_id
 WHERE deps.task_id {in_list("ids")} ORDER BY deps.task_id, d.id""",
     "any_ready": "SELECT 1 FROM tasks WHERE state = 'ready' LIMIT 1",
+    # In the order of the fields of ``Event``.
     "insert_event": """
 INSERT INTO events (time, kind, run_id, task_id, attempt_id, worker_id, detail)
-VALUES (:time, :kind, :run_id, :task_id, :attempt_id, :worker_id, :detail)""",
+VALUES (?, ?, ?, ?, ?, ?, ?)""",
     "results_by_name": f"""
 SELECT name, has_result, result FROM tasks
 WHERE run_id = :run_id AND state = 'succeeded' AND name {in_list("names")}""",
