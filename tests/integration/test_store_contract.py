@@ -10,18 +10,10 @@ from typing import Any
 import pytest
 
 from shoal import protocol as p
-from shoal import spec
 from shoal.exceptions import NotFound
 from shoal.scheduler import Scheduler, WorkerShape
 from shoal.store import Store
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.scheduling import Clock, MidRng, report, run_of, states, take, worker
 
 
 @pytest.fixture
@@ -29,48 +21,6 @@ def sched(db_url: str) -> Iterator[Scheduler]:
     store = Store(db_url)
     yield Scheduler(store, clock=Clock())
     store.close()
-
-
-def run_of(text: str) -> spec.RunSpec:
-    return spec.parse_text(text, path="t.yaml")
-
-
-def worker(s: Scheduler, name: str = "w", slots: int = 1, **labels: Any) -> int:
-    return s.register(p.Registration(name=name, host="h", slots=slots, labels=labels)).worker_id
-
-
-def take(
-    s: Scheduler, w: int, free: int = 1, running: list[int] | None = None
-) -> list[p.Assignment]:
-    return s.sync(
-        p.SyncRequest(worker_id=w, free_slots=free, running=running or [])
-    ).response.assignments
-
-
-def report(
-    s: Scheduler,
-    w: int,
-    a: p.Assignment,
-    code: int = 0,
-    result: Any = None,
-    free: int = 0,
-    **kw: Any,
-) -> Any:
-    outcome = p.SUCCEEDED if code == 0 else p.FAILED
-    r = p.Report(
-        attempt_id=a.attempt_id,
-        outcome=outcome,
-        exit_code=code,
-        result=result,
-        run_id=a.run_id,
-        task=a.task,
-        **kw,
-    )
-    return s.sync(p.SyncRequest(worker_id=w, finished=[r], free_slots=free))
-
-
-def states(s: Scheduler, run_id: int) -> dict[str, str]:
-    return {t["name"]: t["state"] for t in s.tasks_view(run_id)}
 
 
 def test_dependencies_gate_readiness_and_outputs_flow(sched: Scheduler) -> None:
@@ -445,13 +395,6 @@ def test_speculative_false_means_no_backup(sched: Scheduler) -> None:
         sched.sync(p.SyncRequest(worker_id=fast, finished=[r]))
     sched.clock.now += 100  # type: ignore[attr-defined]
     assert take(sched, fast) == []
-
-
-class MidRng:
-    """Jitter at its middle value, so back-off delays are exact."""
-
-    def uniform(self, a: float, b: float) -> float:
-        return (a + b) / 2
 
 
 def test_retry_back_off_doubles(sched: Scheduler) -> None:
