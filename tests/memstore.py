@@ -42,7 +42,6 @@ from shoal.store.rows import (
     Reducer,
     ReportedAttempt,
     RunRow,
-    SyncingWorker,
     TaskRow,
     TaskWin,
     WorkerRow,
@@ -138,13 +137,13 @@ class MemoryTx:
 
     def touch_worker(
         self, worker_id: int, now: float, done: int, failed: int, boss: int | None = None
-    ) -> SyncingWorker | None:
+    ) -> ActiveWorker | None:
         w = self.t.workers.get(worker_id)
         if w is None or w["state"] == "stopped":
             return None
         w.update(last_sync=now, done=w["done"] + done, failed=w["failed"] + failed)
         w.update(state="active", boss=boss)
-        row: SyncingWorker = _pick(SyncingWorker, w)
+        row: ActiveWorker = _pick(ActiveWorker, w)
         return row
 
     def attempts_with_tasks(self, attempt_ids: list[int]) -> dict[int, ReportedAttempt]:
@@ -239,7 +238,7 @@ class MemoryTx:
         return [a["id"] for a in found if a is not None and a["state"] != "running"]
 
     def ready_candidates(
-        self, worker: SyncingWorker, max_slots: int, limit: int, now: float
+        self, worker: ActiveWorker, max_slots: int, limit: int, now: float
     ) -> list[ReadyTask]:
         labels = worker.labels
 

@@ -92,3 +92,19 @@ def states(s: Scheduler, run_id: int) -> dict[str, str]:
 def kinds(s: Scheduler, run_id: int | None = None) -> list[str]:
     """The kinds of the events recorded (of one run), in order."""
     return [e["kind"] for e in s.events_view(run_id)]
+
+
+GROUP = "tasks:\n- name: t-{i}\n  matrix: {i: [1, 2, 3, 4]}\n  run: x\n"
+
+
+def straggling(
+    s: Scheduler, text: str = GROUP, **labels: object
+) -> tuple[int, int, int, p.Assignment]:
+    """A run whose first task runs on 'slow' while 'fast' did the others in 2 s each."""
+    rid = s.submit(run_of(text))
+    slow = worker(s, "slow", **labels)
+    fast = worker(s, "fast", slots=3, **labels)
+    (straggler,) = take(s, slow)
+    for a in take(s, fast, free=3):
+        report(s, fast, a, started=0.0, ended=2.0)
+    return rid, slow, fast, straggler

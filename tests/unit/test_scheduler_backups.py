@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 from shoal import protocol as p
-from shoal.scheduler import Scheduler
-from tests.scheduling import clock, kinds, on_memory, report, run_of, states, take, worker
-
-GROUP = "tasks:\n- name: t-{i}\n  matrix: {i: [1, 2, 3, 4]}\n  run: x\n"
-
-
-def straggling(
-    s: Scheduler, text: str = GROUP, **labels: object
-) -> tuple[int, int, int, p.Assignment]:
-    """A run whose first task runs on 'slow' while 'fast' did the others in 2 s each."""
-    rid = s.submit(run_of(text))
-    slow = worker(s, "slow", **labels)
-    fast = worker(s, "fast", slots=3, **labels)
-    (straggler,) = take(s, slow)
-    for a in take(s, fast, free=3):
-        report(s, fast, a, started=0.0, ended=2.0)
-    return rid, slow, fast, straggler
+from tests.scheduling import (
+    GROUP,
+    clock,
+    kinds,
+    on_memory,
+    report,
+    run_of,
+    states,
+    straggling,
+    take,
+    worker,
+)
 
 
 def test_no_backup_before_twice_the_median_nor_before_the_minimum() -> None:

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from shoal import protocol as p
 from shoal.scheduler import Scheduler
-from tests.scheduling import clock, kinds, memory, on_memory, report, run_of, states, take, worker
+from tests.scheduling import (
+    clock,
+    kinds,
+    memory,
+    on_memory,
+    report,
+    run_of,
+    states,
+    straggling,
+    take,
+    worker,
+)
 
 PAIR = "tasks:\n- {name: a, run: x}\n- {name: b, run: x, after: [a]}\n"
 
@@ -85,11 +96,7 @@ def test_after_max_losses_the_task_fails_and_so_does_what_depends_on_it() -> Non
 
 def test_a_lost_attempt_of_a_task_with_another_still_running_leaves_the_task_to_it() -> None:
     s = on_memory(lease_seconds=60.0, speculate_min=0.0)
-    rid = s.submit(run_of("tasks:\n- name: t-{i}\n  matrix: {i: [1, 2, 3]}\n  run: x\n"))
-    slow, fast = worker(s, "slow"), worker(s, "fast", slots=2)
-    (straggler,) = take(s, slow)
-    for a in take(s, fast, free=2):
-        report(s, fast, a, started=0.0, ended=1.0)
+    rid, _, fast, straggler = straggling(s)
     clock(s).now += 5
     (backup,) = take(s, fast)
     clock(s).now += 56  # slow is silent past its lease; fast syncs

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from shoal.scheduler import runs
 from shoal.scheduler.placement import has_labels
 from shoal.store.contract import DecisionTx
-from shoal.store.rows import Event, ReadyTask, SyncingWorker
+from shoal.store.rows import ActiveWorker, Event, ReadyTask
 
 if TYPE_CHECKING:
     from shoal.scheduler.core import Scheduler
@@ -57,7 +57,7 @@ def expire(s: Scheduler) -> bool:
     return readied
 
 
-def stragglers(s: Scheduler, tx: DecisionTx, worker: SyncingWorker, now: float) -> list[ReadyTask]:
+def stragglers(s: Scheduler, tx: DecisionTx, worker: ActiveWorker, now: float) -> list[ReadyTask]:
     """Tasks worth a backup attempt on this idle worker (at most one).
 
     A task qualifies when its only attempt, on another worker, has run

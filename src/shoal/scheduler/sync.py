@@ -20,12 +20,12 @@ from shoal.exceptions import NotFound
 from shoal.scheduler import leases, reductions, runs
 from shoal.store.contract import DecisionTx
 from shoal.store.rows import (
+    ActiveWorker,
     AttemptEnd,
     Event,
     NewAttempt,
     ReadyTask,
     ReportedAttempt,
-    SyncingWorker,
     TaskWin,
 )
 
@@ -259,7 +259,7 @@ def _run_info(s: Scheduler, tx: DecisionTx, run_ids: set[int]) -> dict[int, RunI
 def _assign(
     s: Scheduler,
     tx: DecisionTx,
-    worker: SyncingWorker,
+    worker: ActiveWorker,
     free: int,
     now: float,
     events: list[Event],

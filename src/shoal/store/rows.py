@@ -42,7 +42,6 @@ __all__ = [
     "ReportedAttempt",
     "RunRow",
     "SessionRow",
-    "SyncingWorker",
     "TaskRow",
     "TaskWin",
     "WorkerRow",
@@ -259,23 +258,10 @@ class ReadyTask(NamedTuple):
         return value
 
 
-class SyncingWorker(NamedTuple):
-    """The worker a sync comes from, as the claim needs it."""
+class ActiveWorker(NamedTuple):
+    """A connected worker, as a claim and placement judge it."""
 
     id: int
-    name: str
-    slots: int
-    labels_json: str
-
-    @property
-    def labels(self) -> dict[str, Any]:
-        value: dict[str, Any] = decode(self.labels_json, {})
-        return value
-
-
-class ActiveWorker(NamedTuple):
-    """A connected worker, as placement judges it."""
-
     name: str
     slots: int
     labels_json: str

@@ -14,6 +14,7 @@ from typing import Any
 
 from shoal.store.reads import Reads
 from shoal.store.rows import (
+    ActiveWorker,
     AttemptEnd,
     CachedTask,
     DepOutputs,
@@ -25,7 +26,6 @@ from shoal.store.rows import (
     Reducer,
     ReportedAttempt,
     RunRow,
-    SyncingWorker,
     TaskRow,
     TaskWin,
     decode,
@@ -44,10 +44,10 @@ class Tx(Reads):
 
     def touch_worker(
         self, worker_id: int, now: float, done: int, failed: int, boss: int | None = None
-    ) -> SyncingWorker | None:
+    ) -> ActiveWorker | None:
         """Record a worker's sync (and its tally); None if it is not (or no longer) there."""
         params = {"id": worker_id, "now": now, "done": done, "failed": failed, "boss": boss}
-        return self._row("touch_worker", SyncingWorker, params)
+        return self._row("touch_worker", ActiveWorker, params)
 
     def attempts_with_tasks(self, attempt_ids: list[int]) -> dict[int, ReportedAttempt]:
         rows = self._rows("attempts_with_tasks", ReportedAttempt, {"ids": self.array(attempt_ids)})
@@ -111,7 +111,7 @@ class Tx(Reads):
         return [int(i) for i in self._column("not_running", {"ids": self.array(attempt_ids)})]
 
     def ready_candidates(
-        self, worker: SyncingWorker, max_slots: int, limit: int, now: float
+        self, worker: ActiveWorker, max_slots: int, limit: int, now: float
     ) -> list[ReadyTask]:
         """Ready tasks this worker can take (its name, labels and slots), in claim order."""
         params = {

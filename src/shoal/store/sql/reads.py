@@ -89,7 +89,7 @@ SELECT {WORKER_ROW}, (
     SELECT count(*) FROM attempts a WHERE a.worker_id = w.id AND a.state = 'running') AS running
 FROM workers w ORDER BY w.id""",
     "active_workers": """
-SELECT name, slots, labels AS labels_json FROM workers WHERE state = 'active' ORDER BY id""",
+SELECT id, name, slots, labels AS labels_json FROM workers WHERE state = 'active' ORDER BY id""",
     "list_events": f"SELECT {EVENT_ROW} FROM events ORDER BY id DESC LIMIT :limit",
     "list_run_events": f"""
 SELECT {EVENT_ROW} FROM events WHERE run_id = :run_id ORDER BY id DESC LIMIT :limit""",
