@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 __all__ = ["Statements"]
 
 _R = TypeVar("_R")
-_checked: set[tuple[str, str]] = set()  # (statement, row type) whose columns were checked
+_checked: set[tuple[str, type[Any]]] = set()  # (statement, row type) whose columns were checked
 
 
 class Statements:
@@ -41,14 +41,15 @@ class Statements:
         self.raw.cursor().executemany(self.SQL[name], rows)
 
     def _rows(self, name: str, shape: type[_R], params: Any = ()) -> list[_R]:
-        cur = self._run(name, params)
-        if (name, shape.__name__) not in _checked:
+        sql = self.SQL[name]
+        cur = self.raw.execute(sql, params)
+        if (sql, shape) not in _checked:
             # Rows are made by position: the statement must name its columns as the type does.
             names = tuple(d[0] for d in cur.description)
             fields = cast(Any, shape)._fields
             if names != fields:
                 raise AssertionError(f"statement {name} gives {names}, {shape.__name__} {fields}")
-            _checked.add((name, shape.__name__))
+            _checked.add((sql, shape))
         make = cast(Any, shape)._make
         return [make(r) for r in cur.fetchall()]
 
