@@ -165,16 +165,10 @@ def _finish(
         # Fenced: this attempt was already ended by the boss (cancelled,
         # lost, superseded); what its worker says now is dropped.
         state = row.state if row is not None else "unknown"
+        run_id, task_id = (row.run_id, row.task_id) if row is not None else (None, None)
+        detail = f"{r.outcome} after the attempt was {state}"
         batch.events.append(
-            Event(
-                now,
-                "report_dropped",
-                row.run_id if row is not None else None,
-                row.task_id if row is not None else None,
-                r.attempt_id,
-                worker_id,
-                f"{r.outcome} after the attempt was {state}",
-            )
+            Event(now, "report_dropped", run_id, task_id, r.attempt_id, worker_id, detail)
         )
         return
     log = p.log_path(row.run_id, row.task_name, r.attempt_id) if (r.log or r.log_uploaded) else None
@@ -215,37 +209,48 @@ def _finish(
     cause = r.cause or describe_exit(r.exit_code)
     outcome = r.outcome if r.outcome in (p.FAILED, p.INTERRUPTED) else p.INTERRUPTED
     batch.ends.append(end(outcome, cause))
+    batch.events.append(event(_failed(s, tx, worker_id, row, r, outcome, cause, batch), cause))
+
+
+def _failed(
+    s: Scheduler,
+    tx: DecisionTx,
+    worker_id: int,
+    row: ReportedAttempt,
+    r: p.Report,
+    outcome: str,
+    cause: str,
+    batch: _Finished,
+) -> str:
+    """What an attempt that did not succeed does to its task; the kind of event it is."""
     if row.task_attempts > 1 and tx.others_running(row.task_id, r.attempt_id):
         # Another attempt of this task still runs: the task waits for it.
-        batch.events.append(event(f"attempt_{outcome}", cause))
-        return
+        return f"attempt_{outcome}"
     if outcome == p.INTERRUPTED:
         # The worker was stopped, not the command: run it again elsewhere.
         tx.set_task_ready(row.task_id)
         batch.readied = True
-        batch.events.append(event("attempt_interrupted", cause))
-        return
+        return "attempt_interrupted"
     batch.failed += 1
     failures = row.failures + 1
     if failures <= row.retries:
-        ready_at = now + backoff(s, row.retry_delay, failures)
+        ready_at = batch.now + backoff(s, row.retry_delay, failures)
         tx.retry_task(row.task_id, failures, r.exit_code, cause, ready_at)
         batch.readied = True
-        batch.events.append(event("task_retried", cause))
-        return
+        return "task_retried"
     ended = runs.fail_task(
         tx,
         row.task_id,
         row.task_name,
-        now,
+        batch.now,
         cause,
         exit_code=r.exit_code,
         result=r.result,
         outputs=r.outputs,
         worker_id=worker_id,
     )
-    batch.events.append(event("task_failed", cause))
     batch.done(row.run_id, ended)
+    return "task_failed"
 
 
 def _run_info(s: Scheduler, tx: DecisionTx, run_ids: set[int]) -> dict[int, RunInfo]:
