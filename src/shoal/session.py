@@ -22,12 +22,11 @@ from shoal.launch.book import StoreBook, owner_name
 from shoal.launch.contract import BossAccess, Machine, Pool, Site
 from shoal.launch.fleet import Fleet
 from shoal.launch.pools import run_pools
-from shoal.placement import WorkerShape
+from shoal.scheduler import Unplaceable, WorkerShape
 from shoal.spec import RunSpec
 from shoal.spec.bundle import pack_bundle
 from shoal.spec.inventory import Inventory
 from shoal.statedir import StateDir
-from shoal.views import Unplaceable
 
 if TYPE_CHECKING:
     from shoal.boss.server import Boss

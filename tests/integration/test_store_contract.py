@@ -10,19 +10,10 @@ from typing import Any
 import pytest
 
 from shoal import protocol as p
-from shoal import spec
 from shoal.exceptions import NotFound
-from shoal.placement import WorkerShape
-from shoal.scheduler import Scheduler
+from shoal.scheduler import Scheduler, WorkerShape
 from shoal.store import Store
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.scheduling import Clock, MidRng, report, run_of, states, take, worker
 
 
 @pytest.fixture
@@ -30,48 +21,6 @@ def sched(db_url: str) -> Iterator[Scheduler]:
     store = Store(db_url)
     yield Scheduler(store, clock=Clock())
     store.close()
-
-
-def run_of(text: str) -> spec.RunSpec:
-    return spec.parse_text(text, path="t.yaml")
-
-
-def worker(s: Scheduler, name: str = "w", slots: int = 1, **labels: Any) -> int:
-    return s.register(p.Registration(name=name, host="h", slots=slots, labels=labels)).worker_id
-
-
-def take(
-    s: Scheduler, w: int, free: int = 1, running: list[int] | None = None
-) -> list[p.Assignment]:
-    return s.sync(
-        p.SyncRequest(worker_id=w, free_slots=free, running=running or [])
-    ).response.assignments
-
-
-def report(
-    s: Scheduler,
-    w: int,
-    a: p.Assignment,
-    code: int = 0,
-    result: Any = None,
-    free: int = 0,
-    **kw: Any,
-) -> Any:
-    outcome = p.SUCCEEDED if code == 0 else p.FAILED
-    r = p.Report(
-        attempt_id=a.attempt_id,
-        outcome=outcome,
-        exit_code=code,
-        result=result,
-        run_id=a.run_id,
-        task=a.task,
-        **kw,
-    )
-    return s.sync(p.SyncRequest(worker_id=w, finished=[r], free_slots=free))
-
-
-def states(s: Scheduler, run_id: int) -> dict[str, str]:
-    return {t["name"]: t["state"] for t in s.tasks_view(run_id)}
 
 
 def test_dependencies_gate_readiness_and_outputs_flow(sched: Scheduler) -> None:
@@ -448,13 +397,6 @@ def test_speculative_false_means_no_backup(sched: Scheduler) -> None:
     assert take(sched, fast) == []
 
 
-class MidRng:
-    """Jitter at its middle value, so back-off delays are exact."""
-
-    def uniform(self, a: float, b: float) -> float:
-        return (a + b) / 2
-
-
 def test_retry_back_off_doubles(sched: Scheduler) -> None:
     sched.rng = MidRng()  # type: ignore[assignment]
     rid = sched.submit(run_of("tasks:\n- {name: f, run: x, retries: 3, retry_delay: 10s}\n"))
@@ -522,6 +464,134 @@ def test_reducer_command_gets_its_operands_on_stdin(sched: Scheduler) -> None:
     report(sched, w, a, result=[1])
     (m,) = report(sched, w, b, result="two", free=1).response.assignments
     assert m.task == "m" and json.loads(m.stdin or "") == {"a": [1], "b": "two"}
+
+
+# -- the dashboard's reads ---------------------------------------------------
+
+
+def _finished_at(sched: Scheduler, w: int, a: p.Assignment, after: float, code: int = 0) -> None:
+    sched.clock.now += after  # type: ignore[attr-defined]
+    report(sched, w, a, code=code)
+
+
+def test_a_page_of_tasks_is_filtered_searched_and_sorted(sched: Scheduler) -> None:
+    rid = sched.submit(
+        run_of(
+            "tasks:\n- {name: a_1, run: x}\n- {name: ab1, run: x}\n- {name: b.2, run: x}\n"
+            "- {name: c-3, run: x}\n- {name: d-4, run: x}\n"
+        )
+    )
+    w = worker(sched, slots=4)
+    got = {a.task: a for a in take(sched, w, free=4)}  # all but d-4, at 1000
+    _finished_at(sched, w, got["ab1"], 1)  # ran 1 s
+    _finished_at(sched, w, got["a_1"], 2)  # 3 s
+    _finished_at(sched, w, got["c-3"], 1, code=1)  # 4 s, failed
+    # b.2 still runs; d-4 is ready: neither has a duration.
+
+    def page(**kw: Any) -> tuple[list[str], int]:
+        found = sched.tasks_page(rid, **kw)
+        return [t["name"] for t in found["tasks"]], found["total"]
+
+    assert page() == (["a_1", "ab1", "b.2", "c-3", "d-4"], 5)
+    assert page(sort="name", limit=2) == (["a_1", "ab1"], 5)
+    assert page(sort="name", limit=2, offset=2) == (["b.2", "c-3"], 5)
+    assert page(sort="duration") == (["c-3", "a_1", "ab1", "b.2", "d-4"], 5)
+    assert page(sort="-duration") == (["ab1", "a_1", "c-3", "b.2", "d-4"], 5)
+    assert page(sort="no-such-order") == (["a_1", "ab1", "b.2", "c-3", "d-4"], 5)
+    assert page(states=["succeeded"]) == (["a_1", "ab1"], 2)
+    assert page(states=["failed", "ready"]) == (["c-3", "d-4"], 2)
+    # A search is for the text as typed: _ and . are no wildcards.
+    assert page(search="a_1") == (["a_1"], 1)
+    assert page(search=".") == (["b.2"], 1)
+    assert page(search="-") == (["c-3", "d-4"], 2)
+    assert page(search="%") == ([], 0)
+    assert page(search="1", states=["succeeded"], sort="-duration") == (["ab1", "a_1"], 2)
+    row = sched.tasks_page(rid, search="c-3")["tasks"][0]
+    assert (row["state"], row["exit_code"], row["worker"], row["duration"]) == (
+        "failed",
+        1,
+        "w",
+        0.0,
+    )
+
+
+def test_the_graph_folds_matrix_groups_and_the_throughput_counts_ends(sched: Scheduler) -> None:
+    rid = sched.submit(
+        run_of(
+            "tasks:\n- {name: prep, run: x}\n"
+            "- name: sim-{i}\n  matrix: {i: [1, 2, 3]}\n  run: x\n  after: [prep]\n"
+            "- {name: total, run: x, after: ['sim-*']}\n"
+        )
+    )
+    assert sched.throughput(rid) == {"start": 1000.0, "width": 0, "rates": []}
+    w = worker(sched, slots=3)
+    (prep,) = take(sched, w)
+    sims = report(sched, w, prep, free=3).response.assignments
+    sched.clock.now += 10  # type: ignore[attr-defined]
+    report(sched, w, sims[0])
+    graph = sched.graph(rid)
+    assert [(n["id"], n["counts"], n["total"]) for n in graph["nodes"]] == [
+        ("prep", {"succeeded": 1}, 1),
+        ("sim-{i}", {"succeeded": 1, "running": 2}, 3),
+        ("total", {"waiting": 1}, 1),
+    ]
+    assert sorted((e["source"], e["target"]) for e in graph["edges"]) == [
+        ("prep", "sim-{i}"),
+        ("sim-{i}", "total"),
+    ]
+    rates = sched.throughput(rid, buckets=10)
+    assert (rates["start"], rates["width"]) == (1000.0, 1.0)
+    assert rates["rates"][0] == 1.0 and rates["rates"][-1] == 1.0 and sum(rates["rates"]) == 2.0
+
+
+def test_a_tasks_events_and_the_metrics_counts(sched: Scheduler) -> None:
+    rid = sched.submit(run_of("tasks:\n- {name: a, run: x, retries: 1, retry_delay: 0}\n"))
+    w = worker(sched)
+    (a,) = take(sched, w)
+    report(sched, w, a, code=2)
+    (again,) = take(sched, w)
+    events = sched.task_events(rid, "a")
+    assert [(e["kind"], e["detail"]) for e in events] == [
+        ("attempt_started", None),
+        ("task_retried", "exit code 2"),
+        ("attempt_started", None),
+    ]
+    assert all(e["run_id"] == rid and e["worker_id"] == w for e in events)
+    counts = sched.metrics_counts()
+    assert counts["tasks"] == {"running": 1} and counts["ready"] == 0
+    assert counts["workers"] == {"active": 1}
+    assert sorted(counts["attempts"], key=str) == sorted(
+        [("failed", "exit code 2", 1), ("running", None, 1)], key=str
+    )
+    with pytest.raises(NotFound):
+        sched.task_events(rid, "nope")
+    assert again.number == 2
+
+
+def test_the_bosses_serving_a_database_are_listed(db_url: str) -> None:
+    store = Store(db_url)
+    try:
+        with store.transaction() as tx:
+            first = tx.insert_boss("http://127.0.0.1:1", "here", 11, 1000.0)
+            second = tx.insert_boss("http://127.0.0.1:2", "there", 22, 1000.0)
+            tx.touch_boss(first, 1001.0, True)
+            tx.stop_boss(second, 1002.0)
+        with store.read() as tx:
+            assert tx.others_serving(second, 1000.5) is True
+            assert tx.others_serving(first, 1000.5) is False  # the other one stopped
+        # Those serving, and those gone in the last hour (the stopped one went long ago).
+        bosses = Scheduler(store).bosses_view()
+        assert [(b["id"], b["state"], b["housekeeper"], b["pid"]) for b in bosses] == [
+            (first, "serving", True, 11)
+        ]
+        with store.read() as tx:
+            rows = tx.list_bosses(0.0)
+        assert [(b.host, b.state, b.housekeeper, b.last_seen) for b in rows] == [
+            ("here", "serving", True, 1001.0),
+            ("there", "stopped", False, 1002.0),
+        ]
+    finally:
+        store.close()
 
 
 # -- schema, several bosses ----------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shoal.reduce import ReduceError, combine
+from shoal.scheduler.combine import ReduceError, combine
 
 
 @pytest.mark.parametrize(

@@ -39,8 +39,10 @@ from shoal.boss.web import ChangeFeed, Context, Limits, WorkSignal, error_respon
 from shoal.boss.workers import worker_routes
 from shoal.datastore.base import Datastore
 from shoal.exceptions import DatastoreError, ShoalError, StoreError
+from shoal.machines import Machines
 from shoal.scheduler import Scheduler
 from shoal.sessions import Sessions
+from shoal.store import Store
 
 __all__ = ["ChangeFeed", "Limits", "WorkSignal", "create_app"]
 
@@ -65,6 +67,9 @@ def create_app(
     twenty of them). Without, they run one at a time on the event loop,
     which is fastest when the database serializes writers anyway (SQLite).
     """
+    # Dashboard sessions and machines live in the boss's database (always a SQL one).
+    assert isinstance(scheduler.store, Store)
+    sessions = Sessions(scheduler.store)
     ctx = Context(
         scheduler=scheduler,
         datastore=datastore,
@@ -73,9 +78,9 @@ def create_app(
         health=health or Health(),
         limits=limits or Limits(),
         metrics=Metrics(scheduler),
+        machines=Machines(scheduler.store),
         pool=ThreadPoolExecutor(threads, thread_name_prefix="shoal-sync") if threads else None,
     )
-    sessions = Sessions(scheduler.store)
     routes = [
         *worker_routes(ctx),
         *run_routes(ctx),

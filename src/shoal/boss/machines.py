@@ -14,13 +14,12 @@ from starlette.routing import BaseRoute, Route
 from shoal import protocol as p
 from shoal.boss.web import Context, json_response, read_json
 from shoal.exceptions import BadInput
-from shoal.machines import Machines
 
 __all__ = ["machine_routes"]
 
 
 def machine_routes(ctx: Context) -> list[BaseRoute]:
-    machines = Machines(ctx.scheduler.store)
+    machines = ctx.machines
 
     async def listed(request: Request) -> Response:
         owner = request.query_params.get("owner")

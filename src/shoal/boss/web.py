@@ -12,7 +12,7 @@ import contextlib
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -22,6 +22,7 @@ from shoal.boss.health import Health
 from shoal.boss.metrics import Metrics
 from shoal.datastore.base import Datastore
 from shoal.exceptions import BadInput, TooLarge, WrongMediaType
+from shoal.machines import Machines
 from shoal.scheduler import Scheduler
 
 __all__ = [
@@ -107,8 +108,8 @@ class Context:
     health: Health
     limits: Limits
     metrics: Metrics
+    machines: Machines  # what shoal started, recorded in the boss's database
     pool: ThreadPoolExecutor | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     async def in_pool(self, call: Callable[[], _T]) -> _T:
         """Run a scheduler call on the sync threads, where there are any."""

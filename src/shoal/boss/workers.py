@@ -25,7 +25,6 @@ from shoal import protocol as p
 from shoal.boss.web import Context, json_response, path_id, read_json
 from shoal.datastore.layout import log_path, staging_prefix
 from shoal.exceptions import DatastoreError, Fenced
-from shoal.machines import Machines
 
 __all__ = ["worker_routes"]
 
@@ -39,7 +38,7 @@ MAX_REASON = 2000
 
 def worker_routes(ctx: Context) -> list[BaseRoute]:
     scheduler, datastore = ctx.scheduler, ctx.datastore
-    machines = Machines(scheduler.store)
+    machines = ctx.machines
 
     async def register(request: Request) -> Response:
         reg = p.Registration.from_dict(await read_json(request, ctx.limits.max_body))

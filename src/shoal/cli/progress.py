@@ -27,10 +27,10 @@ from shoal import spec as specs
 from shoal.cli import render
 from shoal.client import BossClient
 from shoal.exceptions import BadInput
+from shoal.scheduler import Unplaceable
 from shoal.session import LocalSession, check_fits
 from shoal.spec.inventory import Inventory
 from shoal.statedir import StateDir
-from shoal.views import Unplaceable
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 

@@ -7,8 +7,10 @@ Nothing here knows the network or the database. The modules:
 - :mod:`~shoal.spec.lines`: YAML with line numbers; :mod:`~shoal.spec.bounds`: the limits;
 - :mod:`~shoal.spec.expand` (matrices, ``after`` patterns, cycles),
   :mod:`~shoal.spec.task` (one task's fields), :mod:`~shoal.spec.fields` (single fields);
-- :mod:`~shoal.spec.flow`, :mod:`~shoal.spec.inventory`, :mod:`~shoal.spec.bundle`,
-  :mod:`~shoal.spec.keys` (what makes a task the same task again).
+- :mod:`~shoal.spec.flow`, :mod:`~shoal.spec.inventory`, :mod:`~shoal.spec.bundle`.
+
+What makes a task the same task again (for resuming) is the scheduler's
+:mod:`~shoal.scheduler.keys`.
 """
 
 from shoal.exceptions import SpecError

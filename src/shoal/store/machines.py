@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Row, insert, select, update
 
 from shoal.store import schema as s
-from shoal.store.store import Tx
+from shoal.store.tx import Tx
 
 __all__ = [
     "agents_named",

@@ -14,7 +14,7 @@ Several bosses may serve one PostgreSQL database. What keeps them apart:
   another takes it at its next try.
 
 Each method here answers exactly like the one it overrides in
-:class:`~shoal.store.store.Tx`; the store contract tests run both.
+:class:`~shoal.store.tx.Tx`; the store contract tests run both.
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ from typing import Any
 
 from sqlalchemy import URL, Connection, Engine, create_engine, make_url, text
 
-from shoal.store import schema as s
-from shoal.store import store as base
-from shoal.store.statements import SQLITE, for_psycopg
-from shoal.store.store import HousekeepingLock, Tx
+from shoal.store.rows import NewAttempt, NewTask
+from shoal.store.sql import POSTGRES
+from shoal.store.tx import Tx
 
 __all__ = ["AdvisoryLock", "PostgresTx", "listen_for_work", "lock_schema", "make_engine"]
 
@@ -40,19 +39,6 @@ CHANNEL = "shoal_work"
 # Advisory lock keys: any two numbers no other program on the database uses.
 SCHEMA_LOCK = 0x5E0A1_0001
 HOUSEKEEPING_LOCK = 0x5E0A1_0002
-
-# The fast path's statements, spelled for psycopg; a claim skips the tasks
-# other bosses are claiming, and a report locks what it reads.
-SQL = {name: for_psycopg(sql) for name, sql in SQLITE.items()}
-SQL["ready_candidates"] += " FOR UPDATE OF tasks SKIP LOCKED"
-SQL["attempts_with_tasks"] += " ORDER BY t.id FOR UPDATE OF a, t"
-SQL["insert_attempts"] = """
-INSERT INTO attempts (task_id, run_id, number, worker_id, state, assigned, started, lease_expires)
-SELECT * FROM unnest(%(task_id)s::int[], %(run_id)s::int[], %(number)s::int[],
-    %(worker_id)s::int[], %(state)s::text[], %(assigned)s::float8[], %(started)s::float8[],
-    %(lease_expires)s::float8[])
-RETURNING id, task_id
-"""
 
 
 def driver_url(url: str | URL) -> URL:
@@ -84,47 +70,47 @@ def lock_schema(conn: Connection) -> None:
 class PostgresTx(Tx):
     """A transaction on PostgreSQL: claims skip rows other bosses hold."""
 
-    SQL = SQL
+    SQL = POSTGRES
 
-    def ids(self, ids: list[int]) -> Any:
-        return ids  # psycopg sends a list as an array
+    def array(self, values: Sequence[Any]) -> Any:
+        return list(values)  # psycopg sends a list as an array
 
-    def insert_attempts(self, rows: list[dict[str, Any]]) -> list[int]:
+    def _insert_attempts(
+        self, attempts: list[NewAttempt], worker_id: int, now: float, lease_expires: float
+    ) -> list[int]:
         # One statement for the lot; each attempt found again by its task.
-        if not rows:
+        if not attempts:
             return []
-        columns = {k: [r[k] for r in rows] for k in rows[0]}
-        by_task = {int(t): int(i) for i, t in self._run("insert_attempts", columns)}
-        return [by_task[int(r["task_id"])] for r in rows]
+        params = {
+            "task_id": [a.task_id for a in attempts],
+            "run_id": [a.run_id for a in attempts],
+            "number": [a.number for a in attempts],
+            "worker_id": worker_id,
+            "now": now,
+            "lease_expires": lease_expires,
+        }
+        by_task = {int(t): int(i) for i, t in self._run("insert_attempts", params)}
+        return [by_task[a.task_id] for a in attempts]
 
-    def expired_attempts(self, now: float) -> Sequence[Any]:
-        # Locked, skipping what a report is recording right now: that
-        # attempt is no longer lost, and the next sweep will know.
-        return self.conn.execute(
-            base.expired_attempts_query(now).with_for_update(
-                skip_locked=True, of=[s.attempts, s.tasks]
-            )
-        ).all()
-
-    def insert_tasks(self, run_id: int, rows: list[dict[str, Any]]) -> None:
+    def insert_tasks(self, run_id: int, tasks: list[NewTask]) -> None:
         # COPY: a 100,000-task run goes over in one stream.
-        if rows:
-            columns = [*rows[0], "run_id"]
-            names = ", ".join(f'"{c}"' for c in columns)
-            cursor = self.raw.cursor()
-            with cursor.copy(f"COPY tasks ({names}) FROM STDIN") as copy:
-                for r in rows:
-                    copy.write_row((*r.values(), run_id))
+        if tasks:
+            with self.raw.cursor().copy(self.SQL["insert_tasks"]) as copy:
+                for t in tasks:
+                    copy.write_row(self.task_values(run_id, t))
 
     def insert_deps(self, pairs: list[tuple[int, int]]) -> None:
         if pairs:
-            cursor = self.raw.cursor()
-            with cursor.copy("COPY deps (task_id, dep_id) FROM STDIN") as copy:
+            with self.raw.cursor().copy(self.SQL["insert_deps"]) as copy:
                 for pair in pairs:
                     copy.write_row(pair)
 
     def notify_work(self, origin: str) -> None:
-        self.conn.execute(text("SELECT pg_notify(:c, :o)"), {"c": CHANNEL, "o": origin})
+        self._run("notify_work", {"channel": CHANNEL, "origin": origin})
+
+    def analyze_tasks(self) -> None:
+        """Let the planner know the tasks table's new size."""
+        self._run("analyze_tasks")
 
 
 def _connect(url: URL, **kwargs: Any) -> Any:
@@ -133,7 +119,7 @@ def _connect(url: URL, **kwargs: Any) -> Any:
     return psycopg.connect(libpq_url(url), connect_timeout=5, **kwargs)
 
 
-class AdvisoryLock(HousekeepingLock):
+class AdvisoryLock:
     """PostgreSQL's session advisory lock, on a connection of its own."""
 
     def __init__(self, url: URL) -> None:

@@ -1,12 +1,14 @@
-"""SQLite: the sync statements in their own spelling, and bulk inserts of a run's tasks."""
+"""SQLite: its statements' spelling, lists as JSON arrays, a run's tasks in one executemany."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from shoal.store.statements import SQLITE
-from shoal.store.store import Tx
+from shoal.store.rows import NewTask
+from shoal.store.sql import SQLITE
+from shoal.store.tx import Tx
 
 __all__ = ["SqliteTx"]
 
@@ -16,19 +18,16 @@ class SqliteTx(Tx):
 
     SQL = SQLITE
 
-    def ids(self, ids: list[int]) -> Any:
-        return json.dumps(ids)  # read by json_each
+    def array(self, values: Sequence[Any]) -> Any:
+        return json.dumps(list(values))  # read by json_each
 
-    def insert_tasks(self, run_id: int, rows: list[dict[str, Any]]) -> None:
-        # A 100,000-task run: one executemany of plain tuples, no per-row Python above it.
-        if rows:
-            columns = [*rows[0], "run_id"]
-            sql = (
-                f"INSERT INTO tasks ({', '.join(f'{chr(34)}{c}{chr(34)}' for c in columns)}) "
-                f"VALUES ({', '.join('?' * len(columns))})"
+    def insert_tasks(self, run_id: int, tasks: list[NewTask]) -> None:
+        # A 100,000-task run: one executemany of plain tuples.
+        if tasks:
+            self.raw.executemany(
+                self.SQL["insert_tasks"], [self.task_values(run_id, t) for t in tasks]
             )
-            self.raw.executemany(sql, [(*r.values(), run_id) for r in rows])
 
     def insert_deps(self, pairs: list[tuple[int, int]]) -> None:
         if pairs:
-            self.raw.executemany("INSERT INTO deps (task_id, dep_id) VALUES (?, ?)", pairs)
+            self.raw.executemany(self.SQL["insert_deps"], pairs)

@@ -3,7 +3,7 @@
 A task may run on a worker when the worker has at least its ``slots``, is
 the ``host`` it is pinned to (by worker name), and holds every label it
 ``requires`` with an equal value (as JSON values: ``true`` is not ``1``).
-The claim applies this rule in SQL (:mod:`shoal.store.statements`); this
+The claim applies this rule in SQL (:mod:`shoal.store.sql.sync`); this
 module applies it in Python, to say in one phrase why no worker can take a
 task (``shoal status``, ``shoal run``) and to check a backup attempt.
 """

@@ -1,26 +1,23 @@
 """Read-only views of runs, tasks, attempts, workers and events, as plain data.
 
-What the API serves and the command line prints. Each view is one read
-transaction; none changes anything.
+What the API serves and the command line prints (:class:`Views`) and what
+the dashboard adds (:class:`DashboardViews`). Each view is one read
+transaction; none changes anything. The scheduler holds one of each.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from shoal.exceptions import Fenced, NotFound
-from shoal.placement import WorkerShape, why_unplaceable
-from shoal.store import ACTIVE_STATES, Store, Tx
+from shoal.scheduler.placement import WorkerShape, why_unplaceable
+from shoal.store.contract import StoreLike, ViewTx
+from shoal.store.rows import ACTIVE_STATES, ActiveWorker, AttemptRow, RunRow, TaskRow
 
-__all__ = ["Unplaceable", "Views", "unplaceable", "worker_shape"]
-
-
-def _loads(text: str | None, default: Any = None) -> Any:
-    return json.loads(text) if text else default
+__all__ = ["DashboardViews", "Unplaceable", "Views", "unplaceable", "worker_shape"]
 
 
 @dataclass(frozen=True)
@@ -43,13 +40,13 @@ class Unplaceable:
         return f"{self.count} tasks ({shown}{more}): each {self.reason}"
 
 
-def worker_shape(row: Any) -> WorkerShape:
-    """A worker row (name, slots, labels as JSON) as placement sees it."""
-    return WorkerShape(str(row.name), int(row.slots), _loads(row.labels, {}))
+def worker_shape(row: ActiveWorker) -> WorkerShape:
+    """A connected worker as placement sees it."""
+    return WorkerShape(row.name, row.slots, row.labels)
 
 
 def unplaceable(
-    tx: Tx, run_id: int, workers: Sequence[WorkerShape], names: int | None
+    tx: ViewTx, run_id: int, workers: Sequence[WorkerShape], names: int | None
 ) -> list[Unplaceable]:
     """The run's ready tasks that none of ``workers`` can take, by need, with why.
 
@@ -60,22 +57,16 @@ def unplaceable(
     out = []
     biggest = max(w.slots for w in workers)
     for shape in tx.ready_shapes(run_id, biggest):
-        reason = why_unplaceable(int(shape.slots), shape.host, _loads(shape.requires, {}), workers)
+        reason = why_unplaceable(shape.slots, shape.host, shape.requires, workers)
         if reason is not None:
             rows = (
-                tx.ready_of_shape(run_id, shape.slots, shape.host, shape.requires, names)
+                tx.ready_of_shape(run_id, shape.slots, shape.host, shape.requires_json, names)
                 if names != 0
                 else []
             )
+            names_ = [r.name for r in rows]
             out.append(
-                Unplaceable(
-                    int(shape.slots),
-                    shape.host,
-                    shape.requires,
-                    reason,
-                    int(shape.n),
-                    [str(r.name) for r in rows],
-                )
+                Unplaceable(shape.slots, shape.host, shape.requires_json, reason, shape.n, names_)
             )
     return out
 
@@ -83,7 +74,8 @@ def unplaceable(
 class Views:
     """Queries over a store that answer in JSON-ready dicts."""
 
-    store: Store
+    def __init__(self, store: StoreLike) -> None:
+        self.store = store
 
     def resolve_run(self, ref: str | int | None) -> int:
         """A run id from an id, a run name (its latest run) or None (the latest run)."""
@@ -156,7 +148,7 @@ class Views:
                 raise NotFound(f"no task '{name}' in run {run_id}")
             attempts = tx.list_attempts(task.id)
             view = _task_dict(task, attempts[-1] if attempts else None)
-            view["spec"] = json.loads(task.spec)
+            view["spec"] = task.spec
             view["attempt_list"] = [_attempt_dict(a) for a in attempts]
             return view
 
@@ -165,7 +157,7 @@ class Views:
             if tx.run(run_id) is None:
                 raise NotFound(f"no run {run_id}")
             return {
-                t.name: json.loads(t.result)
+                t.name: t.result
                 for t in tx.list_tasks(run_id, ["succeeded", "failed"])
                 if t.has_result
             }
@@ -200,7 +192,7 @@ class Views:
                     "host": w.host,
                     "slots": w.slots,
                     "running": int(w.running),
-                    "labels": _loads(w.labels, {}),
+                    "labels": w.labels,
                     "state": w.state,
                     "done": w.done,
                     "failed": w.failed,
@@ -216,14 +208,17 @@ class Views:
     def bosses_view(self) -> list[dict[str, Any]]:
         """The bosses serving this database, and those gone in the last hour."""
         with self.store.read() as tx:
-            return [dict(b._mapping) for b in tx.list_bosses(time.time() - 3600)]
+            return [
+                {**b._asdict(), "housekeeper": bool(b.housekeeper)}
+                for b in tx.list_bosses(time.time() - 3600)
+            ]
 
     def events_view(self, run_id: int | None, limit: int = 1000) -> list[dict[str, Any]]:
         with self.store.read() as tx:
-            return [dict(e._mapping) for e in tx.list_events(run_id, limit)]
+            return [e._asdict() for e in tx.list_events(run_id, limit)]
 
 
-def _run_dict(run: Any, counts: dict[str, int]) -> dict[str, Any]:
+def _run_dict(run: RunRow, counts: dict[str, int]) -> dict[str, Any]:
     end = run.finished
     return {
         "run": run.id,
@@ -239,7 +234,7 @@ def _run_dict(run: Any, counts: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def _task_dict(task: Any, attempt: Any) -> dict[str, Any]:
+def _task_dict(task: TaskRow, attempt: AttemptRow | None) -> dict[str, Any]:
     duration = None
     if attempt is not None and attempt.started is not None and attempt.ended is not None:
         duration = max(0.0, attempt.ended - attempt.started)
@@ -250,8 +245,8 @@ def _task_dict(task: Any, attempt: Any) -> dict[str, Any]:
         "attempts": task.attempts,
         "exit_code": task.exit_code,
         "cause": task.cause,
-        "result": json.loads(task.result) if task.has_result else None,
-        "outputs": _loads(task.outputs, []),
+        "result": task.result,
+        "outputs": task.outputs,
         "worker": attempt.worker_name if attempt is not None else None,
         "duration": duration,
         "log": attempt.log if attempt is not None else None,
@@ -263,7 +258,7 @@ def _task_dict(task: Any, attempt: Any) -> dict[str, Any]:
     }
 
 
-def _attempt_dict(a: Any) -> dict[str, Any]:
+def _attempt_dict(a: AttemptRow) -> dict[str, Any]:
     return {
         "id": a.id,
         "number": a.number,
@@ -281,9 +276,10 @@ def _attempt_dict(a: Any) -> dict[str, Any]:
 
 
 class DashboardViews:
-    """Views the dashboard needs beyond the command line's (mixed into Views)."""
+    """Views the dashboard needs beyond the command line's."""
 
-    store: Store
+    def __init__(self, store: StoreLike) -> None:
+        self.store = store
 
     def tasks_page(
         self,
@@ -342,7 +338,7 @@ class DashboardViews:
             task = tx.task_by_name(run_id, name)
             if task is None:
                 raise NotFound(f"no task '{name}' in run {run_id}")
-            return [dict(e._mapping) for e in tx.task_events(task.id)]
+            return [e._asdict() for e in tx.task_events(task.id)]
 
     def metrics_counts(self) -> dict[str, Any]:
         with self.store.read() as tx:

@@ -1,0 +1,145 @@
+"""A run's end: counted as its tasks finish; cancel, retry, fail what cannot run, abandon.
+
+A run keeps a count of its unfinished tasks; the transaction that brings it
+to zero ends the run, ``succeeded`` if every task did, else ``failed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from shoal.exceptions import NotFound
+from shoal.scheduler.placement import WorkerShape
+from shoal.scheduler.views import Unplaceable, unplaceable
+from shoal.store.contract import DecisionTx
+from shoal.store.rows import Event
+
+if TYPE_CHECKING:
+    from shoal.scheduler.core import Scheduler
+
+__all__ = [
+    "abandon_running",
+    "cancel",
+    "count_done",
+    "fail_task",
+    "fail_unplaceable",
+    "retry",
+]
+
+
+def count_done(
+    tx: DecisionTx,
+    run_id: int,
+    n: int,
+    now: float,
+    events: list[Event],
+    ended: list[int] | None = None,
+) -> None:
+    """``n`` more of the run's tasks finished; the last one ends the run.
+
+    The run's own event goes after those of the tasks that ended it; its id
+    is added to ``ended``.
+    """
+    if tx.count_unfinished(run_id, -n) > 0:
+        return
+    run = tx.run(run_id)
+    if run is None or run.state != "running":
+        return
+    state = "failed" if tx.failed_count(run_id) else "succeeded"
+    tx.set_run_state(run_id, state, now)
+    events.append(Event(now, f"run_{state}", run_id))
+    if ended is not None:
+        ended.append(run_id)
+
+
+def fail_task(
+    tx: DecisionTx,
+    task_id: int,
+    name: str,
+    now: float,
+    cause: str,
+    *,
+    exit_code: int | None = None,
+    result: Any = None,
+    outputs: list[str] | None = None,
+    worker_id: int | None = None,
+) -> int:
+    """Fail a task, and every task downstream of it; how many tasks that ended."""
+    tx.finish_task(
+        task_id,
+        state="failed",
+        now=now,
+        exit_code=exit_code,
+        cause=cause,
+        result=result,
+        has_result=result is not None,
+        outputs=outputs,
+        worker_id=worker_id,
+    )
+    return 1 + tx.fail_downstream(task_id, f"upstream {name} failed", now)
+
+
+def cancel(s: Scheduler, run_id: int) -> int:
+    """Cancel every unfinished task of the run; how many were cancelled."""
+    now = s.clock()
+    with s.store.transaction() as tx:
+        run = tx.run(run_id)
+        if run is None:
+            raise NotFound(f"no run {run_id}")
+        n = tx.cancel_tasks(run_id, now)
+        tx.cancel_attempts(run_id, now)
+        if run.state == "running":
+            tx.count_unfinished(run_id, -n)
+            tx.set_run_state(run_id, "cancelled", now)
+        tx.add_events([Event(now, "run_cancelled", run_id, detail=f"{n} tasks")])
+    return n
+
+
+def retry(s: Scheduler, run_id: int) -> int:
+    """Run the run's failed, upstream-failed and cancelled tasks again; how many."""
+    now = s.clock()
+    with s.store.transaction() as tx:
+        if tx.run(run_id) is None:
+            raise NotFound(f"no run {run_id}")
+        ids = tx.reset_failed_tasks(run_id)
+        if ids:
+            tx.notify_work(s.origin)
+            tx.reset_unfinished(run_id)
+            tx.set_run_state(run_id, "running", None)
+            tx.add_events([Event(now, "run_retried", run_id, detail=f"{len(ids)} tasks")])
+    return len(ids)
+
+
+def fail_unplaceable(
+    s: Scheduler, run_id: int, workers: Sequence[WorkerShape]
+) -> list[Unplaceable]:
+    """Fail the run's ready tasks that none of ``workers`` can ever take; what was failed."""
+    with s.store.read() as tx:  # the usual answer, nothing: no write lock taken
+        if not unplaceable(tx, run_id, workers, names=0):
+            return []
+    now = s.clock()
+    with s.store.transaction() as tx:
+        found = unplaceable(tx, run_id, workers, names=None)
+        events: list[Event] = []
+        for need in found:
+            for r in tx.ready_of_shape(run_id, need.slots, need.host, need.requires, None):
+                ended = fail_task(tx, r.id, r.name, now, need.reason)
+                events.append(Event(now, "task_failed", run_id, r.id, detail=need.reason))
+                count_done(tx, run_id, ended, now, events)
+        tx.add_events(events)
+    return found
+
+
+def abandon_running(s: Scheduler, cause: str) -> list[int]:
+    """End every run still running: its boss and workers are gone; the runs' ids."""
+    now = s.clock()
+    with s.store.transaction() as tx:
+        ids = tx.running_runs()
+        for run_id in ids:
+            tx.interrupt_attempts(run_id, cause, now)
+            n = tx.cancel_tasks(run_id, now, cause=cause)
+            tx.count_unfinished(run_id, -n)
+            tx.set_run_state(run_id, "cancelled", now)
+            tx.add_events([Event(now, "run_abandoned", run_id, detail=cause)])
+    return ids
