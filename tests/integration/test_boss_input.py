@@ -111,6 +111,20 @@ def test_bad_requests_get_a_4xx_and_one_line(boss: RunningBoss) -> None:
         assert (status, "\n" in message) == (expected, False), (method, path, status, message)
 
 
+def test_a_path_too_long_for_the_datastore_is_the_callers_mistake(boss: RunningBoss) -> None:
+    # Every name short enough, the whole too long for the file system.
+    path = "d/" * 2100 + "x"
+    for method, where in (("GET", f"/v1/data/{path}"), ("GET", f"/v1/data?prefix={path}")):
+        status, message = error(call(boss, method, where))
+        assert status == 400 and "longer than 1024 bytes" in message, (where, message)
+    status, message = error(
+        call(boss, "PUT", f"/v1/data/{path}", b"x", **{"Content-Type": "application/octet-stream"})
+    )
+    assert status == 400, message
+    # Nothing is wrong with the boss's disk, and it does not say there is.
+    assert boss.boss.health.lines() == []
+
+
 def _spec() -> object:
     from shoal.spec import spec_from_dict
 

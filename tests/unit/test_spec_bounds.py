@@ -186,6 +186,23 @@ def test_a_submitted_run_is_held_to_the_same_bounds() -> None:
             spec.spec_from_dict(data)
 
 
+@pytest.mark.parametrize(
+    "task",
+    [
+        {"name": "t", "run": "echo \0"},
+        {"name": "t", "run": "echo", "env": {"A": "x\0y"}},
+        {"name": "t", "run": "echo", "env": {"A\0": "x"}},
+        {"name": "t", "run": "echo", "outputs": ["o\0.txt"]},
+    ],
+)
+def test_a_nul_character_is_refused_before_anything_runs(task: dict[str, object]) -> None:
+    # It would pass the spec and fail on the worker: exec and open refuse it.
+    with pytest.raises(SpecError, match=r"NUL character"):
+        spec.spec_from_dict({"tasks": [task]})
+    with pytest.raises(SpecError, match=r"^tasks.yaml:\d+: task 't': .*NUL character"):
+        spec.parse_text(json.dumps({"tasks": [task]}), path="tasks.yaml")
+
+
 def test_a_matrix_of_100000_tasks_is_within_bounds() -> None:
     text = f"tasks:\n  - name: t-{{i}}\n    matrix: {{i: {list(range(100_000))}}}\n    run: echo {{i}}\n"
     assert len(spec.parse_text(text, path="big.yaml").tasks) == 100_000

@@ -30,11 +30,13 @@ from typing import BinaryIO
 from shoal.datastore.layout import STAGING, staging_prefix
 from shoal.exceptions import BadInput, DatastoreError, UploadStalled
 
-__all__ = ["CHUNK", "NAME_MAX", "Datastore", "check_path", "shown"]
+__all__ = ["CHUNK", "NAME_MAX", "PATH_MAX", "Datastore", "check_path", "shown"]
 
 CHUNK = 256 * 1024
 # Longest file name most file systems take, in bytes.
 NAME_MAX = 255
+# Longest datastore path, in bytes (an object store's key limit; well under the OS's).
+PATH_MAX = 1024
 
 
 def check_path(path: str) -> PurePosixPath:
@@ -47,6 +49,8 @@ def check_path(path: str) -> PurePosixPath:
         or any(part in ("..", ".", "") for part in pure.parts)
     ):
         raise BadInput(f"bad datastore path '{shown(path)}': use a relative path without '..'")
+    if len(path.encode("utf-8", "surrogateescape")) > PATH_MAX:
+        raise BadInput(f"bad datastore path '{shown(path)}': it is longer than {PATH_MAX} bytes")
     if any(len(part.encode("utf-8", "surrogateescape")) > NAME_MAX for part in pure.parts):
         raise BadInput(
             f"bad datastore path '{shown(path)}': a name in it is longer than {NAME_MAX} bytes"

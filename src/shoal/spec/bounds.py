@@ -64,6 +64,7 @@ MAX_NAME = 200
 MAX_PATH = 4096  # an input or output path
 MAX_COMMAND = 1_000_000  # characters of one command (a longer script goes in the bundle)
 MAX_STRING = 1_000_000  # any other string
+NUL = "holds a NUL character (\\0), which no command, variable, name or path can hold"
 MAX_SLOTS = 100_000
 MAX_RETRIES = 1_000
 MAX_PRIORITY = 1_000_000_000  # either way; the column is a 32-bit integer
@@ -215,10 +216,12 @@ def _within(data: Any) -> bool:
         deeper = []
         for value in level:
             items = value.values() if isinstance(value, dict) else value
+            if isinstance(value, dict) and any(type(k) is str and "\0" in k for k in value):
+                return False
             for v in items:
                 t = type(v)
                 if t is str:
-                    if len(v) > MAX_STRING:
+                    if len(v) > MAX_STRING or "\0" in v:
                         return False
                 elif t is dict or t is list or isinstance(v, (dict, list)):
                     if id(v) not in seen:
@@ -258,6 +261,8 @@ def _find_fault(data: Any, fail: Fail, line_of: Callable[[Any, str | None], int 
                     line_of(parent, key),
                     task,
                 )
+            if "\0" in value:
+                raise fail(f"{_field(key)}{NUL}", line_of(parent, key), task)
             continue
         if isinstance(value, bool) or value is None:
             continue
@@ -287,6 +292,8 @@ def _find_fault(data: Any, fail: Fail, line_of: Callable[[Any, str | None], int 
             )
         if isinstance(value, dict):
             for k, v in value.items():
+                if isinstance(k, str) and "\0" in k:
+                    raise fail(f"the key {shown(k, 40)} {NUL}", line_of(value, k), task)
                 stack.append((v, depth + 1, value, str(k), task))
         elif isinstance(value, list):
             in_tasks = key == "tasks" and depth == 1
