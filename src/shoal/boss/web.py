@@ -216,7 +216,7 @@ def _depth(value: Any) -> int:
 
 
 def path_id(request: Request, name: str) -> int:
-    """An id from the path, refused (404) when it cannot be one."""
+    """An id from the path, refused (400) when it cannot be one."""
     text = request.path_params[name]
     if not (text.isascii() and text.isdigit()) or int(text) > MAX_ID:
         raise BadInput(f"{name} '{text[:40]}' is not an id (a whole number below 2^63)")

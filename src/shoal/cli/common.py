@@ -142,20 +142,17 @@ def _log_cap(text: str | None) -> int | None:
         raise BadInput(f"--log-cap: {e}") from None
 
 
-_SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
-
-
 def parse_size(text: str, option: str) -> int:
     """Bytes from ``123``, ``64K``, ``64M`` or ``1G`` (binary units); one line if it is not."""
-    value = text.strip().upper().removesuffix("B").removesuffix("I")
-    number, unit = (value[:-1], value[-1]) if value[-1:] in "KMG" else (value, "")
+    from shoal.agent.logcap import parse_size as size_of
+
     try:
-        size = float(number) * _SIZE_UNITS[unit]
-    except ValueError:
-        size = -1
-    if not 0 < size < 2**50:
-        raise BadInput(f"{option} '{text}' is not a size: write it like 64M, 512K or 1G")
-    return int(size)
+        size = size_of(text)
+    except ValueError as e:
+        raise BadInput(f"{option}: {e}") from None
+    if size <= 0:
+        raise BadInput(f"{option} '{text}' is no size: give more than 0 bytes (64M, say)")
+    return size
 
 
 def _state(path: Path | None) -> StateDir:
