@@ -30,17 +30,20 @@ __all__ = [
     "READY_TIMEOUT",
     "AgentSeen",
     "BossAccess",
+    "FieldSpec",
     "Machine",
     "Pool",
     "Provider",
+    "ProviderSchema",
     "Site",
     "label_args",
 ]
 
 # requested: recorded, the provider not yet asked; starting: asked, its agent
 # not yet registered; running: its agent registered; stopped: taken down or
-# its agent ended; failed: it could not be started.
-MACHINE_STATES = ("requested", "starting", "running", "stopped", "failed")
+# its agent ended; failed: it could not be started; preempted: the provider
+# took it away (a spot VM reclaimed, an instance terminated behind shoal's back).
+MACHINE_STATES = ("requested", "starting", "running", "stopped", "failed", "preempted")
 LIVE_STATES = ("requested", "starting", "running")
 # How long an agent has to register with the boss once its machine started.
 READY_TIMEOUT = 60.0
@@ -123,6 +126,30 @@ class Machine:
         if isinstance(agent, Mapping):
             values["agent"] = AgentSeen(**agent)
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One provider field of a pool file: its kind, whether it must be given, what it is."""
+
+    kind: str  # "str", "int", "number", "bool", "list" (of strings), "map"
+    required: bool = False
+    help: str = ""
+    choices: tuple[str, ...] = ()  # the values a "str" field may take (empty: any)
+
+
+@dataclass(frozen=True)
+class ProviderSchema:
+    """What a pool file may say for one provider, known without importing the provider.
+
+    ``credentials(fields, environ)`` returns the one line that names the
+    variable or file a missing credential is read from, or None when the
+    credentials are there (they are never in the pool file).
+    """
+
+    fields: Mapping[str, FieldSpec]
+    rented: bool = False  # billed while it runs: idle_stop defaults to 10 minutes
+    credentials: Callable[[Mapping[str, Any], Mapping[str, str]], str | None] | None = None
 
 
 def _never(name: str) -> bool:

@@ -23,10 +23,13 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from shoal.launch import procs
-from shoal.launch.contract import BossAccess, Machine, Pool, Site, label_args
+from shoal.launch.contract import BossAccess, Machine, Pool, ProviderSchema, Site, label_args
 from shoal.statedir import open_private
 
-__all__ = ["DEFAULT_POOL", "LocalProvider"]
+__all__ = ["DEFAULT_POOL", "SCHEMA", "LocalProvider"]
+
+# A local pool has no fields of its own: count (or min/max), slots and labels say it all.
+SCHEMA = ProviderSchema(fields={})
 
 # The pool `shoal run` makes for its -j workers; theirs are the plain names.
 DEFAULT_POOL = "local"

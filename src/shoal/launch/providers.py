@@ -11,9 +11,9 @@ import importlib
 from collections.abc import Callable
 
 from shoal.exceptions import BadInput
-from shoal.launch.contract import Provider, Site
+from shoal.launch.contract import Provider, ProviderSchema, Site
 
-__all__ = ["get", "names", "register"]
+__all__ = ["get", "names", "register", "schema"]
 
 # name -> "module:factory", the factory called with the Site.
 _KNOWN: dict[str, str | Callable[[Site], Provider]] = {
@@ -22,24 +22,54 @@ _KNOWN: dict[str, str | Callable[[Site], Provider]] = {
 }
 
 
+# name -> "module:attribute" of its ProviderSchema: light modules, so that a
+# pool file is checked without importing a cloud's library.
+_SCHEMAS: dict[str, str | ProviderSchema] = {
+    "local": "shoal.launch.local:SCHEMA",
+    "ssh": "shoal.launch.ssh.provider:SCHEMA",
+}
+
+
 def names() -> list[str]:
     """The names of the known providers."""
     return sorted(_KNOWN)
 
 
-def register(name: str, factory: str | Callable[[Site], Provider]) -> None:
+def register(
+    name: str,
+    factory: str | Callable[[Site], Provider],
+    schema: str | ProviderSchema | None = None,
+) -> None:
     """Make a provider known by ``name`` (a ``"module:factory"`` path or the factory)."""
     _KNOWN[name] = factory
+    if schema is not None:
+        _SCHEMAS[name] = schema
+
+
+def _unknown(name: str) -> BadInput:
+    return BadInput(
+        f"no launch provider called {name!r} (known: {', '.join(names())}): "
+        "check the pool's 'provider'"
+    )
+
+
+def schema(name: str) -> ProviderSchema:
+    """What a pool of provider ``name`` may say (no fields of its own where it declares none)."""
+    if name not in _KNOWN:
+        raise _unknown(name)
+    found = _SCHEMAS.get(name, ProviderSchema(fields={}))
+    if isinstance(found, str):
+        module, _, attr = found.partition(":")
+        found = getattr(importlib.import_module(module), attr)
+        assert isinstance(found, ProviderSchema)
+    return found
 
 
 def get(name: str, site: Site) -> Provider:
     """The provider called ``name``, for a launcher keeping its files in ``site``."""
     factory = _KNOWN.get(name)
     if factory is None:
-        raise BadInput(
-            f"no launch provider called {name!r} (known: {', '.join(names())}): "
-            "check the pool's 'provider'"
-        )
+        raise _unknown(name)
     if isinstance(factory, str):
         module, _, attr = factory.partition(":")
         factory = getattr(importlib.import_module(module), attr)

@@ -16,15 +16,23 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from shoal.launch import procs
-from shoal.launch.contract import BossAccess, Machine, Pool, Site
+from shoal.launch.contract import BossAccess, FieldSpec, Machine, Pool, ProviderSchema, Site
 from shoal.launch.ssh.agent import SshAgent
 from shoal.launch.ssh.client import SshFailed, each_host
 from shoal.spec.inventory import Host, Inventory
 
-__all__ = ["HOSTS_POOL", "SshProvider", "host_fields", "host_of", "pool_of"]
+__all__ = ["HOSTS_POOL", "SCHEMA", "SshProvider", "host_fields", "host_of", "pool_of"]
 
 # The pool an inventory given with --hosts becomes.
 HOSTS_POOL = "hosts"
+
+# An ssh pool of a pool file names its inventory (relative to the pool file);
+# the pool file's reader puts the inventory's hosts in the pool's 'hosts'.
+SCHEMA = ProviderSchema(
+    fields={
+        "inventory": FieldSpec("str", required=True, help="the hosts inventory (hosts.yaml)"),
+    }
+)
 
 
 def host_fields(host: Host) -> dict[str, Any]:
