@@ -750,8 +750,25 @@ class MemoryTx:
         rows = []
         for w in sorted(self.t.workers.values(), key=lambda w: w["id"]):
             running = len(self._attempts(worker_id=w["id"], state="running"))
-            rows.append(_pick(WorkerRow, w, running=running))
+            ends = [a["ended"] for a in self._attempts(worker_id=w["id"]) if a["ended"] is not None]
+            rows.append(_pick(WorkerRow, w, running=running, last_ended=max(ends, default=None)))
         return rows
+
+    def demand(self, now: float) -> tuple[list[ReadyShape], list[float]]:
+        shapes: dict[tuple[int, str | None, str | None], int] = {}
+        for t in self.t.tasks.values():
+            if t["state"] != "ready" or t["kind"] != "command":
+                continue
+            if t["ready_at"] is not None and t["ready_at"] > now:
+                continue
+            need = (t["slots"], t["host"], t["requires_json"])
+            shapes[need] = shapes.get(need, 0) + 1
+        took = [
+            a["ended"] - a["started"]
+            for a in sorted(self.t.attempts.values(), key=lambda a: -a["id"])
+            if a["state"] == "succeeded" and None not in (a["ended"], a["started"])
+        ]
+        return [ReadyShape(*need, n) for need, n in shapes.items()], took[:50]
 
     def list_events(self, run_id: int | None, limit: int = 1000) -> list[EventRow]:
         found = [e for e in self.t.events if run_id is None or e.run_id == run_id]

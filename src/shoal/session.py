@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from shoal.boss.listen import bind
 from shoal.client import BossClient
 from shoal.exceptions import BadInput, ShoalError
 from shoal.launch import providers
+from shoal.launch.autoscale import SIZE_EVERY, Autoscaler
 from shoal.launch.book import StoreBook, owner_name
 from shoal.launch.contract import BossAccess, Machine, Pool, Site
 from shoal.launch.fleet import Fleet
@@ -60,9 +61,10 @@ class LocalSession:
         speculate_min: float = 30.0,
         db: str | None = None,
         hosts: Inventory | None = None,
+        pools: Sequence[Pool] = (),
         log_cap: int | None = None,
     ) -> None:
-        if workers < 1 and hosts is None:
+        if workers < 1 and hosts is None and not pools:
             raise BadInput(f"-j must be at least 1, not {workers}")
         if workers < 0:
             raise BadInput(f"-j must not be negative, not {workers}")
@@ -72,16 +74,27 @@ class LocalSession:
         self.lease_seconds = lease_seconds
         self.speculate_min = speculate_min
         self.db = db
-        self.pools: list[Pool] = run_pools(workers, slots, hosts)
+        self.pools: list[Pool] = [*pools, *run_pools(workers, slots, hosts)]
+        names = [pool.name for pool in self.pools]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise BadInput(
+                f"two pools are called {', '.join(twice)}: rename one in the pool file "
+                "(-j makes a pool 'local', --hosts one called 'hosts')"
+            )
         # The most of an attempt's log the workers keep (None: the agent's default).
         self.site = Site(state.root, log_cap)
         self.boss: Boss | None = None
         self.fleet: Fleet | None = None
+        self.sizer: Autoscaler | None = None
+        self.sized_at = 0.0
         self.client: BossClient | None = None
         # Machines that could not be started (an ssh host that refused the key, say).
         self.failed: list[Machine] = []
         # Told (machine name, why) when a worker ends while the run goes on.
         self.on_worker_exit: Callable[[str, str], None] | None = None
+        # Told what the pools' sizing does ("pool cpu: starting cpu-3 (…)").
+        self.on_machines: Callable[[str], None] | None = None
         # Told of tasks failed because no worker of this session can take them.
         self.on_unplaceable: Callable[[list[Unplaceable]], None] | None = None
         self._exits: list[tuple[str, str]] = []
@@ -126,6 +139,15 @@ class LocalSession:
                 self.site,
                 BossAccess(url=self.boss.url, token=lambda: token),
             )
+            if any(_elastic(pool) for pool in self.pools):
+                scheduler = self.boss.scheduler
+                self.sizer = Autoscaler(
+                    self.fleet,
+                    [pool for pool in self.pools if _elastic(pool)],
+                    scheduler.demand,
+                    forget=scheduler.worker_stopped,
+                    log=self._tell,
+                )
             # Every pool's machines start side by side while the run is
             # stored; those that wait for their agents to register are
             # waited for once the boss serves (see submit).
@@ -190,6 +212,11 @@ class LocalSession:
                 if self.fleet is not None:
                     fleet, self.fleet = self.fleet, None
                     fleet.stop(drain=False)
+                    if self.sizer is not None:
+                        # Machines that were being started when the run ended:
+                        # their providers stop them as soon as they exist.
+                        self.sizer.join(timeout=30.0)
+                        fleet.stop(drain=False)
             finally:
                 self._close_boss()
 
@@ -260,8 +287,14 @@ class LocalSession:
                     on_progress(view)
                 if view["state"] in FINAL_STATES:
                     return view
+            if self.sizer is not None and time.monotonic() - self.sized_at >= SIZE_EVERY:
+                self.sized_at = time.monotonic()
+                self.sizer.step()
+                for m, why in self.sizer.ended:
+                    self._exits.append((m.name, why))
+                self.sizer.ended = []
             self._note_exits()
-            if not self.fleet.live():
+            if not self.fleet.live() and self.sizer is None:
                 raise WorkersLost(f"every worker exited before the run ended: {self._why()}")
             time.sleep(0.02)
 
@@ -284,8 +317,19 @@ class LocalSession:
         return self.fleet.live() if self.fleet is not None else []
 
     def worker_shapes(self) -> list[WorkerShape]:
-        """The workers of this session that have not exited: names, slots, labels."""
-        return [WorkerShape(m.name, m.slots, dict(m.labels)) for m in self.machines()]
+        """The workers of this session that have not exited, and those its pools may start."""
+        shapes = [WorkerShape(m.name, m.slots, dict(m.labels)) for m in self.machines()]
+        if self.sizer is not None and self.fleet is not None:
+            for pool in self.sizer.pools:
+                shapes += [
+                    WorkerShape(f"({pool.name})", m.slots, dict(m.labels))
+                    for m in self.fleet.plan(pool, 1)
+                ]
+        return shapes
+
+    def _tell(self, text: str) -> None:
+        if self.on_machines is not None:
+            self.on_machines(text)
 
     def where(self) -> str:
         """Where the run runs, in words: "3 ssh hosts and 2 local workers"."""
@@ -304,13 +348,18 @@ class LocalSession:
         planned = [
             m
             for pool in self.pools
-            for m in providers.get(pool.provider, self.site).plan(pool, pool.size)
+            for m in providers.get(pool.provider, self.site).plan(pool, max(1, pool.size))
         ]
         return max(m.slots for m in planned)
 
     def cancel(self, run_id: int) -> None:
         assert self.client is not None
         self.client.cancel(run_id)
+
+
+def _elastic(pool: Pool) -> bool:
+    """Whether a pool's size follows the queue (min/max, or idle machines stopped)."""
+    return pool.max is not None or bool(pool.idle_stop)
 
 
 def check_fits(spec: RunSpec, max_slots: int) -> None:

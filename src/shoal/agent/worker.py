@@ -513,6 +513,11 @@ def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
         action="store_true",
         help="stop when standard input closes (the ssh connection that started us ended)",
     )
+    parser.add_argument(
+        "--alive-file",
+        default=None,
+        help="touch this file every 30 s while running (a rented VM's watchdog reads it)",
+    )
     args = parser.parse_args(argv)
     if args.token:
         sys.stderr.write(
@@ -567,7 +572,24 @@ def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
     agent.install_signal_handlers()
     if args.lifeline:
         threading.Thread(target=_lifeline, args=(agent,), name="lifeline", daemon=True).start()
+    if args.alive_file:
+        threading.Thread(target=_alive, args=(args.alive_file,), name="alive", daemon=True).start()
     return agent.run()
+
+
+ALIVE_EVERY = 30.0
+
+
+def _alive(path: str) -> None:
+    """Touch ``path`` now and every 30 s: an agent runs here (the VM's watchdog reads it)."""
+    while True:
+        try:
+            with open(path, "a"):
+                pass
+            os.utime(path, None)
+        except OSError:
+            pass  # the watchdog then stops an idle VM a little early: no worse
+        time.sleep(ALIVE_EVERY)
 
 
 def _lifeline(agent: Agent) -> None:

@@ -2,7 +2,9 @@
 
 ``shoal machines`` lists them; the keeper of ``shoal up`` records its
 machines here (before it asks a provider for them, and as they go) and
-reads whether their agents registered.
+reads whether their agents registered, and what waits for a worker
+(``/demand``), to size its pools to the queue. Who may call: the admin
+token (as every route but the workers' own).
 """
 
 from __future__ import annotations
@@ -37,8 +39,12 @@ def machine_routes(ctx: Context) -> list[BaseRoute]:
         ctx.changed()
         return json_response({"recorded": count})
 
+    async def demand(request: Request) -> Response:
+        return json_response(await ctx.in_pool(ctx.scheduler.demand))
+
     v = p.API_PREFIX
     return [
+        Route(f"{v}/demand", demand, methods=["GET"]),
         Route(f"{v}/machines", listed, methods=["GET"]),
         Route(f"{v}/machines", record, methods=["PUT"]),
     ]

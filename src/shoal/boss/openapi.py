@@ -266,6 +266,12 @@ def openapi_schema() -> dict[str, Any]:
             )
         },
         f"{v}/bosses": {"get": _operation("The bosses serving this database", _answers(arr))},
+        f"{v}/demand": {
+            "get": _operation(
+                "What waits for a worker over every run, and the connected workers",
+                _answers(_json({"type": "object"}, "Ready tasks by need, run time, workers")),
+            )
+        },
         f"{v}/machines": {
             "get": _operation(
                 "The machines shoal started, each with its agent",

@@ -226,6 +226,15 @@ class BossClient(Client):
         result: list[dict[str, Any]] = self.get("/machines")
         return result
 
+    def delete_worker(self, worker_id: int, reason: str) -> None:
+        """Say a worker is gone (its machine was), so that its tasks run again at once."""
+        self._call("DELETE", f"/workers/{worker_id}?" + urlencode({"reason": reason}))
+
+    def demand(self) -> dict[str, Any]:
+        """What waits for a worker, and the workers there are (see ``Views.demand``)."""
+        result: dict[str, Any] = self.get("/demand")
+        return result
+
 
 def _refused(e: BaseException) -> bool:
     """Whether an error comes from a connection the boss's address refused."""

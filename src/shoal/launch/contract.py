@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,6 +157,10 @@ def _never(name: str) -> bool:
     return False
 
 
+def _unheard(machine: Machine) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class BossAccess:
     """How a machine's agent reaches the boss, and how a provider sees it arrive.
@@ -172,6 +177,9 @@ class BossAccess:
     # Whether the agent of the machine so named has registered since the
     # machine was last requested: readiness, never read from a log line.
     registered: Callable[[str], bool] = _never
+    # Record a machine as it goes, before ``up`` returns: a rented machine's
+    # provider id as soon as the API call that creates it answers.
+    note: Callable[[Machine], None] = _unheard
 
 
 @dataclass(frozen=True)
@@ -180,6 +188,7 @@ class Site:
 
     root: Path  # the state folder
     log_cap: int | None = None  # the most of an attempt's log agents keep (None: theirs)
+    launcher: str = "run"  # who launches: "run" (shoal run) or "up" (the keeper of shoal up)
 
     @property
     def logs(self) -> Path:
@@ -194,6 +203,23 @@ class Site:
     def agents(self) -> Path:
         """Where the agent zipapp for remote machines is built."""
         return self.root / "agent"
+
+    def boss_tag(self) -> str:
+        """This state folder's boss as rented machines are tagged (``shoal-boss``): made once.
+
+        ``shoal down`` finds every machine of this boss by it, whatever was
+        recorded, even after the keeper and the boss were killed.
+        """
+        path = self.root / "boss-tag"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            pass
+        from shoal.statedir import write_private
+
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_private(path, f"shoal-{secrets.token_hex(6)}\n")
+        return path.read_text().strip()
 
 
 def label_args(labels: Mapping[str, Any]) -> list[str]:

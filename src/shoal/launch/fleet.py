@@ -46,7 +46,7 @@ class Fleet:
         self.book = book
         self.owner = owner
         self.site = site
-        self.boss = replace(boss, registered=self._registered)
+        self.boss = replace(boss, registered=self._registered, note=self._note)
         self.pools: dict[str, Pool] = {}
         self.machines: dict[str, Machine] = {}
         self._providers: dict[str, Provider] = {}
@@ -86,6 +86,50 @@ class Fleet:
         self.record(started)
         return started
 
+    def grow(self, pool: Pool, count: int) -> list[Machine]:
+        """Record ``count`` more machines for the pool (``requested``); start them with :meth:`start`.
+
+        Rented machines get names never used before (a terminated VM keeps its
+        record); others (hosts, local workers) reuse the names of stopped ones.
+        """
+        provider = self.provider(pool)
+        rented = providers.schema(pool.provider).rented
+        with self._lock:
+            mine = [m for m in self.machines.values() if m.pool == pool.name]
+        taken = {m.name for m in mine if rented or m.live}
+        planned = provider.plan(pool, len(taken) + count)
+        fresh = [m for m in planned if m.name not in taken][:count]
+        self.record([m.replace(state="requested") for m in fresh])
+        return fresh
+
+    def start(self, pool: Pool, names: Collection[str]) -> list[Machine]:
+        """Ask the pool's provider for these recorded machines; how each went."""
+        with self._lock:
+            mine = [m for m in self.machines.values() if m.pool == pool.name]
+        top = max((_index(m.name, pool.name) for m in mine), default=0)
+        try:
+            started = self.provider(pool).up(pool, max(top, len(mine)), self.boss, only=names)
+        except BaseException as e:
+            self.record([self.machines[n].replace(state="failed", detail=str(e)) for n in names])
+            raise
+        self.record(started)
+        return started
+
+    def end(self, names: Collection[str], *, state: str, detail: str) -> list[Machine]:
+        """Stop these machines now (they took too long to start, or sat idle): ``state`` with why."""
+        by_pool: dict[str, list[Machine]] = {}
+        with self._lock:
+            for n in names:
+                m = self.machines.get(n)
+                if m is not None and m.live:
+                    by_pool.setdefault(m.pool, []).append(m)
+        ended: list[Machine] = []
+        for pool_name, machines in by_pool.items():
+            self.provider(self.pools[pool_name]).down(machines, False)
+            ended += [m.replace(state=state, detail=detail) for m in machines]
+        self.record(ended)
+        return ended
+
     def restart(self, names: Collection[str]) -> list[Machine]:
         """Start these machines again (their agents ended); how each went."""
         out: list[Machine] = []
@@ -98,6 +142,10 @@ class Fleet:
             self.record(started)
             out += started
         return out
+
+    def _note(self, m: Machine) -> None:
+        """A provider's word on a machine it is starting (its id, say), recorded at once."""
+        self.record([m])
 
     def record(self, machines: Sequence[Machine]) -> None:
         """Note these machines here and in the book."""
@@ -150,7 +198,13 @@ class Fleet:
             return []
         seen = self._book(fresh=True)
         out = [(m, why_stopped(m, seen.get(m.name))) for m in ended]
-        self.record([m.replace(state="stopped", detail=why) for m, why in out])
+        # A machine its provider took away stays 'preempted'; any other, 'stopped'.
+        self.record(
+            [
+                m.replace(state="preempted" if m.state == "preempted" else "stopped", detail=why)
+                for m, why in out
+            ]
+        )
         return [(self.machines[m.name], why) for m, why in out]
 
     def wait_running(self, names: Collection[str], timeout: float) -> list[Machine]:
@@ -189,6 +243,12 @@ class Fleet:
         ]
         self.record(stopped)
         return stopped
+
+
+def _index(name: str, pool: str) -> int:
+    """The number in a machine name ``POOL-N`` (0 when it has none)."""
+    tail = name.removeprefix(f"{pool}-")
+    return int(tail) if tail != name and tail.isdigit() else 0
 
 
 def _agent(told: Machine | None, m: Machine) -> AgentSeen | None:

@@ -36,6 +36,7 @@ from shoal import protocol as p
 from shoal.client import BossClient
 from shoal.exceptions import ShoalError
 from shoal.launch import procs
+from shoal.launch.autoscale import SIZE_EVERY, Autoscaler
 from shoal.launch.book import BossBook, owner_name
 from shoal.launch.contract import READY_TIMEOUT, BossAccess, Machine, Pool, Site
 from shoal.launch.fleet import Fleet
@@ -56,10 +57,14 @@ def up_file(state: StateDir) -> Path:
 class Keeper:
     """Holds the machines of ``shoal up`` until told to stop."""
 
-    def __init__(self, state: StateDir, pools: list[Pool], fleet: Fleet) -> None:
+    def __init__(
+        self, state: StateDir, pools: list[Pool], fleet: Fleet, sizer: Autoscaler | None = None
+    ) -> None:
         self.state = state
         self.pools = pools
         self.fleet = fleet
+        self.sizer = sizer
+        self.sized_at = 0.0
         self.stop = threading.Event()
         self.draining = False
         self.wake = threading.Event()  # a signal came: look now
@@ -130,8 +135,17 @@ class Keeper:
     def _look(self) -> bool:
         """One look: note ended agents, start those due again; whether anything changed."""
         changed = bool(self.fleet.settle())
-        for m, why in self.fleet.watch():
+        ended = self.fleet.watch()
+        if self.sizer is not None and time.monotonic() - self.sized_at >= SIZE_EVERY:
+            self.sized_at = time.monotonic()
+            self.sizer.step()
+            ended += self.sizer.ended
+            self.sizer.ended = []
             changed = True
+        for m, why in ended:
+            changed = True
+            if m.state == "preempted":
+                continue  # gone with its machine: the pool replaces it when work waits
             if m.exit_code in p.ON_PURPOSE:
                 self.log(f"{m.name}: worker stopped ({why})")
                 continue
@@ -155,6 +169,10 @@ class Keeper:
                 self.delay.pop(m.name, None)
                 self.log(f"{m.name}: worker started again")
         return True
+
+    def sizer_may_grow(self, pool: Pool) -> bool:
+        """Whether the pool may get machines later though it has none now."""
+        return self.sizer is not None and (pool.max or 0) > pool.min
 
     def _later(self, name: str) -> None:
         """Try ``name`` again later, twice as late as the time before."""
@@ -188,10 +206,17 @@ def _main(argv: list[str] | None = None) -> int:
     fleet = Fleet(
         BossBook(client),
         owner_name("up", state.root),
-        Site(state.root),
+        Site(state.root, launcher="up"),
         BossAccess(url=given["boss"], token=lambda: token, direct_url=given.get("direct")),
     )
-    keeper = Keeper(state, pools, fleet)
+    sizer = Autoscaler(
+        fleet,
+        pools,
+        client.demand,
+        forget=lambda worker, why: client.delete_worker(worker, why),
+        log=lambda text: Keeper.log(keeper, text),
+    )
+    keeper = Keeper(state, pools, fleet, sizer)
 
     def stop(signum: int, frame: Any) -> None:
         keeper.stop.set()
@@ -206,7 +231,7 @@ def _main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGUSR1, drain)
     try:
         keeper.bring_up()
-        if keeper.started:
+        if keeper.started or any(keeper.sizer_may_grow(pool) for pool in pools):
             keeper.keep()
     finally:
         keeper.close()

@@ -138,10 +138,35 @@ def down(state: StateDir, *, drain: bool = False, timeout: float = 30.0) -> list
     for name in sorted({m.provider for m in kept}):
         providers.get(name, site).down([m for m in kept if m.provider == name], drain)
     left += kept
-    if info is None and not left:
+    swept = _sweep(state, site)
+    if info is None and not left and not swept:
         raise BadInput(f"no workers are up for {state.root} (nothing was started by 'shoal up')")
     up_file(state).unlink(missing_ok=True)
-    return list(info.get("hosts", [])) if info is not None else [m.name for m in left]
+    names = list(info.get("hosts", [])) if info is not None else [m.name for m in left]
+    return names + [f"{provider} {i}" for provider, i in swept if i not in names]
+
+
+def _sweep(state: StateDir, site: Site) -> list[tuple[str, str]]:
+    """Terminate, by their tags, the rented machines of this state folder's boss still running.
+
+    Whatever was recorded or not: a keeper or boss SIGKILLed between a
+    cloud's answer and the record leaves nothing running. The machines of a
+    ``shoal run`` that still runs here are spared. (provider, id) of each.
+    """
+    from shoal.launch.pools import remembered
+
+    spare = "run" if state.live_boss() is not None else None
+    swept: list[tuple[str, str]] = []
+    done: set[str] = set()
+    for pool in remembered(site).values():
+        provider = providers.get(pool.provider, site)
+        sweep = getattr(provider, "sweep", None)
+        key = json.dumps([pool.provider, dict(pool.fields)], sort_keys=True, default=str)
+        if sweep is None or key in done:
+            continue
+        done.add(key)
+        swept += [(pool.provider, i) for i in sweep(pool, spare=spare)]
+    return swept
 
 
 def _stop_keeper(info: dict[str, Any], drain: bool, timeout: float) -> None:

@@ -258,6 +258,9 @@ class Scheduler:
     def workers_view(self) -> list[dict[str, Any]]:
         return self.views.workers_view()
 
+    def demand(self) -> dict[str, Any]:
+        return self.views.demand()
+
     def bosses_view(self) -> list[dict[str, Any]]:
         return self.views.bosses_view()
 

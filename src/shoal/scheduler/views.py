@@ -15,7 +15,7 @@ from typing import Any
 from shoal.exceptions import Fenced, NotFound
 from shoal.scheduler.placement import WorkerShape, why_unplaceable
 from shoal.store.contract import StoreLike, ViewTx
-from shoal.store.rows import ACTIVE_STATES, ActiveWorker, AttemptRow, RunRow, TaskRow
+from shoal.store.rows import ACTIVE_STATES, ActiveWorker, AttemptRow, RunRow, TaskRow, WorkerRow
 
 __all__ = ["DashboardViews", "Unplaceable", "Views", "unplaceable", "worker_shape"]
 
@@ -201,9 +201,41 @@ class Views:
                     "pid": w.pid,
                     "python": w.python,
                     "boss": w.boss,
+                    "idle_since": _idle_since(w),
                 }
                 for w in tx.list_workers()
             ]
+
+    def demand(self) -> dict[str, Any]:
+        """What waits for a worker, and the workers there are: what pools are sized to.
+
+        ``ready``: the ready tasks of every run by need (slots, host, requires)
+        with how many; ``run_seconds``: the median run time of the latest
+        attempts that succeeded (None before any did); ``workers``: the
+        connected ones, each with when it last had nothing to do (None: busy).
+        """
+        now = time.time()
+        with self.store.read() as tx:
+            shapes, took = tx.demand(now)
+            workers = [w for w in tx.list_workers() if w.state == "active"]
+        took.sort()
+        return {
+            "now": now,
+            "ready": [
+                {"slots": s.slots, "host": s.host, "requires": s.requires, "n": s.n} for s in shapes
+            ],
+            "run_seconds": took[len(took) // 2] if took else None,
+            "workers": [
+                {
+                    "name": w.name,
+                    "slots": w.slots,
+                    "labels": w.labels,
+                    "running": int(w.running),
+                    "idle_since": _idle_since(w),
+                }
+                for w in workers
+            ],
+        }
 
     def bosses_view(self) -> list[dict[str, Any]]:
         """The bosses serving this database, and those gone in the last hour."""
@@ -216,6 +248,13 @@ class Views:
     def events_view(self, run_id: int | None, limit: int = 1000) -> list[dict[str, Any]]:
         with self.store.read() as tx:
             return [e._asdict() for e in tx.list_events(run_id, limit)]
+
+
+def _idle_since(w: WorkerRow) -> float | None:
+    """Since when a worker has had nothing to do (None: it runs something, or left)."""
+    if w.running or w.state != "active":
+        return None
+    return max(w.registered, w.last_ended or 0.0)
 
 
 def _run_dict(run: RunRow, counts: dict[str, int]) -> dict[str, Any]:

@@ -150,6 +150,14 @@ class Reads(Statements):
     def list_workers(self) -> list[WorkerRow]:
         return self._rows("list_workers", WorkerRow)
 
+    def demand(self, now: float) -> tuple[list[ReadyShape], list[float]]:
+        """Ready tasks over every run by (slots, host, requires), and recent run times.
+
+        The run times: seconds of the latest attempts that succeeded (up to 50).
+        """
+        shapes = self._rows("demand_shapes", ReadyShape, {"now": now})
+        return shapes, [float(s) for s in self._column("recent_durations")]
+
     def active_workers(self) -> list[ActiveWorker]:
         """Name, slots and labels of the workers connected now."""
         return self._rows("active_workers", ActiveWorker)

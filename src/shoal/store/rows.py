@@ -402,6 +402,7 @@ class WorkerRow(NamedTuple):
     failed: int
     boss: int | None
     running: int  # its attempts running now
+    last_ended: float | None = None  # when its last attempt ended (None: none has)
 
     @property
     def labels(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import random
 import shlex
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,8 +42,10 @@ class SshAgent:
         log: Path,
         labels: Mapping[str, Any] | None = None,
         log_cap: int | None = None,
+        options: Sequence[str] = (),
     ) -> None:
         self.host = host
+        self.options = list(options)  # more agent options ("--alive-file=…")
         self.labels = dict(host.labels if labels is None else labels)
         self.log_cap = log_cap
         self.ssh = SshHost(host)
@@ -102,11 +104,13 @@ class SshAgent:
                 shlex.quote(self.host.python),
                 f'"{remote}"',
                 f"--boss={shlex.quote(url)}",
-                f"--slots={self.host.slots}",
+                # No slots given (0): the agent takes the host's cores.
+                *([f"--slots={self.host.slots}"] if self.host.slots > 0 else []),
                 f"--name={shlex.quote(self.host.name)}",
                 f'--workdir="{REMOTE_ROOT}/work"',
                 "--lifeline",
                 *([f"--log-cap={self.log_cap}"] if self.log_cap is not None else []),
+                *[shlex.quote(option) for option in self.options],
                 *[shlex.quote(label) for label in label_args(self.labels)],
             ]
         )

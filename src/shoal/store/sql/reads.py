@@ -86,8 +86,18 @@ SELECT id FROM attempts WHERE id {in_list("ids")} AND state = 'running'""",
     # -- workers, events, metrics
     "list_workers": f"""
 SELECT {WORKER_ROW}, (
-    SELECT count(*) FROM attempts a WHERE a.worker_id = w.id AND a.state = 'running') AS running
+    SELECT count(*) FROM attempts a WHERE a.worker_id = w.id AND a.state = 'running') AS running, (
+    SELECT max(a.ended) FROM attempts a WHERE a.worker_id = w.id) AS last_ended
 FROM workers w ORDER BY w.id""",
+    # What waits for a worker, over every run: the pools' keepers size to it.
+    "demand_shapes": """
+SELECT slots, host, requires AS requires_json, count(*) AS n FROM tasks
+WHERE state = 'ready' AND kind = 'command' AND (ready_at IS NULL OR ready_at <= :now)
+GROUP BY slots, host, requires""",
+    "recent_durations": """
+SELECT ended - started FROM attempts
+WHERE state = 'succeeded' AND started IS NOT NULL AND ended IS NOT NULL
+ORDER BY id DESC LIMIT 50""",
     "active_workers": """
 SELECT id, name, slots, labels AS labels_json FROM workers WHERE state = 'active' ORDER BY id""",
     "list_events": f"SELECT {EVENT_ROW} FROM events ORDER BY id DESC LIMIT :limit",
