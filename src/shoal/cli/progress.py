@@ -6,7 +6,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -27,6 +27,7 @@ from shoal import spec as specs
 from shoal.cli import render
 from shoal.client import BossClient
 from shoal.exceptions import BadInput
+from shoal.launch.contract import Pool
 from shoal.scheduler import Unplaceable
 from shoal.session import LocalSession, check_fits
 from shoal.spec.inventory import Inventory
@@ -63,6 +64,7 @@ def run_spec(
     as_json: bool,
     db: str | None = None,
     hosts: Inventory | None = None,
+    pools: Sequence[Pool] = (),
     quiet: bool,
     lease: float = 30.0,
     fresh: bool = False,
@@ -71,7 +73,10 @@ def run_spec(
     log_cap: int | None = None,
 ) -> int:
     host_slots = [h.slots for h in hosts.hosts] if hosts is not None else []
-    check_fits(spec, max([slots if jobs else 0, *host_slots]))  # before anything starts
+    pool_slots = [pool.slots or 1 for pool in pools]
+    check_fits(
+        spec, max([slots if jobs else 0, *host_slots, *pool_slots])
+    )  # before anything starts
     console = render.console()
     err = render.console(stderr=True)
     show_progress = not as_json and not quiet and console.is_terminal
@@ -86,6 +91,7 @@ def run_spec(
         speculate_min=speculate_min,
         db=db,
         hosts=hosts,
+        pools=pools,
         log_cap=log_cap,
     ) as session:
         _report_as_it_happens(session, err, as_json)
@@ -134,6 +140,11 @@ def _report_as_it_happens(session: LocalSession, err: Console, as_json: bool) ->
 
         session.on_worker_exit = lost
 
+        def machines(text: str) -> None:
+            err.print(Text(text, style="dim"), soft_wrap=True)
+
+        session.on_machines = machines
+
     def unplaceable(found: list[Unplaceable]) -> None:
         for need in found:
             err.print(Text(f"{need.sentence()}: failed", style="red"), soft_wrap=True)
@@ -142,15 +153,18 @@ def _report_as_it_happens(session: LocalSession, err: Console, as_json: bool) ->
 
 
 def _report_failed_hosts(session: LocalSession, err: Console, run_id: int) -> None:
-    """Hosts that could not start a worker; none at all is bad input (exit 2)."""
+    """Machines that could not start a worker; none at all is bad input (exit 2)."""
     for machine in session.failed:
-        err.print(Text(f"host {machine.name}: {machine.detail}"))
-    if session.failed and not session.machines():
+        noun = "host" if machine.provider == "ssh" else "machine"
+        err.print(Text(f"{noun} {machine.name}: {machine.detail}"))
+    if session.failed and not session.machines() and session.sizer is None:
         session.cancel(run_id)
-        raise BadInput(
-            "no host of the inventory could start a worker (see above); "
-            "'shoal hosts check --hosts FILE' tells more"
-        )
+        if all(m.provider == "ssh" for m in session.failed):
+            raise BadInput(
+                "no host of the inventory could start a worker (see above); "
+                "'shoal hosts check --hosts FILE' tells more"
+            )
+        raise BadInput("no machine of the pools could start a worker (see above)")
 
 
 def _started(session: LocalSession, spec: specs.RunSpec, run_id: int, state: StateDir) -> Text:

@@ -41,6 +41,13 @@ def run(
     state: StateOpt = None,
     db: DbOpt = None,
     hosts: HostsOpt = None,
+    pool: Annotated[
+        Path | None,
+        typer.Option(
+            "--pool",
+            help="A pool file (pools.yaml): machines to bring up for the run and take down after.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress and no summary.")
@@ -52,13 +59,17 @@ def run(
 ) -> None:
     """Run a task file on this machine, start to end: boss, workers, progress, summary."""
     from shoal.cli.progress import run_command
+    from shoal.spec import pools as pool_files
 
     cap = _log_cap(log_cap)
     inventory = _inventory(hosts)
+    pools = list(pool_files.load(pool).pools) if pool is not None else []
+    machines_given = inventory is not None or bool(pools)
     code = run_command(
         file,
-        jobs=jobs if jobs or inventory is not None else os.cpu_count() or 1,
+        jobs=jobs if jobs or machines_given else os.cpu_count() or 1,
         hosts=inventory,
+        pools=pools,
         slots=slots,
         state=_state(state),
         db=db,
