@@ -18,7 +18,7 @@ from shoal.boss.listen import bind
 from shoal.client import BossClient
 from shoal.exceptions import BadInput, ShoalError
 from shoal.launch import providers
-from shoal.launch.autoscale import SIZE_EVERY, Autoscaler
+from shoal.launch.autoscale import SIZE_EVERY, Autoscaler, elastic
 from shoal.launch.book import StoreBook, owner_name
 from shoal.launch.contract import BossAccess, Machine, Pool, Site
 from shoal.launch.fleet import Fleet
@@ -139,11 +139,11 @@ class LocalSession:
                 self.site,
                 BossAccess(url=self.boss.url, token=lambda: token),
             )
-            if any(_elastic(pool) for pool in self.pools):
+            if any(elastic(pool) for pool in self.pools):
                 scheduler = self.boss.scheduler
                 self.sizer = Autoscaler(
                     self.fleet,
-                    [pool for pool in self.pools if _elastic(pool)],
+                    [pool for pool in self.pools if elastic(pool)],
                     scheduler.demand,
                     forget=scheduler.worker_stopped,
                     log=self._tell,
@@ -355,11 +355,6 @@ class LocalSession:
     def cancel(self, run_id: int) -> None:
         assert self.client is not None
         self.client.cancel(run_id)
-
-
-def _elastic(pool: Pool) -> bool:
-    """Whether a pool's size follows the queue (min/max, or idle machines stopped)."""
-    return pool.max is not None or bool(pool.idle_stop)
 
 
 def check_fits(spec: RunSpec, max_slots: int) -> None:

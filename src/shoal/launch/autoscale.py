@@ -31,7 +31,14 @@ from shoal.launch.contract import READY_TIMEOUT, Machine, Pool
 from shoal.launch.fleet import Fleet
 from shoal.launch.sizer import PoolView, plan_sizes
 
-__all__ = ["BACKOFF_FIRST", "BACKOFF_MOST", "SIZE_EVERY", "Autoscaler", "boot_deadline"]
+__all__ = [
+    "BACKOFF_FIRST",
+    "BACKOFF_MOST",
+    "SIZE_EVERY",
+    "Autoscaler",
+    "boot_deadline",
+    "elastic",
+]
 
 # Seconds between looks at the queue, to size the pools to it.
 SIZE_EVERY = 2.0
@@ -41,6 +48,16 @@ BACKOFF_FIRST, BACKOFF_MOST = 10.0, 300.0
 _GUESS_RENTED, _GUESS_OWNED = 90.0, 5.0
 # How long a rented machine has to boot and run its agent, unless its pool says.
 RENTED_DEADLINE = 600.0
+
+
+def elastic(pool: Pool) -> bool:
+    """Whether a pool's size follows the queue: min/max, or idle machines stopped.
+
+    A fixed pool with no ``idle_stop`` (hosts, local workers) is held at its
+    size by its launcher, which starts a lost agent again; the autoscaler
+    leaves it alone.
+    """
+    return pool.max is not None or bool(pool.idle_stop)
 
 
 def boot_deadline(pool: Pool) -> float:

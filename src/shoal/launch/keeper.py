@@ -36,7 +36,7 @@ from shoal import protocol as p
 from shoal.client import BossClient
 from shoal.exceptions import ShoalError
 from shoal.launch import procs
-from shoal.launch.autoscale import SIZE_EVERY, Autoscaler
+from shoal.launch.autoscale import SIZE_EVERY, Autoscaler, elastic
 from shoal.launch.book import BossBook, owner_name
 from shoal.launch.contract import READY_TIMEOUT, BossAccess, Machine, Pool, Site
 from shoal.launch.fleet import Fleet
@@ -144,8 +144,12 @@ class Keeper:
             changed = True
         for m, why in ended:
             changed = True
-            if m.state == "preempted":
-                continue  # gone with its machine: the pool replaces it when work waits
+            if m.state == "preempted" or (
+                self.sizer is not None and m.pool in {pool.name for pool in self.sizer.pools}
+            ):
+                # Sized to the queue: the pool starts a new machine when work waits.
+                self.log(f"{m.name}: {m.state} ({why})")
+                continue
             if m.exit_code in p.ON_PURPOSE:
                 self.log(f"{m.name}: worker stopped ({why})")
                 continue
@@ -172,7 +176,7 @@ class Keeper:
 
     def sizer_may_grow(self, pool: Pool) -> bool:
         """Whether the pool may get machines later though it has none now."""
-        return self.sizer is not None and (pool.max or 0) > pool.min
+        return self.sizer is not None and elastic(pool)
 
     def _later(self, name: str) -> None:
         """Try ``name`` again later, twice as late as the time before."""
@@ -211,7 +215,7 @@ def _main(argv: list[str] | None = None) -> int:
     )
     sizer = Autoscaler(
         fleet,
-        pools,
+        [pool for pool in pools if elastic(pool)],
         client.demand,
         forget=lambda worker, why: client.delete_worker(worker, why),
         log=lambda text: Keeper.log(keeper, text),

@@ -271,8 +271,13 @@ class CloudProvider:
                     seen[m.name] = m.replace(
                         state="preempted", detail=f"the cloud says it is {said}"
                     )
-                else:
-                    seen[m.name] = self._agent_status(m)
+                    continue
+                seen[m.name] = self._agent_status(m)
+                if not seen[m.name].live and pool is not None and m.provider_id:
+                    # Its agent ended: a VM that runs no worker is terminated at
+                    # once (the pool starts a new one when work waits).
+                    with contextlib.suppress(ShoalError, OSError):
+                        self.cloud(pool).destroy([m.provider_id])
         return [seen[m.name] for m in machines]
 
     def _agent_status(self, m: Machine) -> Machine:
