@@ -98,9 +98,12 @@ class Autoscaler:
 
     def step(self) -> None:
         """Look at the machines and the queue once, and act on what is seen."""
-        for m in self.fleet.settle():
-            if m.agent is not None and m.requested:
-                took = max(0.0, m.agent.registered - m.requested)
+        ready = self.fleet.settle()
+        recorded = self.fleet.recorded() if ready else {}
+        for m in ready:
+            told = recorded.get(m.name)
+            if m.agent is not None and told is not None and told.requested:
+                took = max(0.0, m.agent.registered - told.requested)
                 self.boot.setdefault(m.pool, []).append(took)
                 self.backoff.pop(m.pool, None)
         for m, why in self.fleet.watch():
@@ -115,11 +118,14 @@ class Autoscaler:
     def _deadlines(self) -> None:
         now = self.clock()
         late: dict[str, list[str]] = {}
-        for m in self.fleet.live():
+        starting = [m for m in self.fleet.live() if m.state == "starting"]
+        recorded = self.fleet.recorded() if starting else {}
+        for m in starting:
             pool = self.fleet.pools.get(m.pool)
-            if pool is None or m.state == "running" or not m.requested:
+            told = recorded.get(m.name)
+            if pool is None or told is None or not told.requested:
                 continue
-            if now - m.requested > boot_deadline(pool) and m.state == "starting":
+            if now - told.requested > boot_deadline(pool):
                 late.setdefault(m.pool, []).append(m.name)
         for pool_name, names in late.items():
             limit = boot_deadline(self.fleet.pools[pool_name])

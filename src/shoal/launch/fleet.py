@@ -166,6 +166,10 @@ class Fleet:
             self._seen, self._seen_at = seen, time.monotonic()
         return seen
 
+    def recorded(self) -> dict[str, Machine]:
+        """This owner's machines as the book has them now (with the times it stamped), by name."""
+        return self._book(fresh=True)
+
     def _registered(self, name: str) -> bool:
         told = self._book().get(name)
         return told is not None and told.agent is not None
