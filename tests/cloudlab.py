@@ -44,7 +44,7 @@ from typing import Any
 
 import boto3
 
-from tests.sshhosts import SshHost, _keygen, ip, make_host, stop_host
+from tests.sshhosts import SshHost, ip, keygen, make_host, stop_host
 
 __all__ = ["ALIGNMENT", "CloudLab", "cloud_lab"]
 
@@ -403,7 +403,7 @@ def cloud_lab(root: Path) -> Iterator[CloudLab]:
                 yield made
     """
     root.mkdir(parents=True, exist_ok=True)
-    _keygen(root / "id_lab")
+    keygen(root / "id_lab")
     alignment = root / "libcloud-moto"
     alignment.mkdir()
     (alignment / "sitecustomize.py").write_text(ALIGNMENT)

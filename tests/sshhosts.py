@@ -83,7 +83,8 @@ class SshLab:
         return "\n".join(lines) + "\n"
 
 
-def _keygen(path: Path) -> None:
+def keygen(path: Path) -> None:
+    """An ed25519 key pair without a passphrase: ``path`` and ``path.pub``."""
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
         check=True,
@@ -96,9 +97,9 @@ def ssh_lab(root: Path, count: int, refuse: tuple[int, ...] = ()) -> Iterator[Ss
     """``count`` hosts with sshd; those in ``refuse`` do not accept the test's key."""
     root.mkdir(parents=True, exist_ok=True)
     key = root / "id_test"
-    _keygen(key)
+    keygen(key)
     other = root / "id_other"
-    _keygen(other)
+    keygen(other)
     base = os.getpid() % 50 * 4 + 20
     hosts: list[SshHost] = []
     try:
@@ -188,7 +189,7 @@ def make_host(
         etc = root / f"{name}-sshd"
         etc.mkdir(exist_ok=True)
         if not (etc / "host_key").exists():
-            _keygen(etc / "host_key")
+            keygen(etc / "host_key")
         authorized = etc / "authorized_keys"
         lines = [Path(str(key) + ".pub").read_text().strip(), *(k.strip() for k in more_keys)]
         authorized.write_text("".join(line + "\n" for line in lines))
