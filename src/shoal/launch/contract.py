@@ -116,6 +116,19 @@ class Machine:
     def live(self) -> bool:
         return self.state in LIVE_STATES
 
+    def uptime(self, now: float) -> float:
+        """Seconds from when its provider was last asked for it to ``now``, or to its end.
+
+        A machine that stopped, failed or was preempted ended when it entered
+        that state (``since``); one started again counts from its new request.
+        """
+        end = now if self.live else self.since
+        return max(0.0, end - self.requested)
+
+    def cost(self, now: float) -> float | None:
+        """What it cost so far at its hourly price (None where the price is not known)."""
+        return None if self.price is None else self.price * self.uptime(now) / 3600.0
+
     def replace(self, **changes: Any) -> Machine:
         return dataclasses.replace(self, **changes)
 
