@@ -359,7 +359,7 @@ class _Reader:
         count = pool.count if pool.count is not None or pool.max is not None else len(hosts)
         # The inventory's path absolute: the pool is remembered and used from elsewhere.
         return dataclasses.replace(
-            pool, count=count, fields={"inventory": str(found.absolute()), "hosts": hosts}
+            pool, count=count, fields={"inventory": str(found.resolve()), "hosts": hosts}
         )
 
 

@@ -30,7 +30,7 @@ HOSTS_POOL = "hosts"
 # the pool file's reader puts the inventory's hosts in the pool's 'hosts'.
 SCHEMA = ProviderSchema(
     fields={
-        "inventory": FieldSpec("str", required=True, help="the hosts inventory (hosts.yaml)"),
+        "inventory": FieldSpec("str", required=True, help="a hosts inventory, e.g. hosts.yaml"),
     }
 )
 
