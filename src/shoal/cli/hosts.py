@@ -191,6 +191,9 @@ def up(
     )
     # What --pool NAME finds again (inject, ssh, pull, hosts check).
     remember(Site(sd.root), pools)
+    if not brought:
+        console.print("no machine to start now: every pool's size is 0 (min: 0)", highlight=False)
+        return
     if not started:
         raise typer.Exit(1)
     noun = "hosts" if all(p.provider == "ssh" for p in pools) else "machines"
