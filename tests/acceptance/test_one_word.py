@@ -40,10 +40,8 @@ def test_the_state_folder_is_named_state_in_every_command() -> None:
             if param.name == "state":
                 assert param.opts == ["--state"], f"'shoal {name}': {param.opts}"
                 with_state.append(name)
-    # Every command that reads or writes a state folder (all but the ssh host tools).
-    assert sorted(with_state) == sorted(
-        n for n, _ in commands if n not in ("hosts check", "inject", "pull", "ssh")
-    )
+    # Every command reads or writes a state folder (the ssh host tools: with --pool NAME).
+    assert sorted(with_state) == sorted(n for n, _ in commands)
 
 
 def test_every_command_reads_the_state_folder_given_with_state(tmp_path: Path) -> None:

@@ -189,4 +189,6 @@ def _emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=None) + "\n")
 
 
-InventoryOpt = Annotated[Path, typer.Option("--hosts", help="Inventory of ssh hosts (hosts.yaml).")]
+InventoryOpt = Annotated[
+    Path | None, typer.Option("--hosts", help="Inventory of ssh hosts (hosts.yaml).")
+]

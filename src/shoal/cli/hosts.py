@@ -1,4 +1,9 @@
-"""ssh hosts: ``shoal hosts check``, ``inject``, ``pull``, ``ssh``, and ``up``/``down`` for a running boss."""
+"""Machines over ssh and for a running boss: ``shoal hosts check``, ``inject``, ``pull``, ``ssh``, ``up``, ``down``.
+
+``hosts check``, ``inject``, ``pull`` and ``ssh`` reach the hosts of an
+inventory (``--hosts FILE``) or the live machines of a pool brought up here
+(``--pool NAME``), numbered from 0 as ``shoal machines`` lists them.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from shoal.cli.common import (
     JsonOpt,
     StateOpt,
     TokenOpt,
+    _client,
     _emit_json,
     _inventory,
     _state,
@@ -25,22 +31,68 @@ from shoal.cli.common import (
 )
 from shoal.client import BossClient
 from shoal.exceptions import BadInput, ShoalError
+from shoal.launch.contract import Pool
+from shoal.spec.inventory import Inventory
 
 __all__ = ["down", "hosts_app", "inject", "pull", "ssh", "up"]
 
 hosts_app = typer.Typer(help="The ssh hosts of an inventory.", no_args_is_help=True)
 app.add_typer(hosts_app, name="hosts")
 
+PoolNameOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--pool",
+        metavar="NAME",
+        help="The live machines of a pool brought up here ('shoal up --pool FILE'), "
+        "numbered from 0 as 'shoal machines' lists them.",
+    ),
+]
+
+
+def _hosts_of(
+    hosts: Path | None, pool: str | None, state: Path | None, default: Path | None = None
+) -> Inventory:
+    """The hosts to reach: an inventory's, or a pool's live machines."""
+    if hosts is not None and pool is not None:
+        raise BadInput("give --hosts FILE or --pool NAME, not both")
+    if pool is not None:
+        return _pool_inventory(pool, state)
+    if hosts is None and default is None:
+        raise BadInput(
+            "which hosts? give --hosts FILE (an inventory) or --pool NAME "
+            "(a pool brought up with 'shoal up --pool FILE')"
+        )
+    inventory: Inventory = _inventory(hosts or default)
+    return inventory
+
+
+def _pool_inventory(name: str, state: Path | None) -> Inventory:
+    """Pool ``name``'s live machines, as recorded, as an inventory of ssh hosts."""
+    from shoal.launch.contract import Machine, Site
+    from shoal.launch.pools import find_pool, pool_hosts
+
+    site = Site(_state(state).root)
+    pool = find_pool(site, name)  # an unknown name is refused before the boss is asked
+    client = _client(None, None, state)
+    try:
+        machines = [Machine.from_dict(m) for m in client.machines()]
+    finally:
+        client.close()
+    return Inventory(hosts=tuple(pool_hosts(site, pool, machines)), path=f"pool {name}")
+
 
 @hosts_app.command("check")
 def hosts_check(
-    hosts: InventoryOpt,
+    hosts: InventoryOpt = None,
+    pool: PoolNameOpt = None,
+    state: StateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Try every host: reachable, key accepted, Python version, free disk, connect time."""
     from shoal.launch.ssh import check_hosts
 
-    inv = _inventory(hosts)
+    inv = _hosts_of(hosts, pool, state)
     results = check_hosts(list(inv.hosts))
     if as_json:
         _emit_json([vars(r) for r in results])
@@ -52,12 +104,14 @@ def hosts_check(
 @app.command()
 def inject(
     bundle: Annotated[Path, typer.Argument(help="A folder or archive (.tar, .tar.gz, .zip…).")],
-    hosts: InventoryOpt,
+    hosts: InventoryOpt = None,
+    pool: PoolNameOpt = None,
+    state: StateOpt = None,
     script: Annotated[
         str, typer.Option("--script", help="The launch script in the bundle.")
     ] = "shoal-launch",
 ) -> None:
-    """Unpack a bundle on every host and start its launch script there, detached.
+    """Unpack a bundle on every host (or machine of a pool) and start its launch script there, detached.
 
     The script gets SHOAL_HOST_INDEX, SHOAL_HOST_COUNT and SHOAL_HOSTS (every
     host's address) and writes to SCRIPT.log beside it.
@@ -66,7 +120,7 @@ def inject(
 
     if not bundle.exists():
         raise BadInput(f"no bundle at {bundle}")
-    inv = _inventory(hosts)
+    inv = _hosts_of(hosts, pool, state)
     results = inject_bundle(list(inv.hosts), bundle, script)
     for r in results:
         if r.error is None:
@@ -80,7 +134,15 @@ def inject(
 
 @app.command()
 def up(
-    hosts: InventoryOpt,
+    hosts: InventoryOpt = None,
+    pool_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--pool",
+            metavar="FILE",
+            help="A pool file (pools.yaml): the machines to bring up, from any provider.",
+        ),
+    ] = None,
     boss: BossOpt = None,
     token: TokenOpt = None,
     state: StateOpt = None,
@@ -88,20 +150,22 @@ def up(
         str | None,
         typer.Option(
             "--boss-url",
-            help="The URL the hosts reach the boss at directly (default: a reverse ssh tunnel).",
+            help="The URL the machines reach the boss at directly (default: a reverse ssh tunnel).",
         ),
     ] = None,
 ) -> None:
-    """Start a worker on every host of the inventory for a running boss; they stay up.
+    """Start a worker on every machine of the pools (--pool) or hosts (--hosts) for a running
+    boss; they stay up.
 
-    A keeper process holds the ssh connections, starts a dropped host's worker
+    A keeper process holds the machines, starts a dropped machine's worker
     again, and stops them all at 'shoal down'.
     """
-    from shoal.launch.pools import hosts_pool
+    from shoal.launch.contract import Site
+    from shoal.launch.pools import remember
     from shoal.launch.up import Brought
     from shoal.launch.up import up as bring_up
 
-    inventory = _inventory(hosts)  # a mistake in it is refused first, in one line
+    pools = _pools_to_bring_up(hosts, pool_file)  # a mistake is refused first, in one line
     sd = _state(state)
     client = BossClient.find(boss, token, sd)
     with client:
@@ -119,20 +183,48 @@ def up(
 
     brought = bring_up(
         sd,
-        [hosts_pool(inventory)],
+        pools,
         boss_url=client.url,
         token=client.token,
         direct_url=boss_url,
         on_host=tell,
     )
+    # What --pool NAME finds again (inject, ssh, pull, hosts check).
+    remember(Site(sd.root), pools)
+    if not brought:
+        console.print("no machine to start now: every pool's size is 0 (min: 0)", highlight=False)
+        return
     if not started:
         raise typer.Exit(1)
+    noun = "hosts" if all(p.provider == "ssh" for p in pools) else "machines"
     console.print(
-        f"workers up on {started} of {len(brought)} hosts for {client.url}; "
-        "'shoal workers' lists them, 'shoal down' stops them",
+        f"workers up on {started} of {len(brought)} {noun} for {client.url}; "
+        "'shoal machines' lists them, 'shoal down' stops them",
         highlight=False,
         markup=False,
     )
+
+
+def _pools_to_bring_up(hosts: Path | None, pool_file: Path | None) -> list[Pool]:
+    """The pools of ``shoal up``: the inventory's (an ssh pool), then the pool file's."""
+    from shoal.launch.pools import hosts_pool
+    from shoal.spec import pools as pool_files
+
+    if hosts is None and pool_file is None:
+        raise BadInput(
+            "what to bring up? give --pool FILE (a pool file), --hosts FILE (an inventory), or both"
+        )
+    pools = [hosts_pool(_inventory(hosts))] if hosts is not None else []
+    if pool_file is not None:
+        given = pool_files.load(pool_file)
+        for p in given.pools:
+            if any(q.name == p.name for q in pools):
+                raise BadInput(
+                    f"{given.path}: pool '{p.name}': the --hosts inventory's pool is called "
+                    f"'{p.name}' too: rename this one"
+                )
+        pools += given.pools
+    return pools
 
 
 @app.command()
@@ -160,13 +252,15 @@ def pull(
     local: Annotated[
         Path | None, typer.Argument(help="Where to put it (default: its name).")
     ] = None,
-    hosts: InventoryOpt = Path("hosts.yaml"),
+    hosts: InventoryOpt = None,
+    pool: PoolNameOpt = None,
+    state: StateOpt = None,
 ) -> None:
-    """Copy a file back from a host."""
+    """Copy a file back from a host (hosts.yaml's, or a pool's machine)."""
     from shoal.launch.ssh import SshFailed
     from shoal.launch.ssh import pull as pull_file
 
-    target = _inventory(hosts).find(host)
+    target = _hosts_of(hosts, pool, state, Path("hosts.yaml")).find(host)
     dest = local or Path(Path(remote).name)
     if dest.is_dir():
         dest = dest / Path(remote).name
@@ -181,17 +275,21 @@ def pull(
 def ssh(
     ctx: typer.Context,
     host: Annotated[str, typer.Argument(help="The host's index (from 0) or name.")] = "0",
-    hosts: InventoryOpt = Path("hosts.yaml"),
+    hosts: InventoryOpt = None,
+    pool: PoolNameOpt = None,
+    state: StateOpt = None,
     attach: Annotated[
         bool,
         typer.Option("--attach", help="Join the injected launch script's terminal (tmux/screen)."),
     ] = False,
 ) -> None:
-    """Open a shell on a host, in the injected bundle's folder (or run the command after --)."""
+    """Open a shell on a host (hosts.yaml's, or a pool's machine), in the injected bundle's
+    folder (or run the command after --)."""
     from shoal.launch.ssh import shell_argv
 
     if attach and ctx.args:
         raise BadInput("--attach joins the injected session: give no command after --")
-    argv = shell_argv(_inventory(hosts).find(host), list(ctx.args), attach=attach)
+    target = _hosts_of(hosts, pool, state, Path("hosts.yaml")).find(host)
+    argv = shell_argv(target, list(ctx.args), attach=attach)
     sys.stdout.flush()
     os.execvp(argv[0], argv)

@@ -2,15 +2,20 @@
 
 The machines ``shoal run`` and ``shoal up`` started, as the boss's database
 records them (read directly when no boss runs). A machine's worker is in
-``shoal workers``, which names the machine each worker runs on.
+``shoal workers``, which names the machine each worker runs on. Its uptime
+runs from when its provider was last asked for it to now, or to when it
+ended; its cost so far is that time at its hourly price, where known.
 """
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from shoal.cli import render
 from shoal.cli.common import BossOpt, JsonOpt, StateOpt, TokenOpt, _client, _emit_json, app, console
 
-__all__ = ["machines"]
+__all__ = ["machines", "with_usage"]
 
 
 @app.command()
@@ -22,5 +27,16 @@ def machines(
 ) -> None:
     """List the machines shoal started: where, since when, at what price."""
     client = _client(boss, token, state)
-    rows = client.machines()
+    rows = with_usage(client.machines(), time.time())
     _emit_json(rows) if as_json else console.print(render.machine_table(rows))
+
+
+def with_usage(rows: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """The machines, each with its ``uptime`` (seconds) and ``cost`` so far (None: no price)."""
+    from shoal.launch.contract import Machine
+
+    out = []
+    for row in rows:
+        m = Machine.from_dict(row)
+        out.append({**row, "uptime": m.uptime(now), "cost": m.cost(now)})
+    return out

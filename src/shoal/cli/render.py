@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from shoal.launch.contract import LIVE_STATES
+
 STATE_STYLE = {
     "succeeded": "green",
     "failed": "bold red",
@@ -29,6 +31,7 @@ STATE_STYLE = {
     "lost": "red",
     "requested": "dim",
     "starting": "blue",
+    "preempted": "yellow",
 }
 STATE_ORDER = ("failed", "upstream_failed", "cancelled", "running", "ready", "waiting", "succeeded")
 
@@ -192,26 +195,72 @@ def boss_table(bosses: list[dict[str, Any]]) -> Table:
 
 
 def machine_table(machines: list[dict[str, Any]]) -> Table:
-    """What shoal started, where, since when, at what price."""
-    table = Table(box=None, header_style="bold")
-    for col in ("machine", "pool", "provider", "address", "state", "slots", "since", "price/h"):
-        table.add_column(col)
-    table.add_column("detail", overflow="fold")
+    """What shoal started, where, since when, for how long, at what price and cost so far.
+
+    The price and cost columns are there when a machine's price is known.
+    Names and states are never cut short; an address or a detail folds.
+    """
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    priced = any(m.get("price") is not None for m in machines)
+
+    def whole(header: str, key: str) -> None:
+        longest = max([len(header), *(len(str(m[key])) for m in machines)])
+        table.add_column(header, no_wrap=True, min_width=min(longest, 40))
+
+    whole("machine", "name")
+    whole("pool", "pool")
+    whole("provider", "provider")
+    table.add_column("address", overflow="fold", min_width=9)
+    whole("state", "state")
+    # Where the terminal is too narrow for all, the last columns go first.
+    for col in ("since", "uptime", *(("cost", "price/h") if priced else ()), "slots"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("detail", overflow="fold", min_width=6)
     now = time.time()
     for m in machines:
         price = m.get("price")
-        table.add_row(
+        row: list[str | Text] = [
             literal(m["name"]),
             literal(m["pool"]),
             literal(m["provider"]),
             literal(m["address"]),
             styled(m["state"]),
-            str(m["slots"]),
             seconds(now - m["since"]) + " ago",
-            "-" if price is None else f"{price:.4g}",
-            short(m.get("detail") or "", 60),
-        )
+            seconds(m.get("uptime")),
+        ]
+        if priced:
+            row += [dollars(m.get("cost")), "-" if price is None else f"{price:.4g}"]
+        row.append(str(m["slots"]))
+        table.add_row(*row, short(m.get("detail") or "", 60))
     return table
+
+
+def dollars(cost: float | None) -> str:
+    """An estimated cost: ``$0.42``; ``-`` where the price is not known."""
+    return "-" if cost is None else f"${cost:.2f}"
+
+
+def pools_line(machines: list[dict[str, Any]]) -> Text:
+    """The pools' size and cost in one line: ``pools: cpu 3 running 1 starting · hpc 0 · $1.27 so far``.
+
+    Each pool's live machines by state (a pool with none: 0); the cost is
+    that of every machine recorded whose price is known (left out if none).
+    """
+    live: dict[str, dict[str, int]] = {}
+    for m in machines:
+        counts = live.setdefault(m["pool"], {})
+        if m["state"] in LIVE_STATES:
+            counts[m["state"]] = counts.get(m["state"], 0) + 1
+    parts = []
+    for pool, counts in live.items():
+        said = " ".join(
+            f"{counts[s]} {s}" for s in ("running", "starting", "requested") if s in counts
+        )
+        parts.append(f"{pool} {said or 0}")
+    costs = [m["cost"] for m in machines if m.get("cost") is not None]
+    if costs:
+        parts.append(f"{dollars(sum(costs))} so far")
+    return Text.assemble(("pools: ", "bold"), " · ".join(parts))
 
 
 def worker_table(workers: list[dict[str, Any]]) -> Table:

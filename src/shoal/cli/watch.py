@@ -27,7 +27,7 @@ from shoal.cli.common import (
     app,
     console,
 )
-from shoal.client import BossClient
+from shoal.client import BossClient, Client
 from shoal.exceptions import BadInput, NotFound
 
 __all__ = ["bosses", "events", "logs", "results", "status", "tasks", "workers"]
@@ -56,6 +56,7 @@ def status(
         return
     if not watch:
         render.run_summary(console, view)
+        _pools(client)
         return
     with Live(console=console, refresh_per_second=4) as live:
         while True:
@@ -75,6 +76,15 @@ def status(
             if view["state"] != "running":
                 break
             time.sleep(0.5)
+
+
+def _pools(client: Client) -> None:
+    """The pools' size and cost in one line, when shoal started machines here."""
+    from shoal.cli.machines import with_usage
+
+    machines = with_usage(client.machines(), time.time())
+    if machines:
+        console.print(render.pools_line(machines), highlight=False)
 
 
 @app.command()

@@ -5,7 +5,7 @@
 * :mod:`~shoal.launch.providers`: the providers by name (``local``, ``ssh``);
 * :mod:`~shoal.launch.fleet`: a launcher's machines, recorded and watched;
 * :mod:`~shoal.launch.book`: where they are recorded (the boss's database);
-* :mod:`~shoal.launch.pools`: the pools command-line options give;
+* :mod:`~shoal.launch.pools`: the pools options give, and those remembered for ``--pool NAME``;
 * :mod:`~shoal.launch.up`, :mod:`~shoal.launch.keeper`: ``shoal up`` and ``down``;
 * :mod:`~shoal.launch.local`, :mod:`~shoal.launch.ssh`: the providers.
 """

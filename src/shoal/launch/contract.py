@@ -8,7 +8,12 @@ of Ray's autoscaler node providers:
 * ``up(pool, count, boss)``: start them (idempotent by machine name: one that
   runs already is left as it is);
 * ``down(machines, drain)``: stop them (and, for rented ones, terminate);
-* ``status(machines)``: what the provider sees now.
+* ``status(machines)``: what the provider sees now;
+* optionally, ``ssh_hosts(pool, machines)``: those machines as ssh hosts
+  (:class:`~shoal.spec.inventory.Host`), for a provider whose machines answer
+  on ssh (``ssh``, the clouds). ``shoal inject``, ``ssh``, ``pull``
+  and ``hosts check`` take ``--pool NAME`` through it; a provider without it
+  has machines that are not reached over ssh (``local``).
 
 A :class:`Machine` is plain data. Everything above the providers (recording
 machines, waiting for their agents to register, starting lost ones again)
@@ -111,6 +116,19 @@ class Machine:
     @property
     def live(self) -> bool:
         return self.state in LIVE_STATES
+
+    def uptime(self, now: float) -> float:
+        """Seconds from when its provider was last asked for it to ``now``, or to its end.
+
+        A machine that stopped, failed or was preempted ended when it entered
+        that state (``since``); one started again counts from its new request.
+        """
+        end = now if self.live else self.since
+        return max(0.0, end - self.requested)
+
+    def cost(self, now: float) -> float | None:
+        """What it cost so far at its hourly price (None where the price is not known)."""
+        return None if self.price is None else self.price * self.uptime(now) / 3600.0
 
     def replace(self, **changes: Any) -> Machine:
         return dataclasses.replace(self, **changes)
@@ -228,7 +246,14 @@ def label_args(labels: Mapping[str, Any]) -> list[str]:
 
 
 class Provider(Protocol):
-    """Turns a pool's description into machines that run agents."""
+    """Turns a pool's description into machines that run agents.
+
+    One method is optional, and so not declared here (a provider without it
+    still is one): ``ssh_hosts(pool, machines) -> list[Host]``, these live
+    machines of the pool as ssh hosts (:class:`shoal.spec.inventory.Host`),
+    in the order given. It is what ``--pool NAME`` connects to; a provider
+    without it has machines that are not reached over ssh.
+    """
 
     name: str
     # What one machine is called in a sentence: "local worker", "ssh host".

@@ -1,16 +1,39 @@
-"""The pools a command line gives: ``-j N`` local workers, a ``--hosts`` inventory.
+"""Pools: those command-line options give, and those remembered in the state folder.
 
-This is where command-line options become pools; nothing past it knows
-which provider a pool names.
+``-j N`` local workers and a ``--hosts`` inventory become pools here; nothing
+past it knows which provider a pool names. A pool brought up is remembered
+in ``STATE/pools.json`` (by name, mode 0600; no credential is ever in a
+pool), so that ``--pool NAME`` finds it again: :func:`pool_hosts` turns its
+live machines into ssh hosts for ``shoal inject``, ``ssh``, ``pull`` and
+``hosts check``.
 """
 
 from __future__ import annotations
 
-from shoal.launch.contract import Pool
-from shoal.launch.local import DEFAULT_POOL
-from shoal.spec.inventory import Inventory
+import fcntl
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
-__all__ = ["hosts_pool", "run_pools"]
+from shoal.exceptions import BadInput
+from shoal.launch import providers
+from shoal.launch.contract import Machine, Pool, Site
+from shoal.launch.local import DEFAULT_POOL
+from shoal.spec.inventory import Host, Inventory
+from shoal.statedir import write_private
+
+__all__ = [
+    "find_pool",
+    "hosts_pool",
+    "pool_hosts",
+    "pools_file",
+    "remember",
+    "remembered",
+    "run_pools",
+]
 
 
 def hosts_pool(inventory: Inventory) -> Pool:
@@ -26,3 +49,90 @@ def run_pools(jobs: int, slots: int, hosts: Inventory | None) -> list[Pool]:
     if jobs > 0:
         pools.append(Pool(name=DEFAULT_POOL, provider="local", count=jobs, slots=slots))
     return pools
+
+
+def pools_file(site: Site) -> Path:
+    """Where the pools brought up for this state folder are remembered."""
+    return site.root / "pools.json"
+
+
+@contextmanager
+def _locked(site: Site) -> Iterator[None]:
+    """One writer at a time: a keeper and a command may remember pools at once."""
+    site.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(site.root / "pools.json.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _read(path: Path) -> dict[str, Pool]:
+    try:
+        data: Any = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    pools = data.get("pools") if isinstance(data, dict) else None
+    out: dict[str, Pool] = {}
+    for entry in pools if isinstance(pools, list) else []:
+        try:
+            pool = Pool.from_dict(entry)
+        except (TypeError, AttributeError):
+            continue  # written by another version of shoal: not ours to read
+        out[pool.name] = pool
+    return out
+
+
+def remember(site: Site, pools: Sequence[Pool]) -> None:
+    """Remember these pools (by name: a pool of the same name is replaced)."""
+    if not pools:
+        return
+    with _locked(site):
+        known = _read(pools_file(site))
+        for pool in pools:
+            known[pool.name] = pool
+        text = json.dumps({"pools": [p.to_dict() for p in known.values()]}, indent=1)
+        write_private(pools_file(site), text + "\n")
+
+
+def remembered(site: Site) -> dict[str, Pool]:
+    """The pools remembered for this state folder, by name."""
+    return _read(pools_file(site))
+
+
+def find_pool(site: Site, name: str) -> Pool:
+    """The pool ``name`` remembered here; one line naming those there are if it is not."""
+    known = remembered(site)
+    pool = known.get(name)
+    if pool is not None:
+        return pool
+    if not known:
+        raise BadInput(
+            f"no pool called {name!r}: none was brought up for {site.root} "
+            "('shoal up --pool FILE' brings pools up)"
+        )
+    raise BadInput(f"no pool called {name!r} (pools brought up here: {', '.join(known)})")
+
+
+def pool_hosts(site: Site, pool: Pool, machines: Sequence[Machine]) -> list[Host]:
+    """The pool's live machines among ``machines`` as ssh hosts, in the order given.
+
+    The order is ``shoal machines``' when ``machines`` is what it lists, so
+    that ``shoal ssh 3 --pool NAME`` is the fourth machine it shows of the
+    pool. One line (BadInput) if the pool's provider does not reach its
+    machines over ssh, or if none is live.
+    """
+    provider = providers.get(pool.provider, site)
+    # Optional in the contract: a provider whose machines answer on ssh has it.
+    ssh_hosts = getattr(provider, "ssh_hosts", None)
+    if ssh_hosts is None:
+        raise BadInput(f"pool {pool.name}'s machines are not reached over ssh")
+    live = [m for m in machines if m.pool == pool.name and m.provider == pool.provider and m.live]
+    if not live:
+        raise BadInput(
+            f"pool {pool.name} has no live machines ('shoal machines' lists what was started, "
+            "'shoal up --pool FILE' starts them)"
+        )
+    hosts: list[Host] = ssh_hosts(pool, live)
+    return hosts

@@ -1,4 +1,4 @@
-"""Task files, host inventories and flows: read, checked and expanded into a DAG.
+"""Task files, host inventories, pool files and flows: read, checked and expanded into a DAG.
 
 Nothing here knows the network or the database. The modules:
 
@@ -7,7 +7,9 @@ Nothing here knows the network or the database. The modules:
 - :mod:`~shoal.spec.lines`: YAML with line numbers; :mod:`~shoal.spec.bounds`: the limits;
 - :mod:`~shoal.spec.expand` (matrices, ``after`` patterns, cycles),
   :mod:`~shoal.spec.task` (one task's fields), :mod:`~shoal.spec.fields` (single fields);
-- :mod:`~shoal.spec.flow`, :mod:`~shoal.spec.inventory`, :mod:`~shoal.spec.bundle`.
+- :mod:`~shoal.spec.flow`, :mod:`~shoal.spec.inventory`, :mod:`~shoal.spec.bundle`;
+- :mod:`~shoal.spec.pools`: pool files, each pool's provider fields checked
+  against the schema its provider declares (:mod:`shoal.launch.providers`).
 
 What makes a task the same task again (for resuming) is the scheduler's
 :mod:`~shoal.scheduler.keys`.

@@ -30,7 +30,7 @@ HOSTS_POOL = "hosts"
 # the pool file's reader puts the inventory's hosts in the pool's 'hosts'.
 SCHEMA = ProviderSchema(
     fields={
-        "inventory": FieldSpec("str", required=True, help="the hosts inventory (hosts.yaml)"),
+        "inventory": FieldSpec("str", required=True, help="a hosts inventory, e.g. hosts.yaml"),
     }
 )
 
@@ -96,6 +96,11 @@ class SshProvider:
 
     def plan(self, pool: Pool, count: int) -> list[Machine]:
         return [self._machine(pool, h) for h in self.hosts(pool, count)]
+
+    def ssh_hosts(self, pool: Pool, machines: Sequence[Machine]) -> list[Host]:
+        """The inventory's hosts of these machines, in their order (a machine is a host)."""
+        by_name = {h.name: h for h in (host_of(d) for d in pool.fields.get("hosts", []))}
+        return [by_name[m.name] for m in machines if m.name in by_name]
 
     def up(
         self,
