@@ -62,6 +62,11 @@ class Fleet:
             if pool.name not in self._providers:
                 self._providers[pool.name] = providers.get(pool.provider, self.site)
                 self.pools[pool.name] = pool
+                if providers.schema(pool.provider).rented:
+                    # So that `shoal down` reaches its cloud whatever happens to us.
+                    from shoal.launch.pools import remember
+
+                    remember(self.site, [pool])
             return self._providers[pool.name]
 
     def plan(self, pool: Pool, count: int | None = None) -> list[Machine]:
