@@ -9,6 +9,9 @@ user-data, spot flag) and on what :class:`Cloud` makes of the answers.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from shoal.launch.cloud.api import Cloud, CloudAuthFailed, CloudRefused
@@ -117,3 +120,136 @@ def test_digitalocean_refusals_are_one_line(do_api: Recorded) -> None:
 def test_digitalocean_has_no_spot(do_api: Recorded) -> None:
     with pytest.raises(Exception, match="digitalocean has no spot"):
         Cloud("digitalocean", {**DO_FIELDS, "spot": True}, DO_ENV)
+
+
+# --- GCE ----------------------------------------------------------------------------------
+
+GCE_PATH = "/compute/v1/projects/shoal-test"
+GCE_ZONE = "europe-west1-b"
+GCE_FIELDS = {"zone": GCE_ZONE, "image": "debian-cloud/debian-12", "size": "e2-standard-2"}
+
+
+@pytest.fixture
+def gce_env(tmp_path: Path) -> dict[str, str]:
+    """A service account key of its own (libcloud signs a token request with it)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    account = {
+        "type": "service_account",
+        "project_id": "shoal-test",
+        "client_email": "shoal@shoal-test.iam.gserviceaccount.com",
+        "private_key": pem,
+    }
+    (tmp_path / "sa.json").write_text(json.dumps(account), encoding="utf-8")
+    return {"GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "sa.json"), "HOME": str(tmp_path)}
+
+
+@pytest.fixture
+def gce_api(monkeypatch: pytest.MonkeyPatch) -> Recorded:
+    api = recorded(monkeypatch, "gce")
+    zone = f"{GCE_PATH}/zones/{GCE_ZONE}"
+    api.answer("POST", "/o/oauth2/token", "token.json", host="accounts.google.com")
+    api.answer("GET", f"{GCE_PATH}/zones", "zones.json")
+    api.answer("GET", f"{zone}/machineTypes/e2-standard-2", "machine_type.json")
+    api.answer("GET", f"{GCE_PATH}/global/networks/default", "network.json")
+    api.answer("GET", f"{zone}/diskTypes/pd-standard", "disk_type.json")
+    family = "/compute/v1/projects/debian-cloud/global/images/family/debian-12"
+    api.answer("GET", family, "image_family.json")
+    api.answer("POST", f"{zone}/instances", "insert_operation.json")
+    api.answer("GET", f"{zone}/operations/operation-insert-cpu-1", "operation_done.json")
+    api.answer("GET", f"{zone}/instances/[^/]+", "not_found.json", status=404, regex=True)
+    api.answer("GET", f"{zone}/instances/cpu-1", "instance.json")
+    api.answer("GET", f"{zone}/instances", "instances.json")
+    api.answer("GET", f"{GCE_PATH}/aggregated/disks", "aggregated_disks.json")
+    api.answer("DELETE", f"{zone}/instances/[^/]+", "not_found.json", status=404, regex=True)
+    api.answer("DELETE", f"{zone}/instances/cpu-1", "delete_operation.json")
+    return api
+
+
+def test_gce_create_sends_labels_key_startup_script_and_preemptible(
+    gce_api: Recorded, gce_env: dict[str, str]
+) -> None:
+    gce_api.answer("GET", f"{GCE_PATH}/zones/{GCE_ZONE}/instances/cpu-1", "instance_created.json")
+    cloud = Cloud("gce", {**GCE_FIELDS, "spot": True}, gce_env)
+    tags = {"shoal-boss": "Laptop.Local", "shoal-pool": "cpu"}
+    node = cloud.create("cpu-1", tags, SCRIPT, KEY)
+    (sent,) = gce_api.requests("POST", f"{GCE_PATH}/zones/{GCE_ZONE}/instances")
+    body = sent.json()
+    # Labels take only lower case letters, digits, _ and -.
+    assert body["labels"] == {"shoal-boss": "laptop-local", "shoal-pool": "cpu"}
+    metadata = {item["key"]: item["value"] for item in body["metadata"]["items"]}
+    assert metadata == {"startup-script": SCRIPT, "ssh-keys": f"shoal:{KEY}"}
+    assert body["scheduling"] == {
+        "preemptible": True,
+        "onHostMaintenance": "TERMINATE",
+        "automaticRestart": False,
+    }
+    assert body["machineType"].endswith("/zones/europe-west1-b/machineTypes/e2-standard-2")
+    (disk,) = body["disks"]
+    assert disk["autoDelete"] is True
+    assert disk["initializeParams"]["sourceImage"].endswith(
+        "/projects/debian-cloud/global/images/debian-12-bookworm-v20240312"
+    )
+    assert body["networkInterfaces"][0]["accessConfigs"]  # a public address
+    assert sent.headers["authorization"] == "Bearer ya29.recorded-token"
+    assert (node.id, node.state, node.spot) == ("cpu-1", "pending", True)
+    assert node.tags == {"shoal-boss": "b-7f3a", "shoal-pool": "cpu"}
+    assert node.price is not None and 0.05 < node.price < 0.1  # e2-standard-2, europe-west1
+
+
+def test_gce_private_address_asks_for_no_public_one(
+    gce_api: Recorded, gce_env: dict[str, str]
+) -> None:
+    cloud = Cloud("gce", {**GCE_FIELDS, "address": "private"}, gce_env)
+    cloud.create("cpu-1", TAGS, SCRIPT, KEY)
+    (sent,) = gce_api.requests("POST", f"{GCE_PATH}/zones/{GCE_ZONE}/instances")
+    assert not sent.json()["networkInterfaces"][0].get("accessConfigs")
+    assert "preemptible" not in sent.json().get("scheduling", {})
+
+
+def test_gce_find_nodes_and_destroy(gce_api: Recorded, gce_env: dict[str, str]) -> None:
+    cloud = Cloud("gce", GCE_FIELDS, gce_env)
+    found = {n.id: n for n in cloud.find({"shoal-boss": "b-7f3a"})}
+    assert sorted(found) == ["cpu-1", "cpu-2"]
+    assert found["cpu-1"].public_ips == ("34.76.5.120",) and found["cpu-1"].state == "running"
+    assert found["cpu-2"].state == "stopped"  # GCE's TERMINATED: stopped, not deleted
+
+    assert list(cloud.nodes(["cpu-1", "cpu-9"])) == ["cpu-1"]
+
+    cloud.destroy(["cpu-1", "cpu-9"])
+    deleted = [s.path.rsplit("/", 1)[-1] for s in gce_api.requests("DELETE", ".*")]
+    assert deleted == ["cpu-1", "cpu-9"]
+    # The delete's operation is not waited for.
+    assert not gce_api.requests("GET", ".*/operations/operation-delete-cpu-1")
+
+
+def test_gce_refusals_are_one_line(gce_api: Recorded, gce_env: dict[str, str]) -> None:
+    zone = f"{GCE_PATH}/zones/{GCE_ZONE}"
+    gce_api.answer("GET", f"{zone}/instances", "unauthorized.json", status=401)
+    gce_api.answer("POST", f"{zone}/instances", "quota.json", status=403)
+    cloud = Cloud("gce", GCE_FIELDS, gce_env)
+    with pytest.raises(CloudAuthFailed) as refused:
+        cloud.find(TAGS)
+    assert "Invalid Credentials" in one_line(refused)
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in str(refused.value)
+    with pytest.raises(CloudRefused) as quota:
+        cloud.create("cpu-1", TAGS, SCRIPT, KEY)
+    assert "Quota 'CPUS' exceeded" in one_line(quota)
+
+
+def test_gce_refused_service_account_is_one_line(
+    gce_api: Recorded, gce_env: dict[str, str]
+) -> None:
+    refusal = {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+    gce_api.answer("POST", "/o/oauth2/token", status=400, body=refusal)
+    with pytest.raises(CloudAuthFailed) as refused:
+        Cloud("gce", GCE_FIELDS, gce_env)
+    assert "Invalid JWT Signature" in one_line(refused)
+    assert "BEGIN PRIVATE KEY" not in str(refused.value)

@@ -61,6 +61,9 @@ _ADAPTERS = {
     "openstack": "shoal.launch.cloud.openstack:OpenStackAdapter",
     "opennebula": "shoal.launch.cloud.opennebula:OpenNebulaAdapter",
 }
+# While connecting, a refusal (a token endpoint's 400 "invalid_grant" included)
+# is the credentials'.
+_CONNECT = "connect"
 # Which credentials are secret: scrubbed from any message that would carry them.
 _SECRET_NAMES = ("secret", "token", "password", "application_credential_secret")
 # Where each cloud's credentials come from, for the line that says they were refused.
@@ -88,7 +91,7 @@ class Cloud:
         credentials = credentials_of(kind, self.fields, env)
         self._secrets = [v for k, v in credentials.items() if k in _SECRET_NAMES]
         module, _, name = _ADAPTERS[kind].partition(":")
-        with self._translating("connect"):
+        with self._translating(_CONNECT):
             adapter = getattr(importlib.import_module(module), name)
             self._adapter: Adapter = adapter(self.fields, credentials, env)
 
@@ -137,6 +140,17 @@ class Cloud:
             raise _translated(self.kind, doing, e, self._secrets) from None
 
 
+def _text(value: object) -> str:
+    """A message libcloud kept as the API's error object (GCE: a dict) as text."""
+    if isinstance(value, dict):
+        inner = value.get("error")
+        if isinstance(inner, dict):
+            return _text(inner)
+        if value.get("message"):
+            return str(value["message"])
+    return str(value)
+
+
 def _status_and_message(e: Exception) -> tuple[int | None, str]:
     """The HTTP status (if any) and the API's own message in one of libcloud's errors."""
     from libcloud.common.exceptions import BaseHTTPError
@@ -148,15 +162,15 @@ def _status_and_message(e: Exception) -> tuple[int | None, str]:
     )
 
     if isinstance(e, InvalidCredsError):
-        return 401, str(e.value)
+        return 401, _text(e.value)
     if isinstance(e, ProviderError):
-        return e.http_code, str(e.value)
+        return e.http_code, _text(e.value)
     if isinstance(e, BaseHTTPError):
         return e.code, str(e.message)
     if isinstance(e, MalformedResponseError):
         return None, f"its answer does not parse ({e.value})"
     if isinstance(e, LibcloudError):
-        return None, str(e.value)
+        return None, _text(e.value)
     return None, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
@@ -172,7 +186,10 @@ def _translated(kind: str, doing: str, e: Exception, secrets: Sequence[str]) -> 
     message = one_line(scrub(message, secrets))
     if not message:
         message = f"HTTP {status} with no message" if status else type(e).__name__
-    if status in (401, 403):
+    # A quota reached is the request refused (403 at GCE), not the credentials.
+    quota = "quota" in type(e).__name__.lower() or "quota" in message.lower()
+    refused = (400, 401, 403) if doing == _CONNECT else (401, 403)
+    if status in refused and not quota:
         return CloudAuthFailed(
             f"{kind} refused the credentials trying to {doing}: {message} "
             f"(they are read from {_READS[kind]})",

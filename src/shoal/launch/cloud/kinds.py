@@ -89,6 +89,7 @@ __all__ = [
     "SCHEMAS",
     "MissingCredentials",
     "credentials_of",
+    "expand_path",
     "public_key",
     "with_defaults",
 ]
@@ -152,7 +153,7 @@ def _home(environ: Mapping[str, str]) -> Path:
     return Path(environ.get("HOME") or os.path.expanduser("~"))
 
 
-def _path(value: str, environ: Mapping[str, str]) -> Path:
+def expand_path(value: str, environ: Mapping[str, str]) -> Path:
     """A path from a pool file or a variable, ``~`` being ``$HOME`` of ``environ``."""
     if value == "~" or value.startswith("~/"):
         return _home(environ) / value[2:]
@@ -167,7 +168,7 @@ def _aws(fields: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, str
     profile = environ.get("AWS_PROFILE") or "default"
     found = configparser.ConfigParser(interpolation=None)
     try:
-        found.read(_path(where, environ), encoding="utf-8")
+        found.read(expand_path(where, environ), encoding="utf-8")
     except (configparser.Error, UnicodeDecodeError) as e:
         raise MissingCredentials(f"pool needs AWS credentials: {where} does not parse ({e})") from e
     if found.has_option(profile, "aws_access_key_id") and found.has_option(
@@ -193,7 +194,7 @@ def _gce(fields: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, str
             "to a service account's JSON key file"
         )
     try:
-        account = json.loads(_path(where, environ).read_text(encoding="utf-8"))
+        account = json.loads(expand_path(where, environ).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise MissingCredentials(
             f"pool needs GCE credentials: GOOGLE_APPLICATION_CREDENTIALS names {where}, "
@@ -317,7 +318,7 @@ def _opennebula(fields: Mapping[str, Any], environ: Mapping[str, str]) -> dict[s
         return {"user": user, "password": password}
     where = environ.get("ONE_AUTH") or "~/.one/one_auth"
     try:
-        line = _path(where, environ).read_text(encoding="utf-8").strip().splitlines()[0]
+        line = expand_path(where, environ).read_text(encoding="utf-8").strip().splitlines()[0]
     except (OSError, UnicodeDecodeError, IndexError):
         line = ""
     user, sep, password = line.partition(":")
@@ -360,7 +361,7 @@ def _missing(kind: str) -> Callable[[Mapping[str, Any], Mapping[str, str]], str 
 
 def public_key(key: str, environ: Mapping[str, str] | None = None) -> str:
     """The public half (``KEY.pub``) of the pool's ssh key, one line."""
-    where = _path(key, os.environ if environ is None else environ)
+    where = expand_path(key, os.environ if environ is None else environ)
     pub = where.with_name(where.name + ".pub")
     try:
         text = pub.read_text(encoding="utf-8").strip()
