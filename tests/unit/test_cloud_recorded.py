@@ -9,6 +9,7 @@ user-data, spot flag) and on what :class:`Cloud` makes of the answers.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -253,3 +254,220 @@ def test_gce_refused_service_account_is_one_line(
         Cloud("gce", GCE_FIELDS, gce_env)
     assert "Invalid JWT Signature" in one_line(refused)
     assert "BEGIN PRIVATE KEY" not in str(refused.value)
+
+
+# --- Azure --------------------------------------------------------------------------------
+
+AZ_SUB = "5e3c4f7a-0b1d-4a52-9f3e-8c2d7b6a1e90"
+AZ_ENV = {
+    "AZURE_TENANT_ID": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+    "AZURE_CLIENT_ID": "0f6a3e3b-7c55-4b73-8d2f-1d5e6f7a8b9c",
+    "AZURE_CLIENT_SECRET": "Qx8Q~recorded.client.secret",
+    "AZURE_SUBSCRIPTION_ID": AZ_SUB,
+    "HOME": "/nonexistent",
+}
+AZ_FIELDS = {
+    "location": "westeurope",
+    "resource_group": "shoal",
+    "network": "shoal-net",
+    "image": "Debian:debian-12:12:latest",
+    "size": "Standard_D2s_v3",
+}
+AZ_GROUP = f"/subscriptions/{AZ_SUB}/resourceGroups/shoal/providers"
+AZ_VMS = f"{AZ_GROUP}/Microsoft.Compute/virtualMachines"
+
+
+@pytest.fixture
+def azure_api(monkeypatch: pytest.MonkeyPatch) -> Recorded:
+    api = recorded(monkeypatch, "azure")
+    api.answer("POST", f"/{AZ_ENV['AZURE_TENANT_ID']}/oauth2/token", "token.json")
+    api.answer("PUT", f"{AZ_VMS}/cpu-1", "vm_created.json", status=201)
+    api.answer("GET", AZ_VMS, "vms.json")
+    api.answer("GET", f"{AZ_VMS}/[^/]+", "not_found.json", status=404, regex=True)
+    for name, power in (("cpu-1", "running"), ("cpu-2", "deallocated")):
+        api.answer("GET", f"{AZ_VMS}/{name}", f"vm_{name}.json")
+        api.answer("GET", f"{AZ_VMS}/{name}/InstanceView", f"instance_view_{power}.json")
+        nic = f"{AZ_GROUP}/Microsoft.Network/networkInterfaces/{name}-nic"
+        api.answer("GET", nic, f"nic_{name}.json")
+    address = f"{AZ_GROUP}/Microsoft.Network/publicIPAddresses/cpu-1-public-ip"
+    api.answer("GET", address, "public_ip_cpu-1.json")
+    api.answer("DELETE", f"{AZ_VMS}/[^/]+", "not_found.json", status=404, regex=True)
+    api.answer("DELETE", f"{AZ_VMS}/cpu-1", status=202)
+    return api
+
+
+def test_azure_create_is_one_put_with_tags_key_custom_data_and_spot(azure_api: Recorded) -> None:
+    cloud = Cloud("azure", {**AZ_FIELDS, "spot": True, "security_group": "ssh-in"}, AZ_ENV)
+    node = cloud.create("cpu-1", TAGS, SCRIPT, KEY)
+    (sent,) = [s for s in azure_api.sent if s.method != "GET" and "oauth2" not in s.path]
+    assert (sent.method, sent.path) == ("PUT", f"{AZ_VMS}/cpu-1")
+    body = sent.json()
+    assert body["tags"] == TAGS and body["location"] == "westeurope"
+    properties = body["properties"]
+    os_profile = properties["osProfile"]
+    assert base64.b64decode(os_profile["customData"]).decode() == SCRIPT
+    assert os_profile["adminUsername"] == "shoal"
+    assert os_profile["linuxConfiguration"]["disablePasswordAuthentication"] is True
+    assert os_profile["linuxConfiguration"]["ssh"]["publicKeys"] == [
+        {"path": "/home/shoal/.ssh/authorized_keys", "keyData": KEY}
+    ]
+    assert (properties["priority"], properties["evictionPolicy"]) == ("Spot", "Delete")
+    assert properties["storageProfile"]["imageReference"] == {
+        "publisher": "Debian",
+        "offer": "debian-12",
+        "sku": "12",
+        "version": "latest",
+    }
+    # Interface, public address and disk are made with the VM and deleted with it.
+    assert properties["storageProfile"]["osDisk"]["deleteOption"] == "Delete"
+    (interface,) = properties["networkProfile"]["networkInterfaceConfigurations"]
+    assert interface["properties"]["deleteOption"] == "Delete"
+    assert interface["properties"]["networkSecurityGroup"]["id"].endswith(
+        "/networkSecurityGroups/ssh-in"
+    )
+    (address,) = interface["properties"]["ipConfigurations"]
+    assert address["properties"]["subnet"]["id"].endswith(
+        "/virtualNetworks/shoal-net/subnets/default"
+    )
+    assert address["properties"]["publicIPAddressConfiguration"]["properties"] == {
+        "deleteOption": "Delete",
+        "publicIPAllocationMethod": "Static",
+    }
+    assert sent.headers["authorization"].startswith("Bearer eyJ0eXAi")
+    assert (node.id, node.state, node.spot) == (f"{AZ_VMS}/cpu-1", "pending", True)
+    assert node.tags == TAGS and node.price is not None and node.price > 0
+
+
+def test_azure_find_nodes_and_destroy(azure_api: Recorded) -> None:
+    cloud = Cloud("azure", {**AZ_FIELDS, "address": "private"}, AZ_ENV)
+    found = {n.name: n for n in cloud.find({"shoal-boss": "b-7f3a"})}
+    assert sorted(found) == ["cpu-1", "cpu-2"]
+    assert found["cpu-1"].state == "running" and found["cpu-1"].spot
+    assert found["cpu-1"].public_ips == ("20.93.41.17",)
+    assert found["cpu-1"].private_ips == ("10.0.0.4",)
+    assert found["cpu-2"].state == "stopped" and found["cpu-2"].public_ips == ()
+
+    gone = f"{AZ_VMS}/cpu-9"
+    assert list(cloud.nodes([f"{AZ_VMS}/cpu-1", gone])) == [f"{AZ_VMS}/cpu-1"]
+
+    cloud.destroy([f"{AZ_VMS}/cpu-1", gone])
+    assert [s.path for s in azure_api.requests("DELETE", ".*")] == [f"{AZ_VMS}/cpu-1", gone]
+
+
+def test_azure_refusals_are_one_line(azure_api: Recorded) -> None:
+    azure_api.answer("PUT", f"{AZ_VMS}/cpu-1", "image_not_found.json", status=404)
+    cloud = Cloud("azure", AZ_FIELDS, AZ_ENV)
+    with pytest.raises(CloudRefused) as bad:
+        cloud.create("cpu-1", TAGS, SCRIPT, KEY)
+    assert "PlatformImageNotFound" in one_line(bad)
+
+    token = f"/{AZ_ENV['AZURE_TENANT_ID']}/oauth2/token"
+    azure_api.answer("POST", token, "token_refused.json", status=401)
+    with pytest.raises(CloudAuthFailed) as refused:
+        Cloud("azure", AZ_FIELDS, AZ_ENV)
+    line = one_line(refused)
+    assert "AADSTS7000215: Invalid client secret provided" in line
+    assert "AZURE_CLIENT_SECRET" in line and AZ_ENV["AZURE_CLIENT_SECRET"] not in line
+
+
+def test_azure_image_must_be_a_urn_or_a_resource_id(azure_api: Recorded) -> None:
+    cloud = Cloud("azure", {**AZ_FIELDS, "image": "debian-12"}, AZ_ENV)
+    with pytest.raises(Exception, match=r"publisher:offer:sku:version"):
+        cloud.create("cpu-1", TAGS, SCRIPT, KEY)
+
+
+# --- OpenStack ----------------------------------------------------------------------------
+
+OS_ENV = {
+    "OS_AUTH_URL": "https://keystone.example.org:5000/v3",
+    "OS_USERNAME": "shoal-user",
+    "OS_PASSWORD": "recorded-os-password",
+    "OS_PROJECT_NAME": "shoal",
+    "OS_USER_DOMAIN_NAME": "Default",
+    "OS_REGION_NAME": "RegionOne",
+    "HOME": "/nonexistent",
+}
+OS_FIELDS = {
+    "image": "4949f9ee-2421-4c81-8b49-13119446008b",
+    "size": "m1.medium",
+    "networks": ["9a1e4c56-7a2b-4f0d-8c3e-2b1d0f6e5a47"],
+    "security_groups": ["ssh-in"],
+}
+OS_SERVERS = "/v2.1/a1b2c3d4e5f60718293a4b5c6d7e8f90/servers"
+OS_ID = "2ce4c5b3-2866-4972-93ce-77a2ea46a7f9"
+OS_GONE = "0f0f0f0f-0000-4000-8000-000000000000"
+
+
+@pytest.fixture
+def openstack_api(monkeypatch: pytest.MonkeyPatch) -> Recorded:
+    api = recorded(monkeypatch, "openstack")
+    token = {"X-Subject-Token": "gAAAAAB-recorded-token"}
+    api.answer("POST", "/v3/auth/tokens", "token.json", status=201, headers=token)
+    api.answer("GET", "/v2.1/a1b2c3d4e5f60718293a4b5c6d7e8f90/flavors/detail", "flavors.json")
+    api.answer("POST", OS_SERVERS, "create.json", status=202)
+    api.answer("GET", f"{OS_SERVERS}/[^/]+", "not_found.json", status=404, regex=True)
+    api.answer("GET", f"{OS_SERVERS}/detail", "servers.json")
+    api.answer("GET", f"{OS_SERVERS}/{OS_ID}", "server.json")
+    api.answer("DELETE", f"{OS_SERVERS}/[^/]+", "not_found.json", status=404, regex=True)
+    api.answer("DELETE", f"{OS_SERVERS}/{OS_ID}", status=204)
+    return api
+
+
+def test_openstack_create_sends_metadata_user_data_networks(openstack_api: Recorded) -> None:
+    openstack_api.answer("GET", f"{OS_SERVERS}/{OS_ID}", "server_created.json")
+    cloud = Cloud("openstack", {**OS_FIELDS, "zone": "nova-2"}, OS_ENV)
+    node = cloud.create("cpu-1", TAGS, SCRIPT, KEY)
+    (auth,) = openstack_api.requests("POST", "/v3/auth/tokens")
+    identity = auth.json()["auth"]
+    assert identity["identity"]["password"]["user"]["name"] == "shoal-user"
+    assert identity["scope"]["project"]["name"] == "shoal"
+    (sent,) = openstack_api.requests("POST", OS_SERVERS)
+    server = sent.json()["server"]
+    assert server["metadata"] == TAGS
+    assert base64.b64decode(server["user_data"]).decode() == SCRIPT
+    assert server["flavorRef"] == "3"  # m1.medium, by name
+    assert server["imageRef"] == OS_FIELDS["image"]
+    assert server["networks"] == [{"uuid": OS_FIELDS["networks"][0]}]
+    assert server["security_groups"] == [{"name": "ssh-in"}]
+    assert server["availability_zone"] == "nova-2"
+    assert "key_name" not in server  # the key travels in the user-data
+    assert sent.headers["x-auth-token"] == "gAAAAAB-recorded-token"
+    assert sent.host == "compute.example.org"
+    assert (node.id, node.state, node.tags, node.price) == (OS_ID, "pending", TAGS, None)
+
+
+def test_openstack_unknown_flavor_names_the_known_ones(openstack_api: Recorded) -> None:
+    cloud = Cloud("openstack", {**OS_FIELDS, "size": "m9.huge"}, OS_ENV)
+    with pytest.raises(Exception, match=r"no flavor 'm9.huge' \(it has: c2.large, m1.medium"):
+        cloud.create("cpu-1", TAGS, SCRIPT, KEY)
+    assert not openstack_api.requests("POST", OS_SERVERS)
+
+
+def test_openstack_find_nodes_and_destroy(openstack_api: Recorded) -> None:
+    cloud = Cloud("openstack", OS_FIELDS, OS_ENV)
+    found = {n.name: n for n in cloud.find({"shoal-boss": "b-7f3a"})}
+    assert sorted(found) == ["cpu-1", "cpu-2"]
+    assert found["cpu-1"].state == "running" and found["cpu-2"].state == "stopped"
+    assert found["cpu-1"].public_ips == ("203.0.113.40",)
+    assert found["cpu-1"].private_ips == ("10.0.0.12",)
+
+    assert list(cloud.nodes([OS_ID, OS_GONE])) == [OS_ID]
+
+    cloud.destroy([OS_ID, OS_GONE])
+    deleted = [s.path.rsplit("/", 1)[-1] for s in openstack_api.requests("DELETE", ".*")]
+    assert deleted == [OS_ID, OS_GONE]
+
+
+def test_openstack_refusals_are_one_line(openstack_api: Recorded) -> None:
+    openstack_api.answer("POST", OS_SERVERS, "bad_image.json", status=400)
+    cloud = Cloud("openstack", OS_FIELDS, OS_ENV)
+    with pytest.raises(CloudRefused) as bad:
+        cloud.create("cpu-1", TAGS, SCRIPT, KEY)
+    assert "Can not find requested image" in one_line(bad)
+
+    openstack_api.answer("POST", "/v3/auth/tokens", "unauthorized.json", status=401)
+    cloud = Cloud("openstack", OS_FIELDS, OS_ENV)
+    with pytest.raises(CloudAuthFailed) as refused:
+        cloud.find(TAGS)
+    line = one_line(refused)
+    assert "OS_" in line and OS_ENV["OS_PASSWORD"] not in line
