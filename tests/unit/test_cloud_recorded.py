@@ -471,3 +471,85 @@ def test_openstack_refusals_are_one_line(openstack_api: Recorded) -> None:
         cloud.find(TAGS)
     line = one_line(refused)
     assert "OS_" in line and OS_ENV["OS_PASSWORD"] not in line
+
+
+# --- OpenNebula ---------------------------------------------------------------------------
+
+ONE_ENV = {"ONE_USER": "shoal", "ONE_PASSWORD": "recorded-one-password", "HOME": "/nonexistent"}
+ONE_FIELDS = {
+    "endpoint": "https://one.example.org:4567",
+    "image": "7",
+    "size": "medium",
+    "networks": ["3"],
+}
+
+
+@pytest.fixture
+def one_api(monkeypatch: pytest.MonkeyPatch) -> Recorded:
+    api = recorded(monkeypatch, "opennebula")
+    api.answer("POST", "/compute", "compute_created.xml", status=201)
+    api.answer("GET", "/compute", "computes.xml")
+    api.answer("GET", r"/compute/\d+", status=404, body="Error: VM not found", regex=True)
+    for vm in (42, 43, 44, 45):
+        api.answer("GET", f"/compute/{vm}", f"compute_{vm}.xml")
+    api.answer("GET", "/instance_type", "instance_types.xml")
+    api.answer("GET", "/instance_type/medium", "instance_type_medium.xml")
+    api.answer("DELETE", r"/compute/\d+", status=404, body="Error: VM not found", regex=True)
+    api.answer("DELETE", "/compute/42", status=204)
+    return api
+
+
+def test_opennebula_create_puts_tags_key_and_start_script_in_the_context(
+    one_api: Recorded,
+) -> None:
+    from xml.etree import ElementTree
+
+    cloud = Cloud("opennebula", ONE_FIELDS, ONE_ENV)
+    node = cloud.create("cpu-1", TAGS, SCRIPT, KEY)
+    (sent,) = one_api.requests("POST", "/compute")
+    vm = ElementTree.fromstring(sent.body)
+    context = {e.tag: e.text for e in vm.find("CONTEXT") or ()}
+    assert json.loads(context["SHOAL_TAGS"] or "") == TAGS
+    assert base64.b64decode(context["START_SCRIPT_BASE64"] or "").decode() == SCRIPT
+    assert context["SSH_PUBLIC_KEY"] == KEY and context["USERNAME"] == "shoal"
+    assert vm.findtext("NAME") == "cpu-1" and vm.findtext("INSTANCE_TYPE") == "medium"
+    storage = vm.find("DISK/STORAGE")
+    assert storage is not None and storage.attrib["href"] == "/storage/7"
+    network = vm.find("NIC/NETWORK")
+    assert network is not None and network.attrib["href"] == "/network/3"
+    # Basic authentication with the password's SHA-1, as OpenNebula's OCCI server takes it.
+    assert sent.headers["authorization"].startswith("Basic ")
+    assert (
+        ONE_ENV["ONE_PASSWORD"] not in base64.b64decode(sent.headers["authorization"][6:]).decode()
+    )
+    assert (node.id, node.state, node.tags) == ("42", "pending", TAGS)
+    assert node.private_ips == ("192.168.50.12",) and node.price is None
+
+
+def test_opennebula_find_nodes_and_destroy(one_api: Recorded) -> None:
+    cloud = Cloud("opennebula", ONE_FIELDS, ONE_ENV)
+    found = {n.id: n for n in cloud.find({"shoal-boss": "b-7f3a"})}
+    # A STOPPED VM is still there to be deleted: find keeps it.
+    assert {k: n.state for k, n in found.items()} == {"42": "running", "43": "stopped"}
+    assert found["42"].public_ips == ("198.51.100.23",)
+    assert found["42"].private_ips == ("192.168.50.12",)
+
+    assert list(cloud.nodes(["42", "99"])) == ["42"]
+
+    cloud.destroy(["42", "99"])
+    assert [s.path for s in one_api.requests("DELETE", ".*")] == ["/compute/42", "/compute/99"]
+
+
+def test_opennebula_refusals_are_one_line(one_api: Recorded) -> None:
+    one_api.answer("POST", "/compute", "no_image.txt", status=400)
+    cloud = Cloud("opennebula", ONE_FIELDS, ONE_ENV)
+    with pytest.raises(CloudRefused) as bad:
+        cloud.create("cpu-1", TAGS, SCRIPT, KEY)
+    assert "Image 99 does not exist" in one_line(bad)
+
+    one_api.answer("GET", "/compute", "unauthorized.txt", status=401)
+    with pytest.raises(CloudAuthFailed) as refused:
+        cloud.find(TAGS)
+    line = one_line(refused)
+    assert "couldn't be authenticated" in line and "ONE_PASSWORD" in line
+    assert ONE_ENV["ONE_PASSWORD"] not in line
