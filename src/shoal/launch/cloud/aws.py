@@ -90,7 +90,7 @@ class AwsAdapter(Adapter):
             ex_security_groups=group_names or None,
             ex_security_group_ids=group_ids or None,
             ex_metadata=dict(tags),
-            ex_subnet=ec2.EC2NetworkSubnet(subnet, subnet, None, None, d) if subnet else None,
+            ex_subnet=ec2.EC2NetworkSubnet(subnet, subnet, "available") if subnet else None,
             # A subnet of a VPC of one's own gives no public address unless asked.
             ex_assign_public_ip=bool(subnet) and f.get("address") == "public",
             ex_terminate_on_shutdown=True,
