@@ -6,13 +6,15 @@ one of our own: :class:`Recorded` holds the answers (method and path, or a
 regular expression of the path, to a status and a file of
 ``tests/unit/cloud_answers/<cloud>/``), and records every request it gets,
 so that a test asserts on what the driver sent. Nothing here opens a socket:
-:func:`recorded` also makes libcloud's real connection class refuse to.
+:func:`recorded` also makes libcloud's real connection class, and any
+socket's ``connect``, refuse to for the test's length.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,4 +189,5 @@ def recorded(monkeypatch: pytest.MonkeyPatch, cloud: str) -> Recorded:
 
     monkeypatch.setattr(LibcloudConnection, "request", no_network)
     monkeypatch.setattr(LibcloudConnection, "prepared_request", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
     return recorder

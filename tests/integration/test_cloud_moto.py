@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import base64
 import re
+import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from shoal.launch.cloud.api import Cloud, CloudAuthFailed, CloudRefused
+from shoal.launch.cloud.api import Cloud, CloudAuthFailed, CloudRefused, CloudUnreachable
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHz8aW5zdGVhZG9mYXJlYWxrZXl0aGlzaXNhdGVzdA shoal@test"
 SCRIPT = "#!/bin/sh\necho watchdog\n"
@@ -194,3 +195,15 @@ def test_refused_credentials_are_one_line_without_the_secret(
     assert line.startswith("aws refused the credentials trying to list VMs:")
     assert "AWS_ACCESS_KEY_ID" in line and ENV["AWS_SECRET_ACCESS_KEY"] not in line
     assert "\n" not in line
+
+
+def test_an_endpoint_that_does_not_answer_is_one_line(image: str) -> None:
+    with socket.socket() as probe:  # a loopback port with nothing behind it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cloud = Cloud("aws", {**_fields(f"http://127.0.0.1:{port}", image)}, ENV)
+    with pytest.raises(CloudUnreachable) as unreachable:
+        cloud.find(_boss())
+    line = str(unreachable.value)
+    assert line.startswith("aws API could not be reached to list VMs:")
+    assert "Action=" not in line and "\n" not in line

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -85,6 +87,11 @@ class Cloud:
     ) -> None:
         if kind not in KINDS:
             raise BadInput(f"no cloud called {kind!r} (known: {', '.join(KINDS)})")
+        if importlib.util.find_spec("libcloud") is None:
+            raise BadInput(
+                f"a {kind} pool needs Apache libcloud: pip install 'shoal[cloud]' "
+                "(or apache-libcloud)"
+            )
         env = os.environ if environ is None else environ
         self.kind = kind
         self.fields = with_defaults(kind, fields)
@@ -140,6 +147,9 @@ class Cloud:
             raise _translated(self.kind, doing, e, self._secrets) from None
 
 
+_QUERY = re.compile(r"(/[^\s?]*)\?[^\s)'\"]*")
+
+
 def _text(value: object) -> str:
     """A message libcloud kept as the API's error object (GCE: a dict) as text."""
     if isinstance(value, dict):
@@ -183,7 +193,8 @@ def _unreachable(e: Exception) -> bool:
 def _translated(kind: str, doing: str, e: Exception, secrets: Sequence[str]) -> CloudError:
     """One of libcloud's (or the network's) errors as one line naming the cloud."""
     status, message = _status_and_message(e)
-    message = one_line(scrub(message, secrets))
+    # A URL's query (EC2's requests carry the user-data there) says nothing a user needs.
+    message = one_line(scrub(_QUERY.sub(r"\1", message), secrets))
     if not message:
         message = f"HTTP {status} with no message" if status else type(e).__name__
     # A quota reached is the request refused (403 at GCE), not the credentials.
@@ -196,11 +207,15 @@ def _translated(kind: str, doing: str, e: Exception, secrets: Sequence[str]) -> 
             kind=kind,
             status=status,
         )
-    if status == 429 or (status is not None and status >= 500) or _unreachable(e):
+    if status == 429 or (status is not None and status >= 500):
         return CloudUnreachable(
-            f"{kind} API did not do it ({doing}): {message} (try again later)",
+            f"{kind} API failed to {doing}: {message} (try again later)", kind=kind, status=status
+        )
+    if _unreachable(e):
+        return CloudUnreachable(
+            f"{kind} API could not be reached to {doing}: {message} (check the network, "
+            "or the pool's 'endpoint')",
             kind=kind,
-            status=status,
         )
     if status is not None and 400 <= status < 500:
         return CloudRefused(
