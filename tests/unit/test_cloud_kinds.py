@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from shoal.exceptions import BadInput
-from shoal.launch.cloud.api import Cloud
+from shoal.launch.cloud.api import Cloud, NodeInfo
 from shoal.launch.cloud.kinds import (
     KINDS,
     SCHEMAS,
@@ -173,3 +173,11 @@ def test_the_public_key_is_the_pairs_pub_file(tmp_path: Path) -> None:
     (tmp_path / "id_ed25519.pub").write_text("ssh-ed25519 AAAAC3Nza shoal@test\n")
     assert public_key(str(key)) == "ssh-ed25519 AAAAC3Nza shoal@test"
     assert public_key("~/id_ed25519", {"HOME": str(tmp_path)}) == "ssh-ed25519 AAAAC3Nza shoal@test"
+
+
+def test_the_address_shoal_connects_to_follows_the_pools_choice() -> None:
+    both = NodeInfo("i-1", "cpu-1", "running", ("203.0.113.9",), ("10.0.0.9",))
+    assert (both.address("public"), both.address("private")) == ("203.0.113.9", "10.0.0.9")
+    private_only = NodeInfo("i-2", "cpu-2", "running", (), ("10.0.0.10",))
+    assert private_only.address("public") == "10.0.0.10"  # public where it has one
+    assert NodeInfo("i-3", "cpu-3", "pending", (), ()).address() == ""

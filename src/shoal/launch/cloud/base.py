@@ -83,6 +83,13 @@ class NodeInfo:
     price: float | None = None  # per hour, where libcloud knows it for the size
     spot: bool = False
 
+    def address(self, which: str = "public") -> str:
+        """The address to connect to: ``public`` (the private one where the VM has no
+        public one) or ``private``; "" while the VM has none."""
+        if which == "public" and self.public_ips:
+            return self.public_ips[0]
+        return self.private_ips[0] if self.private_ips else ""
+
 
 def absent_if_404(call: Callable[[], Any]) -> Any:
     """``call()``, or None where the cloud answers 404 (the thing is gone)."""

@@ -12,9 +12,10 @@ Fields every cloud takes:
 ``size``        the machine type (required): ``c6i.2xlarge``, ``e2-standard-4``,
                 ``Standard_D4s_v5``, ``s-2vcpu-4gb``, a flavor name or id,
                 an OpenNebula instance type
-``user``        the account shoal logs in as (default ``shoal``); the VM's
-                user-data creates it where the image lacks it (with no sudo)
-                and authorises the key for it
+``user``        the account shoal logs in as (default ``shoal``); gce and
+                azure make it (with sudo), elsewhere the VM's user-data makes
+                it where the image lacks it (without sudo) and authorises
+                the key for it
 ``key``         the ssh private key (default ``~/.ssh/id_ed25519``); its
                 ``.pub`` is put on the VM
 ``endpoint``    the API's URL, for private clouds and emulators
