@@ -17,7 +17,8 @@ prints a traceback for them.
     │   ├── Refused           the request is well formed but this caller may not do it
     │   ├── Fenced            an attempt that no longer holds its task tried to write for it
     │   ├── UploadStalled     an upload sent nothing for too long and was dropped
-    │   └── BadMessage        a wire message with a field missing or of the wrong type (protocol)
+    │   ├── BadMessage        a wire message with a field missing or of the wrong type (protocol)
+    │   └── MissingCredentials  a cloud's credentials are not where it reads them (launch.cloud.kinds)
     ├── StoreError            the database cannot be used (newer schema, locked, corrupt)
     │   └── StoreConflict     two transactions collided: run it again
     ├── DatastoreError        the datastore cannot be written (read-only, full, blocked)
@@ -30,6 +31,10 @@ prints a traceback for them.
     ├── SetupFailed           a bundle's setup failed on a worker (agent.bundles)
     ├── OutputRefused         an output of a task leads out of its workspace (agent.runner)
     ├── SshFailed             ssh to a host failed; names the host and ssh's line (launch.ssh)
+    ├── CloudError            a cloud's API call failed; names the cloud and its message (launch.cloud.errors)
+    │   ├── CloudAuthFailed   the cloud refused the credentials (exit 2)
+    │   ├── CloudRefused      the cloud refused the request: image, size, quota (exit 2)
+    │   └── CloudUnreachable  no answer, or the cloud's own trouble: try again later
     └── WorkersLost           every local worker exited while the run had work (session)
 
 A class followed by a module in parentheses is defined there, beside what
