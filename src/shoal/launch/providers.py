@@ -19,6 +19,13 @@ __all__ = ["get", "names", "register", "schema"]
 _KNOWN: dict[str, str | Callable[[Site], Provider]] = {
     "local": "shoal.launch.local:LocalProvider",
     "ssh": "shoal.launch.ssh:SshProvider",
+    # Clouds through libcloud: one provider class, told which cloud.
+    "aws": "shoal.launch.cloud.provider:aws",
+    "gce": "shoal.launch.cloud.provider:gce",
+    "azure": "shoal.launch.cloud.provider:azure",
+    "digitalocean": "shoal.launch.cloud.provider:digitalocean",
+    "openstack": "shoal.launch.cloud.provider:openstack",
+    "opennebula": "shoal.launch.cloud.provider:opennebula",
 }
 
 
@@ -27,6 +34,12 @@ _KNOWN: dict[str, str | Callable[[Site], Provider]] = {
 _SCHEMAS: dict[str, str | ProviderSchema] = {
     "local": "shoal.launch.local:SCHEMA",
     "ssh": "shoal.launch.ssh.provider:SCHEMA",
+    "aws": "shoal.launch.cloud.kinds:AWS",
+    "gce": "shoal.launch.cloud.kinds:GCE",
+    "azure": "shoal.launch.cloud.kinds:AZURE",
+    "digitalocean": "shoal.launch.cloud.kinds:DIGITALOCEAN",
+    "openstack": "shoal.launch.cloud.kinds:OPENSTACK",
+    "opennebula": "shoal.launch.cloud.kinds:OPENNEBULA",
 }
 
 

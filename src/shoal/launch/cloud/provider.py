@@ -29,9 +29,9 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shoal.exceptions import BadInput, ShoalError
 from shoal.launch.contract import BossAccess, Machine, Pool, Site
@@ -42,13 +42,22 @@ from shoal.spec.inventory import Host
 if TYPE_CHECKING:
     from shoal.launch.cloud.api import Cloud, NodeInfo
 
-__all__ = ["ALIVE_FILE", "DEFAULT_BOOT_TIMEOUT", "CloudProvider", "boss_tags"]
+__all__ = [
+    "ALIVE_FILE",
+    "CloudProvider",
+    "aws",
+    "azure",
+    "boss_tags",
+    "digitalocean",
+    "gce",
+    "opennebula",
+    "openstack",
+]
 
-# Seconds a VM has to be running and answer on ssh, unless its pool says.
-DEFAULT_BOOT_TIMEOUT = 300.0
 # Between looks at a booting VM: the cloud's API, then its ssh port.
 POLL_EVERY = 2.0
-# What the agent on a VM touches while it runs; the watchdog reads it.
+# What the agent on a VM touches while it runs; the watchdog reads it (and
+# made it, for the VM's user: the agent can touch it, not make it).
 ALIVE_FILE = "/var/lib/shoal/agent-alive"
 # Cloud states that say the VM is gone or going.
 _GONE = ("terminated", "stopped", "stopping")
@@ -179,7 +188,7 @@ class CloudProvider:
         return user_data(
             idle_stop=float(pool.idle_stop or 600.0),
             public_key=_public_key(pool),
-            user=str(pool.fields.get("user") or "root"),
+            user=str(_field(pool, "user")),
         )
 
     def _wait_running(self, cloud: Cloud, pool: Pool, node: NodeInfo) -> NodeInfo:
@@ -236,11 +245,11 @@ class CloudProvider:
         return Host(
             name=m.name,
             address=m.address,
-            user=str(pool.fields.get("user") or "root"),
+            user=str(_field(pool, "user")),
             identity=str(_key_path(pool)),
             slots=pool.slots or 0,
             labels=dict(m.labels),
-            python=str(pool.fields.get("python") or "python3"),
+            python=str(_field(pool, "python")),
             # A new VM has a new host key: trusted on first use, one file per machine.
             ssh_options=(
                 *("-o", "StrictHostKeyChecking=accept-new"),
@@ -357,35 +366,48 @@ class CloudProvider:
         return remembered(self.site).get(name)
 
 
+def _field(pool: Pool, name: str) -> Any:
+    """A provider field of the pool, at the cloud's default where the pool leaves it out."""
+    from shoal.launch.cloud.kinds import with_defaults
+
+    return with_defaults(pool.provider, pool.fields).get(name)
+
+
 def _boot_timeout(pool: Pool) -> float:
-    given = pool.fields.get("boot_timeout")
-    if isinstance(given, int | float) and not isinstance(given, bool) and given > 0:
-        return float(given)
-    return DEFAULT_BOOT_TIMEOUT
+    return float(_field(pool, "boot_timeout"))
 
 
 def _key_path(pool: Pool) -> Path:
-    return Path(str(pool.fields.get("key") or "~/.ssh/id_ed25519")).expanduser()
+    return Path(str(_field(pool, "key"))).expanduser()
 
 
 def _public_key(pool: Pool) -> str:
     """The public half of the pool's ssh key, put on every VM."""
-    path = Path(str(_key_path(pool)) + ".pub")
-    try:
-        return path.read_text().strip()
-    except OSError as e:
-        raise BadInput(
-            f"pool {pool.name}: cannot read the public key {path} ({e.strerror}): "
-            "make one with ssh-keygen, or name another key in the pool's 'key'"
-        ) from None
+    from shoal.launch.cloud.kinds import public_key
+
+    return public_key(str(_field(pool, "key")))
 
 
 def _address(pool: Pool, node: NodeInfo, *, strict: bool = True) -> str:
     """The address shoal connects to: ``address: private``, else public where it has one."""
-    want = str(pool.fields.get("address") or "public")
-    found = node.private_ips if want == "private" else node.public_ips or node.private_ips
-    if found:
-        return found[0]
-    if strict:
-        raise ShoalError(f"the cloud gave it no {want} address")
-    return ""
+    want = str(_field(pool, "address"))
+    found = node.address(want)
+    if found or not strict:
+        return found
+    raise ShoalError(f"the cloud gave it no {want} address")
+
+
+def _maker(kind: str) -> Callable[[Site], CloudProvider]:
+    def make(site: Site) -> CloudProvider:
+        return CloudProvider(site, kind)
+
+    make.__name__ = kind
+    return make
+
+
+aws = _maker("aws")
+gce = _maker("gce")
+azure = _maker("azure")
+digitalocean = _maker("digitalocean")
+openstack = _maker("openstack")
+opennebula = _maker("opennebula")
