@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import secrets
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -233,10 +234,19 @@ class Site:
             return path.read_text().strip()
         except FileNotFoundError:
             pass
-        from shoal.statedir import write_private
-
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_private(path, f"shoal-{secrets.token_hex(6)}\n")
+        # Made whole under a name of its own, then linked in: of several
+        # launchers (threads) making it at once, the first one's stands.
+        made = path.with_name(f"boss-tag.{secrets.token_hex(8)}")
+        fd = os.open(made, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"shoal-{secrets.token_hex(6)}\n")
+        try:
+            os.link(made, path)
+        except FileExistsError:
+            pass
+        finally:
+            made.unlink()
         return path.read_text().strip()
 
 
