@@ -555,6 +555,10 @@ class MemoryTx:
             if w["state"] == "active" and w["last_sync"] < last_sync_before:
                 w["state"] = "lost"
 
+    def end_worker_leases(self, worker_id: int, until: float) -> None:
+        for a in self._attempts(worker_id=worker_id, state="running"):
+            a["lease_expires"] = until
+
     def expired_attempts(self, now: float) -> list[ExpiredAttempt]:
         out = []
         for a in sorted(self._attempts(state="running"), key=lambda a: (a["task_id"], a["id"])):

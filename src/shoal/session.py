@@ -145,7 +145,7 @@ class LocalSession:
                     self.fleet,
                     [pool for pool in self.pools if elastic(pool)],
                     scheduler.demand,
-                    forget=scheduler.worker_stopped,
+                    forget=scheduler.worker_lost,
                     log=self._tell,
                 )
             # Every pool's machines start side by side while the run is
@@ -307,7 +307,10 @@ class LocalSession:
 
     def _note_exits(self) -> None:
         assert self.fleet is not None
-        for m, why in self.fleet.watch():
+        ended = self.fleet.watch()
+        if self.sizer is not None:
+            self.sizer.noticed(ended)
+        for m, why in ended:
             self._exits.append((m.name, why))
             if self.on_worker_exit is not None:
                 self.on_worker_exit(m.name, why)

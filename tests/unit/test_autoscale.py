@@ -109,7 +109,7 @@ def test_a_machine_that_never_joins_is_terminated_and_the_pool_backs_off(
     fake: None, tmp_path: Path
 ) -> None:
     pool = Pool(name="cpu", provider="fake", min=0, max=1, fields={"boot_timeout": 30})
-    clock, book, fleet, sizer, _ = _setup(tmp_path, pool)
+    clock, book, _fleet, sizer, _ = _setup(tmp_path, pool)
     sizer.step()
     sizer.join()
     assert Fake.instances == {"cpu-1": "starting"}

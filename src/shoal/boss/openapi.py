@@ -242,6 +242,16 @@ def openapi_schema() -> dict[str, Any]:
                 ],
             )
         },
+        f"{v}/workers/{{worker}}/lost": {
+            "post": _operation(
+                "A launcher says a worker is gone with its machine: what it held runs again now",
+                _answers(obj, 404),
+                parameters=[
+                    _path("worker", "a worker's id", _INT64),
+                    _query("reason", "why it is gone", {"type": "string"}),
+                ],
+            )
+        },
         f"{v}/sync": {
             "post": _operation(
                 "One worker round trip: report, renew, take work",

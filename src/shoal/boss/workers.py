@@ -155,6 +155,14 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
         ctx.health.recovered("datastore")
         return json_response({"size": size})
 
+    async def lost(request: Request) -> Response:
+        # A launcher (admin token) saw the machine go: a preempted VM says no goodbye.
+        worker_id = path_id(request, "worker")
+        reason = request.query_params.get("reason", "")[:MAX_REASON] or "its machine is gone"
+        await ctx.in_pool(lambda: scheduler.worker_lost(worker_id, reason))
+        ctx.changed(work=True)
+        return json_response({"ok": True})
+
     async def workers(request: Request) -> Response:
         # With the machine each one runs on, where shoal started it.
         return json_response(machines.name_workers(scheduler.workers_view()))
@@ -167,6 +175,7 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
         Route(f"{v}/workers", register, methods=["POST"]),
         Route(f"{v}/workers", workers, methods=["GET"]),
         Route(f"{v}/workers/{{worker}}", goodbye, methods=["DELETE"]),
+        Route(f"{v}/workers/{{worker}}/lost", lost, methods=["POST"]),
         Route(f"{v}/sync", sync, methods=["POST"]),
         Route(f"{v}/attempts/{{attempt}}/outputs/{{path:path}}", attempt_output, methods=["PUT"]),
         Route(f"{v}/attempts/{{attempt}}/log", attempt_log, methods=["PUT"]),

@@ -226,9 +226,9 @@ class BossClient(Client):
         result: list[dict[str, Any]] = self.get("/machines")
         return result
 
-    def delete_worker(self, worker_id: int, reason: str) -> None:
+    def worker_lost(self, worker_id: int, reason: str) -> None:
         """Say a worker is gone (its machine was), so that its tasks run again at once."""
-        self._call("DELETE", f"/workers/{worker_id}?" + urlencode({"reason": reason}))
+        self._call("POST", f"/workers/{worker_id}/lost?" + urlencode({"reason": reason}), {})
 
     def demand(self) -> dict[str, Any]:
         """What waits for a worker, and the workers there are (see ``Views.demand``)."""

@@ -106,14 +106,22 @@ class Autoscaler:
                 took = max(0.0, m.agent.registered - told.requested)
                 self.boot.setdefault(m.pool, []).append(took)
                 self.backoff.pop(m.pool, None)
-        for m, why in self.fleet.watch():
-            self.ended.append((m, why))
-            if m.state == "preempted":
-                self.log(f"{m.name}: preempted ({why}); its tasks run again elsewhere")
-                if self.forget is not None and m.agent is not None:
-                    self.forget(m.agent.worker_id, f"its machine was preempted: {why}")
+        ended = self.fleet.watch()
+        self.noticed(ended)
+        self.ended += ended
         self._deadlines()
         self._size()
+
+    def noticed(self, ended: Sequence[tuple[Machine, str]]) -> None:
+        """Machines seen to end (here or by the caller's own look): a preempted one's
+        worker is told gone at once, so that its tasks run again without waiting for
+        its lease to expire."""
+        for m, why in ended:
+            if m.state != "preempted":
+                continue
+            self.log(f"{m.name}: preempted ({why}); its tasks run again elsewhere")
+            if self.forget is not None and m.agent is not None:
+                self.forget(m.agent.worker_id, f"its machine was preempted: {why}")
 
     def _deadlines(self) -> None:
         now = self.clock()

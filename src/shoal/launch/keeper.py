@@ -136,6 +136,8 @@ class Keeper:
         """One look: note ended agents, start those due again; whether anything changed."""
         changed = bool(self.fleet.settle())
         ended = self.fleet.watch()
+        if self.sizer is not None:
+            self.sizer.noticed(ended)
         if self.sizer is not None and time.monotonic() - self.sized_at >= SIZE_EVERY:
             self.sized_at = time.monotonic()
             self.sizer.step()
@@ -148,7 +150,8 @@ class Keeper:
                 self.sizer is not None and m.pool in {pool.name for pool in self.sizer.pools}
             ):
                 # Sized to the queue: the pool starts a new machine when work waits.
-                self.log(f"{m.name}: {m.state} ({why})")
+                if m.state != "preempted":  # the sizer said so already
+                    self.log(f"{m.name}: {m.state} ({why})")
                 continue
             if m.exit_code in p.ON_PURPOSE:
                 self.log(f"{m.name}: worker stopped ({why})")
@@ -217,7 +220,7 @@ def _main(argv: list[str] | None = None) -> int:
         fleet,
         [pool for pool in pools if elastic(pool)],
         client.demand,
-        forget=lambda worker, why: client.delete_worker(worker, why),
+        forget=client.worker_lost,
         log=lambda text: Keeper.log(keeper, text),
     )
     keeper = Keeper(state, pools, fleet, sizer)

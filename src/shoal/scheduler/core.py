@@ -204,6 +204,15 @@ class Scheduler:
             )
 
     @retried
+    def worker_lost(self, worker_id: int, reason: str) -> None:
+        """A worker is known gone (its machine was preempted): what it held runs again now."""
+        from shoal.scheduler import leases
+
+        with self.store.transaction() as tx:
+            tx.add_events([Event(self.clock(), "worker_lost", worker_id=worker_id, detail=reason)])
+        leases.expire(self, gone=(worker_id, reason))
+
+    @retried
     def note(
         self,
         kind: str,

@@ -23,17 +23,26 @@ if TYPE_CHECKING:
 __all__ = ["expire", "stragglers"]
 
 
-def expire(s: Scheduler) -> bool:
-    """End the attempts whose lease ran out; True if tasks became ready again."""
+def expire(s: Scheduler, gone: tuple[int, str] | None = None) -> bool:
+    """End the attempts whose lease ran out; True if tasks became ready again.
+
+    ``gone``: a worker known gone (its machine was preempted) and why: its
+    running attempts end now, lost for that reason.
+    """
     now = s.clock()
     readied = False
     with s.store.transaction() as tx:
         tx.mark_workers_lost(now - s.lease_seconds)
         events: list[Event] = []
+        if gone is not None:
+            tx.set_worker_state(gone[0], "lost")
+            tx.end_worker_leases(gone[0], now - 1.0)
         for a in tx.expired_attempts(now):
             silent = now - a.last_sync if a.last_sync is not None else s.lease_seconds
             cause = f"lost: no sync for {silent:.0f}s from worker {a.worker_name}"
-            if silent < s.lease_seconds:
+            if gone is not None and a.worker_id == gone[0]:
+                cause = f"lost: {gone[1]}"
+            elif silent < s.lease_seconds:
                 cause = f"lost: its assignment never reached worker {a.worker_name}"
             tx.end_attempt(a.id, "lost", cause, now)
             events.append(Event(now, "attempt_lost", a.run_id, a.task_id, a.id, a.worker_id, cause))

@@ -364,6 +364,10 @@ class Tx(Reads):
     def end_attempt(self, attempt_id: int, state: str, cause: str, now: float) -> None:
         self._run("end_attempt", {"id": attempt_id, "state": state, "cause": cause, "now": now})
 
+    def end_worker_leases(self, worker_id: int, until: float) -> None:
+        """The leases of a worker's running attempts end then (it is known gone)."""
+        self._run("end_worker_leases", {"worker": worker_id, "until": until})
+
     def extend_leases(self, until: float) -> int:
         """Give every running attempt a lease until then; how many."""
         return int(self._run("extend_leases", {"until": until}).rowcount)

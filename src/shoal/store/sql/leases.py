@@ -18,4 +18,6 @@ ORDER BY a.task_id LIMIT 10000""",
 UPDATE attempts SET state = :state, cause = :cause, ended = coalesce(ended, :now)
 WHERE id = :id""",
     "extend_leases": "UPDATE attempts SET lease_expires = :until WHERE state = 'running'",
+    "end_worker_leases": """
+UPDATE attempts SET lease_expires = :until WHERE worker_id = :worker AND state = 'running'""",
 }
