@@ -13,6 +13,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.cloudlab import CloudLab, cloud_lab
-from tests.conftest import Procs, alive, shoal, shoal_json, start_boss, wait_for, write
+from tests.conftest import SRC, Procs, alive, shoal, shoal_json, start_boss, wait_for, write
 from tests.sshhosts import needs_ssh_hosts
 
 pytestmark = needs_ssh_hosts
@@ -234,3 +236,41 @@ def test_the_watchdog_powers_a_vm_off_when_no_agent_ran_for_idle_stop(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGTERM)
     assert time.time() - marker.stat().st_mtime < 60
+
+
+def test_ctrl_c_during_a_run_terminates_every_vm_it_started(tmp_path: Path, lab: CloudLab) -> None:
+    pool_file(lab, tmp_path / "pools.yaml", count=2)
+    write(
+        tmp_path / "t.yaml",
+        "tasks:\n  - name: long-{i}\n    matrix: {i: [1, 2, 3, 4]}\n    run: sleep 60\n",
+    )
+    env = {**os.environ, **lab.env()}
+    env["PYTHONPATH"] = env["PYTHONPATH"] + os.pathsep + SRC
+    run = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "run", "t.yaml", "--pool", "pools.yaml"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lab.wait_hosts(2, timeout=120)
+        wait_for(
+            lambda: (
+                (tmp_path / ".shoal" / "boss.json").exists()
+                and shoal_json("status", cwd=tmp_path)["counts"].get("running") == 4
+            ),
+            timeout=60,
+            what="the tasks to run on the VMs",
+        )
+        run.send_signal(signal.SIGINT)
+        _out, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 130, err
+    assert live_instances(lab) == [], err
+    machines = shoal_json("machines", cwd=tmp_path)
+    assert {m["state"] for m in machines} == {"stopped"}
