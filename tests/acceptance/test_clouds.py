@@ -55,6 +55,11 @@ def pool_file(lab: CloudLab, path: Path, **size: Any) -> Path:
     return write(path, "\n".join(lines) + "\n")
 
 
+def machine_id(cwd: Path, name: str) -> str:
+    """The provider id (instance id) of the machine so named."""
+    return str({m["name"]: m for m in shoal_json("machines", cwd=cwd)}[name]["provider_id"])
+
+
 def live_instances(lab: CloudLab) -> list[str]:
     return [i["InstanceId"] for i in lab.instances(("pending", "running", "stopping", "stopped"))]
 
@@ -130,6 +135,15 @@ def test_down_terminates_everything_after_the_keeper_and_the_boss_are_killed(
     kept = json.loads((tmp_path / ".shoal" / "up.json").read_text())
     procs.extra.append(kept["pid"])
     assert len(live_instances(lab)) == 2
+    # The vcloud flow on rented machines: each reached by its number in the pool.
+    check = shoal("hosts", "check", "--pool", "vm", "--json", cwd=tmp_path, env=lab.env())
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert [h["name"] for h in json.loads(check.stdout)] == ["vm-1", "vm-2"]
+    here = shoal(
+        "ssh", "1", "--pool", "vm", "--", "echo", "on", "$HOME", cwd=tmp_path, env=lab.env()
+    )
+    assert here.returncode == 0, here.stderr
+    assert here.stdout.split() == ["on", str(lab.hosts[machine_id(tmp_path, "vm-2")].home)]
     os.kill(kept["pid"], signal.SIGKILL)
     os.kill(int(info["pid"]), signal.SIGKILL)
     wait_for(lambda: not alive(kept["pid"]) and not alive(int(info["pid"])), what="both to die")

@@ -36,6 +36,7 @@ from shoal.agent.client import (
 )
 from shoal.agent.logcap import DEFAULT_LOG_CAP, log_cap
 from shoal.agent.runner import Attempt, Runner
+from shoal.agent.signs import lifeline, touch_alive
 
 # Keep assignments queued ahead only while tasks take less than this.
 SHORT_TASK = 0.5
@@ -571,39 +572,9 @@ def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
     )
     agent.install_signal_handlers()
     if args.lifeline:
-        threading.Thread(target=_lifeline, args=(agent,), name="lifeline", daemon=True).start()
+        threading.Thread(target=lifeline, args=(agent,), name="lifeline", daemon=True).start()
     if args.alive_file:
-        threading.Thread(target=_alive, args=(args.alive_file,), name="alive", daemon=True).start()
+        threading.Thread(
+            target=touch_alive, args=(args.alive_file,), name="alive", daemon=True
+        ).start()
     return agent.run()
-
-
-ALIVE_EVERY = 30.0
-
-
-def _alive(path: str) -> None:
-    """Touch ``path`` now and every 30 s: an agent runs here (the VM's watchdog reads it)."""
-    while True:
-        try:
-            with open(path, "a"):
-                pass
-            os.utime(path, None)
-        except OSError:
-            pass  # the watchdog then stops an idle VM a little early: no worse
-        time.sleep(ALIVE_EVERY)
-
-
-def _lifeline(agent: Agent) -> None:
-    """Stop the agent at once when standard input reaches its end.
-
-    A line ``drain`` before that asks it to finish what runs and then exit.
-    """
-    try:
-        for line in sys.stdin.buffer:
-            if line.strip() == b"drain":
-                agent.log("drain_requested")
-                agent.request_stop()
-    except (OSError, ValueError):
-        pass
-    agent.log("lifeline_closed")
-    agent.request_stop()
-    agent.request_stop()

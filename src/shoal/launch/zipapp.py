@@ -30,6 +30,7 @@ AGENT_MODULES = (
     "shoal/agent/client.py",
     "shoal/agent/logcap.py",
     "shoal/agent/runner.py",
+    "shoal/agent/signs.py",
     "shoal/agent/worker.py",
 )
 
