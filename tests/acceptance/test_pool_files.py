@@ -89,8 +89,9 @@ def test_a_bad_pool_file_is_one_line_exit_2_and_nothing_is_started(tmp_path: Pat
     )
     up = shoal("up", "--pool", "pools.yaml", cwd=tmp_path)
     assert up.returncode == 2
-    assert up.stderr == "shoal: pools.yaml:7: pool 'gpu': no provider called 'lokal' (known: " + (
-        "local, ssh)\n"
+    assert up.stderr == (
+        "shoal: pools.yaml:7: pool 'gpu': no provider called 'lokal' "
+        "(known: aws, azure, digitalocean, gce, local, opennebula, openstack, ssh)\n"
     )
     assert not (tmp_path / ".shoal").exists()
     neither = shoal("up", cwd=tmp_path)
