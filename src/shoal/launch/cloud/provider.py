@@ -54,8 +54,9 @@ __all__ = [
     "openstack",
 ]
 
-# Between looks at a booting VM: the cloud's API, then its ssh port.
-POLL_EVERY = 2.0
+# Between looks at a booting VM (the cloud's API, then its ssh port): soon at
+# first, then less often, up to the last.
+POLL_FIRST, POLL_EVERY = 0.25, 2.0
 # What the agent on a VM touches while it runs; the watchdog reads it (and
 # made it, for the VM's user: the agent can touch it, not make it).
 ALIVE_FILE = "/var/lib/shoal/agent-alive"
@@ -194,6 +195,7 @@ class CloudProvider:
     def _wait_running(self, cloud: Cloud, pool: Pool, node: NodeInfo) -> NodeInfo:
         """The VM once the cloud says it runs and has the address the pool asks for."""
         deadline = time.monotonic() + _boot_timeout(pool)
+        wait = POLL_FIRST
         while True:
             if self._cancelled(node.name):
                 raise ShoalError("taken down while it was starting")
@@ -206,7 +208,8 @@ class CloudProvider:
                     f"the cloud did not run it within {_boot_timeout(pool):.0f} s "
                     f"(still {node.state}): raise the pool's boot_timeout, or check the image"
                 )
-            time.sleep(POLL_EVERY)
+            time.sleep(wait)
+            wait = min(POLL_EVERY, wait * 2)
             node = cloud.nodes([node.id]).get(node.id) or dataclasses.replace(
                 node, state="terminated"
             )
@@ -215,6 +218,7 @@ class CloudProvider:
         """Until ssh on the VM answers (sshd starts after the cloud says it runs)."""
         deadline = time.monotonic() + _boot_timeout(pool)
         ssh = SshHost(host)
+        wait = POLL_FIRST
         while True:
             if self._cancelled(host.name):
                 raise ShoalError("taken down while it was starting")
@@ -224,7 +228,8 @@ class CloudProvider:
             if time.monotonic() > deadline:
                 line = ssh_error(done.stderr.decode(errors="replace"))
                 raise SshFailed(host.name, f"no ssh within {_boot_timeout(pool):.0f} s: {line}")
-            time.sleep(POLL_EVERY)
+            time.sleep(wait)
+            wait = min(POLL_EVERY, wait * 2)
 
     def _agent(self, pool: Pool, host: Host, m: Machine) -> SshAgent:
         agent = SshAgent(
