@@ -140,7 +140,7 @@ def test_down_terminates_everything_after_the_keeper_and_the_boss_are_killed(
     assert check.returncode == 0, check.stdout + check.stderr
     assert [h["name"] for h in json.loads(check.stdout)] == ["vm-1", "vm-2"]
     here = shoal(
-        "ssh", "1", "--pool", "vm", "--", "echo", "on", "$HOME", cwd=tmp_path, env=lab.env()
+        "ssh", "1", "--pool", "vm", "--", "sh", "-c", "echo on $HOME", cwd=tmp_path, env=lab.env()
     )
     assert here.returncode == 0, here.stderr
     assert here.stdout.split() == ["on", str(lab.hosts[machine_id(tmp_path, "vm-2")].home)]
