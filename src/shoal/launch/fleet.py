@@ -62,8 +62,9 @@ class Fleet:
             if pool.name not in self._providers:
                 self._providers[pool.name] = providers.get(pool.provider, self.site)
                 self.pools[pool.name] = pool
-                if providers.schema(pool.provider).rented:
-                    # So that `shoal down` reaches its cloud whatever happens to us.
+                if pool.provider != "local":
+                    # So that `shoal down` (its provider's sweep) and `--pool NAME`
+                    # reach its machines whatever happens to us.
                     from shoal.launch.pools import remember
 
                     remember(self.site, [pool])
