@@ -329,6 +329,15 @@ def _stop_dockerd(proc: subprocess.Popen[bytes], run: Path) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def _unmount_under(folder: Path) -> None:
+    """Unmount what dockerd left mounted below ``folder`` (its netns/default), deepest first."""
+    prefix = str(folder.resolve()) + "/"
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts]
+    for point in sorted((p for p in points if p.startswith(prefix)), reverse=True):
+        subprocess.run(["umount", "--lazy", point], capture_output=True)
+
+
 def _exists(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -369,4 +378,6 @@ def docker_lab(root: Path) -> Iterator[DockerLab]:
         finally:
             if proc is not None:
                 _stop_dockerd(proc, run)
+            _unmount_under(run)
+            _unmount_under(root)
             shutil.rmtree(run, ignore_errors=True)

@@ -28,6 +28,7 @@ _KNOWN: dict[str, str | Callable[[Site], Provider]] = {
     "opennebula": "shoal.launch.cloud.provider:opennebula",
     # Engines users already run.
     "docker": "shoal.launch.docker:DockerProvider",
+    "vagrant": "shoal.launch.vagrant:VagrantProvider",
 }
 
 
@@ -43,6 +44,7 @@ _SCHEMAS: dict[str, str | ProviderSchema] = {
     "openstack": "shoal.launch.cloud.kinds:OPENSTACK",
     "opennebula": "shoal.launch.cloud.kinds:OPENNEBULA",
     "docker": "shoal.launch.docker:SCHEMA",
+    "vagrant": "shoal.launch.vagrant:SCHEMA",
 }
 
 
