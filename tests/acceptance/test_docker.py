@@ -150,6 +150,23 @@ def test_down_removes_every_container_after_the_keeper_and_the_boss_are_killed(
     )
     assert there.returncode == 0, there.stderr
     assert "VERSION_CODENAME=bookworm" in there.stdout
+    # A bundle injected into every container (docker exec), a file pulled back from one.
+    launch = write(
+        tmp_path / "bundle" / "shoal-launch",
+        '#!/bin/sh\necho "$SHOAL_HOST_INDEX of $SHOAL_HOST_COUNT" > whoami.txt\n',
+    )
+    launch.chmod(0o755)
+    injected = shoal("inject", "bundle", "--pool", "box", cwd=tmp_path, env=lab.env())
+    assert injected.returncode == 0, injected.stdout + injected.stderr
+    assert injected.stdout.count("started shoal-launch") == 2
+
+    def pulled() -> str:
+        got = shoal(
+            "pull", "1", "whoami.txt", "got.txt", "--pool", "box", cwd=tmp_path, env=lab.env()
+        )
+        return (tmp_path / "got.txt").read_text() if got.returncode == 0 else ""
+
+    assert wait_for(pulled, timeout=30, what="machine 1's launch script") == "1 of 2\n"
     os.kill(kept["pid"], signal.SIGKILL)
     os.kill(int(info["pid"]), signal.SIGKILL)
     wait_for(lambda: not alive(kept["pid"]) and not alive(int(info["pid"])), what="both to die")

@@ -167,3 +167,25 @@ def test_down_destroys_the_vagrant_machines_after_the_keeper_and_the_boss_are_ki
     down = shoal("down", cwd=tmp_path, env=lab.env(), timeout=300)
     assert down.returncode == 0, down.stdout + down.stderr
     assert machines_of(lab) == []
+
+
+def test_a_vagrant_provider_that_is_not_there_fails_each_machine_in_one_line(
+    tmp_path: Path, procs: Procs
+) -> None:
+    start_boss(procs, tmp_path)
+    write(
+        tmp_path / "pools.yaml",
+        "pools:\n  - name: vm\n    provider: vagrant\n    count: 2\n    vagrant_provider: nosuch\n",
+    )
+    env = {"VAGRANT_HOME": str(tmp_path / "vagrant-home")}
+    up = shoal("up", "--pool", "pools.yaml", cwd=tmp_path, env=env, timeout=300)
+    assert up.returncode == 1, up.stdout + up.stderr
+    said = " ".join(up.stdout.split())
+    log = tmp_path / ".shoal" / "logs" / "vagrant-vm.log"
+    for name in ("vm-1", "vm-2"):
+        assert (
+            f"{name}: failed: The provider 'nosuch' could not be found, but was requested to "
+            "back the machine 'vm-1'. (see " in said
+        ), up.stdout
+    assert log.exists()
+    shoal("down", cwd=tmp_path, env=env)

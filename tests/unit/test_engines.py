@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -188,12 +187,20 @@ def test_vagrants_error_is_told_in_its_first_sentence() -> None:
         [
             "1796049691,vm-1,action,up,start",
             "1796049700,,error-exit,Vagrant::Errors::VMBootTimeout,Timed out while waiting for "
-            "the machine to boot. This means that\\nVagrant was unable to communicate%!(VAGRANT_COMMA) "
-            "sorry.",
+            "the machine to boot. This means that\\nVagrant was unable to communicate"
+            "%!(VAGRANT_COMMA) sorry.",
         ]
     )
     assert _error_line(out) == "Timed out while waiting for the machine to boot."
     assert _error_line("1,vm-1,action,up,end") is None
-    assert json.dumps(_error_line("1,,error-exit,X,A box must be specified")) == (
-        '"A box must be specified"'
+    # Where it says the reason is below, the reason's first sentence too.
+    unusable = (
+        "1,,error-exit,Vagrant::Errors::ProviderNotUsable,The provider 'virtualbox' that was "
+        "requested to back the machine\\n'vm-1' is reporting that it isn't usable on this "
+        "system. The\\nreason is shown below:\\n\\nVagrant could not detect VirtualBox! Make "
+        "sure VirtualBox is properly installed.\\nVagrant uses the `VBoxManage` binary"
+    )
+    assert _error_line(unusable) == (
+        "The provider 'virtualbox' that was requested to back the machine 'vm-1' is reporting "
+        "that it isn't usable on this system: Vagrant could not detect VirtualBox!"
     )

@@ -203,15 +203,25 @@ def _slots(pool: Pool) -> int:
     return pool.slots or int(pool.fields.get("cpus") or 0)
 
 
+def _first_sentence(text: str) -> str:
+    text = " ".join(text.split())
+    found = re.search(r"[.!?](\s|$)", text)
+    return text if found is None else text[: found.start() + 1]
+
+
 def _error_line(output: str) -> str | None:
-    """The first sentence of the error ``vagrant --machine-readable`` ended with, if any."""
+    """The error ``vagrant --machine-readable`` ended with, in a line: its first sentence
+    (and the first of what follows where that one ends with "shown below:")."""
     for line in output.splitlines():
         parts = line.split(",", 4)
         if len(parts) == 5 and parts[2] == "error-exit":
-            text = parts[4].replace("\\n", " ").replace("%!(VAGRANT_COMMA)", ",")
-            text = " ".join(text.split())
-            end = text.find(". ")
-            return text if end < 0 else text[: end + 1]
+            text = parts[4].replace("%!(VAGRANT_COMMA)", ",")
+            paragraphs = [p.replace("\\n", " ") for p in text.split("\\n\\n") if p.strip()]
+            first = " ".join((paragraphs or [""])[0].split())
+            said = _first_sentence(first)
+            if first.endswith(":") and len(paragraphs) > 1:
+                said = f"{said.rstrip('.')}: {_first_sentence(paragraphs[1])}"
+            return said
     return None
 
 
@@ -311,8 +321,11 @@ class VagrantProvider:
             log=log,
         )
         why = _error_line(up.stdout) or (up.stderr.strip().splitlines() or [""])[-1]
-        status = self.vagrant(folder, "status", "--machine-readable", *names, log=log)
-        running = [n for n, state in _states(status.stdout).items() if state == "running"]
+        running = list(names)
+        if up.returncode != 0:
+            # Some may run all the same: those are started.
+            status = self.vagrant(folder, "status", "--machine-readable", *names, log=log)
+            running = [n for n, state in _states(status.stdout).items() if state == "running"]
         if not running:
             raise VagrantFailed(f"{why or 'vagrant up failed'} (see {log})")
         told = self.vagrant(folder, "ssh-config", *running, log=log)
