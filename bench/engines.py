@@ -187,14 +187,13 @@ def vagrant(work: Path, machines: int, repeat: int) -> Figures:
     """Vagrant's docker provider on the lab's dockerd: ``shoal up`` to registered, and baselines."""
     from shoal.launch.contract import Pool
     from shoal.launch.vagrant import vagrantfile
-    from tests.acceptance.test_vagrant import BOX_IMAGE, _box_image
-    from tests.dockerlab import docker_lab
+    from tests.dockerlab import BOX_IMAGE, box_image, docker_lab
 
     if shutil.which("vagrant") is None:
         sys.exit("the vagrant bench needs vagrant (apt-get install vagrant)")
     figures: Figures = {"vagrant_up": [], "vagrant_alone": [], "local_up": []}
     with docker_lab(work / "lab") as lab:
-        _box_image(lab, work / "box")
+        box_image(lab, work / "box")
         network = lab.bridge()
         env = {
             **os.environ,

@@ -39,9 +39,11 @@ from pathlib import Path
 from tests.needs import needs
 
 __all__ = [
+    "BOX_IMAGE",
     "IMAGE",
     "IMAGE_VERSION",
     "DockerLab",
+    "box_image",
     "debian_mirror",
     "docker_cli",
     "docker_lab",
@@ -52,6 +54,11 @@ __all__ = [
 # What the cached tar holds; change it when the image's recipe changes.
 IMAGE_VERSION = "bookworm-python3-sshd-sudo-2"
 IMAGE = f"shoal-lab/bookworm:{IMAGE_VERSION.rsplit('-', 1)[1]}"
+# The lab image as a Vagrant box is (Vagrant's docker provider runs it).
+BOX_IMAGE = "shoal-lab/vagrant-box:1"
+# Vagrant's well-known insecure key, which a box accepts for 'vagrant' until
+# Vagrant puts a key of its own in its place at the first 'vagrant up'.
+INSECURE_KEY = "keys/vagrant.pub"
 SUITE = "bookworm"
 PACKAGES = ("python3", "openssh-server", "sudo")
 # debootstrap fetches some 60 MB and unpacks them: minutes on a slow link.
@@ -172,6 +179,45 @@ def _build(tar: Path) -> None:
         os.replace(part, tar)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _insecure_key() -> Path:
+    """Vagrant's insecure public key, where Debian's vagrant (or HashiCorp's) installs it."""
+    for root in (Path("/usr/share/rubygems-integration/all/gems"), Path("/opt/vagrant/embedded")):
+        for found in sorted(root.glob(f"**/vagrant-*/{INSECURE_KEY}")):
+            return found
+    raise AssertionError(f"Vagrant's {INSECURE_KEY} is not where Vagrant installs it")
+
+
+def box_image(lab: DockerLab, folder: Path) -> str:
+    """The lab image as a Vagrant box is: a 'vagrant' user with sudo and the insecure key.
+
+    Built on the lab's engine (``docker build`` from the lab image: nothing
+    pulled) as :data:`BOX_IMAGE`, which it returns; ``folder`` holds its context.
+    """
+    folder.mkdir(parents=True)
+    shutil.copy(_insecure_key(), folder / "vagrant.pub")
+    (folder / "Dockerfile").write_text(
+        f"FROM {lab.image}\n"
+        "RUN useradd --create-home --shell /bin/bash vagrant"
+        " && echo 'vagrant ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/vagrant"
+        " && mkdir -m 700 /home/vagrant/.ssh\n"
+        "COPY vagrant.pub /home/vagrant/.ssh/authorized_keys\n"
+        "RUN chown -R vagrant:vagrant /home/vagrant/.ssh"
+        " && chmod 600 /home/vagrant/.ssh/authorized_keys\n"
+    )
+    # The classic builder: it needs nothing but the engine (no BuildKit, no registry).
+    cli = docker_cli()
+    assert cli is not None
+    built = subprocess.run(
+        [cli, "--host", lab.host, "build", "--tag", BOX_IMAGE, str(folder)],
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    return BOX_IMAGE
 
 
 # -- the engine -----------------------------------------------------------------

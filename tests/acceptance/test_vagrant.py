@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +24,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Procs, alive, shoal, shoal_json, start_boss, wait_for, write
-from tests.dockerlab import DockerLab, docker_lab, needs_docker
+from tests.dockerlab import BOX_IMAGE, DockerLab, box_image, docker_lab, needs_docker
 from tests.needs import needs
 
 pytestmark = [needs_docker, needs("vagrant", shutil.which("vagrant") is not None)]
-
-BOX_IMAGE = "shoal-lab/vagrant-box:1"
-# Vagrant's well-known insecure key, which a box accepts for 'vagrant' until
-# Vagrant puts a key of its own in its place at the first 'vagrant up'.
-INSECURE_KEY = "keys/vagrant.pub"
 
 
 @dataclass
@@ -46,45 +40,10 @@ class VagrantLab:
         return {**self.docker.env(), "VAGRANT_HOME": str(self.home)}
 
 
-def _insecure_key() -> Path:
-    """Vagrant's insecure public key, where Debian's vagrant (or HashiCorp's) installs it."""
-    for root in (Path("/usr/share/rubygems-integration/all/gems"), Path("/opt/vagrant/embedded")):
-        for found in sorted(root.glob(f"**/vagrant-*/{INSECURE_KEY}")):
-            return found
-    raise AssertionError(f"Vagrant's {INSECURE_KEY} is not where Vagrant installs it")
-
-
-def _box_image(lab: DockerLab, folder: Path) -> str:
-    """The lab image as a Vagrant box would be: a 'vagrant' user with sudo and the insecure key."""
-    folder.mkdir(parents=True)
-    shutil.copy(_insecure_key(), folder / "vagrant.pub")
-    write(
-        folder / "Dockerfile",
-        f"FROM {lab.image}\n"
-        "RUN useradd --create-home --shell /bin/bash vagrant"
-        " && echo 'vagrant ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/vagrant"
-        " && mkdir -m 700 /home/vagrant/.ssh\n"
-        "COPY vagrant.pub /home/vagrant/.ssh/authorized_keys\n"
-        "RUN chown -R vagrant:vagrant /home/vagrant/.ssh"
-        " && chmod 600 /home/vagrant/.ssh/authorized_keys\n",
-    )
-    # The classic builder: it needs nothing but the engine (no BuildKit, no registry).
-    env = {**os.environ, **lab.env(), "DOCKER_BUILDKIT": "0"}
-    built = subprocess.run(
-        ["docker", "build", "--tag", BOX_IMAGE, str(folder)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert built.returncode == 0, built.stdout + built.stderr
-    return BOX_IMAGE
-
-
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[VagrantLab]:
     with docker_lab(tmp_path / "docker") as made:
-        _box_image(made, tmp_path / "box")
+        box_image(made, tmp_path / "box")
         yield VagrantLab(made, made.bridge(), tmp_path / "vagrant-home")
 
 
