@@ -253,7 +253,7 @@ def agent_url(pool: Pool, boss: BossAccess, engine: Engine) -> str:
 
 
 def _slots(pool: Pool) -> int:
-    """What a machine runs at once: the pool's slots, else its whole CPUs (None: its cores)."""
+    """What a machine runs at once: the pool's slots, else its whole CPUs (0: its cores)."""
     if pool.slots:
         return pool.slots
     cpus = pool.fields.get("cpus")
