@@ -31,6 +31,8 @@ prints a traceback for them.
     ├── SetupFailed           a bundle's setup failed on a worker (agent.bundles)
     ├── OutputRefused         an output of a task leads out of its workspace (agent.runner)
     ├── SshFailed             ssh to a host failed; names the host and ssh's line (launch.ssh)
+    ├── DockerFailed          a docker command failed; its own error line (launch.docker)
+    ├── VagrantFailed         a vagrant command failed; its error in a line (launch.vagrant)
     ├── CloudError            a cloud's API call failed; names the cloud and its message (launch.cloud.errors)
     │   ├── CloudAuthFailed   the cloud refused the credentials (exit 2)
     │   ├── CloudRefused      the cloud refused the request: image, size, quota (exit 2)

@@ -31,7 +31,7 @@ from shoal.cli.common import (
 )
 from shoal.client import BossClient
 from shoal.exceptions import BadInput, ShoalError
-from shoal.launch.contract import Pool
+from shoal.launch.contract import Machine, Pool, Shell, Site
 from shoal.spec.inventory import Inventory
 
 __all__ = ["down", "hosts_app", "inject", "pull", "ssh", "up"]
@@ -67,10 +67,9 @@ def _hosts_of(
     return inventory
 
 
-def _pool_inventory(name: str, state: Path | None) -> Inventory:
-    """Pool ``name``'s live machines, as recorded, as an inventory of ssh hosts."""
-    from shoal.launch.contract import Machine, Site
-    from shoal.launch.pools import find_pool, pool_hosts
+def _pool_machines(name: str, state: Path | None) -> tuple[Site, Pool, list[Machine]]:
+    """Pool ``name`` as remembered here, and every machine the boss recorded."""
+    from shoal.launch.pools import find_pool
 
     site = Site(_state(state).root)
     pool = find_pool(site, name)  # an unknown name is refused before the boss is asked
@@ -79,7 +78,48 @@ def _pool_inventory(name: str, state: Path | None) -> Inventory:
         machines = [Machine.from_dict(m) for m in client.machines()]
     finally:
         client.close()
+    return site, pool, machines
+
+
+def _pool_inventory(name: str, state: Path | None) -> Inventory:
+    """Pool ``name``'s live machines, as recorded, as an inventory of ssh hosts."""
+    from shoal.launch.pools import pool_hosts
+
+    site, pool, machines = _pool_machines(name, state)
     return Inventory(hosts=tuple(pool_hosts(site, pool, machines)), path=f"pool {name}")
+
+
+def _shells_of(
+    hosts: Path | None, pool: str | None, state: Path | None, default: Path | None = None
+) -> list[Shell]:
+    """What reaches the hosts: an inventory's over ssh, or a pool's live machines its own way."""
+    from shoal.launch.pools import pool_shells
+    from shoal.launch.ssh import SshHost
+
+    if hosts is not None and pool is not None:
+        raise BadInput("give --hosts FILE or --pool NAME, not both")
+    if pool is None:
+        return [SshHost(h) for h in _hosts_of(hosts, None, state, default).hosts]
+    site, found, machines = _pool_machines(pool, state)
+    return pool_shells(site, found, machines)
+
+
+def _one_of(
+    ref: str, hosts: Path | None, pool: str | None, state: Path | None, default: Path | None
+) -> Shell:
+    """One host by its index (from 0) or name: an inventory's, or a pool's machine."""
+    from shoal.launch.ssh import SshHost
+
+    if pool is None:
+        return SshHost(_hosts_of(hosts, None, state, default).find(ref))
+    shells = _shells_of(hosts, pool, state)
+    if ref.isdigit() and int(ref) < len(shells):
+        return shells[int(ref)]
+    for shell in shells:
+        if shell.name == ref:
+            return shell
+    names = ", ".join(shell.name for shell in shells)
+    raise BadInput(f"pool {pool}: no live machine '{ref}' (machines: {names})")
 
 
 @hosts_app.command("check")
@@ -120,8 +160,7 @@ def inject(
 
     if not bundle.exists():
         raise BadInput(f"no bundle at {bundle}")
-    inv = _hosts_of(hosts, pool, state)
-    results = inject_bundle(list(inv.hosts), bundle, script)
+    results = inject_bundle(_shells_of(hosts, pool, state), bundle, script)
     for r in results:
         if r.error is None:
             console.print(
@@ -260,7 +299,7 @@ def pull(
     from shoal.launch.ssh import SshFailed
     from shoal.launch.ssh import pull as pull_file
 
-    target = _hosts_of(hosts, pool, state, Path("hosts.yaml")).find(host)
+    target = _one_of(host, hosts, pool, state, Path("hosts.yaml"))
     dest = local or Path(Path(remote).name)
     if dest.is_dir():
         dest = dest / Path(remote).name
@@ -289,7 +328,7 @@ def ssh(
 
     if attach and ctx.args:
         raise BadInput("--attach joins the injected session: give no command after --")
-    target = _hosts_of(hosts, pool, state, Path("hosts.yaml")).find(host)
+    target = _one_of(host, hosts, pool, state, Path("hosts.yaml"))
     argv = shell_argv(target, list(ctx.args), attach=attach)
     sys.stdout.flush()
     os.execvp(argv[0], argv)

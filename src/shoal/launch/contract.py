@@ -11,9 +11,13 @@ of Ray's autoscaler node providers:
 * ``status(machines)``: what the provider sees now;
 * optionally, ``ssh_hosts(pool, machines)``: those machines as ssh hosts
   (:class:`~shoal.spec.inventory.Host`), for a provider whose machines answer
-  on ssh (``ssh``, the clouds). ``shoal inject``, ``ssh``, ``pull``
-  and ``hosts check`` take ``--pool NAME`` through it; a provider without it
-  has machines that are not reached over ssh (``local``).
+  on ssh (``ssh``, the clouds, ``vagrant``). ``shoal inject``, ``ssh``, ``pull``
+  and ``hosts check`` take ``--pool NAME`` through it;
+* optionally, ``shells(pool, machines)``: those machines as :class:`Shell`
+  objects, for a provider that reaches its machines otherwise (``docker``:
+  ``docker exec``); ``shoal inject``, ``ssh`` and ``pull`` use it before
+  ``ssh_hosts``. A provider with neither has machines that are not reached
+  (``local``).
 
 A :class:`Machine` is plain data. Everything above the providers (recording
 machines, waiting for their agents to register, starting lost ones again)
@@ -26,6 +30,7 @@ import dataclasses
 import json
 import os
 import secrets
+import subprocess
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +47,7 @@ __all__ = [
     "Pool",
     "Provider",
     "ProviderSchema",
+    "Shell",
     "Site",
     "label_args",
 ]
@@ -255,14 +261,48 @@ def label_args(labels: Mapping[str, Any]) -> list[str]:
     return [f"--label={k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in labels.items()]
 
 
+class Shell(Protocol):
+    """Shell commands on one machine, however it is reached (ssh, ``docker exec``)."""
+
+    @property
+    def name(self) -> str:
+        """The machine's name."""
+        ...
+
+    @property
+    def address(self) -> str:
+        """Where it is (``shoal inject`` tells every machine the others')."""
+        ...
+
+    def run(
+        self, command: str, *, stdin: bytes | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run a ``sh`` command there, ``stdin`` on its input; its output captured, not checked."""
+        ...
+
+    def command_argv(self, command: str, *, tty: bool) -> list[str]:
+        """The local command that runs ``command`` there (``tty``: in a terminal, to be used)."""
+        ...
+
+
 class Provider(Protocol):
     """Turns a pool's description into machines that run agents.
 
-    One method is optional, and so not declared here (a provider without it
-    still is one): ``ssh_hosts(pool, machines) -> list[Host]``, these live
-    machines of the pool as ssh hosts (:class:`shoal.spec.inventory.Host`),
-    in the order given. It is what ``--pool NAME`` connects to; a provider
-    without it has machines that are not reached over ssh.
+    Three methods are optional, and so not declared here (a provider
+    without them still is one):
+
+    * ``ssh_hosts(pool, machines) -> list[Host]``: these live machines of the
+      pool as ssh hosts (:class:`shoal.spec.inventory.Host`), in the order
+      given; what ``--pool NAME`` connects to over ssh;
+    * ``shells(pool, machines) -> list[Shell]``: the same machines as
+      :class:`Shell` objects, for a provider that reaches its machines
+      otherwise (``docker exec``); ``shoal inject``, ``ssh`` and ``pull``
+      prefer it to ``ssh_hosts``;
+    * ``sweep(pool, *, spare=None) -> list[str]``: remove every machine of
+      this state folder's boss the provider finds where the pool's machines
+      live (by tag or label), whatever was recorded, but those of the owner
+      ``spare``; what it removed. ``shoal down`` calls it for every pool
+      remembered.
     """
 
     name: str

@@ -146,13 +146,13 @@ class Keeper:
             changed = True
         for m, why in ended:
             changed = True
-            if m.state == "preempted" or (
-                self.sizer is not None and m.pool in {pool.name for pool in self.sizer.pools}
-            ):
+            if self.sizer is not None and m.pool in {pool.name for pool in self.sizer.pools}:
                 # Sized to the queue: the pool starts a new machine when work waits.
                 if m.state != "preempted":  # the sizer said so already
                     self.log(f"{m.name}: {m.state} ({why})")
                 continue
+            # A fixed pool is held at its size: a machine taken away (a
+            # container killed) is started again like a lost agent.
             if m.exit_code in p.ON_PURPOSE:
                 self.log(f"{m.name}: worker stopped ({why})")
                 continue

@@ -4,8 +4,9 @@
 past it knows which provider a pool names. A pool brought up is remembered
 in ``STATE/pools.json`` (by name, mode 0600; no credential is ever in a
 pool), so that ``--pool NAME`` finds it again: :func:`pool_hosts` turns its
-live machines into ssh hosts for ``shoal inject``, ``ssh``, ``pull`` and
-``hosts check``.
+live machines into ssh hosts for ``hosts check``, :func:`pool_shells` into
+what ``shoal inject``, ``ssh`` and ``pull`` reach them by (ssh, or the
+provider's own way: ``docker exec``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from shoal.exceptions import BadInput
 from shoal.launch import providers
-from shoal.launch.contract import Machine, Pool, Site
+from shoal.launch.contract import Machine, Pool, Shell, Site
 from shoal.launch.local import DEFAULT_POOL
 from shoal.spec.inventory import Host, Inventory
 from shoal.statedir import write_private
@@ -29,6 +30,7 @@ __all__ = [
     "find_pool",
     "hosts_pool",
     "pool_hosts",
+    "pool_shells",
     "pools_file",
     "remember",
     "remembered",
@@ -115,6 +117,17 @@ def find_pool(site: Site, name: str) -> Pool:
     raise BadInput(f"no pool called {name!r} (pools brought up here: {', '.join(known)})")
 
 
+def _live(pool: Pool, machines: Sequence[Machine]) -> list[Machine]:
+    """The pool's live machines among ``machines``, in their order; one line if there are none."""
+    live = [m for m in machines if m.pool == pool.name and m.provider == pool.provider and m.live]
+    if not live:
+        raise BadInput(
+            f"pool {pool.name} has no live machines ('shoal machines' lists what was started, "
+            "'shoal up --pool FILE' starts them)"
+        )
+    return live
+
+
 def pool_hosts(site: Site, pool: Pool, machines: Sequence[Machine]) -> list[Host]:
     """The pool's live machines among ``machines`` as ssh hosts, in the order given.
 
@@ -128,11 +141,22 @@ def pool_hosts(site: Site, pool: Pool, machines: Sequence[Machine]) -> list[Host
     ssh_hosts = getattr(provider, "ssh_hosts", None)
     if ssh_hosts is None:
         raise BadInput(f"pool {pool.name}'s machines are not reached over ssh")
-    live = [m for m in machines if m.pool == pool.name and m.provider == pool.provider and m.live]
-    if not live:
-        raise BadInput(
-            f"pool {pool.name} has no live machines ('shoal machines' lists what was started, "
-            "'shoal up --pool FILE' starts them)"
-        )
-    hosts: list[Host] = ssh_hosts(pool, live)
+    hosts: list[Host] = ssh_hosts(pool, _live(pool, machines))
     return hosts
+
+
+def pool_shells(site: Site, pool: Pool, machines: Sequence[Machine]) -> list[Shell]:
+    """The pool's live machines among ``machines`` as shells, in the order given.
+
+    Through the provider's ``shells`` where it has one (``docker exec``),
+    else over ssh (:func:`pool_hosts`, whose one line says if the provider
+    reaches its machines neither way). One line too if none is live.
+    """
+    provider = providers.get(pool.provider, site)
+    shells = getattr(provider, "shells", None)
+    if shells is None:
+        from shoal.launch.ssh.client import SshHost
+
+        return [SshHost(h) for h in pool_hosts(site, pool, machines)]
+    found: list[Shell] = shells(pool, _live(pool, machines))
+    return found

@@ -26,6 +26,9 @@ _KNOWN: dict[str, str | Callable[[Site], Provider]] = {
     "digitalocean": "shoal.launch.cloud.provider:digitalocean",
     "openstack": "shoal.launch.cloud.provider:openstack",
     "opennebula": "shoal.launch.cloud.provider:opennebula",
+    # Engines users already run.
+    "docker": "shoal.launch.docker:DockerProvider",
+    "vagrant": "shoal.launch.vagrant:VagrantProvider",
 }
 
 
@@ -40,6 +43,8 @@ _SCHEMAS: dict[str, str | ProviderSchema] = {
     "digitalocean": "shoal.launch.cloud.kinds:DIGITALOCEAN",
     "openstack": "shoal.launch.cloud.kinds:OPENSTACK",
     "opennebula": "shoal.launch.cloud.kinds:OPENNEBULA",
+    "docker": "shoal.launch.docker:SCHEMA",
+    "vagrant": "shoal.launch.vagrant:SCHEMA",
 }
 
 

@@ -10,21 +10,17 @@ as the agent's lifeline: when it closes, the agent stops.
 
 from __future__ import annotations
 
-import contextlib
 import random
 import shlex
-import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from shoal.launch import procs
-from shoal.launch.contract import READY_TIMEOUT, BossAccess, label_args
+from shoal.launch.contract import BossAccess, label_args
+from shoal.launch.lifeline import HeldAgent
 from shoal.launch.ssh.client import REMOTE_ROOT, SshFailed, SshHost
 from shoal.spec.inventory import Host
-from shoal.statedir import open_private
 
 __all__ = ["SshAgent"]
 
@@ -32,7 +28,7 @@ __all__ = ["SshAgent"]
 TUNNEL_TRIES = 5
 
 
-class SshAgent:
+class SshAgent(HeldAgent):
     """The ssh command that runs one host's agent, and its log."""
 
     def __init__(
@@ -44,15 +40,16 @@ class SshAgent:
         log_cap: int | None = None,
         options: Sequence[str] = (),
     ) -> None:
+        super().__init__(host.name, log)
         self.host = host
         self.options = list(options)  # more agent options ("--alive-file=…")
         self.labels = dict(host.labels if labels is None else labels)
         self.log_cap = log_cap
         self.ssh = SshHost(host)
-        self.log_path = log
-        self.proc: subprocess.Popen[bytes] | None = None
         self.copied = False
-        self.log_offset = 0
+
+    def failure(self, line: str) -> SshFailed:
+        return SshFailed(self.host.name, line)
 
     def start(self, pyz: Path, boss: BossAccess) -> None:
         """Copy the agent if the host lacks it, start it, and wait until it registers.
@@ -71,23 +68,10 @@ class SshAgent:
                 target = f"{parts.hostname or '127.0.0.1'}:{parts.port}"
                 forward = ["-o", "ExitOnForwardFailure=yes", "-R", f"{rport}:{target}"]
                 url = f"http://127.0.0.1:{rport}"
-            log = open_private(self.log_path)
-            self.log_offset = log.tell()
-            try:
-                self.proc = subprocess.Popen(
-                    [*self.ssh.argv(*forward), self._command(remote, url)],
-                    stdin=subprocess.PIPE,
-                    stdout=log,
-                    stderr=log,
-                )
-            finally:
-                log.close()
-            assert self.proc.stdin is not None
-            self.proc.stdin.write(token.encode() + b"\n")
-            self.proc.stdin.flush()
-            if self._registered(boss):
+            self.launch([*self.ssh.argv(*forward), self._command(remote, url)], token)
+            if self.registered(boss):
                 return
-            text = procs.last_words(self.log_path, self.log_offset, self.proc.returncode)
+            text = self.last_words()
             if boss.direct_url is not None or "remote port forwarding failed" not in text:
                 raise SshFailed(self.host.name, text)
         raise SshFailed(
@@ -114,51 +98,3 @@ class SshAgent:
                 *[shlex.quote(label) for label in label_args(self.labels)],
             ]
         )
-
-    def _registered(self, boss: BossAccess) -> bool:
-        """Wait until the agent registers (True) or its ssh command ends (False).
-
-        Registration is what says the tunnel holds and the boss took the
-        agent; an ssh command that ends first failed, and says why.
-        """
-        assert self.proc is not None
-        deadline = time.monotonic() + READY_TIMEOUT
-        while self.proc.poll() is None:
-            if boss.registered(self.host.name):
-                return True
-            if time.monotonic() > deadline:
-                self.stop()
-                raise SshFailed(
-                    self.host.name,
-                    f"the agent did not register with the boss within {READY_TIMEOUT:.0f} s "
-                    f"(see {self.log_path})",
-                )
-            time.sleep(0.05)
-        return False
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def drain(self) -> None:
-        """Ask the agent to take no more work and to exit once what runs is done."""
-        if self.alive() and self.proc is not None and self.proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.proc.stdin.write(b"drain\n")
-                self.proc.stdin.flush()
-
-    def stop(self) -> None:
-        """Close the lifeline: the agent stops its attempts and exits; then end ssh."""
-        if self.proc is None:
-            return
-        if self.proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.proc.stdin.close()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()

@@ -62,6 +62,18 @@ class SshHost:
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]
         self.control = _control_dir() / digest
 
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+    @property
+    def address(self) -> str:
+        return self.host.address
+
+    def command_argv(self, command: str, *, tty: bool) -> list[str]:
+        """ssh running ``command`` on the host, on a connection of its own (``tty``: ``-t``)."""
+        return [*self.argv(*(["-t"] if tty else []), master=False), command]
+
     def argv(self, *extra: str, master: bool = True) -> list[str]:
         h = self.host
         argv = [

@@ -3,6 +3,8 @@
 ``shoal hosts check`` tries every host; ``shoal inject`` unpacks a bundle on
 each and starts its launch script there; ``shoal pull`` copies a file back;
 ``shoal ssh`` opens a shell in the injected folder or joins its session.
+All but ``hosts check`` take any :class:`~shoal.launch.contract.Shell`: an
+ssh host (:class:`SshHost`) or a provider's own (a container's ``docker exec``).
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import os
 import shlex
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from shoal.launch.contract import Shell
 from shoal.launch.ssh.client import REMOTE_ROOT, SshFailed, SshHost, each_host, ssh_error
 from shoal.spec.inventory import Host
 
@@ -84,7 +88,7 @@ class Injected:
     folder: str
 
 
-def inject(hosts: list[Host], bundle: Path, script: str) -> list[Injected]:
+def inject(hosts: Sequence[Shell], bundle: Path, script: str) -> list[Injected]:
     """Unpack the bundle on every host and start its launch script there, detached.
 
     The script runs from the unpacked folder with ``SHOAL_HOST_INDEX`` (from
@@ -143,7 +147,7 @@ def inject(hosts: list[Host], bundle: Path, script: str) -> list[Injected]:
             ]
         )
         try:
-            proc = SshHost(host).run(command, stdin=data)
+            proc = host.run(command, stdin=data)
         except subprocess.TimeoutExpired:
             return Injected(host.name, "timed out", folder)
         error = None
@@ -161,9 +165,9 @@ def remote_path(path: str) -> str:
     return f'"$(cd "{INJECT_ROOT}/latest" 2>/dev/null && pwd || echo "$HOME")"/{shlex.quote(path)}'
 
 
-def pull(host: Host, remote: str, local: Path) -> None:
+def pull(host: Shell, remote: str, local: Path) -> None:
     """Copy one file from the host (raises SshFailed with ssh's or cat's error)."""
-    proc = SshHost(host).run(f"cat {remote_path(remote)}", timeout=3600)
+    proc = host.run(f"cat {remote_path(remote)}", timeout=3600)
     if proc.returncode != 0:
         raise SshFailed(host.name, ssh_error(proc.stderr.decode(errors="replace")))
     local.parent.mkdir(parents=True, exist_ok=True)
@@ -188,12 +192,11 @@ tail -n 40 "$script.log"
 """
 
 
-def shell_argv(host: Host, command: list[str], *, attach: bool = False) -> list[str]:
-    """ssh into the host, in the latest injected folder: a shell, the command, or its session."""
-    ssh = SshHost(host)
+def shell_argv(host: Shell, command: list[str], *, attach: bool = False) -> list[str]:
+    """Into the host, in the latest injected folder: a shell, the command, or its session."""
     start = f'cd "{INJECT_ROOT}/latest" 2>/dev/null || cd; '
     if command:
-        return [*ssh.argv(master=False), start + " ".join(shlex.quote(c) for c in command)]
+        return host.command_argv(start + " ".join(shlex.quote(c) for c in command), tty=False)
     if attach:
-        return [*ssh.argv("-t", master=False), start + _ATTACH]
-    return [*ssh.argv("-t", master=False), start + 'exec "${SHELL:-/bin/sh}" -l']
+        return host.command_argv(start + _ATTACH, tty=True)
+    return host.command_argv(start + 'exec "${SHELL:-/bin/sh}" -l', tty=True)
