@@ -140,11 +140,11 @@ POOL = "pools:\n  - name: cpu\n    provider: fake\n    region: r\n"
         ),
         (
             "pools:\n  - name: cpu\n    count: 1\n",
-            "pools.yaml:2: pool 'cpu': has no 'provider' (known: aws, azure, digitalocean, fake, gce, local, opennebula, openstack, ssh)",
+            "pools.yaml:2: pool 'cpu': has no 'provider' (known: aws, azure, digitalocean, fake, gce, local, opennebula, openstack, slurm, ssh)",
         ),
         (
             "pools:\n  - name: cpu\n    provider: awz\n",
-            "pools.yaml:3: pool 'cpu': no provider called 'awz' (known: aws, azure, digitalocean, fake, gce, local, opennebula, openstack, ssh)",
+            "pools.yaml:3: pool 'cpu': no provider called 'awz' (known: aws, azure, digitalocean, fake, gce, local, opennebula, openstack, slurm, ssh)",
         ),
         (
             POOL + "    count: 1\n    regoin: eu\n",

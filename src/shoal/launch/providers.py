@@ -26,6 +26,7 @@ _KNOWN: dict[str, str | Callable[[Site], Provider]] = {
     "digitalocean": "shoal.launch.cloud.provider:digitalocean",
     "openstack": "shoal.launch.cloud.provider:openstack",
     "opennebula": "shoal.launch.cloud.provider:opennebula",
+    "slurm": "shoal.launch.slurm:SlurmProvider",
 }
 
 
@@ -40,6 +41,7 @@ _SCHEMAS: dict[str, str | ProviderSchema] = {
     "digitalocean": "shoal.launch.cloud.kinds:DIGITALOCEAN",
     "openstack": "shoal.launch.cloud.kinds:OPENSTACK",
     "opennebula": "shoal.launch.cloud.kinds:OPENNEBULA",
+    "slurm": "shoal.launch.slurm:SCHEMA",
 }
 
 
