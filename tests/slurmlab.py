@@ -84,14 +84,21 @@ class SlurmLab:
     def conf(self) -> Path:
         return self.folder / "slurm.conf"
 
-    def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
-        """An environment whose Slurm commands reach this cluster."""
-        return {**(os.environ if base is None else base), "SLURM_CONF": str(self.conf)}
+    def env(self) -> dict[str, str]:
+        """What a process's environment needs for its Slurm commands to reach this cluster."""
+        return {"SLURM_CONF": str(self.conf)}
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """A Slurm command against this cluster."""
+        """A Slurm command against this cluster, in the lab's folder (where a job the
+        test submits writes its output by default)."""
         return subprocess.run(
-            list(args), env=self.env(), capture_output=True, text=True, check=check, timeout=60
+            list(args),
+            cwd=self.folder,
+            env={**os.environ, **self.env()},
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=60,
         )
 
     def jobs(self, *, every: bool = False) -> list[Job]:
@@ -171,7 +178,7 @@ def _start(lab: SlurmLab, name: str, args: list[str]) -> None:
     try:
         lab.procs[name] = subprocess.Popen(
             args,
-            env=lab.env(),
+            env={**os.environ, **lab.env()},
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,

@@ -8,6 +8,7 @@ elsewhere rather than being killed halfway), and exits on its own in time.
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from shoal import spec
 from shoal.client import BossClient
-from tests.conftest import AgentThread, RunningBoss, write
+from tests.conftest import AgentThread, RunningBoss, sleeps_under, wait_for, write
 
 TASKS = """
 tasks:
@@ -75,3 +76,43 @@ def test_end_at_must_be_a_time(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.strip() == "shoal worker: --end-at must be a time (seconds since 1970)"
+
+
+def test_a_task_killed_along_with_its_stopping_worker_runs_again_elsewhere(
+    boss: RunningBoss, tmp_path: Path
+) -> None:
+    # As when Slurm cancels a job: every process of it is sent SIGTERM, the
+    # task's command and the worker alike, in no particular order.
+    with BossClient(boss.url, boss.token) as client:
+        rid = client.submit(
+            spec.load(
+                write(
+                    tmp_path / "t.yaml",
+                    "tasks:\n  - {name: doomed, run: 'sleep 60'}\n"
+                    "  - {name: alone, run: 'sleep 60'}\n",
+                )
+            )
+        )
+        w = AgentThread(boss.url, boss.token, tmp_path / "w", slots=2, name="w")
+        try:
+            sleeps = wait_for(lambda: sleeps_under(os.getpid()), what="the tasks to start")
+            wait_for(lambda: len(sleeps_under(os.getpid())) == 2, what="both tasks to start")
+            sleeps = sleeps_under(os.getpid())
+            # One task killed alone: its own failure, as before.
+            os.kill(sleeps[0], signal.SIGTERM)
+            wait_for(
+                lambda: any(t["state"] == "failed" for t in client.tasks(rid)),
+                what="a task to fail",
+            )
+            # The other killed as its worker is stopped: it went down with it.
+            os.kill(sleeps[1], signal.SIGTERM)
+            w.agent.request_stop()
+            w.thread.join(30)
+        finally:
+            w.stop()
+        tasks = {t["name"]: t for t in client.tasks(rid)}
+        states = sorted(t["state"] for t in tasks.values())
+        assert states == ["failed", "ready"], tasks
+        (again,) = [t for t in tasks.values() if t["state"] == "ready"]
+        kinds = [e["kind"] for e in client.events(rid) if e["task_id"] == again["id"]]
+        assert "attempt_interrupted" in kinds, kinds

@@ -101,7 +101,12 @@ def test_an_unknown_provider_is_refused_in_one_line_naming_the_known_ones(tmp_pa
     with pytest.raises(BadInput) as refused:
         providers.get("aws-typo", Site(tmp_path))
     message = str(refused.value)
-    assert "aws-typo" in message and "known: aws, azure, digitalocean, gce, local, opennebula, openstack, slurm, ssh" in message and "\n" not in message
+    assert (
+        "aws-typo" in message
+        and "known: aws, azure, digitalocean, gce, local, opennebula, openstack, slurm, ssh"
+        in message
+        and "\n" not in message
+    )
     assert providers.get("local", Site(tmp_path)).name == "local"
     assert providers.get("ssh", Site(tmp_path)).name == "ssh"
 

@@ -54,6 +54,13 @@ LIFELINE_GIVE_UP = 120.0
 # interrupts what still runs (a task without a timeout) halfway through that.
 END_MARGIN = 60.0
 END_MARGIN_SHARE = 0.1
+# A task killed by one of these signals, not by this worker, while this worker
+# is being stopped went down with it (its Slurm job cancelled: Slurm signals
+# every process of the job; a machine shutting down): it is reported
+# interrupted, to run again elsewhere, not failed. The worker's own stop
+# signal may arrive a moment after the task's: it is waited for this long.
+WENT_DOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL)
+WENT_DOWN_GRACE = 1.0
 
 
 def log_event(event: str, **fields: Any) -> None:
@@ -490,6 +497,9 @@ class Agent:
                 started=now,
                 ended=now,
             )
+        if self._went_down_with_us(attempt, report):
+            report.outcome = p.INTERRUPTED
+            report.cause = f"stopped with its worker ({report.cause})"
         with self.cond:
             self.running.pop(a.attempt_id, None)
             self.used -= a.slots
@@ -501,6 +511,18 @@ class Agent:
             sys.stderr.write(f"shoal worker: {self.stop_reason}{p.TAKES_NO_MORE}\n")
             sys.stderr.flush()
             self.request_stop()
+
+    def _went_down_with_us(self, attempt: Attempt, report: p.Report) -> bool:
+        """Whether a failed attempt was killed by what is stopping this worker."""
+        code = report.exit_code
+        if report.outcome != p.FAILED or code is None or attempt.cancelled is not None:
+            return False
+        if (report.cause or "").startswith("timeout"):
+            return False  # killed by its own timeout
+        signum = -code if code < 0 else code - 128
+        if signum not in WENT_DOWN_SIGNALS:
+            return False
+        return self._stop_requested.wait(WENT_DOWN_GRACE)
 
 
 def _labels(items: List[str]) -> Dict[str, Any]:

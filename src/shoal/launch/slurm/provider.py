@@ -1,50 +1,10 @@
-"""The ``slurm`` provider: a machine is one batch job, whose script runs a worker agent.
-
-In the manner of dask-jobqueue: a generated job script (:func:`job_script`,
-printable, kept as ``STATE/slurm/MACHINE.sh``), ``sbatch`` to submit it,
-``squeue`` to watch it, ``scancel`` to stop it. Nothing is installed on the
-cluster: **the state folder must be on a filesystem the compute nodes share
-with the machine shoal runs on** (the home or project folder of most
-clusters), as the job runs the agent zipapp from there, reads the token
-from there, and writes its log and exit code there. Its workspaces are
-there too unless the pool says ``workdir`` (a node-local folder, say).
-
-The boss's token is never on a command line, in the job script, in the
-job's environment or in Slurm's records: shoal writes it to
-``STATE/slurm/MACHINE.token`` (mode 0600, in the private state folder)
-before ``sbatch``; the job, once started, opens the file, removes it, and
-hands it to the agent on its standard input (``--token-file=/dev/stdin``).
-A job cancelled before it started leaves its file to shoal, which removes
-it. ``sbatch`` gets this process's environment without any boss
-credential (Slurm passes the submitter's environment on to the job).
-
-A job is tagged in its comment (``shoal-boss=…,shoal-pool=…,
-shoal-machine=…,shoal-owner=…``), so that :meth:`SlurmProvider.sweep`
-(``shoal down``) finds this boss's jobs whatever was recorded. Its id is
-recorded as soon as ``sbatch`` answers; it is ``starting`` while Slurm
-queues it and until its agent registers (the launcher's boot deadline
-applies: ``boot_timeout``), ``running`` from then. A job that Slurm ends
-behind shoal's back (cancelled, preempted, failed, a node lost) is
-``preempted``, with Slurm's word in ``detail``: its worker is declared lost
-at once and its tasks run again elsewhere. Jobs are submitted
-``--no-requeue``: a job that Slurm would requeue ends instead, and the
-pool starts another when work waits.
-
-Walltime: the agent is told when its job ends (``--end-at``: the least of
-Slurm's end time for the job and its start plus the pool's ``walltime``;
-Slurm counts in whole minutes, the pool may say seconds). It takes no task
-whose ``timeout`` would outlast the job, drains before the end, and
-interrupts a task without a timeout before Slurm would kill it, so that it
-runs again elsewhere (give tasks a ``timeout`` on Slurm).
-"""
+"""The ``slurm`` provider proper: sbatch, squeue and scancel (see :mod:`shoal.launch.slurm`)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import os
-import shlex
 import signal
 import subprocess
 import threading
@@ -53,47 +13,13 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shoal.exceptions import BadInput, ShoalError
-from shoal.launch.contract import (
-    BossAccess,
-    FieldSpec,
-    Machine,
-    Pool,
-    ProviderSchema,
-    Site,
-    label_args,
-)
+from shoal.exceptions import ShoalError
+from shoal.launch.contract import BossAccess, Machine, Pool, Site
+from shoal.launch.slurm.script import check, exits_folder, job_script, parse_tags
 from shoal.spec.inventory import Host
 from shoal.statedir import write_private
 
-__all__ = ["SCHEMA", "SlurmProvider", "Squeued", "job_script", "machine_state"]
-
-SCHEMA = ProviderSchema(
-    fields={
-        "partition": FieldSpec("str", help="the partition the jobs go to (default: the cluster's)"),
-        "account": FieldSpec("str", help="the account the jobs are charged to"),
-        "walltime": FieldSpec(
-            "duration", help="how long a job may run, e.g. 4h (default: the partition's limit)"
-        ),
-        "cpus": FieldSpec("int", help="CPUs per job; a worker's slots default to its job's CPUs"),
-        "memory": FieldSpec("str", help="memory per job, as sbatch's --mem takes it, e.g. 8G"),
-        "sbatch": FieldSpec("list", help="more sbatch options, e.g. ['--qos=long']"),
-        "python": FieldSpec("str", help="the python command on the nodes (default python3)"),
-        "boss_url": FieldSpec(
-            "str", help="the URL compute nodes reach the boss at (default: the boss's own)"
-        ),
-        "workdir": FieldSpec(
-            "str", help="where workers keep workspaces (default: the state folder's work/)"
-        ),
-        "boot_timeout": FieldSpec(
-            "duration",
-            help="how long a job may wait in the queue and start its worker (default 10m)",
-        ),
-        "ssh_user": FieldSpec("str", help="the account shoal ssh reaches nodes as"),
-        "ssh_options": FieldSpec("list", help="more ssh options for reaching nodes"),
-    },
-    rented=True,
-)
+__all__ = ["ENDED_BY_SLURM", "LIVE", "SlurmProvider", "Squeued", "machine_state"]
 
 # How long a stopped worker has to report what it ran before its job is cancelled.
 STOP_TIMEOUT = 10.0
@@ -101,6 +27,9 @@ STOP_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 60.0
 # Between looks at a job being drained.
 POLL = 0.5
+# How long squeue's answer serves to say how the jobs are: a launcher asks
+# several times a second, and a cluster's controller is shared by everyone.
+SQUEUE_EVERY = 3.0
 # Slurm's job states in which the job may still run its agent.
 LIVE = frozenset(
     {
@@ -137,19 +66,6 @@ ENDED_BY_SLURM = frozenset(
 SQUEUE_FORMAT = "%i|%T|%r|%N|%k"
 
 
-def _tags(site: Site, pool: str, machine: str) -> str:
-    """The job's comment: what finds it again (``shoal-boss`` this state folder's boss)."""
-    return (
-        f"shoal-boss={site.boss_tag()},shoal-pool={pool},shoal-machine={machine},"
-        f"shoal-owner={site.launcher}"
-    )
-
-
-def _parse_tags(comment: str) -> dict[str, str]:
-    pairs = (part.partition("=") for part in comment.split(","))
-    return {k: v for k, sep, v in pairs if sep and k.startswith("shoal-")}
-
-
 @dataclass(frozen=True)
 class Squeued:
     """One job as ``squeue`` shows it."""
@@ -159,125 +75,6 @@ class Squeued:
     reason: str
     node: str
     tags: Mapping[str, str]
-
-
-def _walltime(pool: Pool) -> float | None:
-    value = pool.fields.get("walltime")
-    return float(value) if value is not None else None
-
-
-def _extra_lines(pool: Pool) -> list[str]:
-    """The pool's own sbatch options as ``#SBATCH`` lines (BadInput for one that is not)."""
-    lines = []
-    for entry in pool.fields.get("sbatch") or []:
-        option = str(entry).strip().removeprefix("#SBATCH").strip()
-        if not option.startswith("-") or "\n" in option or "\r" in option:
-            raise BadInput(
-                f"pool {pool.name}: 'sbatch' entry {entry!r} is not an sbatch option: "
-                "write each as on sbatch's command line, e.g. --qos=long"
-            )
-        lines.append(f"#SBATCH {option}")
-    return lines
-
-
-def job_script(
-    pool: Pool,
-    machine: Machine,
-    *,
-    site: Site,
-    boss_url: str,
-    pyz: Path,
-    token_file: Path,
-) -> str:
-    """The batch script of one machine's job: its options, then what starts its agent.
-
-    It holds no secret: the token is read from ``token_file``, which the job
-    removes as soon as it has opened it.
-    """
-    fields = pool.fields
-    directives = [
-        f"--job-name=shoal-{machine.name}",
-        f"--comment={_tags(site, pool.name, machine.name)}",
-        "--nodes=1",
-        "--ntasks=1",
-        "--no-requeue",
-    ]
-    if fields.get("cpus"):
-        directives.append(f"--cpus-per-task={int(fields['cpus'])}")
-    if fields.get("memory"):
-        directives.append(f"--mem={fields['memory']}")
-    walltime = _walltime(pool)
-    if walltime is not None:
-        # Slurm counts whole minutes; the agent is told the pool's own end.
-        directives.append(f"--time={max(1, math.ceil(walltime / 60))}")
-    for key in ("partition", "account"):
-        if fields.get(key):
-            directives.append(f"--{key}={fields[key]}")
-    lines = ["#!/bin/bash", *(f"#SBATCH {d}" for d in directives), *_extra_lines(pool)]
-    q = shlex.quote
-    python = str(fields.get("python") or "python3")
-    workdir = str(fields.get("workdir") or site.work)
-    slots = str(pool.slots) if pool.slots else '"${SLURM_CPUS_ON_NODE:-1}"'
-    agent = [
-        '"$python"',
-        q(str(pyz)),
-        q(f"--boss={boss_url}"),
-        q(f"--name={machine.name}"),
-        f"--slots={slots}",
-        q(f"--workdir={workdir}"),
-        "--token-file=/dev/stdin",
-        *(q(a) for a in label_args(pool.labels)),
-    ]
-    if site.log_cap is not None:
-        agent.append(f"--log-cap={site.log_cap}")
-    lines += [
-        "#",
-        f"# shoal's worker for machine {machine.name} of pool {pool.name}, written by shoal.",
-        "# The boss's token is not in this script: the file below holds it until the job",
-        "# starts; the job opens it, removes it, and gives it to the worker on its stdin.",
-        "set -u",
-        f"token={q(str(token_file))}",
-        f"python={q(python)}",
-        f"exit_file={q(str(_exits(site)))}/$SLURM_JOB_ID.exit",
-        "# How the worker ended, for shoal: on purpose, or not.",
-        'ended() { echo "$1" > "$exit_file"; exit "$1"; }',
-        'if ! exec 3<"$token"; then',
-        '  echo "shoal worker: no token at $token (the job ran twice, or shoal took it down)" >&2',
-        "  ended 2",
-        "fi",
-        'rm -f "$token"',
-        'if ! command -v "$python" >/dev/null; then',
-        "  echo \"shoal worker: no $python on $(hostname): set the pool's 'python'\" >&2",
-        "  ended 2",
-        "fi",
-        "# When the job ends: Slurm's end time, and this start plus the pool's walltime.",
-        "end=",
-        *([f"end=$(( $(date +%s) + {math.floor(walltime)} ))"] if walltime is not None else []),
-        'slurm_end=$(squeue -h -j "$SLURM_JOB_ID" -o %e 2>/dev/null || true)',
-        'if at=$(date -d "$slurm_end" +%s 2>/dev/null) && { [ -z "$end" ] || [ "$at" -lt "$end" ]; }; then',
-        "  end=$at",
-        "fi",
-        " ".join(agent) + ' ${end:+"--end-at=$end"} <&3 3<&- &',
-        "agent=$!",
-        "exec 3<&-",
-        "# scancel --batch signals this shell alone: TERM drains the worker, USR1 interrupts it.",
-        "trap 'kill -TERM \"$agent\" 2>/dev/null' TERM",
-        "trap 'kill -USR1 \"$agent\" 2>/dev/null' USR1",
-        "# A trapped signal ends a wait early: wait again while the worker runs.",
-        "while :; do",
-        '  wait "$agent"; code=$?',
-        '  kill -0 "$agent" 2>/dev/null || break',
-        "done",
-        'wait "$agent" 2>/dev/null; last=$?',
-        '[ "$last" -eq 127 ] || code=$last',
-        'ended "$code"',
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _exits(site: Site) -> Path:
-    """Where jobs write their agent's exit code (``JOBID.exit``)."""
-    return site.root / "slurm" / "exits"
 
 
 def machine_state(
@@ -331,6 +128,7 @@ class SlurmProvider:
         self.site = dataclasses.replace(site, root=site.root.resolve())
         self.stopping: set[str] = set()  # names taken down here: not preempted
         self._lock = threading.Lock()
+        self._queue: tuple[float, dict[str, Squeued]] | None = None  # squeue's last answer
 
     @property
     def folder(self) -> Path:
@@ -367,16 +165,18 @@ class SlurmProvider:
 
         Not waited for: a job may wait in Slurm's queue for long; its agent
         registers when it runs. A machine whose job is still queued or
-        running is left as it is.
+        running is left as it is. BadInput (one line) for a pool sbatch
+        could not take, before anything is submitted.
         """
         from shoal.launch.zipapp import agent_zipapp
 
+        check(pool)
         todo = [m for m in self.plan(pool, count) if only is None or m.name in only]
         if not todo:
             return []
         # Where the nodes read it: the state folder, on the shared filesystem.
         pyz = agent_zipapp(self.site.agents)
-        for folder in (self.folder, _exits(self.site), self.site.logs):
+        for folder in (self.folder, exits_folder(self.site), self.site.logs):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._lock:
             self.stopping -= {m.name for m in todo}
@@ -400,10 +200,7 @@ class SlurmProvider:
 
     def _submit(self, pool: Pool, m: Machine, boss: BossAccess, url: str, pyz: Path) -> Machine:
         token = self._token_file(m.name)
-        try:
-            script = job_script(pool, m, site=self.site, boss_url=url, pyz=pyz, token_file=token)
-        except BadInput as e:
-            return m.replace(state="failed", detail=str(e))
+        script = job_script(pool, m, site=self.site, boss_url=url, pyz=pyz, token_file=token)
         path = self.folder / f"{m.name}.sh"
         write_private(path, script)
         write_private(token, boss.token() + "\n")
@@ -415,6 +212,7 @@ class SlurmProvider:
         except ShoalError as e:
             token.unlink(missing_ok=True)
             return m.replace(state="failed", detail=str(e))
+        self._forget_queue()
         job_id = done.stdout.strip().split(";")[0]
         m = m.replace(state="starting", provider_id=job_id, detail=f"job {job_id} submitted")
         boss.note(m)
@@ -423,7 +221,7 @@ class SlurmProvider:
     def status(self, machines: Sequence[Machine]) -> list[Machine]:
         """As ``squeue`` says (unchanged while Slurm cannot be asked)."""
         try:
-            jobs = {j.id: j for j in self._mine(every=True)}
+            jobs = self._jobs()
         except ShoalError:
             return list(machines)
         out = []
@@ -445,7 +243,7 @@ class SlurmProvider:
 
     def _exit_code(self, job_id: str) -> int | None:
         try:
-            text = (_exits(self.site) / f"{job_id}.exit").read_text().strip()
+            text = (exits_folder(self.site) / f"{job_id}.exit").read_text().strip()
         except OSError:
             return None
         return int(text) if text.lstrip("-").isdigit() else None
@@ -482,6 +280,7 @@ class SlurmProvider:
             _scancel(running)
         for m in machines:
             self._token_file(m.name).unlink(missing_ok=True)
+        self._forget_queue()
 
     def _wait_gone(self, ids: Sequence[str], timeout: float | None) -> None:
         """Until the jobs have ended (or the timeout, if one is given)."""
@@ -509,6 +308,7 @@ class SlurmProvider:
             _scancel([j.id for j in found])
         for j in found:
             self._token_file(j.tags.get("shoal-machine", "")).unlink(missing_ok=True)
+        self._forget_queue()
         return [j.id for j in found]
 
     def ssh_hosts(self, pool: Pool, machines: Sequence[Machine]) -> list[Host]:
@@ -530,6 +330,21 @@ class SlurmProvider:
 
     # -- Slurm's commands -----------------------------------------------------
 
+    def _jobs(self) -> dict[str, Squeued]:
+        """The jobs by id, those just ended too, as squeue said at most ``SQUEUE_EVERY`` ago."""
+        with self._lock:
+            if self._queue is not None and time.monotonic() - self._queue[0] < SQUEUE_EVERY:
+                return self._queue[1]
+        jobs = {j.id: j for j in self._mine(every=True)}
+        with self._lock:
+            self._queue = (time.monotonic(), jobs)
+        return jobs
+
+    def _forget_queue(self) -> None:
+        """Ask squeue afresh next time (jobs were submitted or cancelled)."""
+        with self._lock:
+            self._queue = None
+
     def _mine(self, every: bool = False) -> list[Squeued]:
         """The jobs this state folder's boss had submitted, as this user's queue has them
         (``every``: those just ended too)."""
@@ -542,7 +357,7 @@ class SlurmProvider:
             parts = line.split("|", 4)
             if len(parts) != 5:
                 continue
-            tags = _parse_tags(parts[4])
+            tags = parse_tags(parts[4])
             if tags.get("shoal-boss") == tag and "shoal-machine" in tags:
                 out.append(Squeued(parts[0], parts[1], parts[2], parts[3], tags))
         return out
