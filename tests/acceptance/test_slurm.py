@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -262,4 +263,61 @@ def test_down_cancels_every_job_after_the_keeper_and_the_boss_are_killed(
     left = lab.wait_no_jobs(timeout=15)
     assert [j.id for j in left] == [other], left
     lab.run("scancel", other)
+    assert lab.wait_no_jobs() == []
+
+
+def test_up_says_a_job_still_in_the_queue_is_not_running_yet_and_keeps_it(
+    tmp_path: Path, lab: SlurmLab, procs: Procs
+) -> None:
+    start_boss(procs, tmp_path)
+    # Someone else's job holds both CPUs of the cluster's one node.
+    blocker = lab.run("sbatch", "--parsable", "--cpus-per-task=2", "--wrap=sleep 300").stdout
+    wait_for(lambda: [j.state for j in lab.jobs()] == ["RUNNING"], what="the other job to run")
+    pool_file(tmp_path / "pools.yaml", count=1)
+    up = shoal("up", "--pool", "pools.yaml", cwd=tmp_path, env=lab.env(), timeout=300)
+    # Not a failure: the job waits its turn (shoal up waited a minute for it).
+    assert up.returncode == 0, up.stdout + up.stderr + lab.log()
+    said = " ".join(up.stdout.split())  # as one line, however the terminal wrapped it
+    assert re.search(
+        r"hpc-1: not running yet \(job \d+ waits in Slurm's queue \(\w+\)\); "
+        r"its worker starts when it runs",
+        said,
+    ), said
+    assert "workers up on 0 of 1 machines (1 more starting)" in said, said
+    keeper_of(tmp_path, procs)
+    assert machines(tmp_path)["hpc-1"]["state"] == "starting"
+    lab.run("scancel", blocker.strip())
+    wait_for(
+        lambda: machines(tmp_path)["hpc-1"]["state"] == "running",
+        timeout=60,
+        what="its worker to start once the job ran",
+    )
+    wait_for(
+        lambda: machines(tmp_path)["hpc-1"]["address"] == "localhost",
+        timeout=30,
+        what="the node its job runs on to be recorded",
+    )
+    assert shoal("down", cwd=tmp_path, env=lab.env()).returncode == 0
+    assert lab.wait_no_jobs() == []
+
+
+def test_down_drain_lets_the_running_task_finish_before_the_job_ends(
+    tmp_path: Path, lab: SlurmLab, procs: Procs
+) -> None:
+    start_boss(procs, tmp_path)
+    pool_file(tmp_path / "pools.yaml", count=1)
+    up = shoal("up", "--pool", "pools.yaml", cwd=tmp_path, env=lab.env(), timeout=180)
+    assert up.returncode == 0, up.stdout + up.stderr + lab.log()
+    keeper_of(tmp_path, procs)
+    write(tmp_path / "t.yaml", "tasks:\n  - {name: slow, run: sleep 5, timeout: 1m}\n")
+    assert shoal("submit", "t.yaml", cwd=tmp_path).returncode == 0
+    wait_for(
+        lambda: shoal_json("status", cwd=tmp_path)["counts"].get("running") == 1,
+        timeout=60,
+        what="the task to run",
+    )
+    down = shoal("down", "--drain", cwd=tmp_path, env=lab.env(), timeout=120)
+    assert down.returncode == 0, down.stdout + down.stderr
+    (task,) = shoal_json("tasks", cwd=tmp_path)
+    assert (task["state"], task["attempts"]) == ("succeeded", 1), task
     assert lab.wait_no_jobs() == []

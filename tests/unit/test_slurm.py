@@ -184,3 +184,12 @@ def test_a_bad_walltime_is_one_line_naming_the_file_line_and_pool() -> None:
         "pools.yaml:5: pool 'hpc': 'walltime' must be a duration, e.g. 90s, 30m, 4h "
         "(or seconds) (how long a job may run, e.g. 4h (default: the partition's limit))"
     )
+
+
+def test_ssh_reaches_the_nodes_the_jobs_run_on_as_the_pool_says(tmp_path: Path) -> None:
+    pool = _pool(ssh_user="alice", ssh_options=["-J", "login.example.org"], python="python3.12")
+    running = Machine(name="hpc-1", pool="hpc", provider="slurm", address="node17", slots=4)
+    queued = Machine(name="hpc-2", pool="hpc", provider="slurm")  # no node yet
+    (host,) = SlurmProvider(Site(tmp_path)).ssh_hosts(pool, [running, queued])
+    assert (host.name, host.destination, host.slots) == ("hpc-1", "alice@node17", 4)
+    assert host.ssh_options == ("-J", "login.example.org") and host.python == "python3.12"
