@@ -19,11 +19,11 @@ down``. Baselines measured in the same run:
   vagrantfile``) until Vagrant says the machines are ready, then
   ``vagrant destroy -f``: what Vagrant itself takes before shoal starts agents
   over ssh;
-* ``slurm``: in the slurm branch.
+* ``slurm``: ``bench/slurm.py`` (its own script: a one-node Slurm lab).
 
 Needs root, docker.io and debootstrap (and vagrant for ``vagrant``).
 
-    sudo python bench/engines.py [--engine docker|vagrant|slurm|all] [--machines 3] [--repeat 3]
+    sudo python bench/engines.py [--engine docker|vagrant|all] [--machines 3] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ def vagrant(work: Path, machines: int, repeat: int) -> Figures:
 
 
 ENGINES: dict[str, Callable[[Path, int, int], Figures]] = {"docker": docker, "vagrant": vagrant}
-CHOICES = ("docker", "vagrant", "slurm", "all")
+CHOICES = ("docker", "vagrant", "all")
 
 
 def row(name: str, values: list[float]) -> str:

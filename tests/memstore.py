@@ -238,7 +238,12 @@ class MemoryTx:
         return [a["id"] for a in found if a is not None and a["state"] != "running"]
 
     def ready_candidates(
-        self, worker: ActiveWorker, max_slots: int, limit: int, now: float
+        self,
+        worker: ActiveWorker,
+        max_slots: int,
+        limit: int,
+        now: float,
+        max_seconds: float | None = None,
     ) -> list[ReadyTask]:
         labels = worker.labels
 
@@ -249,6 +254,7 @@ class MemoryTx:
                 and t["slots"] <= max_slots
                 and (t["host"] is None or t["host"] == worker.name)
                 and (t["ready_at"] is None or t["ready_at"] <= now)
+                and (max_seconds is None or t["timeout"] is None or t["timeout"] <= max_seconds)
                 and (
                     t["requires_json"] is None
                     or (bool(labels) and has_labels(decode(t["requires_json"]), labels))

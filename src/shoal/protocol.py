@@ -276,6 +276,9 @@ class SyncRequest:
     free_slots: int = 0
     # Seconds the boss may hold the request open when it has nothing to give.
     wait: float = 0.0
+    # The longest a new task may take: a worker whose time runs out (a Slurm
+    # job's walltime) takes no task whose timeout would outlast it. None: any.
+    max_seconds: Optional[float] = None
 
     def to_dict(self) -> Dict[str, Any]:
         data = dict(self.__dict__)

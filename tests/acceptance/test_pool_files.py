@@ -91,7 +91,7 @@ def test_a_bad_pool_file_is_one_line_exit_2_and_nothing_is_started(tmp_path: Pat
     assert up.returncode == 2
     assert up.stderr == (
         "shoal: pools.yaml:7: pool 'gpu': no provider called 'lokal' "
-        "(known: aws, azure, digitalocean, docker, gce, local, opennebula, openstack, ssh, vagrant)\n"
+        "(known: aws, azure, digitalocean, docker, gce, local, opennebula, openstack, slurm, ssh, vagrant)\n"
     )
     assert not (tmp_path / ".shoal").exists()
     neither = shoal("up", cwd=tmp_path)

@@ -145,3 +145,22 @@ def test_a_preempted_machine_has_its_worker_told_gone_and_is_replaced(
     assert forgotten and forgotten[0][0] == 7 and "preempted" in forgotten[0][1]
     # Work waits: a new machine (a new name: rented machines keep their records).
     assert Fake.instances.get("cpu-2") == "starting"
+
+
+def test_a_machine_that_ends_before_its_worker_registers_makes_the_pool_back_off(
+    fake: None, tmp_path: Path
+) -> None:
+    # A batch job that Slurm cannot launch ends at once, again and again.
+    pool = Pool(name="cpu", provider="fake", min=0, max=1)
+    _clock, book, _fleet, sizer, forgotten = _setup(tmp_path, pool)
+    sizer.step()
+    sizer.join()
+    assert Fake.instances == {"cpu-1": "starting"}
+    Fake.instances["cpu-1"] = "gone"
+    sizer.step()
+    sizer.join()
+    assert book.rows["cpu-1"].state == "preempted"
+    assert not forgotten  # it had no worker to forget
+    # Work still waits, but the pool backs off before it tries again.
+    assert set(Fake.instances) == {"cpu-1"}
+    assert sizer.backoff["cpu"] == 10.0

@@ -103,7 +103,7 @@ def test_an_unknown_provider_is_refused_in_one_line_naming_the_known_ones(tmp_pa
     message = str(refused.value)
     assert (
         "aws-typo" in message
-        and "known: aws, azure, digitalocean, docker, gce, local, opennebula, openstack, ssh, vagrant"
+        and "known: aws, azure, digitalocean, docker, gce, local, opennebula, openstack, slurm, ssh, vagrant"
         in message
         and "\n" not in message
     )

@@ -140,11 +140,11 @@ POOL = "pools:\n  - name: cpu\n    provider: fake\n    region: r\n"
         ),
         (
             "pools:\n  - name: cpu\n    count: 1\n",
-            "pools.yaml:2: pool 'cpu': has no 'provider' (known: aws, azure, digitalocean, docker, fake, gce, local, opennebula, openstack, ssh, vagrant)",
+            "pools.yaml:2: pool 'cpu': has no 'provider' (known: aws, azure, digitalocean, docker, fake, gce, local, opennebula, openstack, slurm, ssh, vagrant)",
         ),
         (
             "pools:\n  - name: cpu\n    provider: awz\n",
-            "pools.yaml:3: pool 'cpu': no provider called 'awz' (known: aws, azure, digitalocean, docker, fake, gce, local, opennebula, openstack, ssh, vagrant)",
+            "pools.yaml:3: pool 'cpu': no provider called 'awz' (known: aws, azure, digitalocean, docker, fake, gce, local, opennebula, openstack, slurm, ssh, vagrant)",
         ),
         (
             POOL + "    count: 1\n    regoin: eu\n",

@@ -49,6 +49,18 @@ BACKOFF_MIN, BACKOFF_MAX = 0.2, 10.0
 # An agent started over ssh (--lifeline) stops after this long without its
 # boss: its connection most likely died without the host's sshd noticing.
 LIFELINE_GIVE_UP = 120.0
+# An agent whose time ends (--end-at: a Slurm job's walltime) drains this
+# long before the end, or a tenth of its time where that is less; and
+# interrupts what still runs (a task without a timeout) halfway through that.
+END_MARGIN = 60.0
+END_MARGIN_SHARE = 0.1
+# A task killed by one of these signals, not by this worker, while this worker
+# is being stopped went down with it (its Slurm job cancelled: Slurm signals
+# every process of the job; a machine shutting down): it is reported
+# interrupted, to run again elsewhere, not failed. The worker's own stop
+# signal may arrive a moment after the task's: it is waited for this long.
+WENT_DOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL)
+WENT_DOWN_GRACE = 1.0
 
 
 def log_event(event: str, **fields: Any) -> None:
@@ -75,6 +87,7 @@ class Agent:
         parent: Optional[int] = None,
         give_up_after: Optional[float] = None,
         log_cap: int = DEFAULT_LOG_CAP,
+        end_at: Optional[float] = None,
     ) -> None:
         self.client = client
         self.slots = max(1, slots)
@@ -92,6 +105,14 @@ class Agent:
         self.give_up_after = give_up_after
         self._unreachable_since: Optional[float] = None
         self._boss_gone = False
+        # When this worker's time ends (epoch seconds), and so when it drains.
+        self.end_at = end_at
+        self.drain_at: Optional[float] = None
+        self.interrupt_at: Optional[float] = None
+        if end_at is not None:
+            margin = min(END_MARGIN, END_MARGIN_SHARE * max(0.0, end_at - time.time()))
+            self.drain_at = end_at - margin
+            self.interrupt_at = end_at - margin / 2
         self.runner = Runner(client, self.workdir, self.name, log_cap=log_cap)
         self.worker_id = 0
         self.heartbeat = 5.0
@@ -203,6 +224,7 @@ class Agent:
                 self.request_stop()
                 self.request_stop()
             with self.cond:
+                self._mind_the_end()
                 self._start_what_fits()
                 busy = bool(self.running or self.pending)
                 if busy:
@@ -238,9 +260,11 @@ class Agent:
                 if not self.finished and (room == 0 or busy or self.stopping):
                     # Wait for an attempt to finish (or the heartbeat).
                     self.cond.wait(
-                        self.heartbeat
-                        if room == 0 and not self.stopping
-                        else min(self.heartbeat, 0.5)
+                        self._until_the_end(
+                            self.heartbeat
+                            if room == 0 and not self.stopping
+                            else min(self.heartbeat, 0.5)
+                        )
                     )
                     self._start_what_fits()
                     room = self._room()
@@ -251,12 +275,16 @@ class Agent:
                     wait = LONG_POLL
                     if self.idle_exit is not None:
                         wait = max(0.0, min(wait, self.idle_exit - idle_for))
+                    wait = self._until_the_end(wait)
             req = p.SyncRequest(
                 worker_id=self.worker_id,
                 finished=finished,
                 running=running,
                 free_slots=room,
                 wait=wait,
+                max_seconds=(
+                    max(0.0, self.drain_at - time.time()) if self.drain_at is not None else None
+                ),
             )
             try:
                 self._in_long_poll = wait > 0
@@ -311,6 +339,39 @@ class Agent:
         if self._boss_gone:
             return 1
         return p.EXIT_SETUP_FAILED if self.runner.setup_failed is not None else 0
+
+    def _mind_the_end(self) -> None:
+        """Near the end of its time (``end_at``), drain; nearer, interrupt (cond held).
+
+        Tasks with a timeout were taken only if they end before the drain
+        (``max_seconds``), so only a task without one is still running at
+        the interruption: it is reported interrupted and runs again
+        elsewhere, rather than being killed halfway when the time is up.
+        """
+        if self.drain_at is None or self.interrupt_at is None:
+            return
+        now = time.time()
+        if not self.stopping and now >= self.drain_at:
+            self.stop_reason = self.stop_reason or "its time ran out (--end-at): it drained"
+            self.log("time_up", end_at=self.end_at)
+            self.request_stop()
+        if self.stopping == 1 and now >= self.interrupt_at:
+            # Draining however it began (a SIGTERM too): the end comes all the same.
+            self.log("time_up_interrupt", end_at=self.end_at)
+            self.stopping = 2
+            self.cond.release()
+            try:
+                self._interrupt_all()
+            finally:
+                self.cond.acquire()
+
+    def _until_the_end(self, seconds: float) -> float:
+        """``seconds``, or less if the drain or the interruption comes sooner."""
+        if self.drain_at is None or self.interrupt_at is None:
+            return seconds
+        now = time.time()
+        due = self.interrupt_at if self.stopping else self.drain_at
+        return max(0.01, min(seconds, due - now)) if due > now else min(seconds, 0.5)
 
     def _given_up(self) -> bool:
         """Whether the boss has been out of reach for longer than ``give_up_after``."""
@@ -436,6 +497,9 @@ class Agent:
                 started=now,
                 ended=now,
             )
+        if self._went_down_with_us(attempt, report):
+            report.outcome = p.INTERRUPTED
+            report.cause = f"stopped with its worker ({report.cause})"
         with self.cond:
             self.running.pop(a.attempt_id, None)
             self.used -= a.slots
@@ -447,6 +511,18 @@ class Agent:
             sys.stderr.write(f"shoal worker: {self.stop_reason}{p.TAKES_NO_MORE}\n")
             sys.stderr.flush()
             self.request_stop()
+
+    def _went_down_with_us(self, attempt: Attempt, report: p.Report) -> bool:
+        """Whether a failed attempt was killed by what is stopping this worker."""
+        code = report.exit_code
+        if report.outcome != p.FAILED or code is None or attempt.cancelled is not None:
+            return False
+        if (report.cause or "").startswith("timeout"):
+            return False  # killed by its own timeout
+        signum = -code if code < 0 else code - 128
+        if signum not in WENT_DOWN_SIGNALS:
+            return False
+        return self._stop_requested.wait(WENT_DOWN_GRACE)
 
 
 def _labels(items: List[str]) -> Dict[str, Any]:
@@ -515,6 +591,13 @@ def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
         help="stop when standard input closes (the ssh connection that started us ended)",
     )
     parser.add_argument(
+        "--end-at",
+        type=float,
+        default=None,
+        help="when this worker's time ends (epoch seconds, e.g. its Slurm job's end): it takes "
+        "no task whose timeout would outlast it, and drains before it",
+    )
+    parser.add_argument(
         "--alive-file",
         default=None,
         help="touch this file every 30 s while running (a rented VM's watchdog reads it)",
@@ -547,6 +630,9 @@ def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
     if args.slots < 1:
         sys.stderr.write("shoal worker: --slots must be at least 1\n")
         return 2
+    if args.end_at is not None and not args.end_at > 0:
+        sys.stderr.write("shoal worker: --end-at must be a time (seconds since 1970)\n")
+        return 2
     try:
         cap = log_cap(args.log_cap) if args.log_cap is not None else DEFAULT_LOG_CAP
     except ValueError as e:
@@ -569,6 +655,7 @@ def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
         parent=args.parent,
         give_up_after=LIFELINE_GIVE_UP if args.lifeline else None,
         log_cap=cap,
+        end_at=args.end_at,
     )
     agent.install_signal_handlers()
     if args.lifeline:

@@ -185,6 +185,7 @@ def _components() -> dict[str, Any]:
                     "running": ints,
                     "free_slots": {"type": "integer", "format": "int64"},
                     "wait": {"type": "number", "minimum": 0},
+                    "max_seconds": {"type": "number", "nullable": True},
                 },
             },
             "SyncResponse": {

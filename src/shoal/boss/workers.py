@@ -112,7 +112,8 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
     ) -> p.SyncResponse | None:
         """Hold an idle worker's sync until work appears or its wait is over."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + min(req.wait, MAX_WAIT)
+        began = loop.time()
+        deadline = began + min(req.wait, MAX_WAIT)
         idle = p.SyncRequest(
             worker_id=req.worker_id, running=req.running, free_slots=req.free_slots
         )
@@ -124,6 +125,9 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
             if await request.is_disconnected():
                 return None
             waiter = ctx.signal.waiter()
+            if req.max_seconds is not None:
+                # The worker's time ran on while it waited here.
+                idle.max_seconds = req.max_seconds - (loop.time() - began)
             response = (await ctx.in_pool(lambda: scheduler.sync(idle))).response
             if response.assignments or response.cancel:
                 ctx.feed.bump()

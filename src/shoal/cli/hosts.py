@@ -209,11 +209,18 @@ def up(
     client = BossClient.find(boss, token, sd)
     with client:
         client.workers()  # the boss answers, and takes this token
-    started = 0
+    started = waiting = 0
 
     def tell(b: Brought) -> None:
-        nonlocal started
-        if b.error is None:
+        nonlocal started, waiting
+        if b.waiting:
+            waiting += 1
+            console.print(
+                f"{b.host}: not running yet ({b.waiting}); its worker starts when it runs",
+                highlight=False,
+                markup=False,
+            )
+        elif b.error is None:
             started += 1
             note = f" ({b.note})" if b.note else ""
             console.print(f"{b.host}: worker started{note}", highlight=False, markup=False)
@@ -233,11 +240,12 @@ def up(
     if not brought:
         console.print("no machine to start now: every pool's size is 0 (min: 0)", highlight=False)
         return
-    if not started:
+    if not started and not waiting:
         raise typer.Exit(1)
     noun = "hosts" if all(p.provider == "ssh" for p in pools) else "machines"
+    later = f" ({waiting} more starting)" if waiting else ""
     console.print(
-        f"workers up on {started} of {len(brought)} {noun} for {client.url}; "
+        f"workers up on {started} of {len(brought)} {noun}{later} for {client.url}; "
         "'shoal machines' lists them, 'shoal down' stops them",
         highlight=False,
         markup=False,

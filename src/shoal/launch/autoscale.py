@@ -115,8 +115,14 @@ class Autoscaler:
     def noticed(self, ended: Sequence[tuple[Machine, str]]) -> None:
         """Machines seen to end (here or by the caller's own look): a preempted one's
         worker is told gone at once, so that its tasks run again without waiting for
-        its lease to expire."""
+        its lease to expire. One that ended before its worker registered did not
+        start: its pool backs off, as for a machine that failed to start (a batch
+        job that cannot launch would otherwise be submitted again every look)."""
         for m, why in ended:
+            if m.agent is None and m.pool in {pool.name for pool in self.pools}:
+                self.log(f"{m.name}: ended before its worker registered ({why})")
+                self._hold(m.pool)
+                continue
             if m.state != "preempted":
                 continue
             self.log(f"{m.name}: preempted ({why}); its tasks run again elsewhere")

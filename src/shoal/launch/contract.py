@@ -158,7 +158,9 @@ class Machine:
 class FieldSpec:
     """One provider field of a pool file: its kind, whether it must be given, what it is."""
 
-    kind: str  # "str", "int", "number", "bool", "list" (of strings), "map"
+    # "str", "int", "number", "bool", "list" (of strings), "map", or "duration"
+    # (``90s``, ``30m``, ``4h`` or seconds; held as seconds)
+    kind: str
     required: bool = False
     help: str = ""
     choices: tuple[str, ...] = ()  # the values a "str" field may take (empty: any)

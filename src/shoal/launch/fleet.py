@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 
 from shoal import protocol as p
@@ -198,12 +198,18 @@ class Fleet:
             return [m for m in self.machines.values() if m.live]
 
     def watch(self) -> list[tuple[Machine, str]]:
-        """Machines whose agent ended since the last look, with why; each told once."""
+        """Machines whose agent ended since the last look, with why; each told once.
+
+        What a provider says of a live machine (where it runs, why it waits:
+        a batch job in a queue) is recorded too, when it changed.
+        """
         ended: list[Machine] = []
         for pool_name, pool in list(self.pools.items()):
             mine = [m for m in self.live() if m.pool == pool_name and m.state != "requested"]
             if mine:
-                ended += [m for m in self.provider(pool).status(mine) if not m.live]
+                said = self.provider(pool).status(mine)
+                ended += [m for m in said if not m.live]
+                self._note_live(m for m in said if m.live)
         if not ended:
             return []
         seen = self._book(fresh=True)
@@ -216,6 +222,18 @@ class Fleet:
             ]
         )
         return [(self.machines[m.name], why) for m, why in out]
+
+    def _note_live(self, seen: Iterable[Machine]) -> None:
+        """Record the address and detail a provider gives live machines, where they changed."""
+        changed = []
+        with self._lock:
+            for s in seen:
+                m = self.machines.get(s.name)
+                if m is not None and m.live and (s.address, s.detail) != (m.address, m.detail):
+                    # Onto the machine as recorded now: it may have registered meanwhile.
+                    changed.append(m.replace(address=s.address, detail=s.detail))
+        if changed:
+            self.record(changed)
 
     def wait_running(self, names: Collection[str], timeout: float) -> list[Machine]:
         """Wait until each named machine runs (its agent registered) or ended; them."""

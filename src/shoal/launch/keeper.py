@@ -100,11 +100,18 @@ class Keeper:
         ready = {m.name: m for m in self.fleet.wait_running(waiting, READY_TIMEOUT)}
         for m in brought:
             m = ready.get(m.name, m)
-            error = None if m.state == "running" else m.detail or f"its agent is {m.state}"
+            # Still starting (a batch job waiting in its queue): kept, and started later.
+            later = (m.detail or "starting") if m.state == "starting" else None
+            error = None if m.state == "running" or later else m.detail or f"its agent is {m.state}"
             if error is None:
                 self.started.append(m.name)
-            self.log(f"{m.name}: {error or 'worker started'}")
-            said = {"host": m.name, "error": error, "note": None if error else m.detail}
+            self.log(f"{m.name}: {error or later or 'worker started'}")
+            said = {
+                "host": m.name,
+                "error": error,
+                "note": None if error or later else m.detail,
+                "waiting": later,
+            }
             sys.stdout.write(json.dumps(said) + "\n")
         sys.stdout.write(json.dumps({"done": True}) + "\n")
         sys.stdout.flush()

@@ -29,6 +29,7 @@ _KNOWN: dict[str, str | Callable[[Site], Provider]] = {
     # Engines users already run.
     "docker": "shoal.launch.docker:DockerProvider",
     "vagrant": "shoal.launch.vagrant:VagrantProvider",
+    "slurm": "shoal.launch.slurm:SlurmProvider",
 }
 
 
@@ -45,6 +46,7 @@ _SCHEMAS: dict[str, str | ProviderSchema] = {
     "opennebula": "shoal.launch.cloud.kinds:OPENNEBULA",
     "docker": "shoal.launch.docker:SCHEMA",
     "vagrant": "shoal.launch.vagrant:SCHEMA",
+    "slurm": "shoal.launch.slurm:SCHEMA",
 }
 
 

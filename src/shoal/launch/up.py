@@ -40,6 +40,8 @@ class Brought:
     host: str
     error: str | None = None
     note: str | None = None  # "agent copied"
+    # Not running yet, but kept and started later, and why (a job in Slurm's queue).
+    waiting: str | None = None
 
 
 def read_up(state: StateDir) -> dict[str, Any] | None:
@@ -104,7 +106,7 @@ def up(
         if said.get("done"):
             done = True
         elif "host" in said:
-            b = Brought(said["host"], said.get("error"), said.get("note"))
+            b = Brought(said["host"], said.get("error"), said.get("note"), said.get("waiting"))
             brought.append(b)
             if on_host is not None:
                 on_host(b)

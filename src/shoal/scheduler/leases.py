@@ -66,14 +66,20 @@ def expire(s: Scheduler, gone: tuple[int, str] | None = None) -> bool:
     return readied
 
 
-def stragglers(s: Scheduler, tx: DecisionTx, worker: ActiveWorker, now: float) -> list[ReadyTask]:
+def stragglers(
+    s: Scheduler,
+    tx: DecisionTx,
+    worker: ActiveWorker,
+    now: float,
+    max_seconds: float | None = None,
+) -> list[ReadyTask]:
     """Tasks worth a backup attempt on this idle worker (at most one).
 
     A task qualifies when its only attempt, on another worker, has run
     longer than ``speculate_factor`` times the median duration of the
     finished tasks of its run and matrix group, and longer than
     ``speculate_min`` seconds; and when this worker may take it (slots,
-    host, labels).
+    host, labels, and a timeout within ``max_seconds`` where it is given).
     """
     running = tx.lone_running_attempts(worker.id, now - s.speculate_min)
     medians: dict[tuple[int, str | None], float | None] = {}
@@ -82,6 +88,9 @@ def stragglers(s: Scheduler, tx: DecisionTx, worker: ActiveWorker, now: float) -
         if r.slots > worker.slots or (r.host is not None and r.host != worker.name):
             continue
         if r.requires_json and not has_labels(r.requires, labels):
+            continue
+        timeout = r.spec.get("timeout")
+        if max_seconds is not None and timeout is not None and timeout > max_seconds:
             continue
         group = (r.run_id, r.grp)
         if group not in medians:

@@ -121,7 +121,9 @@ def sync(s: Scheduler, req: p.SyncRequest) -> SyncOutcome:
         tx.reclaim_orphans(worker.id, req.running + [r.attempt_id for r in req.finished], now)
         out.response.cancel = tx.not_running(req.running)
         if req.free_slots > 0:
-            out.response.assignments = _assign(s, tx, worker, req.free_slots, now, batch.events)
+            out.response.assignments = _assign(
+                s, tx, worker, req.free_slots, now, batch.events, req.max_seconds
+            )
         # Last, the rows every sync of a run writes (its count of unfinished
         # tasks, a reduction's value so far): their locks are held from
         # here to the commit only, so that syncs through other bosses or
@@ -268,12 +270,19 @@ def _assign(
     free: int,
     now: float,
     events: list[Event],
+    max_seconds: float | None = None,
 ) -> list[p.Assignment]:
-    """Hand the worker ready tasks that fit its free slots, or one straggler's backup."""
-    # Only tasks this worker can take (slots, host, labels): however many others wait.
-    candidates = tx.ready_candidates(worker, min(free, worker.slots), free * 2 + 8, now)
+    """Hand the worker ready tasks that fit its free slots, or one straggler's backup.
+
+    ``max_seconds``: the longest a task may take on this worker (its time runs
+    out); a task whose timeout is longer is left to others.
+    """
+    # Only tasks this worker can take (slots, host, labels, time): however many others wait.
+    candidates = tx.ready_candidates(
+        worker, min(free, worker.slots), free * 2 + 8, now, max_seconds
+    )
     if not candidates and s.speculate:
-        candidates = leases.stragglers(s, tx, worker, now)
+        candidates = leases.stragglers(s, tx, worker, now, max_seconds)
     picked: list[ReadyTask] = []
     for row in candidates:
         if row.slots > free:

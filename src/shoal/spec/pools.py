@@ -64,6 +64,7 @@ _KINDS = {
     "bool": "true or false",
     "list": "a list of strings, e.g. [a, b]",
     "map": "a mapping, e.g. {key: value}",
+    "duration": "a duration, e.g. 90s, 30m, 4h (or seconds)",
 }
 
 
@@ -393,6 +394,8 @@ def _of_kind(value: Any, kind: str) -> Any:
         if not isinstance(value, dict):
             raise ValueError(kind)
         return _plain(value)
+    if kind == "duration":
+        return parse_duration(value)
     return _plain(value)
 
 

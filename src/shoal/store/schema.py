@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.visitors import replacement_traverse
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = MetaData()
 
@@ -104,6 +104,9 @@ tasks = Table(
     Column("worker_id", Integer),
     Column("started", Float),
     Column("ended", Float),
+    # The spec's timeout, for the claim: a worker whose time runs out (a
+    # Slurm job's walltime) takes only tasks that end before it does.
+    Column("timeout", Float, info={"since": 5}),
     UniqueConstraint("run_id", "name", name="uq_tasks_run_name"),
 )
 Index("ix_tasks_run_state", tasks.c.run_id, tasks.c.state)
@@ -307,5 +310,23 @@ def _v3_to_v4(conn: Connection) -> None:
     machines.create(conn)
 
 
+def _v4_to_v5(conn: Connection) -> None:
+    """Version 5: a task's timeout as a column, which the claim filters on.
+
+    Filled in for the tasks still to run, from their spec (those that ended
+    are never claimed again).
+    """
+    conn.execute(text("ALTER TABLE tasks ADD COLUMN timeout FLOAT"))
+    if conn.dialect.name == "postgresql":
+        from_spec = "CAST(CAST(spec AS jsonb) ->> 'timeout' AS FLOAT)"
+    else:
+        from_spec = "CAST(json_extract(spec, '$.timeout') AS REAL)"
+    conn.execute(
+        text(
+            f"UPDATE tasks SET timeout = {from_spec} WHERE state IN ('waiting', 'ready', 'running')"
+        )
+    )
+
+
 # Upgrades from each older version.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2, _v2_to_v3, _v3_to_v4]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5]

@@ -111,15 +111,22 @@ class Tx(Reads):
         return [int(i) for i in self._column("not_running", {"ids": self.array(attempt_ids)})]
 
     def ready_candidates(
-        self, worker: ActiveWorker, max_slots: int, limit: int, now: float
+        self,
+        worker: ActiveWorker,
+        max_slots: int,
+        limit: int,
+        now: float,
+        max_seconds: float | None = None,
     ) -> list[ReadyTask]:
-        """Ready tasks this worker can take (its name, labels and slots), in claim order."""
+        """Ready tasks this worker can take (its name, labels and slots, and, given
+        ``max_seconds``, a timeout no longer than that), in claim order."""
         params = {
             "slots": max_slots,
             "name": worker.name,
             "labels": worker.labels_json or "{}",
             "limit": limit,
             "now": now,
+            "max_seconds": max_seconds,
         }
         return self._rows("ready_candidates", ReadyTask, params)
 
@@ -221,6 +228,7 @@ class Tx(Reads):
                 if reuse is None
                 else (True, reuse.has_result, reuse.result_json, reuse.outputs_json)
             ),
+            t.spec.get("timeout"),
         )
 
     def insert_tasks(self, run_id: int, tasks: list[NewTask]) -> None:

@@ -17,7 +17,8 @@ TASK_ROW = """t.id, t.run_id, t.name, t.state, t.spec AS spec_json, t.priority, 
        t.worker_id, t.started, t.ended"""
 
 # The columns a submitted task is stored with, in the order bulk inserts send
-# them: run_id, then the fields of ``NewTask`` that are stored as they are.
+# them: run_id, then the fields of ``NewTask`` that are stored as they are,
+# and last the spec's timeout (a column of its own for the claim).
 TASK_COLUMNS = (
     "run_id",
     "name",
@@ -45,6 +46,7 @@ TASK_COLUMNS = (
     "has_result",
     "result",
     "outputs",
+    "timeout",
 )
 QUOTED_TASK_COLUMNS = ", ".join(f'"{c}"' for c in TASK_COLUMNS)
 

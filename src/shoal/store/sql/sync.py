@@ -72,11 +72,13 @@ WHERE worker_id = :worker AND state = 'running' AND id {in_list("ids")}""",
 UPDATE attempts SET lease_expires = 0
 WHERE worker_id = :worker AND state = 'running' AND assigned < :now AND id {not_in_list("ids")}""",
     "not_running": f"SELECT id FROM attempts WHERE id {in_list('ids')} AND state != 'running'",
+    # ``max_seconds`` cast once: PostgreSQL cannot tell a NULL parameter's type.
     "ready_candidates": f"""
 SELECT {READY_TASK}, NULL AS assigned FROM tasks t
 WHERE t.state = 'ready' AND t.kind = 'command' AND t.slots <= :slots
   AND (t.host IS NULL OR t.host = :name) AND (t.ready_at IS NULL OR t.ready_at <= :now)
   AND (t.requires IS NULL OR {HAS_LABELS})
+  AND (CAST(:max_seconds AS FLOAT) IS NULL OR t.timeout IS NULL OR t.timeout <= :max_seconds)
 ORDER BY t.priority DESC, t.id LIMIT :limit""",
     "lone_running_attempts": f"""
 SELECT {READY_TASK}, a.assigned FROM tasks t JOIN attempts a ON a.task_id = t.id
