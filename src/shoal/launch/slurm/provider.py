@@ -257,14 +257,20 @@ class SlurmProvider:
 
     def down(self, machines: Sequence[Machine], drain: bool) -> None:
         """Stop their jobs: drain (the agent finishes what runs, however long) or
-        interrupt (what runs is reported and runs again elsewhere), then cancel."""
+        interrupt (what runs is reported and runs again elsewhere), then cancel.
+
+        ShoalError (Slurm's own line) if they could not be cancelled.
+        """
         with self._lock:
             self.stopping |= {m.name for m in machines}
+        ids = {m.provider_id for m in machines if m.provider_id}
         try:
             mine = self._mine()
         except ShoalError:
-            mine = []
-        ids = {m.provider_id for m in machines if m.provider_id}
+            # squeue cannot say which run: cancel what is known, at once.
+            if ids:
+                _scancel(sorted(ids))
+            raise
         # A machine whose id was never recorded (its launcher died mid-sbatch): by its tags.
         for m in machines:
             if not m.provider_id:
@@ -275,7 +281,8 @@ class SlurmProvider:
         if queued:
             _scancel(queued)
         if running:
-            _scancel(running, signal.SIGTERM if drain else signal.SIGUSR1)
+            # Only to running jobs: scancel waits for a queued one to start to signal it.
+            _signal(running, signal.SIGTERM if drain else signal.SIGUSR1)
             self._wait_gone(running, None if drain else STOP_TIMEOUT)
             _scancel(running)
         for m in machines:
@@ -394,10 +401,13 @@ def _slurm(*args: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def _scancel(ids: Sequence[str], sig: signal.Signals | None = None) -> None:
-    """Cancel the jobs, or send their batch shell ``sig`` (which it passes to the agent)."""
-    args = ["scancel"]
-    if sig is not None:
-        args += ["--batch", f"--signal={sig.name.removeprefix('SIG')}"]
+def _scancel(ids: Sequence[str]) -> None:
+    """Cancel the jobs (those that ended already are no error to scancel)."""
+    _slurm("scancel", *ids)
+
+
+def _signal(ids: Sequence[str], sig: signal.Signals) -> None:
+    """Send the jobs' batch shell ``sig``, which it passes to the agent (best effort: a job
+    that ended meanwhile is an error to scancel, and is cancelled after all the same)."""
     with contextlib.suppress(ShoalError):
-        _slurm(*args, *ids)
+        _slurm("scancel", "--batch", f"--signal={sig.name.removeprefix('SIG')}", *ids)
