@@ -74,7 +74,7 @@ PYTHONS = _pythons()
 def test_agent_runs_on_the_oldest_python_it_claims() -> None:
     code = (
         f"import sys; sys.path.insert(0, {str(SRC)!r})\n"
-        "from shoal.agent.worker import main\n"
+        "from shoal.agent.start import main\n"
         "sys.exit(main(['--help']))\n"
     )
     for version, exe in sorted(PYTHONS.items()):  # the claimed one, and any older one here

@@ -5,6 +5,7 @@ nothing here may import outside the standard library, ``shoal.protocol`` and
 ``shoal`` itself.
 """
 
-from shoal.agent.worker import Agent, main
+from shoal.agent.start import main
+from shoal.agent.worker import Agent
 
 __all__ = ["Agent", "main"]

@@ -1,5 +1,5 @@
 import sys
 
-from shoal.agent.worker import main
+from shoal.agent.start import main
 
 sys.exit(main())

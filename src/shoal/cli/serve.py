@@ -153,7 +153,7 @@ def worker(
     state: StateOpt = None,
 ) -> None:
     """Run a worker that pulls tasks from a boss until stopped."""
-    from shoal.agent.worker import main as agent_main
+    from shoal.agent.start import main as agent_main
 
     sd = _state(state)
     info = sd.live_boss() if not (boss_url or os.environ.get("SHOAL_BOSS")) else None

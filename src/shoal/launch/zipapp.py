@@ -31,12 +31,13 @@ AGENT_MODULES = (
     "shoal/agent/logcap.py",
     "shoal/agent/runner.py",
     "shoal/agent/signs.py",
+    "shoal/agent/start.py",
     "shoal/agent/worker.py",
 )
 
 _MAIN = b"""import sys
 
-from shoal.agent.worker import main
+from shoal.agent.start import main
 
 sys.exit(main())
 """
