@@ -18,7 +18,8 @@ from tests.conftest import Procs, alive, shoal, shoal_json, start_boss, wait_for
 def test_shoal_run_records_its_workers_machines_and_workers_name_them(tmp_path: Path) -> None:
     write(
         tmp_path / "t.yaml",
-        "tasks:\n  - name: t-{i}\n    matrix: {i: [1, 2, 3, 4]}\n    run: 'true'\n",
+        # Long enough that both workers register before the run ends, however loaded.
+        "tasks:\n  - name: t-{i}\n    matrix: {i: [1, 2, 3, 4, 5, 6]}\n    run: sleep 2\n",
     )
     assert shoal("run", "t.yaml", "-j", "2", "--slots", "2", cwd=tmp_path).returncode == 0
     listed = shoal_json("machines", cwd=tmp_path)

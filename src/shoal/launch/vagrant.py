@@ -25,6 +25,7 @@ import shlex
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -453,6 +454,9 @@ class VagrantProvider:
                 self._destroy(folder, [m.name for m in mine])
 
     def _destroy(self, folder: Path, names: Sequence[str]) -> None:
+        # A `vagrant up` still running there (its keeper was killed mid-start)
+        # would make a machine after the destroy: it is stopped first.
+        _stop_running_in(folder)
         done = self.vagrant(
             folder, "destroy", "--force", *names, log=self.site.logs / f"vagrant-{folder.name}.log"
         )
@@ -506,3 +510,34 @@ class VagrantProvider:
 def _index(name: str, pool: str) -> int:
     tail = name.removeprefix(f"{pool}-")
     return int(tail) if tail != name and tail.isdigit() else 0
+
+
+def _stop_running_in(folder: Path, grace: float = 10.0) -> None:
+    """Stop, by PID, the processes of this user working in ``folder`` (a leftover ``vagrant up``)."""
+    here = str(folder.resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if os.readlink(entry / "cwd") == here and entry.stat().st_uid == os.getuid():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while found and time.monotonic() < deadline:
+            found = [pid for pid in found if Path(f"/proc/{pid}").exists() and not _zombie(pid)]
+            time.sleep(0.1)
+        if not found:
+            return
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
