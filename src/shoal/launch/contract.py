@@ -50,6 +50,7 @@ __all__ = [
     "Shell",
     "Site",
     "label_args",
+    "numbered",
 ]
 
 # requested: recorded, the provider not yet asked; starting: asked, its agent
@@ -256,6 +257,23 @@ class Site:
         finally:
             made.unlink()
         return path.read_text().strip()
+
+
+def numbered(pool: Pool, provider: str, count: int, slots: int) -> list[Machine]:
+    """The machines ``POOL-1`` .. ``POOL-count`` of a pool, each with ``slots`` and its labels.
+
+    What most providers' ``plan`` is: machines named by their number in the pool.
+    """
+    return [
+        Machine(
+            name=f"{pool.name}-{i + 1}",
+            pool=pool.name,
+            provider=provider,
+            slots=slots,
+            labels=dict(pool.labels),
+        )
+        for i in range(count)
+    ]
 
 
 def label_args(labels: Mapping[str, Any]) -> list[str]:

@@ -53,6 +53,7 @@ from shoal.launch.contract import (
     ProviderSchema,
     Site,
     label_args,
+    numbered,
 )
 from shoal.launch.lifeline import HeldAgent
 
@@ -351,16 +352,7 @@ class DockerProvider:
         return f"{self.site.boss_tag()}-{machine}"
 
     def plan(self, pool: Pool, count: int) -> list[Machine]:
-        return [
-            Machine(
-                name=f"{pool.name}-{i + 1}",
-                pool=pool.name,
-                provider=self.name,
-                slots=_slots(pool) or 1,
-                labels=dict(pool.labels),
-            )
-            for i in range(count)
-        ]
+        return numbered(pool, self.name, count, _slots(pool) or 1)
 
     def up(
         self,

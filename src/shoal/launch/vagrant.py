@@ -31,7 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from shoal.exceptions import BadInput, ShoalError
-from shoal.launch.contract import BossAccess, FieldSpec, Machine, Pool, ProviderSchema, Site
+from shoal.launch.contract import (
+    BossAccess,
+    FieldSpec,
+    Machine,
+    Pool,
+    ProviderSchema,
+    Site,
+    numbered,
+)
 from shoal.launch.ssh.agent import SshAgent
 from shoal.launch.ssh.client import SshFailed, each_host
 from shoal.spec.inventory import Host
@@ -340,16 +348,7 @@ class VagrantProvider:
     # -- the contract ---------------------------------------------------------
 
     def plan(self, pool: Pool, count: int) -> list[Machine]:
-        return [
-            Machine(
-                name=f"{pool.name}-{i + 1}",
-                pool=pool.name,
-                provider=self.name,
-                slots=_slots(pool) or 1,
-                labels=dict(pool.labels),
-            )
-            for i in range(count)
-        ]
+        return numbered(pool, self.name, count, _slots(pool) or 1)
 
     def up(
         self,

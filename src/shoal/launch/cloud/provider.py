@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shoal.exceptions import BadInput, ShoalError
-from shoal.launch.contract import BossAccess, Machine, Pool, Site
+from shoal.launch.contract import BossAccess, Machine, Pool, Site, numbered
 from shoal.launch.ssh.agent import SshAgent
 from shoal.launch.ssh.client import SshFailed, SshHost, each_host, ssh_error
 from shoal.spec.inventory import Host
@@ -108,16 +108,7 @@ class CloudProvider:
     # -- the contract ---------------------------------------------------------
 
     def plan(self, pool: Pool, count: int) -> list[Machine]:
-        return [
-            Machine(
-                name=f"{pool.name}-{i + 1}",
-                pool=pool.name,
-                provider=self.name,
-                slots=pool.slots or 1,
-                labels=dict(pool.labels),
-            )
-            for i in range(count)
-        ]
+        return numbered(pool, self.name, count, pool.slots or 1)
 
     def up(
         self,

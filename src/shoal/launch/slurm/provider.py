@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shoal.exceptions import ShoalError
-from shoal.launch.contract import BossAccess, Machine, Pool, Site
+from shoal.launch.contract import BossAccess, Machine, Pool, Site, numbered
 from shoal.launch.slurm.script import check, exits_folder, job_script, parse_tags
 from shoal.spec.inventory import Host
 from shoal.statedir import write_private
@@ -142,16 +142,7 @@ class SlurmProvider:
 
     def plan(self, pool: Pool, count: int) -> list[Machine]:
         cpus = pool.fields.get("cpus")
-        return [
-            Machine(
-                name=f"{pool.name}-{i + 1}",
-                pool=pool.name,
-                provider=self.name,
-                slots=pool.slots or (int(cpus) if cpus else 1),
-                labels=dict(pool.labels),
-            )
-            for i in range(count)
-        ]
+        return numbered(pool, self.name, count, pool.slots or (int(cpus) if cpus else 1))
 
     def up(
         self,
