@@ -24,13 +24,14 @@ import shutil
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
 from shoal.datastore.layout import STAGING, staging_prefix
 from shoal.exceptions import BadInput, DatastoreError, UploadStalled
 
-__all__ = ["CHUNK", "NAME_MAX", "PATH_MAX", "Datastore", "check_path", "shown"]
+__all__ = ["CHUNK", "NAME_MAX", "PATH_MAX", "Datastore", "FileInfo", "check_path", "shown"]
 
 CHUNK = 256 * 1024
 # Longest file name most file systems take, in bytes.
@@ -62,6 +63,26 @@ def shown(path: str) -> str:
     """A datastore path fit for a one-line message (no control characters, not too long)."""
     text = path.encode("unicode_escape").decode("ascii")
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What a listing shows of one stored file."""
+
+    path: str
+    size: int
+    # Seconds since the epoch of the last write; None where the backend cannot tell.
+    modified: float | None = None
+    # The sha256 recorded when it was written; None where none was recorded.
+    sha256: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "size": self.size,
+            "modified": self.modified,
+            "sha256": self.sha256,
+        }
 
 
 class Datastore(ABC):
@@ -117,6 +138,14 @@ class Datastore(ABC):
     def listing(self, prefix: str) -> list[str]:
         """The files under a folder that anyone may see: never outputs still staged."""
         return [f for f in self.files(prefix) if not f.startswith(STAGING + "/")]
+
+    def info(self, path: str) -> FileInfo:
+        """What is known of the file at ``path``; NotFound if there is none."""
+        return FileInfo(path, self.size(path))
+
+    def entries(self, prefix: str) -> list[FileInfo]:
+        """:meth:`info` of every file :meth:`listing` shows under ``prefix``."""
+        return [self.info(path) for path in self.listing(prefix)]
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Store ``data`` at ``path``."""
