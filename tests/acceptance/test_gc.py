@@ -136,7 +136,9 @@ def test_gc_frees_what_no_run_needs_and_keeps_what_a_waiting_task_reads(
 def test_gc_without_a_boss_works_on_the_state_folder(tmp_path: Path) -> None:
     write(
         tmp_path / "t.yaml",
-        "name: t\ntasks:\n  - {name: a, run: 'echo a > a.txt', outputs: [a.txt]}\n",
+        "name: t\ntasks:\n"
+        "  - {name: a, run: 'echo a > a.txt', outputs: [a.txt]}\n"
+        "  - {name: b, after: [a], run: 'cat inputs/a/a.txt > b.txt', outputs: [b.txt]}\n",
     )
     assert shoal("run", "t.yaml", "-j", "1", cwd=tmp_path).returncode == 0
     data = tmp_path / ".shoal" / "data"
@@ -152,10 +154,17 @@ def test_gc_without_a_boss_works_on_the_state_folder(tmp_path: Path) -> None:
     assert dry.returncode == 0 and "would free" in dry.stdout and "runs/1" in dry.stdout
     assert "runs/1/a/a.txt" in _files(data)
     freed = shoal("gc", "--older-than", "1s", cwd=tmp_path)
-    assert freed.returncode == 0 and "outputs 1 files" in freed.stdout, freed.stdout
+    assert freed.returncode == 0 and "freed 2 files, 4 B: outputs 2 files" in freed.stdout, freed.stdout
     assert not any(f.startswith(("runs/1/", "logs/1/")) for f in _files(data))
     # The run's record stays.
     assert shoal_json("status", "t", cwd=tmp_path)["state"] == "succeeded"
+
+    # Running the file again reuses nothing whose outputs went: a and b run again.
+    again = shoal("run", "t.yaml", "-j", "1", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert shoal_json("status", "t", cwd=tmp_path)["cached"] == 0
+    assert shoal("results", "--outputs", "t", "out", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "out" / "b" / "b.txt").read_text() == "a\n"
 
 
 def test_gc_refuses_a_bad_age_with_one_line(tmp_path: Path) -> None:

@@ -54,6 +54,15 @@ def test_outputs_a_waiting_task_reads_stay_and_the_rest_of_their_run_goes() -> N
     result = plan(files, facts, NOW, 30 * DAY)
     assert removed(result) == {("outputs", "runs/1/other"), ("logs", "logs/1")}
     assert result.kept == {"outputs": 1}
+    # What the database is told, so that no later run reuses a task whose outputs went.
+    assert result.forgotten == [(1, "other")]
+
+
+def test_the_database_hears_of_whole_runs_removed_but_not_of_runs_it_has_not() -> None:
+    files = [f("runs/1/a/x"), f("runs/1/b/y"), f("runs/2/a/x")]
+    result = plan(files, StoreFacts(runs={1: ended(1, 90)}), NOW, 30 * DAY)
+    assert removed(result) == {("outputs", "runs/1"), ("outputs", "runs/2")}
+    assert result.forgotten == [(1, None)]
 
 
 def test_outputs_a_kept_run_reuses_stay_until_that_run_goes_too() -> None:

@@ -114,6 +114,7 @@ def data_routes(ctx: Context) -> list[BaseRoute]:
             collect,
             datastore,
             lambda: gc_facts(store),
+            ctx.scheduler.outputs_removed,
             ctx.scheduler.clock(),
             float(older_than),
             dry_run=dry_run,

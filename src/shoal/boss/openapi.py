@@ -440,7 +440,7 @@ def openapi_schema() -> dict[str, Any]:
         f"{v}/gc": {
             "post": _operation(
                 "Remove the outputs, logs, bundles and staged files no run needs (admin)",
-                _answers(_json(_OBJECT, "What was (dry_run: would be) removed"), 403),
+                _answers(_json(_OBJECT, "What was (dry_run: would be) removed"), 403, 413, 415),
                 requestBody=_body(
                     {
                         "type": "object",

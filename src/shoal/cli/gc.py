@@ -81,8 +81,7 @@ def gc(
 
 def _collect_here(root: Path, data: str | None, age: float, dry_run: bool) -> Plan:
     """gc with no boss: the state folder's database, and its datastore (or ``--data``)."""
-    import time
-
+    from shoal.scheduler import Scheduler
     from shoal.statedir import StateDir
     from shoal.store import Store
     from shoal.store.gc import gc_facts
@@ -96,7 +95,15 @@ def _collect_here(root: Path, data: str | None, age: float, dry_run: bool) -> Pl
     store = Store(sd.database())
     try:
         datastore = open_datastore(data if data is not None else sd.data)
-        return collect(datastore, lambda: gc_facts(store), time.time(), age, dry_run=dry_run)
+        scheduler = Scheduler(store)
+        return collect(
+            datastore,
+            lambda: gc_facts(store),
+            scheduler.outputs_removed,
+            scheduler.clock(),
+            age,
+            dry_run=dry_run,
+        )
     finally:
         store.close()
 
@@ -104,21 +111,25 @@ def _collect_here(root: Path, data: str | None, age: float, dry_run: bool) -> Pl
 def _report(result: Plan, dry_run: bool) -> None:
     if dry_run:
         for r in result.removals:
-            print(f"would remove {r.kind:<8} {r.path}  ({r.files} files, {size_text(r.bytes)})")
+            print(f"would remove {r.kind:<8} {r.path}  ({_files(r.files)}, {size_text(r.bytes)})")
     totals = result.totals()
     files = sum(t["files"] for t in totals.values())
     size = sum(t["bytes"] for t in totals.values())
     verb = "would free" if dry_run else "freed"
     parts = [
-        f"{kind} {totals[kind]['files']} files {size_text(totals[kind]['bytes'])}"
+        f"{kind} {_files(totals[kind]['files'])} {size_text(totals[kind]['bytes'])}"
         for kind in KINDS
         if totals[kind]["files"]
     ]
     detail = f": {', '.join(parts)}" if parts else ""
-    print(f"{verb} {files} files, {size_text(size)}{detail}")
+    print(f"{verb} {_files(files)}, {size_text(size)}{detail}")
     kept = result.kept.get("outputs", 0)
     if kept:
         print(
             f"kept the outputs of {kept} task{'s' if kept != 1 else ''} of ended runs: "
             "a task not finished, or a run kept, still reads them"
         )
+
+
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"

@@ -109,6 +109,9 @@ class Plan:
 
     removals: list[Removal] = field(default_factory=list)
     kept: dict[str, int] = field(default_factory=dict)
+    # The outputs removed of runs the database has: (run, task), or (run, None) for all of
+    # them. Recorded there, so that no later run reuses those tasks (see :func:`collect`).
+    forgotten: list[tuple[int, str | None]] = field(default_factory=list, compare=False)
 
     def totals(self) -> dict[str, dict[str, int]]:
         """Per kind, the files and bytes freed (every kind, zero where nothing goes)."""
@@ -188,6 +191,9 @@ def plan(files: Iterable[FileInfo], facts: StoreFacts, now: float, older_than: f
     result = Plan(kept={"outputs": len(kept)} if kept else {})
     for (kind, key), infos in sorted(merged.items(), key=lambda g: (KINDS.index(g[0][0]), g[0][1])):
         result.removals.append(Removal(kind, key, len(infos), sum(i.size for i in infos)))
+        parts = key.split("/")
+        if kind == "outputs" and int(parts[1]) in facts.runs:
+            result.forgotten.append((int(parts[1]), parts[2] if len(parts) > 2 else None))
     return result
 
 
@@ -243,14 +249,20 @@ def sweep(datastore: Datastore, result: Plan) -> None:
 def collect(
     datastore: Datastore,
     facts: Callable[[], StoreFacts],
+    forget: Callable[[list[tuple[int, str | None]]], None],
     now: float,
     older_than: float,
     *,
     dry_run: bool = False,
 ) -> Plan:
-    """List the datastore, then ask the database (in that order: see above), plan, and sweep."""
+    """List the datastore, then ask the database (in that order: see above), plan, and sweep.
+
+    ``forget`` records in the database which tasks' outputs go, before they
+    go: a run submitted later reuses none of them, and runs them again.
+    """
     files = survey(datastore)
     result = plan(files, facts(), now, older_than)
     if not dry_run:
+        forget(result.forgotten)
         sweep(datastore, result)
     return result
