@@ -36,7 +36,7 @@ from shoal.datastore import open_datastore
 from shoal.datastore.base import FileInfo, check_path, shown
 from shoal.datastore.gc import shoal_folder
 from shoal.datastore.layout import output_prefix
-from shoal.exceptions import BadInput, NotFound
+from shoal.exceptions import BadInput, BossUnreachable, NotFound
 
 __all__ = ["add", "copy_outputs", "data_app", "get", "ls", "rm", "size_text"]
 
@@ -67,7 +67,12 @@ def open_access(
     sd = _state(state)
     if not (boss or os.environ.get("SHOAL_BOSS")) and sd.live_boss() is None and sd.data.is_dir():
         return DirectData(open_datastore(sd.data), str(sd.data))
-    return BossData(BossClient.find(boss, token, sd))
+    try:
+        return BossData(BossClient.find(boss, token, sd))
+    except BossUnreachable as e:
+        raise BossUnreachable(
+            f"{e}; or give --data FOLDER|URL to work on a datastore directly"
+        ) from None
 
 
 def size_text(n: int) -> str:
