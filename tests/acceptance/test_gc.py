@@ -154,7 +154,9 @@ def test_gc_without_a_boss_works_on_the_state_folder(tmp_path: Path) -> None:
     assert dry.returncode == 0 and "would free" in dry.stdout and "runs/1" in dry.stdout
     assert "runs/1/a/a.txt" in _files(data)
     freed = shoal("gc", "--older-than", "1s", cwd=tmp_path)
-    assert freed.returncode == 0 and "freed 2 files, 4 B: outputs 2 files" in freed.stdout, freed.stdout
+    assert freed.returncode == 0 and "freed 2 files, 4 B: outputs 2 files" in freed.stdout, (
+        freed.stdout
+    )
     assert not any(f.startswith(("runs/1/", "logs/1/")) for f in _files(data))
     # The run's record stays.
     assert shoal_json("status", "t", cwd=tmp_path)["state"] == "succeeded"
