@@ -381,8 +381,12 @@ class MemoryTx:
 
     def succeeded_by_key(self, keys: list[str]) -> dict[str, CachedTask]:
         wanted = set(keys)
+        removed = {(e.run_id, e.detail) for e in self.t.events if e.kind == "outputs_removed"}
         found: dict[str, CachedTask] = {}
         for t in sorted(self.t.tasks.values(), key=lambda t: t["id"]):
+            holder = t["source_run"] or t["run_id"]
+            if (holder, None) in removed or (holder, t["name"]) in removed:
+                continue  # its outputs are gone (shoal gc)
             if t["key"] in wanted and t["state"] == "succeeded":
                 found[t["key"]] = _pick(CachedTask, t)
         return found

@@ -108,6 +108,16 @@ def _components() -> dict[str, Any]:
     return {
         "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
         "schemas": {
+            "FileInfo": {
+                "type": "object",
+                "required": ["path", "size"],
+                "properties": {
+                    "path": {"type": "string"},
+                    "size": {"type": "integer"},
+                    "modified": {"type": "number", "nullable": True},
+                    "sha256": {"type": "string", "nullable": True},
+                },
+            },
             "Error": {
                 "type": "object",
                 "required": ["error"],
@@ -411,9 +421,35 @@ def openapi_schema() -> dict[str, Any]:
         },
         f"{v}/data": {
             "get": _operation(
-                "The files under a datastore folder",
-                _answers(_json({"type": "array", "items": {"type": "string"}}, "Paths")),
-                parameters=[_query("prefix", "a datastore folder", {"type": "string"})],
+                "The files under a datastore folder (with detail=1: size, time, sha256)",
+                _answers(
+                    _json(
+                        {
+                            "type": "array",
+                            "items": {"oneOf": [{"type": "string"}, _ref("FileInfo")]},
+                        },
+                        "Paths, or each file's details",
+                    )
+                ),
+                parameters=[
+                    _query("prefix", "a datastore folder", {"type": "string"}),
+                    _query("detail", "1: each file's details", {"type": "string"}),
+                ],
+            )
+        },
+        f"{v}/gc": {
+            "post": _operation(
+                "Remove the outputs, logs, bundles and staged files no run needs (admin)",
+                _answers(_json(_OBJECT, "What was (dry_run: would be) removed"), 403, 413, 415),
+                requestBody=_body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "older_than": {"type": "number", "minimum": 0},
+                            "dry_run": {"type": "boolean"},
+                        },
+                    }
+                ),
             )
         },
         f"{v}/data/{{path}}": {
@@ -437,6 +473,24 @@ def openapi_schema() -> dict[str, Any]:
                 _answers(_SIZE, 408),
                 parameters=[_FILE],
                 requestBody=_BYTES,
+            ),
+            "delete": _operation(
+                "Remove a file or a folder (admin; never shoal's runs/, logs/, bundles/)",
+                _answers(
+                    _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "files": {"type": "integer"},
+                                "bytes": {"type": "integer"},
+                            },
+                        },
+                        "Removed",
+                    ),
+                    403,
+                    404,
+                ),
+                parameters=[_FILE],
             ),
         },
         f"{v}/stream": {

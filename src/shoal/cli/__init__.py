@@ -24,6 +24,7 @@ from shoal.exceptions import ShoalError
 # 'shoal --help' lists them in this order. A new group is a module of this package,
 # imported here.
 from shoal.cli import run, serve, watch, hosts, machines  # noqa: F401  # isort: skip
+from shoal.cli import data, gc  # noqa: F401  # isort: skip
 
 __all__ = ["app", "main"]
 

@@ -264,6 +264,20 @@ class Scheduler:
     def running_attempts(self, attempt_ids: list[int]) -> set[int]:
         return self.views.running_attempts(attempt_ids)
 
+    def outputs_removed(self, removed: Sequence[tuple[int, str | None]]) -> None:
+        """Record that ``shoal gc`` removes these outputs: (run, task), or (run, None) for all.
+
+        A later submission then reuses none of those tasks (it would hand
+        their dependents files that are gone): they run again.
+        """
+        if not removed:
+            return
+        now = self.clock()
+        with self.store.transaction() as tx:
+            tx.add_events(
+                [Event(now, "outputs_removed", run, detail=task) for run, task in removed]
+            )
+
     def workers_view(self) -> list[dict[str, Any]]:
         return self.views.workers_view()
 
