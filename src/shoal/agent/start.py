@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 
 from shoal.agent.client import (
     AgentClient,
+    TlsFiles,
     drop_credentials,
     read_token_file,
     token_from_environment,
@@ -63,6 +64,21 @@ def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
         "--token-file",
         default=None,
         help="a file holding the boss's token (default: $SHOAL_TOKEN_FILE)",
+    )
+    parser.add_argument(
+        "--ca",
+        default=os.environ.get("SHOAL_CA"),
+        help="the CA the boss's certificate is checked against (default: $SHOAL_CA)",
+    )
+    parser.add_argument(
+        "--cert",
+        default=os.environ.get("SHOAL_CERT"),
+        help="this worker's certificate, for a boss under --mtls (default: $SHOAL_CERT)",
+    )
+    parser.add_argument(
+        "--key",
+        default=os.environ.get("SHOAL_KEY"),
+        help="its private key, mode 0600 (default: $SHOAL_KEY)",
     )
     parser.add_argument("--slots", type=int, default=os.cpu_count() or 1, help="attempts at once")
     parser.add_argument("--name", default=None, help="worker name (default: HOST-PID)")
@@ -143,7 +159,8 @@ def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
         sys.stderr.write(f"shoal worker: --log-cap: {e}\n")
         return 2
     try:
-        client = AgentClient(args.boss, token)
+        tls = TlsFiles(args.ca or None, args.cert or None, args.key or None)
+        client = AgentClient(args.boss, token, tls=tls if any(tls) else None)
     except ValueError as e:
         sys.stderr.write(f"shoal worker: {e}\n")
         return 2

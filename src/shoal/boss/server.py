@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -47,7 +48,11 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 class Boss:
-    """A scheduler, a datastore and the HTTP API over them, on one socket."""
+    """A scheduler, a datastore and the HTTP API over them, on one socket.
+
+    ``tls``: serve HTTPS with this context (:func:`shoal.security.server_context`).
+    ``advertise``: the URL to give out, when the socket's own address is not one.
+    """
 
     def __init__(
         self,
@@ -63,6 +68,8 @@ class Boss:
         max_losses: int = 3,
         sock: socket.socket | None = None,
         limits: Limits | None = None,
+        tls: ssl.SSLContext | None = None,
+        advertise: str | None = None,
     ) -> None:
         self.store = Store(db)
         self.datastore = open_datastore(data)
@@ -89,7 +96,8 @@ class Boss:
             limits=limits,
         )
         self.sock = sock if sock is not None else bind(host, port)
-        self.url = url_of(self.sock)
+        # What workers and commands are told; never a wildcard such as 0.0.0.0.
+        self.url = advertise or url_of(self.sock, https=tls is not None)
         config = uvicorn.Config(
             self.app,
             log_level="warning",
@@ -99,6 +107,10 @@ class Boss:
             proxy_headers=False,
             timeout_keep_alive=120,
         )
+        if tls is not None:
+            # Our own context (uvicorn's would take no new revocation list).
+            config.load()
+            config.ssl = tls
         self.server = uvicorn.Server(config)
         self.boss_id: int | None = None
         self.housekeeper = False
