@@ -11,12 +11,11 @@ import contextlib
 import logging
 import os
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -27,6 +26,9 @@ from shoal.datastore import bundle_path, open_datastore
 from shoal.scheduler import Scheduler
 from shoal.spec import RunSpec
 from shoal.store import Store
+
+if TYPE_CHECKING:
+    from shoal.security import ServerTls
 
 __all__ = ["Boss", "parse_listen"]  # parse_listen: re-exported for the CLI
 
@@ -50,7 +52,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 class Boss:
     """A scheduler, a datastore and the HTTP API over them, on one socket.
 
-    ``tls``: serve HTTPS with this context (:func:`shoal.security.server_context`).
+    ``tls``: serve HTTPS (and with its ``mtls``, check clients' certificates).
     ``advertise``: the URL to give out, when the socket's own address is not one.
     """
 
@@ -68,7 +70,7 @@ class Boss:
         max_losses: int = 3,
         sock: socket.socket | None = None,
         limits: Limits | None = None,
-        tls: ssl.SSLContext | None = None,
+        tls: ServerTls | None = None,
         advertise: str | None = None,
     ) -> None:
         self.store = Store(db)
@@ -103,14 +105,14 @@ class Boss:
             log_level="warning",
             access_log=False,
             lifespan="off",
-            http="httptools",
+            http=tls.protocol() if tls is not None and tls.mtls else "httptools",
             proxy_headers=False,
             timeout_keep_alive=120,
         )
         if tls is not None:
             # Our own context (uvicorn's would take no new revocation list).
             config.load()
-            config.ssl = tls
+            config.ssl = tls.context
         self.server = uvicorn.Server(config)
         self.boss_id: int | None = None
         self.housekeeper = False

@@ -26,9 +26,8 @@ from shoal.exceptions import BadInput
 from shoal.statedir import StateDir
 
 if TYPE_CHECKING:
-    import ssl
-
     from shoal.boss.server import Boss
+    from shoal.security import ServerTls
 
 __all__ = ["boss", "worker"]
 
@@ -159,14 +158,12 @@ def _check_advertise(advertise: str | None, secure: bool) -> None:
         )
 
 
-def _tls_context(sd: StateDir, host: str, advertise: str | None, mtls: bool) -> ssl.SSLContext:
-    """The boss's SSL context; the CA and its certificate are made first if missing."""
+def _tls_context(sd: StateDir, host: str, advertise: str | None, mtls: bool) -> ServerTls:
+    """The boss's TLS; the CA and its certificate are made first if missing."""
     from urllib.parse import urlsplit
 
     from shoal.boss.listen import real_address
-    from shoal.security import CertAuthority, server_context
-    from shoal.security.certs import BOSS_CERT
-    from shoal.security.serving import boss_certificate
+    from shoal.security import CertAuthority, ServerTls, boss_certificate
 
     ca = CertAuthority(sd.certs)
     hosts = [real_address(host)]
@@ -174,7 +171,7 @@ def _tls_context(sd: StateDir, host: str, advertise: str | None, mtls: bool) -> 
         hosts.append(urlsplit(advertise).hostname or "")
     for line in boss_certificate(ca, [h for h in dict.fromkeys(hosts) if h]):
         sys.stderr.write(f"shoal: {line}\n")
-    return server_context(ca, BOSS_CERT, mtls=mtls)
+    return ServerTls(ca, mtls=mtls)
 
 
 def _serve(server: Boss, sd: StateDir, token: str, given: bool, mtls: bool = False) -> None:

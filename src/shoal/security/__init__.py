@@ -7,6 +7,6 @@
 """
 
 from shoal.security.certs import CertAuthority, Issued
-from shoal.security.serving import server_context
+from shoal.security.serving import ServerTls, boss_certificate
 
-__all__ = ["CertAuthority", "Issued", "server_context"]
+__all__ = ["CertAuthority", "Issued", "ServerTls", "boss_certificate"]

@@ -2,38 +2,46 @@
 
 Under mutual TLS a client must present a certificate the CA signed, not
 expired, and not on the CA's revocation list. ``shoal certs revoke`` writes
-a new list; the boss takes it for the next handshake without a restart:
-OpenSSL calls the server-name callback at every ClientHello, SNI or none,
-and there, when the list's file changed, the connection is handed a fresh
-context that loaded it (one context per version of the list).
+a new list, and the boss refuses the certificate from then on, without a
+restart, in two places:
+
+* at a handshake: OpenSSL calls the server-name callback at every
+  ClientHello, SNI or none, and there, when the list's file changed, the
+  connection is handed a fresh context that loaded it;
+* on a connection already open (a worker keeps its own alive): before each
+  request is read, the connection's certificate is looked up in the list;
+  a revoked one's connection is closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 import threading
-from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 
 from shoal.security.certs import BOSS_CERT, CertAuthority, default_hosts
 
-__all__ = ["CrlWatch", "boss_certificate", "key_mode_problem", "server_context"]
+__all__ = ["ServerTls", "boss_certificate"]
 
 
-class CrlWatch:
-    """Contexts for the boss's certificate, the newest one built from the current list."""
+class ServerTls:
+    """The boss's TLS: its certificate ``name``; with ``mtls``, its clients' checked."""
 
-    def __init__(self, ca: CertAuthority, name: str, mtls: bool) -> None:
+    def __init__(self, ca: CertAuthority, name: str = BOSS_CERT, *, mtls: bool) -> None:
         self.ca = ca
         self.name = name
         self.mtls = mtls
         self._lock = threading.Lock()
         self._seen: tuple[int, int] | None = None
-        self.context = self._build()
-        self.first = self.context
-        self.first.sni_callback = self._hello
+        self.revoked: frozenset[int] = frozenset()
+        self._current = self._build()
+        # The context the server listens with; it hands each handshake the current one.
+        self.context = self._current
+        self.context.sni_callback = self._hello
 
     def _stamp(self) -> tuple[int, int] | None:
         try:
@@ -53,6 +61,8 @@ class CrlWatch:
             if self._seen is not None:
                 ctx.load_verify_locations(cafile=str(self.ca.crl))
                 ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+                crl = x509.load_pem_x509_crl(self.ca.crl.read_bytes())
+                self.revoked = frozenset(r.serial_number for r in crl)
         return ctx
 
     def current(self) -> ssl.SSLContext:
@@ -60,28 +70,44 @@ class CrlWatch:
         if self.mtls and self._stamp() != self._seen:
             with self._lock:
                 if self._stamp() != self._seen:
-                    self.context = self._build()
-        return self.context
+                    self._current = self._build()
+        return self._current
 
-    def _hello(
-        self, conn: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext
-    ) -> None:
+    def _hello(self, conn: Any, server_name: str | None, _: ssl.SSLContext) -> None:
         ctx = self.current()
-        if ctx is not self.first:
+        if ctx is not self.context:
             conn.context = ctx
 
+    def refuses(self, serial: int | None) -> bool:
+        """Whether a connection with a client certificate of this serial is to be closed now."""
+        if not self.mtls:
+            return False
+        self.current()
+        return serial is None or serial in self.revoked
 
-def server_context(ca: CertAuthority, name: str, *, mtls: bool) -> ssl.SSLContext:
-    """The boss's SSL context: its certificate ``name``; with ``mtls``, clients verified."""
-    return CrlWatch(ca, name, mtls).first
+    def protocol(self) -> type[asyncio.Protocol]:
+        """uvicorn's HTTP protocol, checking the client's certificate before each request."""
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+        tls = self
 
-def key_mode_problem(path: Path) -> str | None:
-    """Why a private key file is not safe to use (others may read it), or None."""
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        return f"the key file {path} can be read by others (mode {mode:o}): chmod 600 {path}"
-    return None
+        class CheckedProtocol(HttpToolsProtocol):
+            serial: int | None = None
+
+            def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+                ssl_object = transport.get_extra_info("ssl_object")
+                cert = ssl_object.getpeercert() if ssl_object is not None else None
+                if cert and cert.get("serialNumber"):
+                    self.serial = int(str(cert["serialNumber"]), 16)
+                super().connection_made(transport)
+
+            def data_received(self, data: bytes) -> None:
+                if tls.refuses(self.serial):
+                    self.transport.close()
+                    return
+                super().data_received(data)
+
+        return CheckedProtocol
 
 
 def boss_certificate(ca: CertAuthority, hosts: list[str]) -> list[str]:
