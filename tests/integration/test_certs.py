@@ -135,7 +135,7 @@ def test_the_client_refuses_a_boss_its_ca_did_not_sign(
 
 def test_a_key_others_may_read_is_refused(mtls_boss: Boss, ca: CertAuthority) -> None:
     os.chmod(ca.key_path("cli"), 0o644)
-    with pytest.raises(BadInput, match="can be read by others .*chmod 600"):
+    with pytest.raises(BadInput, match=r"can be read by others .*chmod 600"):
         runs(mtls_boss.url, TlsFiles(str(ca.ca_cert), *_files(ca, "cli")))
 
 
