@@ -4,6 +4,8 @@ The other machines are network namespaces joined to this one by a veth pair
 each (as :mod:`tests.sshhosts` makes them, with names of this file's own);
 the boss listens on the first pair's address on this side, and each route
 to it is checked to go over that host's own veth before any traffic is sent.
+The ssh path (``shoal up``) gets a host of :mod:`tests.sshhosts` with an
+sshd, at addresses and names of this file's own.
 """
 
 from __future__ import annotations
@@ -21,8 +23,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SRC, boss_info, shoal, wait_for, write
+from tests.conftest import (
+    SRC,
+    Procs,
+    boss_info,
+    shoal,
+    shoal_json,
+    start_boss,
+    wait_for,
+    write,
+)
 from tests.needs import needs
+from tests.sshhosts import SshLab, keygen, make_host, needs_ssh_hosts, stop_host
 
 needs_netns = needs(
     "root and iproute2 (ip netns)", os.geteuid() == 0 and shutil.which("ip") is not None
@@ -202,3 +214,56 @@ def test_a_run_over_mtls_with_two_workers_on_test_hosts(
     wait_for(finished, timeout=120, what="the run over mTLS to finish")
     listed = json.loads(shoal("workers", "--json", cwd=boss_dir).stdout)
     assert sorted((w["name"], w["done"]) for w in listed) == [("w1", 2), ("w2", 2)]
+
+
+@needs_ssh_hosts
+def test_shoal_up_gives_each_ssh_host_its_own_certificate_and_never_the_cas_key(
+    tmp_path: Path, procs: Procs
+) -> None:
+    root = tmp_path / "lab"
+    root.mkdir()
+    key = root / "id_test"
+    keygen(key)
+    tag = f"{os.getpid() % 10000}"
+    third = os.getpid() % 50 * 4 + 20
+    host = make_host(
+        root,
+        "tls1",
+        f"10.237.{third}.2",
+        key,
+        local_addr=f"10.237.{third}.1",
+        ns=f"shoal-tlsh{tag}",
+        veth=f"sth{tag}a",
+        peer=f"sth{tag}b",
+    )
+    try:
+        write(tmp_path / "hosts.yaml", SshLab(root, key, [host]).inventory())
+        info = start_boss(procs, tmp_path, "--mtls")
+        assert info["url"].startswith("https://127.0.0.1:")
+        up = shoal("up", "--hosts", "hosts.yaml", cwd=tmp_path, timeout=120)
+        kept = json.loads((tmp_path / ".shoal" / "up.json").read_text())
+        procs.extra.append(kept["pid"])
+        try:
+            assert up.returncode == 0, up.stderr
+            assert "tls1: worker started" in up.stdout, up.stdout
+            there = host.home / ".shoal" / "certs"
+            assert sorted(p.name for p in there.iterdir()) == ["ca.crt", "tls1.crt", "tls1.key"]
+            assert (there / "tls1.key").stat().st_mode & 0o777 == 0o600
+            assert (there / "ca.crt").read_bytes() == (
+                tmp_path / ".shoal/certs/ca.crt"
+            ).read_bytes()
+            listed = shoal("certs", "ls", cwd=tmp_path).stdout
+            assert any(line.split()[:2] == ["tls1", "client"] for line in listed.splitlines())
+
+            write(tmp_path / "t.yaml", "name: far\ntasks:\n  - name: a\n    run: echo $HOME\n")
+            assert shoal("submit", "t.yaml", cwd=tmp_path).returncode == 0
+            wait_for(
+                lambda: shoal_json("status", "far", cwd=tmp_path)["state"] == "succeeded",
+                timeout=60,
+                what="the run on the ssh host, over mTLS through the tunnel",
+            )
+        finally:
+            down = shoal("down", cwd=tmp_path)
+        assert down.returncode == 0, down.stderr
+    finally:
+        stop_host(host)

@@ -44,15 +44,7 @@ def _labels(items: List[str]) -> Dict[str, Any]:
     return out
 
 
-def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
-    """``shoal worker`` / ``python -m shoal.agent``: run a worker until stopped.
-
-    ``token``: the boss's token, from a caller in this process (``shoal
-    worker``); else ``--token``, ``--token-file``, ``$SHOAL_TOKEN`` or
-    ``$SHOAL_TOKEN_FILE``. The last two are removed from the environment
-    either way, so that no task inherits them.
-    """
-    sys.setswitchinterval(0.0005)
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shoal worker", description="Run a shoal worker.")
     parser.add_argument("--boss", default=os.environ.get("SHOAL_BOSS"), help="the boss's URL")
     parser.add_argument(
@@ -122,6 +114,19 @@ def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
         default=None,
         help="touch this file every 30 s while running (a rented VM's watchdog reads it)",
     )
+    return parser
+
+
+def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
+    """``shoal worker`` / ``python -m shoal.agent``: run a worker until stopped.
+
+    ``token``: the boss's token, from a caller in this process (``shoal
+    worker``); else ``--token``, ``--token-file``, ``$SHOAL_TOKEN`` or
+    ``$SHOAL_TOKEN_FILE``. The last two are removed from the environment
+    either way, so that no task inherits them.
+    """
+    sys.setswitchinterval(0.0005)
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.token:
         sys.stderr.write(

@@ -32,6 +32,30 @@ if TYPE_CHECKING:
 __all__ = ["boss", "worker"]
 
 
+TlsOpt = Annotated[
+    bool,
+    typer.Option("--tls", help="Serve HTTPS with STATE/certs/boss.crt (made on first start)."),
+]
+MtlsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--mtls", help="HTTPS, and every client must present a certificate of STATE/certs' CA."
+    ),
+]
+InsecureOpt = Annotated[
+    bool,
+    typer.Option("--insecure", help="Serve plain HTTP on an address other machines reach, anyway."),
+]
+AdvertiseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--advertise",
+        help="The URL to give workers (default: http(s)://ADDRESS:PORT of --listen, "
+        "a real address of this machine for 0.0.0.0).",
+    ),
+]
+
+
 @app.command()
 def boss(
     listen: Annotated[
@@ -70,31 +94,10 @@ def boss(
             help="Largest JSON request the boss reads (a submitted run), e.g. 64M or 1G.",
         ),
     ] = "32M",
-    tls: Annotated[
-        bool,
-        typer.Option("--tls", help="Serve HTTPS with STATE/certs/boss.crt (made on first start)."),
-    ] = False,
-    mtls: Annotated[
-        bool,
-        typer.Option(
-            "--mtls",
-            help="HTTPS, and every client must present a certificate of STATE/certs' CA.",
-        ),
-    ] = False,
-    insecure: Annotated[
-        bool,
-        typer.Option(
-            "--insecure", help="Serve plain HTTP on an address other machines reach, anyway."
-        ),
-    ] = False,
-    advertise: Annotated[
-        str | None,
-        typer.Option(
-            "--advertise",
-            help="The URL to give workers (default: https?://ADDRESS:PORT of --listen, "
-            "a real address of this machine for 0.0.0.0).",
-        ),
-    ] = None,
+    tls: TlsOpt = False,
+    mtls: MtlsOpt = False,
+    insecure: InsecureOpt = False,
+    advertise: AdvertiseOpt = None,
 ) -> None:
     """Serve the boss: the API workers and commands talk to."""
     from shoal.boss.api import Limits
