@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -26,6 +26,9 @@ from shoal.datastore import bundle_path, open_datastore
 from shoal.scheduler import Scheduler
 from shoal.spec import RunSpec
 from shoal.store import Store
+
+if TYPE_CHECKING:
+    from shoal.security import ServerTls
 
 __all__ = ["Boss", "parse_listen"]  # parse_listen: re-exported for the CLI
 
@@ -47,7 +50,11 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 class Boss:
-    """A scheduler, a datastore and the HTTP API over them, on one socket."""
+    """A scheduler, a datastore and the HTTP API over them, on one socket.
+
+    ``tls``: serve HTTPS (and with its ``mtls``, check clients' certificates).
+    ``advertise``: the URL to give out, when the socket's own address is not one.
+    """
 
     def __init__(
         self,
@@ -63,6 +70,8 @@ class Boss:
         max_losses: int = 3,
         sock: socket.socket | None = None,
         limits: Limits | None = None,
+        tls: ServerTls | None = None,
+        advertise: str | None = None,
     ) -> None:
         self.store = Store(db)
         self.datastore = open_datastore(data)
@@ -89,16 +98,21 @@ class Boss:
             limits=limits,
         )
         self.sock = sock if sock is not None else bind(host, port)
-        self.url = url_of(self.sock)
+        # What workers and commands are told; never a wildcard such as 0.0.0.0.
+        self.url = advertise or url_of(self.sock, https=tls is not None)
         config = uvicorn.Config(
             self.app,
             log_level="warning",
             access_log=False,
             lifespan="off",
-            http="httptools",
+            http=tls.protocol() if tls is not None and tls.mtls else "httptools",
             proxy_headers=False,
             timeout_keep_alive=120,
         )
+        if tls is not None:
+            # Our own context (uvicorn's would take no new revocation list).
+            config.load()
+            config.ssl = tls.context
         self.server = uvicorn.Server(config)
         self.boss_id: int | None = None
         self.housekeeper = False

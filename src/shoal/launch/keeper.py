@@ -34,6 +34,7 @@ from typing import Any
 
 from shoal import protocol as p
 from shoal.client import BossClient
+from shoal.client.boss import state_tls
 from shoal.exceptions import ShoalError
 from shoal.launch import procs
 from shoal.launch.autoscale import SIZE_EVERY, Autoscaler, elastic
@@ -216,7 +217,7 @@ def _main(argv: list[str] | None = None) -> int:
         os._exit(0)
     state = StateDir(Path(args.state))
     pools = [Pool.from_dict(pool) for pool in given["pools"]]
-    client = BossClient(given["boss"], token)
+    client = BossClient(given["boss"], token, tls=state_tls(state))
     fleet = Fleet(
         BossBook(client),
         owner_name("up", state.root),
