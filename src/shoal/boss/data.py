@@ -3,6 +3,9 @@
 Task outputs (``runs/``) are written only by the attempts that made them
 (``PUT /v1/attempts/<id>/outputs/<file>``); this route refuses to write there,
 so that nothing replaces a task's outputs after its report won.
+
+A worker's own token reads only what the attempts it runs need: their
+inputs, their dependencies' outputs and their run's bundle.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from shoal import protocol as p
+from shoal.boss.auth import caller
 from shoal.boss.web import Context, json_response
 from shoal.datastore.layout import OUTPUTS, STAGING
-from shoal.exceptions import BadInput
+from shoal.exceptions import BadInput, Refused
 
 __all__ = ["data_routes"]
 
@@ -26,6 +30,9 @@ def data_routes(ctx: Context) -> list[BaseRoute]:
 
     async def data_get(request: Request) -> Response:
         path = request.path_params["path"]
+        worker = caller(request).worker_id
+        if worker is not None and not ctx.tokens.may_read(worker, path):
+            raise Refused(f"forbidden: worker {worker} runs no attempt that needs '{path[:200]}'")
         size = datastore.size(path)  # NotFound before the answer starts
         kind, _ = mimetypes.guess_type(path)
         return StreamingResponse(
