@@ -126,6 +126,8 @@ class Tokens:
         self._cache: dict[str, tuple[Credential, float]] = {}
         # worker id -> (paths its attempts may read, when they were read)
         self._reads: dict[int, tuple[frozenset[str], float]] = {}
+        # Workers whose tokens this boss ended: a sync of theirs held open stops.
+        self._ended: set[int] = set()
 
     # -- resolving ---------------------------------------------------------
 
@@ -252,6 +254,13 @@ class Tokens:
         self._forget(lambda c: c.worker_id == worker_id)
         with self._lock:
             self._reads.pop(worker_id, None)
+            if len(self._ended) >= CACHE_SIZE:
+                self._ended.clear()
+            self._ended.add(worker_id)
+
+    def ended(self, worker_id: int) -> bool:
+        """Whether this boss ended the worker's tokens (it stopped, or is gone)."""
+        return worker_id in self._ended
 
     def _forget(self, which: Callable[[Credential], bool]) -> None:
         with self._lock:

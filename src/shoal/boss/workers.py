@@ -113,13 +113,18 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
             log.info("run ended", extra={"event": "run_ended", "run": run_id})
         response = outcome.response
         if not response.assignments and not response.cancel and req.free_slots > 0 and req.wait > 0:
-            response = await wait_for_work(request, req, waiter) or response
+            own = caller(request).worker_id is not None
+            response = await wait_for_work(request, req, waiter, own) or response
         return json_response(response.to_dict())
 
     async def wait_for_work(
-        request: Request, req: p.SyncRequest, waiter: asyncio.Event
+        request: Request, req: p.SyncRequest, waiter: asyncio.Event, own: bool
     ) -> p.SyncResponse | None:
-        """Hold an idle worker's sync until work appears or its wait is over."""
+        """Hold an idle worker's sync until work appears or its wait is over.
+
+        ``own``: it came with its worker's own token, whose end ends the wait
+        (the worker is gone: no work is handed to it).
+        """
         loop = asyncio.get_running_loop()
         began = loop.time()
         deadline = began + min(req.wait, MAX_WAIT)
@@ -131,7 +136,7 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
             # retried task's back-off may have run out meanwhile.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(waiter.wait(), min(left, 1.0))
-            if await request.is_disconnected():
+            if await request.is_disconnected() or (own and tokens.ended(req.worker_id)):
                 return None
             waiter = ctx.signal.waiter()
             if req.max_seconds is not None:
