@@ -276,3 +276,42 @@ def test_an_older_boss_sends_no_token_and_the_agent_keeps_its_credential() -> No
     client.call = lambda *a, **kw: old.to_dict()  # type: ignore[method-assign]
     client.register(p.Registration(name="w", host="h", slots=1))
     assert client.token == "given" and not client.own_token
+
+
+def test_a_route_missing_from_the_table_is_the_boss_tokens_only() -> None:
+    import asyncio
+
+    from starlette.responses import PlainTextResponse
+
+    from shoal.boss.auth import CREDENTIAL, scoped
+    from shoal.boss.tokens import ADMIN_CREDENTIAL, Credential
+
+    async def handler(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("done")
+
+    (route,) = scoped([Route("/v1/new-thing", handler, methods=["POST"])])
+    assert isinstance(route, Route)
+
+    def status_for(credential: Credential) -> int:
+        sent: list[Any] = []
+
+        async def receive() -> Any:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/v1/new-thing",
+            "headers": [],
+            "query_string": b"",
+            CREDENTIAL: credential,
+        }
+        asyncio.run(route.app(scope, receive, send))
+        return int(sent[0]["status"])
+
+    assert status_for(ADMIN_CREDENTIAL) == 200
+    for kind in (READ, WORKER, PER_WORKER):
+        assert status_for(Credential(kind, "x", worker_id=1)) == 403
