@@ -198,16 +198,32 @@ def test_tokens_expire(tmp_path: Path) -> None:
     store.close()
 
 
-def test_any_boss_on_the_database_takes_a_token_another_issued(tmp_path: Path) -> None:
-    store = Store(tmp_path / "shoal.db")
-    one, other = Tokens(store, "admin"), Tokens(store, "admin", ttl=0)
+def test_any_boss_on_the_database_takes_a_token_another_issued(db_url: str) -> None:
+    """On SQLite and PostgreSQL: two bosses (two stores) on one database."""
+    first, second = Store(db_url), Store(db_url)
+    one, other = Tokens(first, "admin"), Tokens(second, "admin", ttl=0)
     read = one.issue("dash", READ)
     found = other.resolve(read)
     assert found is not None and found.kind == READ
+    with first.transaction() as tx:
+        worker_id = tx.insert_worker(
+            name="w", host="h", slots=1, labels={}, now=1.0, pid=1, python="", version=""
+        )
+    pool = one.issue("pool", WORKER)
+    parent = other.resolve(pool)
+    assert parent is not None
+    own = other.issue_for_worker(worker_id, "w", parent)
+    mine = one.resolve(own)
+    assert mine is not None and (mine.kind, mine.worker_id) == (PER_WORKER, worker_id)
+    assert one.may_read(worker_id, "in/x") is False  # it runs nothing
     one.revoke("dash")
+    one.revoke("pool")
     assert other.resolve(read) is None
+    assert other.resolve(own) is None  # revoked with the token that registered it
     assert other.resolve("shoal_made-up") is None
-    store.close()
+    assert [t["revoked"] is not None for t in other.listing(per_worker=True)] == [True] * 3
+    first.close()
+    second.close()
 
 
 def test_a_known_token_costs_no_query(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
