@@ -755,7 +755,7 @@ class MemoryTx:
         if a is None:
             return None
         t = self.t.tasks[a["task_id"]]
-        return AttemptRef(a["id"], a["run_id"], a["state"], t["name"], t["state"])
+        return AttemptRef(a["id"], a["run_id"], a["state"], t["name"], t["state"], a["worker_id"])
 
     def running_attempt_ids(self, attempt_ids: list[int]) -> set[int]:
         return {i for i in attempt_ids if self.t.attempts.get(i, {}).get("state") == "running"}

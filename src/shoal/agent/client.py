@@ -193,6 +193,10 @@ class AgentClient:
 
     ``url`` may name several bosses serving one database, separated by
     commas: a request that cannot reach one goes to the next.
+
+    ``token`` is the credential it was given (a worker token, or the boss's
+    own); once registered, it sends the token the boss issued to its worker
+    instead, and keeps the first only to register again. Both stay in memory.
     """
 
     def __init__(
@@ -208,6 +212,7 @@ class AgentClient:
         if any(b.https for b in self.bosses):
             self._context = (self.tls or TlsFiles()).context()
         self._active = 0
+        self.credential = token
         self.token = token
         self.timeout = timeout
         self._local = threading.local()
@@ -252,8 +257,15 @@ class AgentClient:
             conn.close()
             self._local.conn = None
 
-    def _headers(self, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-        headers = {"Authorization": "Bearer " + self.token}
+    @property
+    def own_token(self) -> bool:
+        """Whether requests carry the token the boss issued to this worker."""
+        return self.token != self.credential
+
+    def _headers(
+        self, extra: Optional[Dict[str, str]] = None, token: Optional[str] = None
+    ) -> Dict[str, str]:
+        headers = {"Authorization": "Bearer " + (token or self.token)}
         if extra:
             headers.update(extra)
         return headers
@@ -265,6 +277,7 @@ class AgentClient:
         body: Any = None,
         headers: Optional[Dict[str, str]] = None,
         timeout: Optional[float] = None,
+        token: Optional[str] = None,
     ) -> http.client.HTTPResponse:
         tries = 1 + len(self.bosses)
         for attempt in range(1, tries + 1):
@@ -272,7 +285,7 @@ class AgentClient:
             fresh = conn.sock is None
             url = self.base + path
             try:
-                conn.request(method, url, body=body, headers=self._headers(headers))
+                conn.request(method, url, body=body, headers=self._headers(headers, token))
                 return conn.getresponse()
             except (
                 http.client.RemoteDisconnected,
@@ -349,12 +362,13 @@ class AgentClient:
         payload: Any = None,
         timeout: Optional[float] = None,
         headers: Optional[Dict[str, str]] = None,
+        token: Optional[str] = None,
     ) -> Any:
         body = None if payload is None else json.dumps(payload, separators=(",", ":")).encode()
         sent = dict(headers or {})
         if body is not None:
             sent["Content-Type"] = "application/json"
-        resp = self._send(method, p.API_PREFIX + path, body, sent or None, timeout)
+        resp = self._send(method, p.API_PREFIX + path, body, sent or None, timeout, token)
         data = self._check(resp)
         return json.loads(data) if data else None
 
@@ -372,7 +386,12 @@ class AgentClient:
     # -- the protocol ----------------------------------------------------
 
     def register(self, reg: p.Registration) -> p.Registered:
-        return p.Registered.from_dict(self.call("POST", "/workers", reg.to_dict()))
+        """Register with the credential given; then send the token issued to the worker."""
+        answer = p.Registered.from_dict(
+            self.call("POST", "/workers", reg.to_dict(), token=self.credential)
+        )
+        self.token = answer.token or self.credential
+        return answer
 
     def sync(self, req: p.SyncRequest) -> p.SyncResponse:
         timeout = self.timeout + req.wait

@@ -7,9 +7,11 @@ so that nothing replaces a task's outputs after its report won. Removing,
 and gc, refuse or skip shoal's own folders in the same spirit: only gc,
 which asks the database what is still needed, removes from them.
 
-Who may call: every route here is for the boss's token (admin). Listing
-with details, removing and gc are admin-only by design: they show or change
-the whole datastore, not the paths of one attempt.
+Who may call: the boss's token (admin), every route. A worker's own token
+reads only what the attempts it runs need (their inputs, their
+dependencies' outputs and their run's bundle). Listing with details,
+removing and gc are admin-only by design: they show or change the whole
+datastore, not the paths of one attempt.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from shoal import protocol as p
+from shoal.boss.auth import caller
 from shoal.boss.web import Context, json_response, read_json
 from shoal.datastore.base import check_path, shown
 from shoal.datastore.gc import collect, shoal_folder
@@ -42,6 +45,9 @@ def data_routes(ctx: Context) -> list[BaseRoute]:
 
     async def data_get(request: Request) -> Response:
         path = request.path_params["path"]
+        worker = caller(request).worker_id
+        if worker is not None and not ctx.tokens.may_read(worker, path):
+            raise Refused(f"forbidden: worker {worker} runs no attempt that needs '{path[:200]}'")
         size = datastore.size(path)  # NotFound before the answer starts
         kind, _ = mimetypes.guess_type(path)
         return StreamingResponse(

@@ -22,6 +22,7 @@ import uvicorn
 from shoal.boss.api import ChangeFeed, Limits, WorkSignal, create_app
 from shoal.boss.health import Health
 from shoal.boss.listen import bind, parse_listen, url_of
+from shoal.boss.tokens import Tokens
 from shoal.datastore import bundle_path, open_datastore
 from shoal.scheduler import Scheduler
 from shoal.spec import RunSpec
@@ -84,6 +85,8 @@ class Boss:
             promote=self.datastore.promote,
         )
         self.token = token
+        # Its other credentials: `shoal run` mints its workers' token here.
+        self.tokens = Tokens(self.store, token)
         self.signal = WorkSignal()
         self.feed = ChangeFeed()
         self.health = Health()
@@ -96,6 +99,7 @@ class Boss:
             threads=0 if self.store.is_sqlite else SYNC_THREADS,
             health=self.health,
             limits=limits,
+            tokens=self.tokens,
         )
         self.sock = sock if sock is not None else bind(host, port)
         # What workers and commands are told; never a wildcard such as 0.0.0.0.

@@ -242,6 +242,21 @@ class BossClient(Client):
         result: list[dict[str, Any]] = self.get("/machines")
         return result
 
+    # -- credentials -----------------------------------------------------
+
+    def tokens(self, *, every: bool = False) -> list[dict[str, Any]]:
+        """The boss's tokens (never their secrets); ``every``: its workers' own too."""
+        result: list[dict[str, Any]] = self.get("/tokens", all="1" if every else None)
+        return result
+
+    def add_token(self, name: str, kind: str, expires_in: float | None = None) -> str:
+        """A new ``read`` or ``worker`` token (the boss shows it this once)."""
+        body = {"name": name, "kind": kind, "expires_in": expires_in}
+        return str(self.post("/tokens", body)["token"])
+
+    def revoke_token(self, name: str) -> None:
+        self._call("DELETE", f"/tokens/{quote(name, safe='')}")
+
     def worker_lost(self, worker_id: int, reason: str) -> None:
         """Say a worker is gone (its machine was), so that its tasks run again at once."""
         self._call("POST", f"/workers/{worker_id}/lost?" + urlencode({"reason": reason}), {})

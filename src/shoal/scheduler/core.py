@@ -257,9 +257,11 @@ class Scheduler:
     def results(self, run_id: int) -> dict[str, Any]:
         return self.views.results(run_id)
 
-    def attempt_writing(self, attempt_id: int, *, outputs: bool) -> tuple[int, str]:
+    def attempt_writing(
+        self, attempt_id: int, *, outputs: bool, worker: int | None = None
+    ) -> tuple[int, str]:
         """The run and task an attempt may write for (see :meth:`Views.attempt_writing`)."""
-        return self.views.attempt_writing(attempt_id, outputs=outputs)
+        return self.views.attempt_writing(attempt_id, outputs=outputs, worker=worker)
 
     def running_attempts(self, attempt_ids: list[int]) -> set[int]:
         return self.views.running_attempts(attempt_ids)
