@@ -108,6 +108,8 @@ ACCESS: dict[str, frozenset[str]] = {
     "GET /v1/data": VIEW,
     "GET /v1/data/{path:path}": frozenset({READ, PER_WORKER}),
     "PUT /v1/data/{path:path}": NOBODY,
+    "DELETE /v1/data/{path:path}": NOBODY,
+    "POST /v1/gc": NOBODY,
     # machines
     "GET /v1/demand": VIEW,
     "GET /v1/machines": VIEW,
