@@ -190,8 +190,12 @@ def _forbidden(credential: Credential | None, key: str) -> Response:
 def _checked(app: ASGIApp, key: str, allowed: frozenset[str]) -> ASGIApp:
     async def checked(scope: Scope, receive: Receive, send: Send) -> None:
         credential: Credential | None = scope.get(CREDENTIAL)
-        if allowed is OPEN or (
-            credential is not None and (credential.admin or credential.kind in allowed)
+        # OPEN_PATHS (the login page's style sheet among them) are open whatever
+        # the route's entry says: the guard let them through without a credential.
+        if (
+            allowed is OPEN
+            or scope["path"] in OPEN_PATHS
+            or (credential is not None and (credential.admin or credential.kind in allowed))
         ):
             await app(scope, receive, send)
             return
