@@ -40,16 +40,17 @@ class Sessions:
         self.lifetime = lifetime
         self.clock = clock
 
-    def open(self, kind: str | None = None) -> tuple[str, str]:
+    def open(self, kind: str | None = None, *, until: float | None = None) -> tuple[str, str]:
         """A new session: its id (for the cookie) and its CSRF token.
 
-        ``kind``: None for a login with the boss's token, ``"read"`` for a
-        read-only one.
+        ``kind``: what logged in (see :mod:`shoal.boss.auth`); ``until``:
+        when the credential it logged in with ends, if before the lifetime.
         """
         session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         now = self.clock()
+        ends = now + self.lifetime if until is None else min(until, now + self.lifetime)
         with self.store.transaction() as tx:
-            tx.insert_session(_key(session_id), csrf, now, now + self.lifetime, kind)
+            tx.insert_session(_key(session_id), csrf, now, ends, kind)
         return session_id, csrf
 
     def lookup(self, session_id: str) -> tuple[str, str | None] | None:

@@ -48,7 +48,8 @@ class StateDir:
         """Make the folder (0700), and tighten one an older shoal left readable."""
         fresh = not self.root.exists()
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not fresh and not (self.token_file.exists() or self.db_path.exists()):
+        made = (self.token_file, self.db_path, self.certs)  # `shoal certs init` may come first
+        if not fresh and not any(path.exists() for path in made):
             return  # a folder shoal did not make: leave its mode alone
         os.chmod(self.root, 0o700)
         for suffix in _SQLITE_SUFFIXES:

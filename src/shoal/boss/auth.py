@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import time
 from html import escape
 from typing import Any
 from urllib.parse import parse_qs
@@ -263,7 +264,12 @@ class Guard:
         if found is None:
             return self.unauthenticated(scope)
         csrf, kind = found
-        credential = ADMIN_CREDENTIAL if kind is None else Credential(READ, "dashboard")
+        if kind == self.tokens.admin_session:
+            credential = ADMIN_CREDENTIAL
+        elif kind is not None and kind.startswith(f"{READ}:"):
+            credential = Credential(READ, "dashboard")
+        else:  # logged in with a boss token that has since been replaced
+            return self.unauthenticated(scope)
         if scope["method"] in SAFE_METHODS:
             return credential
         if not same_origin(scope, headers):
@@ -312,11 +318,15 @@ def login_routes(tokens: Tokens, sessions: Sessions) -> list[Route]:
         credential = tokens.resolve(given)
         if credential is None or credential.kind not in (ADMIN_CREDENTIAL.kind, READ):
             return HTMLResponse(_login_page("That is not this boss's token."), status_code=401)
-        kind = None if credential.admin else session_kind(credential.token_id or 0)
-        session, csrf = sessions.open(kind)
+        kind = tokens.admin_session if credential.admin else session_kind(credential.token_id or 0)
+        # A session ends no later than the token it logged in with.
+        session, csrf = sessions.open(kind, until=credential.expires)
         response = RedirectResponse("/", status_code=303)
+        lifetime = sessions.lifetime
+        if credential.expires is not None:
+            lifetime = min(lifetime, credential.expires - time.time())
         cookie: dict[str, Any] = {
-            "max_age": int(sessions.lifetime),
+            "max_age": max(1, int(lifetime)),
             "samesite": "strict",
             "secure": request.url.scheme == "https",
             "path": "/",

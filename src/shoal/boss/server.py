@@ -85,6 +85,7 @@ class Boss:
             promote=self.datastore.promote,
         )
         self.token = token
+        self.tls = tls
         # Its other credentials: `shoal run` mints its workers' token here.
         self.tokens = Tokens(self.store, token)
         self.signal = WorkSignal()
@@ -228,6 +229,10 @@ class Boss:
         while True:
             await asyncio.sleep(self.tick)
             try:
+                if self.tls is not None:
+                    # Every boss, for its own connections: a sync held open by
+                    # a revoked certificate gets no work.
+                    self.tls.close_revoked()
                 self._take_housekeeping()
                 if not self.housekeeper:
                     continue

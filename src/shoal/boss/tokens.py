@@ -119,6 +119,9 @@ class Tokens:
     ) -> None:
         self.store = store
         self._admin = admin.encode()
+        # What a dashboard session logged in with this boss token records: a
+        # new token (one that leaked, replaced) ends the old one's sessions.
+        self.admin_session = f"{ADMIN}:{hashlib.sha256(self._admin).hexdigest()[:14]}"
         self.ttl = ttl
         self.clock = clock
         self._lock = threading.Lock()
@@ -128,6 +131,8 @@ class Tokens:
         self._reads: dict[int, tuple[frozenset[str], float]] = {}
         # Workers whose tokens this boss ended: a sync of theirs held open stops.
         self._ended: set[int] = set()
+        # Tokens this boss revoked: a held sync of a worker one registered stops too.
+        self._revoked: set[int] = set()
 
     # -- resolving ---------------------------------------------------------
 
@@ -246,6 +251,10 @@ class Tokens:
             raise NotFound(f"no token named '{name[:100]}': 'shoal tokens ls' lists them")
         token_id = int(row.id)
         self._forget(lambda c: token_id in (c.token_id, c.parent))
+        with self._lock:
+            if len(self._revoked) >= CACHE_SIZE:
+                self._revoked.clear()
+            self._revoked.add(token_id)
 
     def revoke_worker(self, worker_id: int) -> None:
         """The worker stopped or is gone: its tokens end."""
@@ -258,9 +267,12 @@ class Tokens:
                 self._ended.clear()
             self._ended.add(worker_id)
 
-    def ended(self, worker_id: int) -> bool:
-        """Whether this boss ended the worker's tokens (it stopped, or is gone)."""
-        return worker_id in self._ended
+    def ended(self, credential: Credential) -> bool:
+        """Whether this boss ended a worker's own token: its worker stopped or is gone,
+        or the token (or the one that registered its worker) was revoked."""
+        if credential.worker_id is not None and credential.worker_id in self._ended:
+            return True
+        return bool({credential.token_id, credential.parent} & self._revoked)
 
     def _forget(self, which: Callable[[Credential], bool]) -> None:
         with self._lock:

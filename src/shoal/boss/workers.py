@@ -67,12 +67,23 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
         return json_response({"ok": True})
 
     def store_inline_logs(req: p.SyncRequest) -> None:
-        """Write the small logs that travel in the sync; one that cannot be written is noted."""
+        """Write the small logs that travel in the sync; one that cannot be written is noted.
+
+        Only for attempts handed to the syncing worker, and where the
+        database (not the report) says they belong: a worker cannot write
+        over another's log, nor anywhere else.
+        """
+        logged = [r.attempt_id for r in req.finished if r.log]
+        own = scheduler.attempts_of(req.worker_id, logged)
         for report in req.finished:
             if not report.log:
                 continue
+            if report.attempt_id not in own:
+                report.log = None  # its report is dropped too (another worker's attempt)
+                continue
             # Small logs travel inline; they land where large ones are uploaded.
-            path = log_path(report.run_id, report.task, report.attempt_id)
+            run_id, task = own[report.attempt_id]
+            path = log_path(run_id, task, report.attempt_id)
             try:
                 datastore.write_bytes(path, report.log.encode())
             except DatastoreError as e:
@@ -113,18 +124,18 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
             log.info("run ended", extra={"event": "run_ended", "run": run_id})
         response = outcome.response
         if not response.assignments and not response.cancel and req.free_slots > 0 and req.wait > 0:
-            own = caller(request).worker_id is not None
-            response = await wait_for_work(request, req, waiter, own) or response
+            response = await wait_for_work(request, req, waiter) or response
         return json_response(response.to_dict())
 
     async def wait_for_work(
-        request: Request, req: p.SyncRequest, waiter: asyncio.Event, own: bool
+        request: Request, req: p.SyncRequest, waiter: asyncio.Event
     ) -> p.SyncResponse | None:
         """Hold an idle worker's sync until work appears or its wait is over.
 
-        ``own``: it came with its worker's own token, whose end ends the wait
-        (the worker is gone: no work is handed to it).
+        The end of the token it came with (its worker gone, it or its
+        parent revoked) ends the wait: no work is handed to it.
         """
+        credential = caller(request)
         loop = asyncio.get_running_loop()
         began = loop.time()
         deadline = began + min(req.wait, MAX_WAIT)
@@ -136,7 +147,7 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
             # retried task's back-off may have run out meanwhile.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(waiter.wait(), min(left, 1.0))
-            if await request.is_disconnected() or (own and tokens.ended(req.worker_id)):
+            if await request.is_disconnected() or tokens.ended(credential):
                 return None
             waiter = ctx.signal.waiter()
             if req.max_seconds is not None:

@@ -266,6 +266,10 @@ class Scheduler:
     def running_attempts(self, attempt_ids: list[int]) -> set[int]:
         return self.views.running_attempts(attempt_ids)
 
+    def attempts_of(self, worker_id: int, attempt_ids: list[int]) -> dict[int, tuple[int, str]]:
+        """The run and task of those of the attempts handed to ``worker_id``."""
+        return self.views.attempts_of(worker_id, attempt_ids)
+
     def outputs_removed(self, removed: Sequence[tuple[int, str | None]]) -> None:
         """Record that ``shoal gc`` removes these outputs: (run, task), or (run, None) for all.
 

@@ -188,6 +188,14 @@ class Views:
             )
         return int(row.run_id), str(row.task_name)
 
+    def attempts_of(self, worker_id: int, attempt_ids: list[int]) -> dict[int, tuple[int, str]]:
+        """The run and task of each of these attempts that was handed to ``worker_id``."""
+        if not attempt_ids:
+            return {}
+        with self.store.read() as tx:
+            rows = tx.attempts_with_tasks(attempt_ids)
+        return {i: (r.run_id, r.task_name) for i, r in rows.items() if r.worker_id == worker_id}
+
     def running_attempts(self, attempt_ids: list[int]) -> set[int]:
         with self.store.read() as tx:
             return tx.running_attempt_ids(attempt_ids)

@@ -10,7 +10,9 @@ restart, in two places:
   connection is handed a fresh context that loaded it;
 * on a connection already open (a worker keeps its own alive): before each
   request is read, the connection's certificate is looked up in the list;
-  a revoked one's connection is closed.
+  a revoked one's connection is closed. A request held open (a worker's
+  sync waiting for work) reads nothing more: :meth:`ServerTls.close_revoked`,
+  which the boss calls every tick, closes its connection.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import os
 import ssl
 import threading
+import weakref
 from typing import Any
 
 from cryptography import x509
@@ -38,6 +41,8 @@ class ServerTls:
         self._lock = threading.Lock()
         self._seen: tuple[int, int] | None = None
         self.revoked: frozenset[int] = frozenset()
+        # The connections open now, with their client certificate's serial.
+        self._open: weakref.WeakSet[Any] = weakref.WeakSet()
         self._current = self._build()
         # The context the server listens with; it hands each handshake the current one.
         self.context = self._current
@@ -85,6 +90,14 @@ class ServerTls:
         self.current()
         return serial is None or serial in self.revoked
 
+    def close_revoked(self) -> None:
+        """Close the open connections whose certificate was revoked since they were made."""
+        if not self.mtls:
+            return
+        for connection in list(self._open):
+            if self.refuses(connection.serial):
+                connection.transport.close()
+
     def protocol(self) -> type[asyncio.Protocol]:
         """uvicorn's HTTP protocol, checking the client's certificate before each request."""
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -100,6 +113,7 @@ class ServerTls:
                 if cert and cert.get("serialNumber"):
                     self.serial = int(str(cert["serialNumber"]), 16)
                 super().connection_made(transport)
+                tls._open.add(self)
 
             def data_received(self, data: bytes) -> None:
                 if tls.refuses(self.serial):
