@@ -74,6 +74,7 @@ def moto_s3(root: Path) -> Iterator[MotoS3]:
     """moto's S3 server on a loopback port, stopped (by PID) on leaving."""
     root.mkdir(parents=True, exist_ok=True)
     port_file = root / "moto.port"
+    port_file.unlink(missing_ok=True)  # one left by an earlier server in the same folder
     with (root / "moto.log").open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-c", _MOTO, str(port_file)],

@@ -3,11 +3,19 @@
 Task outputs (``runs/``) are written only by the attempts that made them
 (``PUT /v1/attempts/<id>/outputs/<file>``); this route refuses to write there,
 so that nothing replaces a task's outputs after its report won.
+
+A download carries the sha256 digests recorded when the file was written
+(``X-Shoal-Sha256``, see :mod:`shoal.datastore.integrity`): the worker agent
+checks what it received against them. The boss hashes what it sends too, and
+logs a ``datastore_corrupt`` event when it does not match. Both ways the file
+is streamed a chunk at a time, never held whole.
 """
 
 from __future__ import annotations
 
+import logging
 import mimetypes
+from collections.abc import Iterator
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -15,10 +23,14 @@ from starlette.routing import BaseRoute, Route
 
 from shoal import protocol as p
 from shoal.boss.web import Context, json_response
-from shoal.datastore.layout import OUTPUTS, STAGING
+from shoal.datastore.base import Datastore
+from shoal.datastore.integrity import DIGEST_HEADER, Hashing, Record
+from shoal.datastore.layout import OUTPUTS, STAGING, origin
 from shoal.exceptions import BadInput
 
 __all__ = ["data_routes"]
+
+log = logging.getLogger("shoal.boss")
 
 
 def data_routes(ctx: Context) -> list[BaseRoute]:
@@ -27,11 +39,15 @@ def data_routes(ctx: Context) -> list[BaseRoute]:
     async def data_get(request: Request) -> Response:
         path = request.path_params["path"]
         size = datastore.size(path)  # NotFound before the answer starts
+        record = datastore.record(path)
+        headers = {"Content-Length": str(size)}
+        if record is not None:
+            headers[DIGEST_HEADER] = ",".join(record.digests())
         kind, _ = mimetypes.guess_type(path)
         return StreamingResponse(
-            datastore.chunks(path),
+            _checked(datastore, path, record),
             media_type=kind or "application/octet-stream",
-            headers={"Content-Length": str(size)},
+            headers=headers,
         )
 
     async def data_put(request: Request) -> Response:
@@ -54,3 +70,17 @@ def data_routes(ctx: Context) -> list[BaseRoute]:
         Route(f"{v}/data/{{path:path}}", data_get, methods=["GET"]),
         Route(f"{v}/data/{{path:path}}", data_put, methods=["PUT"]),
     ]
+
+
+def _checked(datastore: Datastore, path: str, record: Record | None) -> Iterator[bytes]:
+    """The file's chunks; what was sent is hashed, and a mismatch with its record logged."""
+    hashing = Hashing()
+    for chunk in datastore.chunks(path):
+        hashing.write(chunk)
+        yield chunk
+    got = hashing.record(None)
+    if record is not None and (got.size != record.size or not record.accepts(got.sha256)):
+        log.error(
+            str(record.mismatch(path, got.sha256)),
+            extra={"event": "datastore_corrupt", "path": path, "origin": origin(path)},
+        )

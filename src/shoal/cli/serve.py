@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from shoal.cli.common import (
+    DataOpt,
+    DataOptionOpt,
     DbOpt,
     LeaseOpt,
     LogCapOpt,
     SpeculateMinOpt,
     StateOpt,
     TokenFileOpt,
+    _datastore,
     _state,
     _token,
     _warn_token_file_safer,
@@ -36,13 +38,8 @@ def boss(
         str, typer.Option("--listen", help="HOST:PORT to serve on.")
     ] = "127.0.0.1:8765",
     db: DbOpt = None,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            "--data",
-            help="Datastore folder (default: STATE/data); bosses of one database share it.",
-        ),
-    ] = None,
+    data: DataOpt = None,
+    data_option: DataOptionOpt = None,
     state: StateOpt = None,
     token: Annotated[
         str | None,
@@ -82,12 +79,14 @@ def boss(
             f"a boss (pid {other.get('pid')}) already serves {sd.root} at {other.get('url')}"
         )
     host, port = parse_listen(listen)
+    location, options = _datastore(sd, data, data_option)
     sd.create()
     given = token or _token(token_file)
     token = given or sd.token()
     server = Boss(
         db=sd.database(db),
-        data=data or sd.data,
+        data=location,
+        data_options=options,
         token=token,
         host=host,
         port=port,
@@ -97,6 +96,7 @@ def boss(
         max_losses=max_losses,
         limits=limits,
     )
+    sd.remember_datastore(location, options)
     _serve(server, sd, token, bool(given))
 
 

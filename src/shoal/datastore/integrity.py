@@ -25,17 +25,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from shoal.datastore.layout import RECORDS, origin
-from shoal.exceptions import DatastoreError
+from shoal.datastore.layout import DIGEST_HEADER, RECORDS, origin
+from shoal.exceptions import Corrupt
 
 __all__ = ["DIGEST_HEADER", "Corrupt", "Hashing", "Record", "record_path"]
-
-# The response header a download's accepted sha256 digests come in.
-DIGEST_HEADER = "X-Shoal-Sha256"
-
-
-class Corrupt(DatastoreError):
-    """A stored file does not match the size and sha256 recorded when it was written."""
 
 
 def record_path(path: str) -> str:

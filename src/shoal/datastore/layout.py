@@ -16,6 +16,7 @@ from __future__ import annotations
 
 __all__ = [
     "BUNDLES",
+    "DIGEST_HEADER",
     "LOGS",
     "OUTPUTS",
     "RECORDS",
@@ -32,6 +33,8 @@ LOGS = "logs/"
 OUTPUTS = "runs/"
 # The folder of outputs not yet made visible (never listed).
 STAGING = ".staging"
+# The header of a download that carries the sha256 digests its file may have (integrity).
+DIGEST_HEADER = "X-Shoal-Sha256"
 # The folder of what was recorded of each file when it was written (never listed).
 RECORDS = ".integrity"
 

@@ -24,30 +24,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import secrets
 from collections.abc import AsyncIterable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO, cast
 
 from shoal.datastore.base import Datastore, _within, check_path, shown
-from shoal.exceptions import DatastoreError, NotFound
+from shoal.exceptions import BadInput, DatastoreError, NotFound
 
 __all__ = ["BLOCK", "RemoteDatastore", "open_remote"]
 
-# How much of a file is held at once: one part of an upload, one read ahead.
-BLOCK = 16 * 1024 * 1024
+# How much of a file is held at once: one part of an upload (S3's smallest, so a
+# 50 GB file at most in its 10,000 parts), one read ahead.
+BLOCK = 5 * 1024 * 1024
+# glibc's mallopt setting for the size from which a buffer is its own mapping.
+_M_MMAP_THRESHOLD = -3
 TEMPORARY = ".upload-"
 OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"}
 
 
 def open_remote(location: str, kwargs: dict[str, object], shown_as: str) -> RemoteDatastore:
-    """The datastore at an fsspec URL; BadInput-style DatastoreError if it cannot be reached."""
+    """The datastore at an fsspec URL; BadInput if it cannot be opened or reached."""
     import fsspec.core
 
+    _release_big_buffers()
     try:
         fs, root = fsspec.core.url_to_fs(location, **kwargs)
     except (ImportError, ValueError, TypeError, OSError) as e:
-        raise DatastoreError(f"the datastore {shown_as} cannot be opened: {_reason(e)}") from e
+        raise BadInput(f"the datastore {shown_as} cannot be opened: {_reason(e)}") from e
     store = RemoteDatastore(fs, str(root), shown_as)
     store.check()
     return store
@@ -64,18 +69,22 @@ class RemoteDatastore(Datastore):
         self.object_store = bool(OBJECT_STORES.intersection(protocols))
 
     def check(self) -> None:
-        """Make sure the root can be reached (and exists: a folder is made, a bucket must be)."""
+        """Make sure the root can be reached (and exists: a folder is made, a bucket must be).
+
+        BadInput if not: ``--data`` names nothing the boss can use.
+        """
         try:
             if self.object_store:
                 bucket = self.root.split("/", 1)[0]
-                if not self.fs.exists(bucket):
-                    raise DatastoreError(
-                        f"the datastore {self.url}: there is no bucket '{bucket}'; make it first"
-                    )
+                self.fs.ls(bucket, detail=False)
             else:
                 self.fs.makedirs(self.root, exist_ok=True)
-        except (OSError, ValueError) as e:
-            raise DatastoreError(f"the datastore {self.url} cannot be reached: {_reason(e)}") from e
+        except FileNotFoundError:
+            raise BadInput(
+                f"the datastore {self.url}: there is no bucket '{bucket}'; make it first"
+            ) from None
+        except Exception as e:  # any library's own error: the line it gives is the reason
+            raise BadInput(f"the datastore {self.url} cannot be reached: {_reason(e)}") from e
 
     def full(self, path: str) -> str:
         """The filesystem's path of a datastore path."""
@@ -256,6 +265,20 @@ class RemoteDatastore(Datastore):
         return DatastoreError(
             f"the datastore {self.url} cannot be read at '{shown(path)}': {_reason(e)}"
         )
+
+
+def _release_big_buffers() -> None:
+    """Make freed buffers of a megabyte or more go back to the system at once (glibc).
+
+    The libraries copy each block a few times, from several threads; glibc
+    would keep those copies in its per-thread heaps once they are freed, and
+    the boss would grow by tens of megabytes for every big file it streams.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc: nothing to set
+        return
+    mallopt(_M_MMAP_THRESHOLD, 1024 * 1024)
 
 
 def _reason(e: BaseException) -> str:
