@@ -17,6 +17,7 @@ import logging
 import mimetypes
 from collections.abc import Iterator
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -25,7 +26,7 @@ from shoal import protocol as p
 from shoal.boss.web import Context, json_response
 from shoal.datastore.base import Datastore
 from shoal.datastore.integrity import DIGEST_HEADER, Hashing, Record
-from shoal.datastore.layout import OUTPUTS, STAGING, origin
+from shoal.datastore.layout import OUTPUTS, RECORDS, STAGING, origin
 from shoal.exceptions import BadInput
 
 __all__ = ["data_routes"]
@@ -38,8 +39,9 @@ def data_routes(ctx: Context) -> list[BaseRoute]:
 
     async def data_get(request: Request) -> Response:
         path = request.path_params["path"]
-        size = datastore.size(path)  # NotFound before the answer starts
-        record = datastore.record(path)
+        # In a thread: on a remote datastore each is a request of its own.
+        size = await run_in_threadpool(datastore.size, path)  # NotFound before the answer starts
+        record = await run_in_threadpool(datastore.record, path)
         headers = {"Content-Length": str(size)}
         if record is not None:
             headers[DIGEST_HEADER] = ",".join(record.digests())
@@ -57,12 +59,18 @@ def data_routes(ctx: Context) -> list[BaseRoute]:
                 f"'{path[:80]}' is where tasks' outputs live: only the attempt that made "
                 "an output writes it"
             )
+        if path.startswith(RECORDS + "/"):
+            raise BadInput(
+                f"'{path[:80]}' is where the datastore records each file's sha256: "
+                "only the datastore writes there"
+            )
         size = await datastore.write_stream(path, request.stream(), ctx.limits.upload_idle)
         ctx.health.recovered("datastore")
         return json_response({"size": size})
 
     async def data_list(request: Request) -> Response:
-        return json_response(datastore.listing(request.query_params.get("prefix", "")))
+        prefix = request.query_params.get("prefix", "")
+        return json_response(await run_in_threadpool(datastore.listing, prefix))
 
     v = p.API_PREFIX
     return [
