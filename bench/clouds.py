@@ -41,86 +41,27 @@ import os
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "src"))
+from driver import POLL, Driver, row, say, wait_registered
 
 SLOTS = 2
 IDLE_STOP = 5
-POLL = 0.05
+WIDTH = 44  # of a figure's name in the table
 
 
-def say(text: str) -> None:
-    sys.stderr.write(f"… {text}\n")
-    sys.stderr.flush()
-
-
-class Bench:
+class Bench(Driver):
     """One cloud lab, and the shoal commands this bench runs against it."""
 
     def __init__(self, lab: Any, work: Path, vms: int) -> None:
+        super().__init__(work, lab.env())
         self.lab = lab
-        self.work = work
         self.vms = vms
-        self.env = dict(os.environ, **lab.env())
-        self.env.pop("SHOAL_BOSS", None)
-        self.env.pop("SHOAL_TOKEN", None)
-        self.rounds = 0
-
-    def folder(self, what: str) -> Path:
-        self.rounds += 1
-        path = self.work / f"{what}-{self.rounds}"
-        path.mkdir()
-        return path
-
-    def shoal(self, *args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "shoal", *args],
-            cwd=cwd,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if check and proc.returncode != 0:
-            sys.exit(f"shoal {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-        return proc
-
-    @contextlib.contextmanager
-    def boss(self, cwd: Path) -> Iterator[None]:
-        """A ``shoal boss`` serving from ``cwd``'s state folder, stopped by its PID on leaving.
-
-        Whatever ``shoal up`` started there is taken down first.
-        """
-        with (cwd / "boss.log").open("w") as log:
-            boss = subprocess.Popen(
-                [sys.executable, "-m", "shoal", "boss", "--listen", "127.0.0.1:0"],
-                cwd=cwd,
-                env=self.env,
-                stdout=log,
-                stderr=log,
-            )
-        try:
-            deadline = time.monotonic() + 60
-            while not (cwd / ".shoal" / "boss.json").exists():
-                if boss.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(f"shoal boss did not start: {(cwd / 'boss.log').read_text()[-2000:]}")
-                time.sleep(0.05)
-            yield
-        finally:
-            if (cwd / ".shoal" / "up.json").exists():
-                self.shoal("down", cwd=cwd, check=False)
-            boss.terminate()
-            boss.wait(30)
 
     def pool_file(self, path: Path, **size: object) -> None:
         lab = self.lab
@@ -153,25 +94,6 @@ class Bench:
                 sys.exit(f"instances still running after 60 s: {self.live()}")
             time.sleep(0.1)
         self.lab.wait_hosts(0, timeout=60)
-
-
-def registered(cwd: Path, names: set[str] | None = None) -> list[float]:
-    """When each active worker of the boss in ``cwd`` registered (epoch seconds), in order."""
-    db = cwd / ".shoal" / "shoal.db"
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as con:
-        rows = con.execute("SELECT name, registered FROM workers WHERE state = 'active'").fetchall()
-    return sorted(at for name, at in rows if names is None or name in names)
-
-
-def wait_registered(cwd: Path, n: int, names: set[str] | None = None) -> list[float]:
-    deadline = time.monotonic() + 300
-    while True:
-        times = registered(cwd, names)
-        if len(times) >= n:
-            return times
-        if time.monotonic() > deadline:
-            sys.exit(f"{len(times)} workers registered in {cwd} after 300 s, not {n}")
-        time.sleep(POLL)
 
 
 def last_end(cwd: Path) -> float:
@@ -312,11 +234,6 @@ def autoscale(bench: Bench) -> tuple[float, float, float]:
     return joined[0] - start, joined[n - 1] - start, terminated - ended
 
 
-def row(name: str, values: list[float]) -> str:
-    each = "  ".join(f"{v:6.2f}" for v in values)
-    return f"  {name:44s} {statistics.median(values):6.2f} s   ({each})"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -375,19 +292,19 @@ def main() -> None:
         f"{os.cpu_count()} cores); median ({args.repeat} rounds)"
     )
     print(f"bring-up: shoal up until {n} workers registered")
-    print(row("shoal up --pool (count)", f["up_cloud"]))
-    print(row("shoal up --hosts, the same hosts running", f["up_ssh"]))
+    print(row("shoal up --pool (count)", f["up_cloud"], WIDTH))
+    print(row("shoal up --hosts, the same hosts running", f["up_ssh"], WIDTH))
     ratio = statistics.median(f["up_cloud"]) / statistics.median(f["up_ssh"])
     print(f"  cloud / ssh: {ratio:.2f}x")
-    print(row("(the lab's boot: run_instances to N sshd)", f["lab_boot"]))
+    print(row("(the lab's boot: run_instances to N sshd)", f["lab_boot"], WIDTH))
     print(f"shoal run --pool, count {n}, {3 * n} tasks of 0.5 s")
-    print(row("wall time", f["run_wall"]))
-    print(row("last task's end -> all terminated", f["run_end_to_terminated"]))
-    print(row("shoal run's exit -> all terminated", f["run_exit_to_terminated"]))
+    print(row("wall time", f["run_wall"], WIDTH))
+    print(row("last task's end -> all terminated", f["run_end_to_terminated"], WIDTH))
+    print(row("shoal run's exit -> all terminated", f["run_exit_to_terminated"], WIDTH))
     print(f"min 0, max {n}, idle_stop {IDLE_STOP}s under shoal up, {4 * n} tasks of 1 s submitted")
-    print(row("submit -> first worker registered", f["scale_first"]))
-    print(row(f"submit -> worker {n} registered", f["scale_all"]))
-    print(row("last task's end -> all terminated", f["scale_end_to_terminated"]))
+    print(row("submit -> first worker registered", f["scale_first"], WIDTH))
+    print(row(f"submit -> worker {n} registered", f["scale_all"], WIDTH))
+    print(row("last task's end -> all terminated", f["scale_end_to_terminated"], WIDTH))
     if args.json:
         print(json.dumps(figures))
 

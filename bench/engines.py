@@ -29,88 +29,30 @@ Needs root, docker.io and debootstrap (and vagrant for ``vagrant``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "src"))
+from driver import Driver, row, say, wait_registered
 
-POLL = 0.05
 Figures = dict[str, list[float]]
+WIDTH = 24  # of a figure's name in the table
 
 
-def say(text: str) -> None:
-    sys.stderr.write(f"… {text}\n")
-    sys.stderr.flush()
-
-
-class Bench:
+class Bench(Driver):
     """The shoal commands of one engine's rounds, each round in a folder of its own."""
 
     def __init__(self, work: Path, env: dict[str, str], machines: int) -> None:
-        self.work = work
-        self.env = {k: v for k, v in env.items() if k not in ("SHOAL_BOSS", "SHOAL_TOKEN")}
-        self.env["PYTHONPATH"] = os.pathsep.join(
-            [str(ROOT / "src"), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
-        )
+        super().__init__(work, env, timeout=900)
         self.machines = machines
-        self.rounds = 0
-
-    def folder(self, what: str) -> Path:
-        self.rounds += 1
-        path = self.work / f"{what}-{self.rounds}"
-        path.mkdir(parents=True)
-        return path
-
-    def shoal(self, *args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "shoal", *args],
-            cwd=cwd,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        if check and proc.returncode != 0:
-            sys.exit(f"shoal {' '.join(args)} failed ({proc.returncode}): {proc.stdout[-2000:]}")
-        return proc
-
-    @contextlib.contextmanager
-    def boss(self, cwd: Path) -> Iterator[None]:
-        """A ``shoal boss`` serving from ``cwd``, stopped by its PID (after ``shoal down``)."""
-        with (cwd / "boss.log").open("w") as log:
-            boss = subprocess.Popen(
-                [sys.executable, "-m", "shoal", "boss", "--listen", "127.0.0.1:0"],
-                cwd=cwd,
-                env=self.env,
-                stdout=log,
-                stderr=log,
-            )
-        try:
-            deadline = time.monotonic() + 60
-            while not (cwd / ".shoal" / "boss.json").exists():
-                if boss.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(f"shoal boss did not start: {(cwd / 'boss.log').read_text()[-2000:]}")
-                time.sleep(POLL)
-            yield
-        finally:
-            if (cwd / ".shoal" / "up.json").exists():
-                self.shoal("down", cwd=cwd, check=False)
-            boss.terminate()
-            boss.wait(30)
 
     def up_to_registered(self, pool: str) -> float:
         """Seconds from ``shoal up --pool`` (this pool file) to N workers registered; then down."""
@@ -119,28 +61,9 @@ class Bench:
         with self.boss(cwd):
             start = time.time()
             self.shoal("up", "--pool", "pools.yaml", cwd=cwd)
-            took = wait_registered(cwd, self.machines)[-1] - start
+            took = wait_registered(cwd, self.machines, timeout=600)[-1] - start
             self.shoal("down", cwd=cwd)
         return took
-
-
-def registered(cwd: Path) -> list[float]:
-    """When each active worker of the boss in ``cwd`` registered (epoch seconds), in order."""
-    db = cwd / ".shoal" / "shoal.db"
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as con:
-        rows = con.execute("SELECT registered FROM workers WHERE state = 'active'").fetchall()
-    return sorted(at for (at,) in rows)
-
-
-def wait_registered(cwd: Path, n: int) -> list[float]:
-    deadline = time.monotonic() + 600
-    while True:
-        times = registered(cwd)
-        if len(times) >= n:
-            return times
-        if time.monotonic() > deadline:
-            sys.exit(f"{len(times)} workers registered in {cwd} after 600 s, not {n}")
-        time.sleep(POLL)
 
 
 def local_pool(n: int) -> str:
@@ -153,7 +76,7 @@ def docker(work: Path, machines: int, repeat: int) -> Figures:
 
     figures: Figures = {"docker_up": [], "docker_engine_alone": [], "local_up": []}
     with docker_lab(work / "lab") as lab:
-        bench = Bench(work, {**os.environ, **lab.env()}, machines)
+        bench = Bench(work, lab.env(), machines)
         pool = (
             "pools:\n  - name: box\n    provider: docker\n"
             f"    count: {machines}\n    slots: 1\n    image: {lab.image}\n    network: host\n"
@@ -252,11 +175,6 @@ ENGINES: dict[str, Callable[[Path, int, int], Figures]] = {"docker": docker, "va
 CHOICES = ("docker", "vagrant", "all")
 
 
-def row(name: str, values: list[float]) -> str:
-    each = "  ".join(f"{v:6.2f}" for v in values)
-    return f"  {name:24s} {statistics.median(values):6.2f} s   ({each})"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -285,7 +203,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{args.machines} machines, median of {args.repeat} (each round in brackets):")
     for name, values in figures.items():
-        print(row(name, values))
+        print(row(name, values, WIDTH))
     if args.json:
         print(json.dumps(figures))
 

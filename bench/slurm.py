@@ -26,109 +26,23 @@ same way, so the difference is what the engine adds.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import sqlite3
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "src"))
+from driver import POLL, Driver, row, say, wait_registered
 
-POLL = 0.05
-
-
-def say(text: str) -> None:
-    sys.stderr.write(f"… {text}\n")
-    sys.stderr.flush()
+WIDTH = 32  # of a figure's name in the table
 
 
 # -- what every engine's part uses ----------------------------------------------
-
-
-class Shoal:
-    """The real ``shoal`` command in folders of one work folder, with an engine's environment."""
-
-    def __init__(self, work: Path, env: dict[str, str]) -> None:
-        self.work = work
-        self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT / "src")}
-        self.env.pop("SHOAL_BOSS", None)
-        self.env.pop("SHOAL_TOKEN", None)
-        self.rounds = 0
-
-    def folder(self, what: str) -> Path:
-        self.rounds += 1
-        path = self.work / f"{what}-{self.rounds}"
-        path.mkdir()
-        return path
-
-    def __call__(
-        self, *args: str, cwd: Path, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "shoal", *args],
-            cwd=cwd,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if check and proc.returncode != 0:
-            sys.exit(f"shoal {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-        return proc
-
-    @contextlib.contextmanager
-    def boss(self, cwd: Path) -> Iterator[None]:
-        """A ``shoal boss`` in ``cwd``'s state folder, stopped by its PID (after ``shoal down``)."""
-        with (cwd / "boss.log").open("w") as log:
-            boss = subprocess.Popen(
-                [sys.executable, "-m", "shoal", "boss", "--listen", "127.0.0.1:0"],
-                cwd=cwd,
-                env=self.env,
-                stdout=log,
-                stderr=log,
-            )
-        try:
-            deadline = time.monotonic() + 60
-            while not (cwd / ".shoal" / "boss.json").exists():
-                if boss.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(f"shoal boss did not start: {(cwd / 'boss.log').read_text()[-2000:]}")
-                time.sleep(POLL)
-            yield
-        finally:
-            if (cwd / ".shoal" / "up.json").exists():
-                self("down", cwd=cwd, check=False)
-            boss.terminate()
-            boss.wait(30)
-
-
-def registered(cwd: Path) -> list[float]:
-    """When each active worker of the boss in ``cwd`` registered (epoch seconds), in order."""
-    db = cwd / ".shoal" / "shoal.db"
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as con:
-        rows = con.execute("SELECT registered FROM workers WHERE state = 'active'").fetchall()
-    return sorted(float(at) for (at,) in rows)
-
-
-def wait_registered(cwd: Path, n: int, timeout: float = 300) -> list[float]:
-    deadline = time.monotonic() + timeout
-    while True:
-        times = registered(cwd)
-        if len(times) >= n:
-            return times
-        if time.monotonic() > deadline:
-            sys.exit(f"{len(times)} workers registered in {cwd} after {timeout:.0f} s, not {n}")
-        time.sleep(POLL)
 
 
 def pool_file(path: Path, provider: str, **fields: object) -> None:
@@ -137,25 +51,25 @@ def pool_file(path: Path, provider: str, **fields: object) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def local_up(shoal: Shoal, n: int) -> float:
+def local_up(driver: Driver, n: int) -> float:
     """The baseline: seconds from ``shoal up`` to N local workers registered."""
-    cwd = shoal.folder("local-up")
+    cwd = driver.folder("local-up")
     pool_file(cwd / "pools.yaml", "local", count=n)
-    with shoal.boss(cwd):
+    with driver.boss(cwd):
         start = time.time()
-        shoal("up", "--pool", "pools.yaml", cwd=cwd)
+        driver.shoal("up", "--pool", "pools.yaml", cwd=cwd)
         took = wait_registered(cwd, n)[-1] - start
-        shoal("down", cwd=cwd)
+        driver.shoal("down", cwd=cwd)
     return took
 
 
-def local_run(shoal: Shoal, n: int, tasks: Path) -> float:
+def local_run(driver: Driver, n: int, tasks: Path) -> float:
     """The baseline: the wall time of ``shoal run`` on N local workers."""
-    cwd = shoal.folder("local-run")
+    cwd = driver.folder("local-run")
     pool_file(cwd / "pools.yaml", "local", count=n)
     shutil.copy(tasks, cwd / "tasks.json")
     start = time.time()
-    shoal("run", "tasks.json", "--pool", "pools.yaml", "-j", "0", "-q", cwd=cwd)
+    driver.shoal("run", "tasks.json", "--pool", "pools.yaml", "-j", "0", "-q", cwd=cwd)
     return time.time() - start
 
 
@@ -202,31 +116,31 @@ class QueueWatch:
         return self.empty_at
 
 
-def slurm_up(shoal: Shoal, lab: Any, n: int) -> tuple[float, float]:
+def slurm_up(driver: Driver, lab: Any, n: int) -> tuple[float, float]:
     """Seconds from ``shoal up`` to N jobs running, and from there to N workers registered."""
-    cwd = shoal.folder("slurm-up")
+    cwd = driver.folder("slurm-up")
     pool_file(cwd / "pools.yaml", "slurm", count=n, cpus=1)
-    with shoal.boss(cwd):
+    with driver.boss(cwd):
         watch = QueueWatch(lab, n)
         start = time.time()
-        shoal("up", "--pool", "pools.yaml", cwd=cwd)
+        driver.shoal("up", "--pool", "pools.yaml", cwd=cwd)
         last = wait_registered(cwd, n)[-1]
         watch.stop()
-        shoal("down", cwd=cwd)
+        driver.shoal("down", cwd=cwd)
     if lab.wait_no_jobs():
         sys.exit(f"jobs left in squeue after shoal down: {lab.jobs()}")
     running = watch.running_at if watch.running_at is not None else last
     return running - start, last - running
 
 
-def slurm_run(shoal: Shoal, lab: Any, n: int, tasks: Path) -> tuple[float, float]:
+def slurm_run(driver: Driver, lab: Any, n: int, tasks: Path) -> tuple[float, float]:
     """``shoal run --pool`` on N jobs: its wall time, and from its exit to squeue empty."""
-    cwd = shoal.folder("slurm-run")
+    cwd = driver.folder("slurm-run")
     pool_file(cwd / "pools.yaml", "slurm", count=n, cpus=1)
     shutil.copy(tasks, cwd / "tasks.json")
     watch = QueueWatch(lab, n)
     start = time.time()
-    shoal("run", "tasks.json", "--pool", "pools.yaml", "-j", "0", "-q", cwd=cwd)
+    driver.shoal("run", "tasks.json", "--pool", "pools.yaml", "-j", "0", "-q", cwd=cwd)
     exited = time.time()
     empty = watch.wait_empty()
     return exited - start, empty - exited
@@ -261,18 +175,18 @@ def slurm(args: argparse.Namespace, work: Path) -> dict[str, list[float]]:
         json.dumps([{"name": f"t{i}", "run": "sleep 0.5", "timeout": 60} for i in range(3 * n)])
     )
     with slurm_lab(work / "slurm-lab") as lab:
-        shoal = Shoal(work, lab.env())
+        driver = Driver(work, lab.env())
         for i in range(args.repeat):
             say(f"slurm, round {i + 1} of {args.repeat}: shoal up, then shoal run")
-            queued, started = slurm_up(shoal, lab, n)
+            queued, started = slurm_up(driver, lab, n)
             figures["slurm_up_to_running"].append(queued)
             figures["slurm_running_to_registered"].append(started)
             figures["slurm_up_total"].append(queued + started)
-            figures["local_up_total"].append(local_up(shoal, n))
-            wall, drained = slurm_run(shoal, lab, n, tasks)
+            figures["local_up_total"].append(local_up(driver, n))
+            wall, drained = slurm_run(driver, lab, n, tasks)
             figures["slurm_run_wall"].append(wall)
             figures["slurm_exit_to_no_job"].append(drained)
-            figures["local_run_wall"].append(local_run(shoal, n, tasks))
+            figures["local_run_wall"].append(local_run(driver, n, tasks))
     return figures
 
 
@@ -282,11 +196,6 @@ def slurm(args: argparse.Namespace, work: Path) -> dict[str, list[float]]:
 ENGINES: dict[str, Callable[[argparse.Namespace, Path], dict[str, list[float]]]] = {
     "slurm": slurm,
 }
-
-
-def row(name: str, values: list[float]) -> str:
-    each = "  ".join(f"{v:6.2f}" for v in values)
-    return f"  {name:32s} {statistics.median(values):6.2f} s   ({each})"
 
 
 def main() -> None:
@@ -317,7 +226,7 @@ def main() -> None:
     for engine, values in figures.items():
         print(f"{engine}: {args.workers} workers, median of {args.repeat} rounds (each round)")
         for name, each in values.items():
-            print(row(name, each))
+            print(row(name, each, WIDTH))
     if args.json:
         print(json.dumps(figures, indent=1))
 

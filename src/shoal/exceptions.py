@@ -26,6 +26,7 @@ prints a traceback for them.
     ├── BossError             talking to the boss failed
     │   ├── BossUnreachable   no boss answers at the address
     │   │   └── BossDown      the agent's connection to the boss failed (agent.client)
+    │   │       └── BossUntrusted  TLS failed: the boss's certificate, or it refused ours (agent.client)
     │   ├── BossRefused       the boss answered the agent with an error status (agent.client)
     │   └── Unauthorized      the boss refused the token
     ├── ReduceError           a reduction's operands cannot be added together (reduce)

@@ -123,6 +123,11 @@ class StateDir:
         return self.root / "work"
 
     @property
+    def certs(self) -> Path:
+        """The certificate authority and what it issued (``shoal certs``)."""
+        return self.root / "certs"
+
+    @property
     def boss_file(self) -> Path:
         return self.root / "boss.json"
 

@@ -55,7 +55,7 @@ from shoal.launch.contract import (
     label_args,
     numbered,
 )
-from shoal.launch.lifeline import HeldAgent
+from shoal.launch.lifeline import HeldAgent, begin_up
 
 __all__ = ["SCHEMA", "ContainerShell", "DockerFailed", "DockerProvider", "Engine", "agent_url"]
 
@@ -364,14 +364,8 @@ class DockerProvider:
     ) -> list[Machine]:
         """Run each container and start its agent; each ``running`` once it registered."""
         from shoal.launch.ssh.client import each_host
-        from shoal.launch.zipapp import agent_zipapp
 
-        pyz = agent_zipapp(self.site.agents)
-        self.site.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
-        todo = [m for m in self.plan(pool, count) if only is None or m.name in only]
-        with self._lock:
-            self.stopping -= {m.name for m in todo}
-            self.pools[pool.name] = pool
+        pyz, todo = begin_up(self, pool, count, only)
         return each_host(lambda m: self._one(pool, m, boss, pyz), todo)
 
     def _one(self, pool: Pool, m: Machine, boss: BossAccess, pyz: Path) -> Machine:

@@ -6,22 +6,58 @@ on a command line); then it stays open: a line ``drain`` asks the agent to
 finish what runs and exit, and its end (the local command closed or killed)
 stops the agent (``--lifeline``). The agent is ready once it has registered
 with the boss, never when a log line says so.
+
+The providers that hold their machines' agents so (``docker``, ``vagrant``,
+the clouds) begin their ``up`` alike: :func:`begin_up`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import subprocess
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from shoal.exceptions import ShoalError
 from shoal.launch import procs
-from shoal.launch.contract import READY_TIMEOUT, BossAccess
+from shoal.launch.contract import READY_TIMEOUT, BossAccess, Machine, Pool, Site
+from shoal.launch.zipapp import agent_zipapp
 from shoal.statedir import open_private
 
-__all__ = ["HeldAgent"]
+__all__ = ["HeldAgent", "Holder", "begin_up"]
+
+
+class Holder(Protocol):
+    """A provider that holds its machines' agents, as :func:`begin_up` sees it."""
+
+    site: Site
+    stopping: set[str]  # names taken down here: not preempted
+    pools: dict[str, Pool]  # the pools started here, by name
+    _lock: threading.Lock  # guards ``stopping`` and ``pools``
+
+    def plan(self, pool: Pool, count: int) -> list[Machine]: ...
+
+
+def begin_up(
+    provider: Holder, pool: Pool, count: int, only: Collection[str] | None
+) -> tuple[Path, list[Machine]]:
+    """What such a provider's ``up`` does first; the agent zipapp and the machines to start.
+
+    The zipapp is built and the logs folder made; the machines are the
+    pool's plan (those named in ``only``, if given), no longer counted as
+    taken down here (so that their start is not cancelled); and the pool is
+    remembered, for the machines' later ``status`` and ``down``.
+    """
+    pyz = agent_zipapp(provider.site.agents)
+    provider.site.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
+    todo = [m for m in provider.plan(pool, count) if only is None or m.name in only]
+    with provider._lock:
+        provider.stopping -= {m.name for m in todo}
+        provider.pools[pool.name] = pool
+    return pyz, todo
 
 
 class HeldAgent:

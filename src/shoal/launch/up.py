@@ -76,8 +76,8 @@ def up(
             f"(keeper pid {info['pid']}): run 'shoal down' first"
         )
     parts = urlsplit(boss_url)
-    if parts.scheme != "http" or not parts.hostname or not parts.port:
-        raise BadInput(f"the boss URL {boss_url!r} is not http://HOST:PORT")
+    if parts.scheme not in ("http", "https") or not parts.hostname or not parts.port:
+        raise BadInput(f"the boss URL {boss_url!r} is not http(s)://HOST:PORT")
     site = Site(state.root)
     for pool in pools:
         providers.get(pool.provider, site)  # an unknown provider is refused here

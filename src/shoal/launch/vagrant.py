@@ -40,6 +40,7 @@ from shoal.launch.contract import (
     Site,
     numbered,
 )
+from shoal.launch.lifeline import begin_up
 from shoal.launch.ssh.agent import SshAgent
 from shoal.launch.ssh.client import SshFailed, each_host
 from shoal.spec.inventory import Host
@@ -359,14 +360,7 @@ class VagrantProvider:
         only: Collection[str] | None = None,
     ) -> list[Machine]:
         """``vagrant up`` the machines, then start each one's agent over ssh."""
-        from shoal.launch.zipapp import agent_zipapp
-
-        pyz = agent_zipapp(self.site.agents)
-        self.site.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
-        todo = [m for m in self.plan(pool, count) if only is None or m.name in only]
-        with self._lock:
-            self.stopping -= {m.name for m in todo}
-            self.pools[pool.name] = pool
+        pyz, todo = begin_up(self, pool, count, only)
         held = {m.name for m in todo if (a := self.agents.get(m.name)) is not None and a.alive()}
         hosts: dict[str, Host] = {}
         why = ""

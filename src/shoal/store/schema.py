@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.visitors import replacement_traverse
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 metadata = MetaData()
 
@@ -217,6 +217,8 @@ sessions = Table(
     Column("csrf", String(64), nullable=False),  # sent back in X-Shoal-CSRF
     Column("created", Float, nullable=False),
     Column("expires", Float, nullable=False),
+    # What the login's token may do: NULL for the boss's own, 'read' for a read-only one.
+    Column("kind", String(20), info={"since": 6}),
     info={"since": 3},
 )
 
@@ -243,6 +245,28 @@ machines = Table(
     UniqueConstraint("owner", "name", name="uq_machines_owner_name"),
     info={"since": 4},
 )
+
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # sha256 of the token: the database never holds a credential itself.
+    Column("hash", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),  # read, worker, per-worker
+    # A per-worker token: the worker it acts as, and the token that registered it.
+    Column("worker_id", Integer),
+    Column("parent", Integer),
+    Column("created", Float, nullable=False),
+    Column("expires", Float),
+    Column("last_used", Float),
+    Column("revoked", Float),
+    info={"since": 6},
+)
+Index("ix_tokens_hash", tokens.c.hash, unique=True, info={"since": 6})
+Index("ix_tokens_name", tokens.c.name, unique=True, info={"since": 6})
+Index("ix_tokens_worker", tokens.c.worker_id, info={"since": 6})
 
 
 def _since(item: Table | Column[Any] | Index) -> int:
@@ -302,7 +326,8 @@ def _v2_to_v3(conn: Connection) -> None:
     """Version 3: submissions carry an idempotency key; dashboard sessions."""
     conn.execute(text("ALTER TABLE runs ADD COLUMN submit_key VARCHAR(64)"))
     conn.execute(text("CREATE UNIQUE INDEX ix_runs_submit_key ON runs (submit_key)"))
-    sessions.create(conn)
+    # As version 3 made it: its later columns come with their own migrations.
+    metadata_at(3).tables["sessions"].create(conn)
 
 
 def _v3_to_v4(conn: Connection) -> None:
@@ -328,5 +353,17 @@ def _v4_to_v5(conn: Connection) -> None:
     )
 
 
+def _v5_to_v6(conn: Connection) -> None:
+    """Version 6: scoped credentials (read, worker, per-worker tokens) and read-only logins."""
+    tokens.create(conn)
+    conn.execute(text("ALTER TABLE sessions ADD COLUMN kind VARCHAR(20)"))
+
+
 # Upgrades from each older version.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5]
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _v1_to_v2,
+    _v2_to_v3,
+    _v3_to_v4,
+    _v4_to_v5,
+    _v5_to_v6,
+]

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal.exceptions import BadInput, ShoalError
 from shoal.launch.contract import BossAccess, Machine, Pool, Site, numbered
+from shoal.launch.lifeline import begin_up
 from shoal.launch.ssh.agent import SshAgent
 from shoal.launch.ssh.client import SshFailed, SshHost, each_host, ssh_error
 from shoal.spec.inventory import Host
@@ -119,14 +120,7 @@ class CloudProvider:
         only: Collection[str] | None = None,
     ) -> list[Machine]:
         """Create each VM, wait until it answers on ssh, start its agent; each as it went."""
-        from shoal.launch.zipapp import agent_zipapp
-
-        pyz = agent_zipapp(self.site.agents)
-        self.site.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
-        todo = [m for m in self.plan(pool, count) if only is None or m.name in only]
-        with self._lock:
-            self.stopping -= {m.name for m in todo}
-            self.pools[pool.name] = pool
+        pyz, todo = begin_up(self, pool, count, only)
         return each_host(lambda m: self._one(pool, m, boss, pyz), todo)
 
     def _one(self, pool: Pool, m: Machine, boss: BossAccess, pyz: Path) -> Machine:
