@@ -64,6 +64,7 @@ class LocalSession:
         hosts: Inventory | None = None,
         pools: Sequence[Pool] = (),
         log_cap: int | None = None,
+        data: tuple[str, dict[str, str]] | None = None,
     ) -> None:
         if workers < 1 and hosts is None and not pools:
             raise BadInput(f"-j must be at least 1, not {workers}")
@@ -75,6 +76,8 @@ class LocalSession:
         self.lease_seconds = lease_seconds
         self.speculate_min = speculate_min
         self.db = db
+        # The datastore (a folder or a URL, and its options); None: the state folder's.
+        self.data = data
         self.pools: list[Pool] = [*pools, *run_pools(workers, slots, hosts)]
         names = [pool.name for pool in self.pools]
         twice = sorted({n for n in names if names.count(n) > 1})
@@ -111,6 +114,7 @@ class LocalSession:
                 f"a boss (pid {other.get('pid')}) is already using {self.state.root}: "
                 f"submit to it with 'shoal submit FILE', or pass another --state folder"
             )
+        location, options = self.data or self.state.datastore()
         self.state.create()
         token = self.state.token()
         from shoal.boss.server import Boss
@@ -119,7 +123,8 @@ class LocalSession:
 
         self.boss = Boss(
             db=self.state.database(self.db),
-            data=self.state.data,
+            data=location,
+            data_options=options,
             token=token,
             lease_seconds=self.lease_seconds,
             speculate_min=self.speculate_min,
@@ -134,6 +139,7 @@ class LocalSession:
                 self.boss.scheduler.abandon_running(
                     "interrupted: the shoal run that ran it stopped"
                 )
+            self.state.remember_datastore(location, options)
             self.state.write_boss(self.boss.url, token)
             self.client = BossClient(self.boss.url, token)
             tokens = self.boss.tokens

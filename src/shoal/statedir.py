@@ -92,6 +92,33 @@ class StateDir:
         return self.root / "data"
 
     @property
+    def datastore_file(self) -> Path:
+        """Names the datastore (and its options) when it is not the folder's own ``data``."""
+        return self.root / "datastore.json"
+
+    def datastore(self) -> tuple[str, dict[str, str]]:
+        """Where the datastore is (a folder or a URL) and its options: the last given, or data/.
+
+        Remembered so that commands run later in this folder (``shoal logs``
+        with no boss running, say) read the same datastore.
+        """
+        try:
+            doc = json.loads(self.datastore_file.read_text())
+            options = doc.get("options") or {}
+            return str(doc["location"]), {str(k): str(v) for k, v in options.items()}
+        except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
+            return str(self.data), {}
+
+    def remember_datastore(self, location: str, options: dict[str, str]) -> None:
+        """Keep the datastore a boss of this folder uses (no secret is ever among its options)."""
+        if location == str(self.data) and not options:
+            self.datastore_file.unlink(missing_ok=True)
+            return
+        write_private(
+            self.datastore_file, json.dumps({"location": location, "options": options}) + "\n"
+        )
+
+    @property
     def work(self) -> Path:
         """Workspaces and caches of the local workers."""
         return self.root / "work"

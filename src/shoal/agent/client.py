@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -14,7 +15,8 @@ from typing import Any, Dict, MutableMapping, NamedTuple, Optional
 from urllib.parse import quote, urlencode, urlsplit
 
 from shoal import protocol as p
-from shoal.exceptions import BossError, BossUnreachable
+from shoal.datastore.layout import DIGEST_HEADER, origin
+from shoal.exceptions import BossError, BossUnreachable, Corrupt
 
 CHUNK = 256 * 1024
 # How long an upload is asked again while the boss cannot store it (503).
@@ -421,13 +423,20 @@ class AgentClient:
     # -- the datastore ---------------------------------------------------
 
     def download(self, path: str, dest: str) -> int:
-        """Fetch a datastore file to ``dest``, streamed; its size."""
+        """Fetch a datastore file to ``dest``, streamed; its size.
+
+        What arrived is checked against the sha256 the datastore recorded when
+        the file was written (sent with it): Corrupt, and nothing at ``dest``,
+        if it does not match.
+        """
         resp = self.stream("/data/" + quote(path))
+        recorded = [d for d in (resp.getheader(DIGEST_HEADER) or "").split(",") if d]
         parent = os.path.dirname(dest)
         if parent:
             os.makedirs(parent, exist_ok=True)
         tmp = dest + ".part"
         size = 0
+        digest = hashlib.sha256()
         try:
             with open(tmp, "wb") as f:
                 while True:
@@ -435,7 +444,15 @@ class AgentClient:
                     if not chunk:
                         break
                     f.write(chunk)
+                    digest.update(chunk)
                     size += len(chunk)
+            if recorded and digest.hexdigest() not in recorded:
+                os.unlink(tmp)
+                raise Corrupt(
+                    f"'{path}' ({origin(path)}) is corrupt: it arrived with sha256 "
+                    f"{digest.hexdigest()[:16]}, the datastore recorded {recorded[0][:16]} "
+                    "when it was written"
+                )
             os.replace(tmp, dest)
         except (TimeoutError, OSError, http.client.HTTPException) as e:
             self.drop_connection()

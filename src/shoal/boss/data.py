@@ -7,6 +7,12 @@ so that nothing replaces a task's outputs after its report won. Removing,
 and gc, refuse or skip shoal's own folders in the same spirit: only gc,
 which asks the database what is still needed, removes from them.
 
+A download carries the sha256 digests recorded when the file was written
+(``X-Shoal-Sha256``, see :mod:`shoal.datastore.integrity`): the worker agent
+checks what it received against them. The boss hashes what it sends too, and
+logs a ``datastore_corrupt`` event when it does not match. Both ways the file
+is streamed a chunk at a time, never held whole.
+
 Who may call: the boss's token (admin), every route. A worker's own token
 reads only what the attempts it runs need (their inputs, their
 dependencies' outputs and their run's bundle). Listing with details,
@@ -16,8 +22,10 @@ datastore, not the paths of one attempt.
 
 from __future__ import annotations
 
+import logging
 import math
 import mimetypes
+from collections.abc import Iterator
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -27,14 +35,17 @@ from starlette.routing import BaseRoute, Route
 from shoal import protocol as p
 from shoal.boss.auth import caller
 from shoal.boss.web import Context, json_response, read_json
-from shoal.datastore.base import check_path, shown
+from shoal.datastore.base import Datastore, check_path, shown
 from shoal.datastore.gc import collect, shoal_folder
-from shoal.datastore.layout import OUTPUTS, STAGING
+from shoal.datastore.integrity import DIGEST_HEADER, Hashing, Record
+from shoal.datastore.layout import OUTPUTS, RECORDS, STAGING, origin
 from shoal.exceptions import BadInput, NotFound, Refused
 from shoal.store import Store
 from shoal.store.gc import gc_facts
 
 __all__ = ["data_routes"]
+
+log = logging.getLogger("shoal.boss")
 
 # The most a gc request may say it wants kept: about three centuries, in seconds.
 _MAX_AGE = 1e10
@@ -48,12 +59,17 @@ def data_routes(ctx: Context) -> list[BaseRoute]:
         worker = caller(request).worker_id
         if worker is not None and not ctx.tokens.may_read(worker, path):
             raise Refused(f"forbidden: worker {worker} runs no attempt that needs '{path[:200]}'")
-        size = datastore.size(path)  # NotFound before the answer starts
+        # In a thread: on a remote datastore each is a request of its own.
+        size = await run_in_threadpool(datastore.size, path)  # NotFound before the answer starts
+        record = await run_in_threadpool(datastore.record, path)
+        headers = {"Content-Length": str(size)}
+        if record is not None:
+            headers[DIGEST_HEADER] = ",".join(record.digests())
         kind, _ = mimetypes.guess_type(path)
         return StreamingResponse(
-            datastore.chunks(path),
+            _checked(datastore, path, record),
             media_type=kind or "application/octet-stream",
-            headers={"Content-Length": str(size)},
+            headers=headers,
         )
 
     async def data_put(request: Request) -> Response:
@@ -62,6 +78,11 @@ def data_routes(ctx: Context) -> list[BaseRoute]:
             raise BadInput(
                 f"'{path[:80]}' is where tasks' outputs live: only the attempt that made "
                 "an output writes it"
+            )
+        if path.startswith(RECORDS + "/"):
+            raise BadInput(
+                f"'{path[:80]}' is where the datastore records each file's sha256: "
+                "only the datastore writes there"
             )
         size = await datastore.write_stream(path, request.stream(), ctx.limits.upload_idle)
         ctx.health.recovered("datastore")
@@ -76,11 +97,11 @@ def data_routes(ctx: Context) -> list[BaseRoute]:
                 not entries
                 and prefix.strip("/")
                 and not prefix.startswith(STAGING)
-                and datastore.exists(prefix)
+                and await run_in_threadpool(datastore.exists, prefix)
             ):
                 entries = [datastore.info(prefix)]  # a file: its own line
             return json_response([e.to_dict() for e in entries])
-        return json_response(datastore.listing(prefix))
+        return json_response(await run_in_threadpool(datastore.listing, prefix))
 
     async def data_delete(request: Request) -> Response:
         """Remove a file, or a folder and all it holds (admin only; never shoal's folders)."""
@@ -135,3 +156,17 @@ def data_routes(ctx: Context) -> list[BaseRoute]:
         Route(f"{v}/data/{{path:path}}", data_delete, methods=["DELETE"]),
         Route(f"{v}/gc", gc, methods=["POST"]),
     ]
+
+
+def _checked(datastore: Datastore, path: str, record: Record | None) -> Iterator[bytes]:
+    """The file's chunks; what was sent is hashed, and a mismatch with its record logged."""
+    hashing = Hashing()
+    for chunk in datastore.chunks(path):
+        hashing.write(chunk)
+        yield chunk
+    got = hashing.record(None)
+    if record is not None and (got.size != record.size or not record.accepts(got.sha256)):
+        log.error(
+            str(record.mismatch(path, got.sha256)),
+            extra={"event": "datastore_corrupt", "path": path, "origin": origin(path)},
+        )

@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,11 +71,12 @@ class Boss:
         max_losses: int = 3,
         sock: socket.socket | None = None,
         limits: Limits | None = None,
+        data_options: Mapping[str, str] | None = None,
         tls: ServerTls | None = None,
         advertise: str | None = None,
     ) -> None:
+        self.datastore = open_datastore(data, data_options)  # first: a bad URL touches nothing
         self.store = Store(db)
-        self.datastore = open_datastore(data)
         self.scheduler = Scheduler(
             self.store,
             lease_seconds=lease_seconds,

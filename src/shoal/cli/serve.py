@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from shoal.cli.common import (
+    DataOpt,
+    DataOptionOpt,
     DbOpt,
     LeaseOpt,
     LogCapOpt,
     SpeculateMinOpt,
     StateOpt,
     TokenFileOpt,
+    _datastore,
     _state,
     _token,
     _warn_token_file_safer,
@@ -62,13 +64,8 @@ def boss(
         str, typer.Option("--listen", help="HOST:PORT to serve on.")
     ] = "127.0.0.1:8765",
     db: DbOpt = None,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            "--data",
-            help="Datastore folder (default: STATE/data); bosses of one database share it.",
-        ),
-    ] = None,
+    data: DataOpt = None,
+    data_option: DataOptionOpt = None,
     state: StateOpt = None,
     token: Annotated[
         str | None,
@@ -115,13 +112,15 @@ def boss(
     secure = tls or mtls
     _check_exposure(listen, host, secure, insecure)
     _check_advertise(advertise, secure)
+    location, options = _datastore(sd, data, data_option)
     sd.create()
     context = _tls_context(sd, host, advertise, mtls) if secure else None
     given = token or _token(token_file)
     token = given or sd.token()
     server = Boss(
         db=sd.database(db),
-        data=data or sd.data,
+        data=location,
+        data_options=options,
         token=token,
         host=host,
         port=port,
@@ -133,6 +132,7 @@ def boss(
         tls=context,
         advertise=advertise.rstrip("/") if advertise else None,
     )
+    sd.remember_datastore(location, options)
     _serve(server, sd, token, bool(given), mtls)
 
 

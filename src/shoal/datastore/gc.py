@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from shoal.datastore.base import Datastore, FileInfo
-from shoal.datastore.layout import BUNDLES, LOGS, OUTPUTS, STAGING
+from shoal.datastore.layout import BUNDLES, LOGS, OUTPUTS, RECORDS, STAGING
 
 __all__ = [
     "KINDS",
@@ -55,7 +55,8 @@ _BUNDLE_SUFFIX = ".tar.gz"
 # The folders shoal writes itself. What is in them is the runs' (a dependent
 # reads an output, a retry a bundle): gc removes it when nothing needs it, and
 # 'shoal data add' and 'rm' leave it alone.
-SHOAL_FOLDERS = (OUTPUTS, LOGS, BUNDLES, STAGING + "/")
+# The integrity records (RECORDS) follow their files; no one removes them by hand.
+SHOAL_FOLDERS = (OUTPUTS, LOGS, BUNDLES, STAGING + "/", RECORDS + "/")
 
 
 def shoal_folder(path: str) -> str | None:
