@@ -13,15 +13,15 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.cloudlab import start_moto, stop_process
 
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -29,18 +29,6 @@ S3_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 BUCKET = "shoal-data"
-
-_MOTO = """
-import os, sys, threading
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-port = server.get_host_and_port()[1]
-with open(sys.argv[1] + ".new", "w") as f:
-    f.write(str(port))
-os.replace(sys.argv[1] + ".new", sys.argv[1])
-threading.Event().wait()
-"""
 
 
 @dataclass
@@ -73,28 +61,14 @@ class MotoS3:
 def moto_s3(root: Path) -> Iterator[MotoS3]:
     """moto's S3 server on a loopback port, stopped (by PID) on leaving."""
     root.mkdir(parents=True, exist_ok=True)
-    port_file = root / "moto.port"
-    port_file.unlink(missing_ok=True)  # one left by an earlier server in the same folder
-    with (root / "moto.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _MOTO, str(port_file)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+    (root / "moto.port").unlink(missing_ok=True)  # one left by an earlier server in the same folder
+    proc, endpoint = start_moto(root)
     try:
-        deadline = time.monotonic() + 60
-        while not port_file.exists():
-            if proc.poll() is not None:
-                raise AssertionError(f"moto exited: {(root / 'moto.log').read_text()}")
-            if time.monotonic() > deadline:
-                raise AssertionError("moto did not start within 60s")
-            time.sleep(0.05)
-        s3 = MotoS3(f"http://127.0.0.1:{port_file.read_text()}", proc.pid)
+        s3 = MotoS3(endpoint, proc.pid)
         s3.client().create_bucket(Bucket=BUCKET)  # type: ignore[attr-defined]
         yield s3
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @dataclass
@@ -165,17 +139,7 @@ def sftp_host(root: Path) -> Iterator[SftpHost]:
             time.sleep(0.05)
         yield SftpHost(port, getpass.getuser(), etc / "user_key", home, proc.pid)
     finally:
-        _stop(proc)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def s3_environment() -> dict[str, str]:
