@@ -29,10 +29,11 @@ tasks:
 
 
 def _files(root: Path) -> dict[str, str]:
+    """The files a datastore folder holds (not the sha256 records kept beside them)."""
     return {
         p.relative_to(root).as_posix(): p.read_text()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and not p.relative_to(root).as_posix().startswith(".integrity/")
     }
 
 
