@@ -254,15 +254,18 @@ def test_shoal_up_hands_its_agents_a_worker_token_not_the_boss_one(
     kept = json.loads((state.root / "up.json").read_text())
     procs.extra.append(kept["pid"])
     assert [(b.host, b.error) for b in brought] == [("cpu-1", None)]
-    agents = [
-        pid for pid in descendants(kept["pid"]) if alive(pid) and "SHOAL_TOKEN" in environ(pid)
-    ]
-    assert agents, "no agent with a token in its environment"
-    for pid in agents:
-        assert environ(pid)["SHOAL_TOKEN"] != info["token"]
+    agents = [pid for pid in descendants(kept["pid"]) if alive(pid)]
+    assert agents, "no agent under the keeper"
+    # The token reaches them on stdin: none is in an environment a task could read.
+    for pid in [kept["pid"], *agents]:
+        assert not {"SHOAL_TOKEN", "SHOAL_TOKEN_FILE"} & environ(pid).keys()
     listed = shoal_json("tokens", "ls", cwd=tmp_path)
     assert [(t["kind"], t["revoked"]) for t in listed] == [("worker", None)]
     assert listed[0]["name"].startswith("up-agents-")
+    # The agent registered with that worker token (the keeper only made it), not the boss's.
+    assert listed[0]["last_used"] is not None
+    workers = [t for t in shoal_json("tokens", "ls", "--all", cwd=tmp_path) if t["worker"]]
+    assert [t["kind"] for t in workers] == ["per-worker"]
     assert shoal("down", cwd=tmp_path).returncode == 0
     wait_for(lambda: not alive(kept["pid"]), what="the keeper to stop")
     assert shoal_json("tokens", "ls", cwd=tmp_path)[0]["revoked"] is not None

@@ -28,14 +28,40 @@ UPLOAD_BACKOFF_MAX = 15.0
 CREDENTIAL_VARS = ("SHOAL_TOKEN", "SHOAL_TOKEN_FILE")
 
 
+# The token file that means this process's standard input: how shoal's
+# launchers hand an agent its token (never in the environment it is started
+# with, which /proc/PID/environ shows its tasks for as long as it runs).
+STDIN_TOKEN_FILES = ("/dev/stdin", "-")
+
+
+def read_token_line(fd: int) -> str:
+    """The first line on ``fd``, read byte by byte: what follows stays unread (a lifeline)."""
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = os.read(fd, 1)
+        if not byte:
+            break
+        line += byte
+    return line.decode("utf-8", errors="replace").strip()
+
+
 def read_token_file(path: str) -> str:
-    """The token held in a file (its first line); ValueError with a clear line if none."""
+    """The token held in a file (its first line); ValueError with a clear line if none.
+
+    ``/dev/stdin`` (or ``-``) is this process's standard input, of which only
+    the token's line is read.
+    """
     try:
-        with open(os.path.expanduser(path), encoding="utf-8") as f:
-            token = f.readline().strip()
+        if path in STDIN_TOKEN_FILES:
+            token = read_token_line(0)
+        else:
+            with open(os.path.expanduser(path), encoding="utf-8") as f:
+                token = f.readline().strip()
     except OSError as e:
         raise ValueError(f"cannot read the token file {path}: {e.strerror or e}") from None
     if not token:
+        if path in STDIN_TOKEN_FILES:
+            raise ValueError("no token on standard input (--token-file=/dev/stdin)")
         raise ValueError(f"the token file {path} is empty")
     return token
 

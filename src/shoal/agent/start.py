@@ -4,6 +4,11 @@ It reads the options and the token (never from the command line when it can
 help it: ``SHOAL_TOKEN``, ``--token-file``, or a caller in this process),
 drops every boss credential from the environment its tasks inherit, and runs
 an :class:`~shoal.agent.worker.Agent` until it is stopped.
+
+shoal's own launchers hand the token over on standard input
+(``--token-file=/dev/stdin``), never in ``SHOAL_TOKEN``: dropping a variable
+from ``os.environ`` leaves it in ``/proc/PID/environ``, which every task of
+this worker could read for as long as it runs.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import threading
 from typing import Any, Dict, List, Optional
 
 from shoal.agent.client import (
+    STDIN_TOKEN_FILES,
     AgentClient,
     TlsFiles,
     drop_credentials,
@@ -55,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--token-file",
         default=None,
-        help="a file holding the boss's token (default: $SHOAL_TOKEN_FILE)",
+        help="a file holding the boss's token, /dev/stdin for the first line of standard input "
+        "(default: $SHOAL_TOKEN_FILE)",
     )
     parser.add_argument(
         "--ca",
@@ -117,6 +124,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _forget_stdin() -> None:
+    """Standard input becomes /dev/null: it held the token (Slurm's job hands a
+    removed file), which anything of this user could reopen as /proc/PID/fd/0."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+
+
 def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
     """``shoal worker`` / ``python -m shoal.agent``: run a worker until stopped.
 
@@ -136,6 +151,8 @@ def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
         token = token or args.token
         if not token and args.token_file:
             token = read_token_file(args.token_file)
+            if args.token_file in STDIN_TOKEN_FILES and not args.lifeline:
+                _forget_stdin()
         if not token:
             token = token_from_environment()
     except ValueError as e:

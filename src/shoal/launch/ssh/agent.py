@@ -114,10 +114,13 @@ class SshAgent(HeldAgent):
         ]
 
     def _command(self, remote: str, url: str, tls: Sequence[str] = ()) -> str:
-        """The shell command on the host: read the token, then become the agent."""
+        """The shell command on the host: become the agent, which reads the token on its stdin.
+
+        Never through the environment: the agent's tasks could read what it
+        was started with in /proc/PID/environ.
+        """
         return " ".join(
             [
-                "read -r SHOAL_TOKEN && export SHOAL_TOKEN &&",
                 f'mkdir -p "{REMOTE_ROOT}/work" &&',
                 "exec",
                 shlex.quote(self.host.python),
@@ -128,6 +131,7 @@ class SshAgent(HeldAgent):
                 f"--name={shlex.quote(self.host.name)}",
                 *tls,
                 f'--workdir="{REMOTE_ROOT}/work"',
+                "--token-file=/dev/stdin",
                 "--lifeline",
                 *([f"--log-cap={self.log_cap}"] if self.log_cap is not None else []),
                 *[shlex.quote(option) for option in self.options],
