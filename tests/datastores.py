@@ -3,7 +3,9 @@
 ``moto_s3(root)`` starts moto in a process of its own on a free 127.0.0.1
 port (as ``tests/cloudlab.py`` does) and gives its endpoint; ``sftp_host(root)``
 starts ``/usr/sbin/sshd`` on a free 127.0.0.1 port with a throwaway host key
-and a throwaway key authorized for the user running the tests. Both are
+and a throwaway key authorized for the user running the tests; the host key is
+written to a known hosts file of its own, which ``options()`` names, so shoal
+checks it as it would a real host's. Both are
 stopped by their PID on leaving. ``S3_ENV`` is the (fake) credentials moto
 takes, given the way a user's would be: in the environment.
 """
@@ -73,26 +75,41 @@ def moto_s3(root: Path) -> Iterator[MotoS3]:
 
 @dataclass
 class SftpHost:
-    """An sshd on 127.0.0.1:``port`` taking ``key`` for ``user``; ``pid``: sshd's process."""
+    """An sshd on 127.0.0.1:``port`` taking ``key`` for ``user``; ``pid``: sshd's process.
+
+    ``known_hosts``: a file of known hosts holding the sshd's host key.
+    """
 
     port: int
     user: str
     key: Path
     home: Path
     pid: int
+    known_hosts: Path
 
     def url(self) -> str:
         """A fresh folder on the host, as a datastore URL."""
         return f"sftp://{self.user}@127.0.0.1:{self.port}{self.home}/{uuid.uuid4().hex[:12]}"
 
     def options(self) -> dict[str, str]:
-        return {"key_filename": str(self.key), "look_for_keys": "false", "allow_agent": "false"}
+        return {
+            "key_filename": str(self.key),
+            "look_for_keys": "false",
+            "allow_agent": "false",
+            "known_hosts": str(self.known_hosts),
+        }
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def known_hosts_line(host: str, port: int, public_key: Path) -> str:
+    """The known hosts line (as ``ssh-keyscan`` writes it) for ``host:port`` with that key."""
+    kind, key = public_key.read_text().split()[:2]
+    return f"[{host}]:{port} {kind} {key}\n"
 
 
 @contextlib.contextmanager
@@ -112,6 +129,8 @@ def sftp_host(root: Path) -> Iterator[SftpHost]:
         )
     (etc / "authorized_keys").write_text((etc / "user_key.pub").read_text())
     port = free_port()
+    known_hosts = etc / "known_hosts"
+    known_hosts.write_text(known_hosts_line("127.0.0.1", port, etc / "host_key.pub"))
     config = etc / "sshd_config"
     config.write_text(
         f"ListenAddress 127.0.0.1\nPort {port}\n"
@@ -137,7 +156,7 @@ def sftp_host(root: Path) -> Iterator[SftpHost]:
             if time.monotonic() > deadline:
                 raise AssertionError("sshd did not start listening within 30s")
             time.sleep(0.05)
-        yield SftpHost(port, getpass.getuser(), etc / "user_key", home, proc.pid)
+        yield SftpHost(port, getpass.getuser(), etc / "user_key", home, proc.pid, known_hosts)
     finally:
         stop_process(proc)
 

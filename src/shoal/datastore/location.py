@@ -5,6 +5,9 @@
 (``abfs://`` too), ``sftp://user@host[:port]/path``, or any other protocol
 fsspec knows. ``--data-option KEY=VALUE`` passes settings to the filesystem
 (``endpoint_url=http://...``, ``region=eu-west-1``, ``key_filename=~/.ssh/id``).
+An SFTP host's key is checked against ssh's known hosts, or the file
+``known_hosts=FILE`` names (see :mod:`~shoal.datastore.sftp`); no option
+turns that off.
 
 Credentials come from each library's usual environment and files
 (``AWS_ACCESS_KEY_ID`` and ``~/.aws``, ``GOOGLE_APPLICATION_CREDENTIALS``,
@@ -105,6 +108,12 @@ def storage_options(location: str, options: Mapping[str, str]) -> dict[str, obje
                 f"--data-option {key} is a secret: a command line is no place for it; "
                 f"give it through {where}"
             )
+    if extra == "sftp" and any(key.lower() == "host_key_policy" for key in options):
+        raise BadInput(
+            "--data-option host_key_policy: shoal takes no policy but ssh's: an SFTP host's key "
+            "must be in the known hosts; after checking its fingerprint, run "
+            "`ssh-keyscan -p PORT HOST >> ~/.ssh/known_hosts`, or give known_hosts=FILE"
+        )
     missing = [m for m in ("fsspec", module) if importlib.util.find_spec(m) is None]
     if missing:
         install = f"pip install 'shoal[{extra}]'" if extra else f"pip install {missing[-1]}"

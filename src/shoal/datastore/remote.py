@@ -53,7 +53,12 @@ def open_remote(location: str, kwargs: dict[str, object], shown_as: str) -> Remo
 
     _release_big_buffers()
     try:
-        fs, root = fsspec.core.url_to_fs(location, **kwargs)
+        if location.partition("://")[0].lower() in ("sftp", "ssh"):
+            from shoal.datastore.sftp import open_sftp
+
+            fs, root = open_sftp(location, kwargs)  # the host's key checked, as ssh would
+        else:
+            fs, root = fsspec.core.url_to_fs(location, **kwargs)
     except (ImportError, ValueError, TypeError, OSError) as e:
         raise BadInput(f"the datastore {shown_as} cannot be opened: {_reason(e)}") from e
     store = RemoteDatastore(fs, str(root), shown_as)
