@@ -113,8 +113,11 @@ def known_hosts_line(host: str, port: int, public_key: Path) -> str:
 
 
 @contextlib.contextmanager
-def sftp_host(root: Path) -> Iterator[SftpHost]:
-    """An sshd of the test's own on a loopback port, stopped (by PID) on leaving."""
+def sftp_host(root: Path, port: int | None = None) -> Iterator[SftpHost]:
+    """An sshd of the test's own on a loopback port, stopped (by PID) on leaving.
+
+    ``port``: the one to take (another host's, gone), rather than a free one.
+    """
     etc = root / "sshd"
     home = root / "sftp-home"
     etc.mkdir(parents=True, exist_ok=True)
@@ -128,7 +131,7 @@ def sftp_host(root: Path) -> Iterator[SftpHost]:
             capture_output=True,
         )
     (etc / "authorized_keys").write_text((etc / "user_key.pub").read_text())
-    port = free_port()
+    port = port or free_port()
     known_hosts = etc / "known_hosts"
     known_hosts.write_text(known_hosts_line("127.0.0.1", port, etc / "host_key.pub"))
     config = etc / "sshd_config"
