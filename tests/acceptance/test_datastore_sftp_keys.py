@@ -146,3 +146,24 @@ def test_no_host_key_policy_can_be_given() -> None:
             assert "known_hosts" in str(e) and "ssh-keyscan" in str(e)
         else:
             raise AssertionError(f"host_key_policy={policy} was taken")
+
+
+def test_shoal_data_and_gc_take_the_known_hosts_file_the_refusal_names(tmp_path: Path) -> None:
+    with sftp_host(tmp_path / "host") as host:
+        url = host.url()
+        env = {"HOME": str(_home(tmp_path, host))}
+        known = tmp_path / "known_hosts"
+        known.write_text(
+            known_hosts_line("127.0.0.1", host.port, tmp_path / "host" / "sshd" / "host_key.pub")
+        )
+        given = ["--data", url, "--data-option", f"known_hosts={known}"]
+        local = tmp_path / "a.txt"
+        local.write_text("alpha\n")
+        added = shoal("data", "add", str(local), "sets/a.txt", *given, cwd=tmp_path, env=env)
+        assert added.returncode == 0, added.stderr
+        listed = shoal("data", "ls", "--json", *given, cwd=tmp_path, env=env)
+        assert listed.returncode == 0, listed.stderr
+        assert "sets/a.txt" in listed.stdout
+        # The options go with a URL: alone they are a mistake.
+        alone = shoal("data", "ls", "--data-option", f"known_hosts={known}", cwd=tmp_path, env=env)
+        _one_line_error(alone, "--data-option needs --data")

@@ -28,7 +28,17 @@ from rich.progress import (
 )
 
 from shoal.cli import render
-from shoal.cli.common import BossOpt, JsonOpt, StateOpt, TokenOpt, _emit_json, _state, app
+from shoal.cli.common import (
+    BossOpt,
+    DataOptionOpt,
+    JsonOpt,
+    StateOpt,
+    TokenOpt,
+    _datastore,
+    _emit_json,
+    _state,
+    app,
+)
 from shoal.client import BossClient, Client
 from shoal.client.data import BossData, DataAccess, DirectData, nearby
 from shoal.client.data import Progress as Moved
@@ -36,6 +46,7 @@ from shoal.datastore import open_datastore
 from shoal.datastore.base import FileInfo, check_path, shown
 from shoal.datastore.gc import shoal_folder
 from shoal.datastore.layout import output_prefix
+from shoal.datastore.location import is_url
 from shoal.exceptions import BadInput, BossUnreachable, NotFound
 
 __all__ = ["add", "copy_outputs", "data_app", "get", "ls", "rm", "size_text"]
@@ -59,14 +70,27 @@ PROGRESS_FROM = 8 * 1024 * 1024
 
 
 def open_access(
-    data: str | None, boss: str | None, token: str | None, state: Path | None
+    data: str | None,
+    data_options: list[str] | None,
+    boss: str | None,
+    token: str | None,
+    state: Path | None,
 ) -> DataAccess:
-    """The datastore to work on: ``--data``, else the running boss's, else the state folder's."""
-    if data is not None:
-        return DirectData(open_datastore(data), data)
+    """The datastore to work on: ``--data``, else the running boss's, else the state folder's.
+
+    With no boss running, the state folder's datastore is the one its last boss
+    used (a folder or a URL, with its options), as ``shoal logs`` reads it.
+    """
     sd = _state(state)
-    if not (boss or os.environ.get("SHOAL_BOSS")) and sd.live_boss() is None and sd.data.is_dir():
-        return DirectData(open_datastore(sd.data), str(sd.data))
+    if data is not None:
+        location, options = _datastore(sd, data, data_options)
+        return DirectData(open_datastore(location, options), location)
+    if data_options:
+        raise BadInput("--data-option needs --data URL: the options go with a URL")
+    if not (boss or os.environ.get("SHOAL_BOSS")) and sd.live_boss() is None:
+        location, options = sd.datastore()
+        if is_url(location) or Path(location).is_dir():
+            return DirectData(open_datastore(location, options), location)
     try:
         return BossData(BossClient.find(boss, token, sd))
     except BossUnreachable as e:
@@ -145,6 +169,7 @@ def add(
         typer.Argument(help="Where it goes in the datastore (default: its name; 'DIR/': inside)."),
     ] = None,
     data: DataOpt = None,
+    data_option: DataOptionOpt = None,
     boss: BossOpt = None,
     token: TokenOpt = None,
     state: StateOpt = None,
@@ -166,7 +191,7 @@ def add(
     for _, dest in paths:
         check_path(dest)
     total = sum(source.stat().st_size for source, _ in paths)
-    access = open_access(data, boss, token, state)
+    access = open_access(data, data_option, boss, token, state)
     try:
         with _progress(total, f"adding {local.name}") as moved:
             for source, dest in paths:
@@ -182,6 +207,7 @@ def add(
 def ls(
     prefix: Annotated[str, typer.Argument(help="A folder (or a file) of the datastore.")] = "",
     data: DataOpt = None,
+    data_option: DataOptionOpt = None,
     boss: BossOpt = None,
     token: TokenOpt = None,
     state: StateOpt = None,
@@ -191,7 +217,7 @@ def ls(
     clean = prefix.strip().rstrip("/")
     if clean:
         check_path(clean)
-    access = open_access(data, boss, token, state)
+    access = open_access(data, data_option, boss, token, state)
     try:
         entries = access.entries(clean)
         if not entries and clean:
@@ -232,13 +258,14 @@ def get(
         Path | None, typer.Argument(help="Where to put it (default: its name, here).")
     ] = None,
     data: DataOpt = None,
+    data_option: DataOptionOpt = None,
     boss: BossOpt = None,
     token: TokenOpt = None,
     state: StateOpt = None,
 ) -> None:
     """Copy a file or a folder out of the datastore."""
     source = _datastore_path(path, "shoal data get")
-    access = open_access(data, boss, token, state)
+    access = open_access(data, data_option, boss, token, state)
     try:
         entries = access.entries(source)
         if not entries:
@@ -268,6 +295,7 @@ def rm(
         bool, typer.Option("--yes", "-y", help="Remove a folder without asking.")
     ] = False,
     data: DataOpt = None,
+    data_option: DataOptionOpt = None,
     boss: BossOpt = None,
     token: TokenOpt = None,
     state: StateOpt = None,
@@ -275,7 +303,7 @@ def rm(
     """Remove a file, or a folder and everything in it (asked first)."""
     target = _datastore_path(path, "shoal data rm")
     _writable(target, "remove")
-    access = open_access(data, boss, token, state)
+    access = open_access(data, data_option, boss, token, state)
     try:
         entries = access.entries(target)
         if not entries:
@@ -305,8 +333,8 @@ def copy_outputs(client: Client, run_ref: str | None, folder: Path, state: Path 
     if isinstance(client, BossClient):
         access: DataAccess = BossData(client)
     else:
-        location = _state(state).data
-        access = DirectData(open_datastore(location), str(location))
+        location, options = _state(state).datastore()
+        access = DirectData(open_datastore(location, options), location)
     copied = total = 0
     try:
         for t in tasks:

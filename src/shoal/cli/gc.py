@@ -15,7 +15,17 @@ from typing import Annotated
 
 import typer
 
-from shoal.cli.common import BossOpt, JsonOpt, StateOpt, TokenOpt, _emit_json, _state, app
+from shoal.cli.common import (
+    BossOpt,
+    DataOptionOpt,
+    JsonOpt,
+    StateOpt,
+    TokenOpt,
+    _datastore,
+    _emit_json,
+    _state,
+    app,
+)
 from shoal.cli.data import DataOpt, size_text
 from shoal.client.boss import BossClient
 from shoal.client.data import BossData
@@ -53,6 +63,7 @@ def gc(
         bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")
     ] = False,
     data: DataOpt = None,
+    data_option: DataOptionOpt = None,
     boss: BossOpt = None,
     token: TokenOpt = None,
     state: StateOpt = None,
@@ -62,7 +73,7 @@ def gc(
     age = parse_age(older_than)
     sd = _state(state)
     if boss or os.environ.get("SHOAL_BOSS") or sd.live_boss() is not None:
-        if data is not None:
+        if data is not None or data_option:
             raise BadInput(
                 "a boss is running: it collects its own datastore; drop --data, or stop the boss"
             )
@@ -72,14 +83,16 @@ def gc(
         finally:
             access.close()
     else:
-        result = _collect_here(sd.root, data, age, dry_run)
+        result = _collect_here(sd.root, data, data_option, age, dry_run)
     if as_json:
         _emit_json({**result.to_dict(), "dry_run": dry_run})
         return
     _report(result, dry_run)
 
 
-def _collect_here(root: Path, data: str | None, age: float, dry_run: bool) -> Plan:
+def _collect_here(
+    root: Path, data: str | None, data_options: list[str] | None, age: float, dry_run: bool
+) -> Plan:
     """gc with no boss: the state folder's database, and its datastore (or ``--data``)."""
     from shoal.scheduler import Scheduler
     from shoal.statedir import StateDir
@@ -94,7 +107,8 @@ def _collect_here(root: Path, data: str | None, age: float, dry_run: bool) -> Pl
         )
     store = Store(sd.database())
     try:
-        datastore = open_datastore(data if data is not None else sd.data)
+        location, options = _datastore(sd, data, data_options)
+        datastore = open_datastore(location, options)
         scheduler = Scheduler(store)
         return collect(
             datastore,
