@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from shoal.exceptions import BadInput
+from shoal.exceptions import BadInput, ShoalError
 from shoal.statedir import write_private
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "CertAuthority",
     "Issued",
     "default_hosts",
+    "machine_certs",
 ]
 
 DEFAULT_DAYS = 365
@@ -340,3 +341,30 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
+
+
+def machine_certs(folder: Path, machine: str) -> list[tuple[str, bytes]]:
+    """A machine's client certificate (issued now if it has none), its key and the CA's certificate.
+
+    As (file name, content) pairs, for a launcher to hand the machine (over
+    ssh, or as files on a shared folder). Named after the machine, so that
+    ``shoal certs revoke MACHINE`` shuts it out. The CA's key stays here.
+    """
+    ca = CertAuthority(folder)
+    name = machine if machine not in (BOSS_CERT, CLI_CERT) else f"machine-{machine}"
+    issued = ca.current(name)
+    if issued is not None and issued.kind != "client":
+        raise ShoalError(
+            f"the certificate '{name}' is a server's: a worker needs a client certificate "
+            f"('shoal certs revoke {name}', and 'shoal up' issues one)"
+        )
+    if issued is not None and not (ca.cert_path(name).exists() and ca.key_path(name).exists()):
+        ca.revoke(name)  # its files are gone: it is replaced
+        issued = None
+    if issued is None:
+        ca.add(name, client=True)
+    return [
+        ("ca.crt", ca.ca_cert.read_bytes()),
+        (f"{name}.crt", ca.cert_path(name).read_bytes()),
+        (f"{name}.key", ca.key_path(name).read_bytes()),
+    ]

@@ -156,8 +156,8 @@ class SlurmProvider:
         None over plain HTTP, or with no CA here (the system's authorities).
         """
         from shoal.agent.client import TlsFiles
-        from shoal.launch.ssh.provider import machine_certs
         from shoal.security import CertAuthority
+        from shoal.security.certs import machine_certs
 
         folder = self.site.root / "certs"
         ca = CertAuthority(folder)

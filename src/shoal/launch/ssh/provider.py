@@ -13,13 +13,12 @@ import contextlib
 import signal
 import subprocess
 from collections.abc import Collection, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from shoal.exceptions import ShoalError
 from shoal.launch import procs
 from shoal.launch.contract import BossAccess, FieldSpec, Machine, Pool, ProviderSchema, Site
-from shoal.launch.ssh.agent import MachineCerts, SshAgent
+from shoal.launch.ssh.agent import SshAgent
 from shoal.launch.ssh.client import SshFailed, each_host
 from shoal.spec.inventory import Host, Inventory
 
@@ -29,7 +28,6 @@ __all__ = [
     "SshProvider",
     "host_fields",
     "host_of",
-    "machine_certs",
     "pool_of",
 ]
 
@@ -79,35 +77,6 @@ def pool_of(inventory: Inventory, name: str = HOSTS_POOL) -> Pool:
             "hosts": [host_fields(h) for h in inventory.hosts],
         },
     )
-
-
-def machine_certs(folder: Path, machine: str) -> MachineCerts:
-    """A machine's client certificate (issued now if it has none), its key and the CA's certificate.
-
-    Named after the machine, so that ``shoal certs revoke MACHINE`` shuts it
-    out. The CA's key stays here.
-    """
-    from shoal.security import CertAuthority
-    from shoal.security.certs import BOSS_CERT, CLI_CERT
-
-    ca = CertAuthority(folder)
-    name = machine if machine not in (BOSS_CERT, CLI_CERT) else f"machine-{machine}"
-    issued = ca.current(name)
-    if issued is not None and issued.kind != "client":
-        raise ShoalError(
-            f"the certificate '{name}' is a server's: a worker needs a client certificate "
-            f"('shoal certs revoke {name}', and 'shoal up' issues one)"
-        )
-    if issued is not None and not (ca.cert_path(name).exists() and ca.key_path(name).exists()):
-        ca.revoke(name)  # its files are gone: it is replaced
-        issued = None
-    if issued is None:
-        ca.add(name, client=True)
-    return [
-        ("ca.crt", ca.ca_cert.read_bytes()),
-        (f"{name}.crt", ca.cert_path(name).read_bytes()),
-        (f"{name}.key", ca.key_path(name).read_bytes()),
-    ]
 
 
 class SshProvider:
@@ -163,6 +132,8 @@ class SshProvider:
             if agent is not None and agent.alive() and agent.proc is not None:
                 return m.replace(state="running", provider_id=procs.handle(agent.proc.pid))
             try:
+                from shoal.security.certs import machine_certs
+
                 certs = machine_certs(self.site.root / "certs", host.name) if tls else ()
             except ShoalError as e:
                 return m.replace(state="failed", detail=str(e))
