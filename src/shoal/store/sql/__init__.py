@@ -36,13 +36,21 @@ def _merge(*parts: dict[str, str]) -> dict[str, str]:
 SQLITE = _merge(sync.SQL, runs.SQL, leases.SQL, reads.SQL, registry.SQL)
 
 POSTGRES = {
-    name: for_psycopg(sql, {sync.HAS_LABELS: sync.HAS_LABELS_PG}) for name, sql in SQLITE.items()
+    name: for_psycopg(
+        sql, {sync.HAS_LABELS: sync.HAS_LABELS_PG, "max(0, min(": "greatest(0, least("}
+    )
+    for name, sql in SQLITE.items()
 }
 # A claim skips the tasks other bosses are claiming; a report, and a lease
 # sweep, lock what they read (the sweep skipping what a report holds).
 POSTGRES["ready_candidates"] += " FOR UPDATE OF t SKIP LOCKED"
 POSTGRES["attempts_with_tasks"] += " ORDER BY t.id FOR UPDATE OF a, t"
 POSTGRES["expired_attempts"] += " FOR UPDATE OF a, t SKIP LOCKED"
+# Parts of a run's count taken all at once, and the run whose count may have
+# come to 0, are locked: two transactions that each bring a part to 0 read
+# the whole count one after the other, so the second sees the first's.
+POSTGRES["lock_run_counts"] += " FOR UPDATE"
+POSTGRES["lock_run"] += " FOR UPDATE"
 # One statement for a sync's new attempts; each found again by its task.
 POSTGRES["insert_attempts"] = """
 INSERT INTO attempts (task_id, run_id, number, worker_id, state, assigned, started, lease_expires)
