@@ -20,7 +20,7 @@ from shoal.store.sql import leases, reads, registry, runs, sync
 from shoal.store.sql.runs import TASK_COLUMNS
 from shoal.store.sql.spelling import for_psycopg
 
-__all__ = ["POSTGRES", "SQLITE", "TASK_COLUMNS"]
+__all__ = ["POSTGRES", "POSTGRES_ARRAYS", "SQLITE", "TASK_COLUMNS"]
 
 
 def _merge(*parts: dict[str, str]) -> dict[str, str]:
@@ -62,3 +62,29 @@ POSTGRES["insert_deps"] = "COPY deps (task_id, dep_id) FROM STDIN"
 # Wake-ups for the other bosses (on commit), and the planner's view of a grown table.
 POSTGRES["notify_work"] = "SELECT pg_notify(%(channel)s, %(origin)s)"
 POSTGRES["analyze_tasks"] = "ANALYZE tasks"
+
+# The statements run once per row of a batch, as one statement over arrays on
+# PostgreSQL: one array per column, in the order of the rows' tuples.
+POSTGRES_ARRAYS = {
+    "finish_attempt": """
+UPDATE attempts SET state = u.state, cause = u.cause, exit_code = u.exit_code,
+       started = u.started, ended = u.ended, log = u.log
+FROM unnest(%s::text[], %s::text[], %s::int[], %s::float8[], %s::float8[], %s::text[], %s::int[])
+     AS u(state, cause, exit_code, started, ended, log, id)
+WHERE attempts.id = u.id""",
+    "succeed_task": """
+UPDATE tasks SET state = 'succeeded', ended = u.ended, exit_code = u.exit_code, cause = NULL,
+       has_result = u.has_result, result = u.result, outputs = u.outputs, worker_id = u.worker_id
+FROM unnest(%s::float8[], %s::int[], %s::bool[], %s::text[], %s::text[], %s::int[], %s::int[])
+     AS u(ended, exit_code, has_result, result, outputs, worker_id, id)
+WHERE tasks.id = u.id""",
+    "start_task": """
+UPDATE tasks SET state = 'running', attempts = attempts + 1, worker_id = u.worker_id,
+       started = coalesce(started, u.now)
+FROM unnest(%s::int[], %s::float8[], %s::int[]) AS u(worker_id, now, id)
+WHERE tasks.id = u.id""",
+    "insert_event": """
+INSERT INTO events (time, kind, run_id, task_id, attempt_id, worker_id, detail)
+SELECT * FROM unnest(%s::float8[], %s::text[], %s::int[], %s::int[], %s::int[], %s::int[],
+                     %s::text[])""",
+}
