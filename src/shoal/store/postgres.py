@@ -35,6 +35,8 @@ __all__ = ["AdvisoryLock", "PostgresTx", "listen_for_work", "lock_schema", "make
 
 log = logging.getLogger("shoal.store")
 
+IDLE = 0  # libpq's PQTRANS_IDLE: the connection is in no transaction
+
 CHANNEL = "shoal_work"
 # Advisory lock keys: any two numbers no other program on the database uses.
 SCHEMA_LOCK = 0x5E0A1_0001
@@ -81,10 +83,23 @@ class PostgresTx(Tx):
         is read, so a sync costs a round trip per answer it needs, and the
         row locks it takes are held for no round trip more than needed.
         """
-        with self.raw.pipeline() as pipeline:
-            self._pipeline = pipeline
-            yield
-            self.raw.commit()
+        raw = self.raw
+        # The transaction is begun and committed here, as statements of the
+        # batch: psycopg's own BEGIN and commit would each wait for the server.
+        raw.autocommit = True
+        try:
+            with raw.pipeline() as pipeline:
+                self._pipeline = pipeline
+                raw.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+                yield
+                raw.execute("COMMIT")
+        finally:
+            self._pipeline = None
+            # A connection that broke meanwhile is dropped by the pool, whatever this says.
+            with contextlib.suppress(Exception):
+                if raw.info.transaction_status != IDLE:
+                    raw.rollback()
+                raw.autocommit = False
 
     def _many(self, name: str, rows: list[Any]) -> None:
         # One statement over arrays, not one per row: a sync's Python and the

@@ -70,7 +70,11 @@ Index("ix_runs_submit_key", runs.c.submit_key, unique=True, info={"since": 3})
 # that finishes tasks takes them off one part, so that syncs finishing tasks
 # of one run at once (threads, bosses) lock different rows and commit
 # together, instead of queueing on one. A run has ended when every part is 0.
+# A run has a part for each ``TASKS_PER_SHARD`` tasks, at most ``RUN_SHARDS``:
+# a sync takes its tasks off a part that has as many, and a small run's few
+# parts have enough almost to its end.
 RUN_SHARDS = 32
+TASKS_PER_SHARD = 64
 run_counts = Table(
     "run_counts",
     metadata,
@@ -367,10 +371,14 @@ def _v6_to_v7(conn: Connection) -> None:
             f"""
 WITH RECURSIVE part(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM part WHERE n < {RUN_SHARDS - 1})
 INSERT INTO run_counts (run_id, shard, unfinished)
-SELECT runs.id, part.n,
-       runs.unfinished / {RUN_SHARDS}
-       + CASE WHEN part.n < runs.unfinished % {RUN_SHARDS} THEN 1 ELSE 0 END
-FROM runs, part"""
+SELECT runs.id, part.n, runs.unfinished / c.parts
+       + CASE WHEN part.n < runs.unfinished % c.parts THEN 1 ELSE 0 END
+FROM runs
+JOIN (SELECT id, CASE WHEN unfinished / {TASKS_PER_SHARD} > {RUN_SHARDS} THEN {RUN_SHARDS}
+                      WHEN unfinished / {TASKS_PER_SHARD} < 1 THEN 1
+                      ELSE unfinished / {TASKS_PER_SHARD} END AS parts
+      FROM runs) AS c ON c.id = runs.id
+JOIN part ON part.n < c.parts"""
         )
     )
     conn.execute(text("ALTER TABLE runs DROP COLUMN unfinished"))

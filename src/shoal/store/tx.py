@@ -34,6 +34,7 @@ from shoal.store.rows import (
     decode,
     encode,
 )
+from shoal.store.schema import RUN_SHARDS, TASKS_PER_SHARD
 
 __all__ = ["Tx"]
 
@@ -225,7 +226,8 @@ class Tx(Reads):
             "total": total,
         }
         run_id = int(self._value("insert_run", params))
-        self._run("insert_run_counts", {"id": run_id, "total": total})
+        parts = max(1, min(RUN_SHARDS, total // TASKS_PER_SHARD))
+        self._run("insert_run_counts", {"id": run_id, "total": total, "parts": parts})
         return run_id
 
     def run_by_submit_key(self, key: str) -> int | None:

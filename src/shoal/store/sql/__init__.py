@@ -49,6 +49,9 @@ POSTGRES["expired_attempts"] += " FOR UPDATE OF a, t SKIP LOCKED"
 # Parts of a run's count taken all at once, and the run whose count may have
 # come to 0, are locked: two transactions that each bring a part to 0 read
 # the whole count one after the other, so the second sees the first's.
+POSTGRES["take_unfinished"] = POSTGRES["take_unfinished"].replace(
+    "LIMIT 1)", "LIMIT 1 FOR UPDATE SKIP LOCKED)"
+)  # a part another transaction holds is passed over, not waited for
 POSTGRES["lock_run_counts"] += " FOR UPDATE"
 POSTGRES["lock_run"] += " FOR UPDATE"
 # One statement for a sync's new attempts; each found again by its task.

@@ -62,8 +62,8 @@ RETURNING id""",
     "insert_run_counts": f"""
 WITH RECURSIVE part(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM part WHERE n < {RUN_SHARDS - 1})
 INSERT INTO run_counts (run_id, shard, unfinished)
-SELECT :id, n, :total / {RUN_SHARDS} + CASE WHEN n < :total % {RUN_SHARDS} THEN 1 ELSE 0 END
-FROM part""",
+SELECT :id, n, :total / :parts + CASE WHEN n < :total % :parts THEN 1 ELSE 0 END
+FROM part WHERE n < :parts""",
     "run_by_submit_key": "SELECT id FROM runs WHERE submit_key = :key",
     "succeeded_by_key": f"""
 SELECT key, run_id, source_run, has_result, result AS result_json, outputs AS outputs_json,
@@ -80,10 +80,11 @@ UPDATE tasks SET state = 'ready' WHERE run_id = :run_id AND state = 'waiting' AN
     "runs_by_id": f"SELECT {RUN_ROW} FROM runs WHERE id {in_list('ids')}",
     "running_runs": "SELECT id FROM runs WHERE state = 'running'",
     "set_run_state": "UPDATE runs SET state = :state, finished = :now WHERE id = :id",
-    "reset_unfinished": f"""
-UPDATE run_counts SET unfinished = c.n / {RUN_SHARDS} + CASE WHEN shard < c.n % {RUN_SHARDS} THEN 1 ELSE 0 END
-FROM (SELECT count(*) AS n FROM tasks
-      WHERE run_id = :id AND state IN ('waiting', 'ready', 'running')) AS c
+    "reset_unfinished": """
+UPDATE run_counts SET unfinished = c.n / c.parts + CASE WHEN shard < c.n % c.parts THEN 1 ELSE 0 END
+FROM (SELECT (SELECT count(*) FROM tasks
+              WHERE run_id = :id AND state IN ('waiting', 'ready', 'running')) AS n,
+             (SELECT count(*) FROM run_counts WHERE run_id = :id) AS parts) AS c
 WHERE run_id = :id""",
     "failed_count": """
 SELECT count(*) FROM tasks WHERE run_id = :run_id AND state != 'succeeded'""",
