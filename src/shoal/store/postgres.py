@@ -55,11 +55,12 @@ def libpq_url(url: str | URL) -> str:
 
 
 def make_engine(url: str) -> Engine:
+    # Enough connections for a boss's sync threads (16), its housekeeping and reads.
     return create_engine(
         driver_url(url),
         pool_pre_ping=True,
         pool_size=4,
-        max_overflow=8,
+        max_overflow=20,
         isolation_level="READ COMMITTED",
     )
 

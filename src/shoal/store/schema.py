@@ -66,13 +66,13 @@ runs = Table(
 )
 Index("ix_runs_submit_key", runs.c.submit_key, unique=True, info={"since": 3})
 
-# Each run's count of unfinished tasks, in ``RUN_SHARDS`` parts. Every sync
-# that finishes tasks takes them off one part, so that syncs finishing tasks
-# of one run at once (threads, bosses) lock different rows and commit
-# together, instead of queueing on one. A run has ended when every part is 0.
-# A run has a part for each ``TASKS_PER_SHARD`` tasks, at most ``RUN_SHARDS``:
-# a sync takes its tasks off a part that has as many, and a small run's few
-# parts have enough almost to its end.
+# Each run's count of unfinished tasks, in shards. Every sync that finishes
+# tasks takes them off one shard, so that syncs finishing tasks of one run at
+# once (threads, bosses) lock different rows and commit together, instead of
+# queueing on one. A run has ended when every shard is 0. A run has a shard
+# for each ``TASKS_PER_SHARD`` tasks, at most ``RUN_SHARDS``: a sync takes its
+# tasks off a shard that has as many, and a small run's few shards have
+# enough almost to its end.
 RUN_SHARDS = 32
 TASKS_PER_SHARD = 64
 run_counts = Table(
@@ -361,9 +361,9 @@ def _v5_to_v6(conn: Connection) -> None:
 
 
 def _v6_to_v7(conn: Connection) -> None:
-    """Version 7: a run's count of unfinished tasks in parts (``run_counts``), not one column.
+    """Version 7: a run's count of unfinished tasks in shards (``run_counts``), not one column.
 
-    Each run's count is spread over its parts as a new run's is.
+    Each run's count is spread over its shards as a new run's is.
     """
     run_counts.create(conn)
     conn.execute(

@@ -46,7 +46,7 @@ class Tx(Reads):
 
     def __init__(self, conn: Connection) -> None:
         super().__init__(conn)
-        # The part of each run's count of unfinished tasks this transaction took from.
+        # The shard of each run's count of unfinished tasks this transaction took from.
         self._parts: dict[int, int] = {}
 
     def batched(self) -> AbstractContextManager[None]:
@@ -108,19 +108,19 @@ class Tx(Reads):
         """Add ``delta`` (``-n``: n tasks finished) to the run's count of unfinished tasks.
 
         The count now, exact when it is 0; otherwise a positive number (the
-        count of the part taken from): the run's whole count is read only
-        when a part of it came to 0.
+        count of the shard taken from): the run's whole count is read only
+        when a shard of it came to 0.
         """
         if delta > 0:
             raise ValueError(f"a run's count of unfinished tasks only goes down, not by {delta}")
         params = {"id": run_id, "n": -delta, "prefer": self._parts.get(run_id, -1)}
         taken = self._run("take_unfinished", params).fetchone()
         if taken is None:
-            # No part has as many: take them off all parts, in order.
+            # No shard has as many: take them off all shards, in order.
             self._run("lock_run_counts", params)
             self._run("spread_unfinished", params)
         else:
-            # Later counts in this transaction take from the same part (no second lock).
+            # Later counts in this transaction take from the same shard (no second lock).
             self._parts[run_id] = int(taken[0])
             if taken[1] > 0:
                 return int(taken[1])

@@ -46,12 +46,13 @@ POSTGRES = {
 POSTGRES["ready_candidates"] += " FOR UPDATE OF t SKIP LOCKED"
 POSTGRES["attempts_with_tasks"] += " ORDER BY t.id FOR UPDATE OF a, t"
 POSTGRES["expired_attempts"] += " FOR UPDATE OF a, t SKIP LOCKED"
-# Parts of a run's count taken all at once, and the run whose count may have
-# come to 0, are locked: two transactions that each bring a part to 0 read
-# the whole count one after the other, so the second sees the first's.
+# Finished tasks are taken off a shard of the run's count that no other
+# transaction holds. Shards taken all at once, and the run whose count may
+# have come to 0, are locked: two transactions that each bring a shard to 0
+# read the whole count one after the other, so the second sees the first's.
 POSTGRES["take_unfinished"] = POSTGRES["take_unfinished"].replace(
     "LIMIT 1)", "LIMIT 1 FOR UPDATE SKIP LOCKED)"
-)  # a part another transaction holds is passed over, not waited for
+)
 POSTGRES["lock_run_counts"] += " FOR UPDATE"
 POSTGRES["lock_run"] += " FOR UPDATE"
 # One statement for a sync's new attempts; each found again by its task.

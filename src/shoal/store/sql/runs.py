@@ -58,7 +58,7 @@ SQL = {
 INSERT INTO runs (name, submit_key, state, created, env, setup, bundle, source, final, total)
 VALUES (:name, :submit_key, 'running', :now, :env, :setup, :bundle, :source, :final, :total)
 RETURNING id""",
-    # A new run's count of unfinished tasks, spread evenly over its parts.
+    # A new run's count of unfinished tasks, spread evenly over its shards.
     "insert_run_counts": f"""
 WITH RECURSIVE part(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM part WHERE n < {RUN_SHARDS - 1})
 INSERT INTO run_counts (run_id, shard, unfinished)

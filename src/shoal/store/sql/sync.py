@@ -63,7 +63,7 @@ WHERE id IN (SELECT task_id FROM deps WHERE dep_id {in_list("ids")})""",
 UPDATE tasks SET state = 'ready'
 WHERE id IN (SELECT task_id FROM deps WHERE dep_id {in_list("ids")}) AND pending = 0 AND state = 'waiting'
 RETURNING id, kind""",
-    # ``n`` finished tasks off one part of the run's count that has as many:
+    # ``n`` finished tasks off one shard of the run's count that has as many:
     # the one this transaction took from before, else any; its count now.
     "take_unfinished": """
 UPDATE run_counts SET unfinished = unfinished - :n
@@ -71,14 +71,14 @@ WHERE run_id = :id AND unfinished >= :n AND shard = (
     SELECT shard FROM run_counts WHERE run_id = :id AND unfinished >= :n
     ORDER BY shard = :prefer DESC, random() LIMIT 1)
 RETURNING shard, unfinished""",
-    # When no part has as many: off all parts, in their order (locked first, on PostgreSQL).
+    # When no shard has as many: off all shards, in their order (locked first, on PostgreSQL).
     "lock_run_counts": "SELECT shard FROM run_counts WHERE run_id = :id ORDER BY shard",
     "spread_unfinished": """
 UPDATE run_counts SET unfinished = max(0, min(run_counts.unfinished, c.upto - :n))
 FROM (SELECT shard, sum(unfinished) OVER (ORDER BY shard) AS upto
       FROM run_counts WHERE run_id = :id) AS c
 WHERE run_counts.run_id = :id AND run_counts.shard = c.shard""",
-    # A part came to 0: the run's whole count, read after its row is locked, is exact.
+    # A shard came to 0: the run's whole count, read after its row is locked, is exact.
     "lock_run": "SELECT id FROM runs WHERE id = :id",
     "unfinished_total": """
 SELECT coalesce(sum(unfinished), 0) FROM run_counts WHERE run_id = :id""",
