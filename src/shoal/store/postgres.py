@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import URL, Connection, Engine, create_engine, make_url, text
 
 from shoal.store.rows import NewAttempt, NewTask
+from shoal.store.schema import RUN_SHARDS
 from shoal.store.sql import POSTGRES, POSTGRES_ARRAYS
 from shoal.store.tx import Tx
 
@@ -74,6 +75,7 @@ class PostgresTx(Tx):
     """A transaction on PostgreSQL: claims skip rows other bosses hold."""
 
     SQL = POSTGRES
+    SHARDS = RUN_SHARDS
     _pipeline: Any = None
 
     @contextlib.contextmanager

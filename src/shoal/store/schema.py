@@ -70,7 +70,8 @@ Index("ix_runs_submit_key", runs.c.submit_key, unique=True, info={"since": 3})
 # tasks takes them off one shard, so that syncs finishing tasks of one run at
 # once (threads, bosses) lock different rows and commit together, instead of
 # queueing on one. A run has ended when every shard is 0. A run has a shard
-# for each ``TASKS_PER_SHARD`` tasks, at most ``RUN_SHARDS``: a sync takes its
+# for each ``TASKS_PER_SHARD`` tasks, at most ``RUN_SHARDS`` (PostgreSQL;
+# SQLite, one writer at a time, has one shard a run): a sync takes its
 # tasks off a shard that has as many, and a small run's few shards have
 # enough almost to its end.
 RUN_SHARDS = 32
@@ -363,9 +364,10 @@ def _v5_to_v6(conn: Connection) -> None:
 def _v6_to_v7(conn: Connection) -> None:
     """Version 7: a run's count of unfinished tasks in shards (``run_counts``), not one column.
 
-    Each run's count is spread over its shards as a new run's is.
+    Each run's count is spread over its shards as a new run's is (SQLite's: one shard).
     """
     run_counts.create(conn)
+    most = RUN_SHARDS if conn.dialect.name == "postgresql" else 1
     conn.execute(
         text(
             f"""
@@ -374,7 +376,7 @@ INSERT INTO run_counts (run_id, shard, unfinished)
 SELECT runs.id, part.n, runs.unfinished / c.parts
        + CASE WHEN part.n < runs.unfinished % c.parts THEN 1 ELSE 0 END
 FROM runs
-JOIN (SELECT id, CASE WHEN unfinished / {TASKS_PER_SHARD} > {RUN_SHARDS} THEN {RUN_SHARDS}
+JOIN (SELECT id, CASE WHEN unfinished / {TASKS_PER_SHARD} > {most} THEN {most}
                       WHEN unfinished / {TASKS_PER_SHARD} < 1 THEN 1
                       ELSE unfinished / {TASKS_PER_SHARD} END AS parts
       FROM runs) AS c ON c.id = runs.id

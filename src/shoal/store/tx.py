@@ -34,7 +34,7 @@ from shoal.store.rows import (
     decode,
     encode,
 )
-from shoal.store.schema import RUN_SHARDS, TASKS_PER_SHARD
+from shoal.store.schema import TASKS_PER_SHARD
 
 __all__ = ["Tx"]
 
@@ -43,6 +43,10 @@ _NOT_REUSED = (False, False, None, None)  # cached, has_result, result, outputs
 
 class Tx(Reads):
     """One transaction, with every query shoal needs."""
+
+    # The most shards a run's count of unfinished tasks is kept in: one where
+    # one transaction writes at a time (SQLite); see ``PostgresTx``.
+    SHARDS = 1
 
     def __init__(self, conn: Connection) -> None:
         super().__init__(conn)
@@ -226,7 +230,7 @@ class Tx(Reads):
             "total": total,
         }
         run_id = int(self._value("insert_run", params))
-        parts = max(1, min(RUN_SHARDS, total // TASKS_PER_SHARD))
+        parts = max(1, min(self.SHARDS, total // TASKS_PER_SHARD))
         self._run("insert_run_counts", {"id": run_id, "total": total, "parts": parts})
         return run_id
 

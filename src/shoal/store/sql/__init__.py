@@ -50,9 +50,14 @@ POSTGRES["expired_attempts"] += " FOR UPDATE OF a, t SKIP LOCKED"
 # transaction holds. Shards taken all at once, and the run whose count may
 # have come to 0, are locked: two transactions that each bring a shard to 0
 # read the whole count one after the other, so the second sees the first's.
-POSTGRES["take_unfinished"] = POSTGRES["take_unfinished"].replace(
-    "LIMIT 1)", "LIMIT 1 FOR UPDATE SKIP LOCKED)"
-)
+# The shard this transaction took from before comes first (it holds no second
+# lock), then any at random.
+POSTGRES["take_unfinished"] = """
+UPDATE run_counts SET unfinished = unfinished - %(n)s
+WHERE run_id = %(id)s AND unfinished >= %(n)s AND shard = (
+    SELECT shard FROM run_counts WHERE run_id = %(id)s AND unfinished >= %(n)s
+    ORDER BY shard = %(prefer)s DESC, random() LIMIT 1 FOR UPDATE SKIP LOCKED)
+RETURNING shard, unfinished"""
 POSTGRES["lock_run_counts"] += " FOR UPDATE"
 POSTGRES["lock_run"] += " FOR UPDATE"
 # One statement for a sync's new attempts; each found again by its task.

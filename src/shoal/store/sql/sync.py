@@ -63,13 +63,13 @@ WHERE id IN (SELECT task_id FROM deps WHERE dep_id {in_list("ids")})""",
 UPDATE tasks SET state = 'ready'
 WHERE id IN (SELECT task_id FROM deps WHERE dep_id {in_list("ids")}) AND pending = 0 AND state = 'waiting'
 RETURNING id, kind""",
-    # ``n`` finished tasks off one shard of the run's count that has as many:
-    # the one this transaction took from before, else any; its count now.
+    # ``n`` finished tasks off one shard of the run's count that has as many;
+    # its count now. (SQLite has one writer at a time, and a run one shard;
+    # see :mod:`shoal.store.sql` for PostgreSQL's choice among many.)
     "take_unfinished": """
 UPDATE run_counts SET unfinished = unfinished - :n
 WHERE run_id = :id AND unfinished >= :n AND shard = (
-    SELECT shard FROM run_counts WHERE run_id = :id AND unfinished >= :n
-    ORDER BY shard = :prefer DESC, random() LIMIT 1)
+    SELECT shard FROM run_counts WHERE run_id = :id AND unfinished >= :n LIMIT 1)
 RETURNING shard, unfinished""",
     # When no shard has as many: off all shards, in their order (locked first, on PostgreSQL).
     "lock_run_counts": "SELECT shard FROM run_counts WHERE run_id = :id ORDER BY shard",
