@@ -358,7 +358,8 @@ def _claim_subnet() -> tuple[str, int]:
     raise AssertionError("no /24 of 10.241.0.0/16 is free for a cloud lab")
 
 
-def _start_moto(root: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_moto(root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """moto's server (every API it has) on a free loopback port: its process and its URL."""
     port_file = root / "moto.port"
     with (root / "moto.log").open("wb") as log:
         proc = subprocess.Popen(
@@ -376,12 +377,13 @@ def _start_moto(root: Path) -> tuple[subprocess.Popen[bytes], str]:
                 raise AssertionError("moto did not start within 60s")
             time.sleep(0.05)
     except BaseException:
-        _stop_process(proc)
+        stop_process(proc)
         raise
     return proc, f"http://127.0.0.1:{port_file.read_text()}"
 
 
-def _stop_process(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a process this lab started (by its PID): SIGTERM, then SIGKILL after 10 s."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -411,7 +413,7 @@ def cloud_lab(root: Path) -> Iterator[CloudLab]:
     moto: subprocess.Popen[bytes] | None = None
     lab: CloudLab | None = None
     try:
-        moto, endpoint = _start_moto(root)
+        moto, endpoint = start_moto(root)
         lab = CloudLab(root, endpoint, moto.pid, cidr, third)
         lab._start()
         yield lab
@@ -422,6 +424,6 @@ def cloud_lab(root: Path) -> Iterator[CloudLab]:
                 lab._stop()
         finally:
             if moto is not None:
-                _stop_process(moto)
+                stop_process(moto)
             with contextlib.suppress(subprocess.CalledProcessError):
                 ip("route", "del", "blackhole", cidr)

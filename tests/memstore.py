@@ -384,8 +384,12 @@ class MemoryTx:
 
     def succeeded_by_key(self, keys: list[str]) -> dict[str, CachedTask]:
         wanted = set(keys)
+        removed = {(e.run_id, e.detail) for e in self.t.events if e.kind == "outputs_removed"}
         found: dict[str, CachedTask] = {}
         for t in sorted(self.t.tasks.values(), key=lambda t: t["id"]):
+            holder = t["source_run"] or t["run_id"]
+            if (holder, None) in removed or (holder, t["name"]) in removed:
+                continue  # its outputs are gone (shoal gc)
             if t["key"] in wanted and t["state"] == "succeeded":
                 found[t["key"]] = _pick(CachedTask, t)
         return found
@@ -754,7 +758,7 @@ class MemoryTx:
         if a is None:
             return None
         t = self.t.tasks[a["task_id"]]
-        return AttemptRef(a["id"], a["run_id"], a["state"], t["name"], t["state"])
+        return AttemptRef(a["id"], a["run_id"], a["state"], t["name"], t["state"], a["worker_id"])
 
     def running_attempt_ids(self, attempt_ids: list[int]) -> set[int]:
         return {i for i in attempt_ids if self.t.attempts.get(i, {}).get("state") == "running"}

@@ -22,9 +22,11 @@ prints a traceback for them.
     ├── StoreError            the database cannot be used (newer schema, locked, corrupt)
     │   └── StoreConflict     two transactions collided: run it again
     ├── DatastoreError        the datastore cannot be written (read-only, full, blocked)
+    │   └── Corrupt           a stored file does not match the sha256 recorded when written
     ├── BossError             talking to the boss failed
     │   ├── BossUnreachable   no boss answers at the address
     │   │   └── BossDown      the agent's connection to the boss failed (agent.client)
+    │   │       └── BossUntrusted  TLS failed: the boss's certificate, or it refused ours (agent.client)
     │   ├── BossRefused       the boss answered the agent with an error status (agent.client)
     │   └── Unauthorized      the boss refused the token
     ├── ReduceError           a reduction's operands cannot be added together (reduce)
@@ -50,6 +52,7 @@ __all__ = [
     "BadInput",
     "BossError",
     "BossUnreachable",
+    "Corrupt",
     "DatastoreError",
     "Fenced",
     "NotFound",
@@ -157,6 +160,10 @@ class DatastoreError(ShoalError):
     """The datastore cannot be written (read-only, full, a path blocked by a file)."""
 
     http_status = 503
+
+
+class Corrupt(DatastoreError):
+    """A stored file does not match the size and sha256 recorded when it was written."""
 
 
 class StoreConflict(StoreError):

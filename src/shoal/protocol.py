@@ -190,6 +190,9 @@ class Registered:
     worker_id: int
     lease_seconds: float
     heartbeat_seconds: float
+    # The token this worker uses from now on, bound to it. None from an older
+    # boss: the worker goes on with the credential it registered with.
+    token: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

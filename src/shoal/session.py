@@ -6,6 +6,7 @@ class, so both share one code path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -20,7 +21,7 @@ from shoal.exceptions import BadInput, ShoalError
 from shoal.launch import providers
 from shoal.launch.autoscale import SIZE_EVERY, Autoscaler, elastic
 from shoal.launch.book import StoreBook, owner_name
-from shoal.launch.contract import BossAccess, Machine, Pool, Site
+from shoal.launch.contract import AgentToken, BossAccess, Machine, Pool, Site
 from shoal.launch.fleet import Fleet
 from shoal.launch.pools import run_pools
 from shoal.scheduler import Unplaceable, WorkerShape
@@ -63,6 +64,7 @@ class LocalSession:
         hosts: Inventory | None = None,
         pools: Sequence[Pool] = (),
         log_cap: int | None = None,
+        data: tuple[str, dict[str, str]] | None = None,
     ) -> None:
         if workers < 1 and hosts is None and not pools:
             raise BadInput(f"-j must be at least 1, not {workers}")
@@ -74,6 +76,8 @@ class LocalSession:
         self.lease_seconds = lease_seconds
         self.speculate_min = speculate_min
         self.db = db
+        # The datastore (a folder or a URL, and its options); None: the state folder's.
+        self.data = data
         self.pools: list[Pool] = [*pools, *run_pools(workers, slots, hosts)]
         names = [pool.name for pool in self.pools]
         twice = sorted({n for n in names if names.count(n) > 1})
@@ -86,6 +90,7 @@ class LocalSession:
         self.site = Site(state.root, log_cap)
         self.boss: Boss | None = None
         self.fleet: Fleet | None = None
+        self.agent_token: AgentToken | None = None
         self.sizer: Autoscaler | None = None
         self.sized_at = 0.0
         self.client: BossClient | None = None
@@ -109,14 +114,17 @@ class LocalSession:
                 f"a boss (pid {other.get('pid')}) is already using {self.state.root}: "
                 f"submit to it with 'shoal submit FILE', or pass another --state folder"
             )
+        location, options = self.data or self.state.datastore()
         self.state.create()
         token = self.state.token()
         from shoal.boss.server import Boss
+        from shoal.boss.tokens import WORKER
         from shoal.machines import Machines
 
         self.boss = Boss(
             db=self.state.database(self.db),
-            data=self.state.data,
+            data=location,
+            data_options=options,
             token=token,
             lease_seconds=self.lease_seconds,
             speculate_min=self.speculate_min,
@@ -131,13 +139,19 @@ class LocalSession:
                 self.boss.scheduler.abandon_running(
                     "interrupted: the shoal run that ran it stopped"
                 )
+            self.state.remember_datastore(location, options)
             self.state.write_boss(self.boss.url, token)
             self.client = BossClient(self.boss.url, token)
+            tokens = self.boss.tokens
+            # The agents get a worker token of their own, never the boss's.
+            self.agent_token = AgentToken(
+                "run", lambda name: tokens.issue(name, WORKER), tokens.revoke
+            )
             self.fleet = Fleet(
                 StoreBook(Machines(self.boss.store)),
                 owner_name("run", self.state.root),
                 self.site,
-                BossAccess(url=self.boss.url, token=lambda: token),
+                BossAccess(url=self.boss.url, token=self.agent_token),
             )
             if any(elastic(pool) for pool in self.pools):
                 scheduler = self.boss.scheduler
@@ -226,6 +240,9 @@ class LocalSession:
             self.client.close()
             self.client = None
         if self.boss is not None:
+            if self.agent_token is not None:
+                with contextlib.suppress(ShoalError):  # the database may be what failed
+                    self.agent_token.revoke()
             if not self._serving:
                 self.boss.sock.close()
                 self.boss.close()

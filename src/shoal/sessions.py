@@ -40,21 +40,31 @@ class Sessions:
         self.lifetime = lifetime
         self.clock = clock
 
-    def open(self) -> tuple[str, str]:
-        """A new session: its id (for the cookie) and its CSRF token."""
+    def open(self, kind: str | None = None, *, until: float | None = None) -> tuple[str, str]:
+        """A new session: its id (for the cookie) and its CSRF token.
+
+        ``kind``: what logged in (see :mod:`shoal.boss.auth`); ``until``:
+        when the credential it logged in with ends, if before the lifetime.
+        """
         session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         now = self.clock()
+        ends = now + self.lifetime if until is None else min(until, now + self.lifetime)
         with self.store.transaction() as tx:
-            tx.insert_session(_key(session_id), csrf, now, now + self.lifetime)
+            tx.insert_session(_key(session_id), csrf, now, ends, kind)
         return session_id, csrf
 
-    def csrf(self, session_id: str) -> str | None:
-        """The CSRF token of a session that has not ended, or None."""
+    def lookup(self, session_id: str) -> tuple[str, str | None] | None:
+        """The CSRF token and kind of a session that has not ended, or None."""
         if not session_id or len(session_id) > 200:
             return None
         with self.store.read() as tx:
             row = tx.session(_key(session_id), self.clock())
-        return str(row.csrf) if row is not None else None
+        return (str(row.csrf), row.kind) if row is not None else None
+
+    def csrf(self, session_id: str) -> str | None:
+        """The CSRF token of a session that has not ended, or None."""
+        found = self.lookup(session_id)
+        return found[0] if found is not None else None
 
     def close(self, session_id: str) -> None:
         with self.store.transaction() as tx:

@@ -48,7 +48,8 @@ class StateDir:
         """Make the folder (0700), and tighten one an older shoal left readable."""
         fresh = not self.root.exists()
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not fresh and not (self.token_file.exists() or self.db_path.exists()):
+        made = (self.token_file, self.db_path, self.certs)  # `shoal certs init` may come first
+        if not fresh and not any(path.exists() for path in made):
             return  # a folder shoal did not make: leave its mode alone
         os.chmod(self.root, 0o700)
         for suffix in _SQLITE_SUFFIXES:
@@ -91,9 +92,41 @@ class StateDir:
         return self.root / "data"
 
     @property
+    def datastore_file(self) -> Path:
+        """Names the datastore (and its options) when it is not the folder's own ``data``."""
+        return self.root / "datastore.json"
+
+    def datastore(self) -> tuple[str, dict[str, str]]:
+        """Where the datastore is (a folder or a URL) and its options: the last given, or data/.
+
+        Remembered so that commands run later in this folder (``shoal logs``
+        with no boss running, say) read the same datastore.
+        """
+        try:
+            doc = json.loads(self.datastore_file.read_text())
+            options = doc.get("options") or {}
+            return str(doc["location"]), {str(k): str(v) for k, v in options.items()}
+        except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
+            return str(self.data), {}
+
+    def remember_datastore(self, location: str, options: dict[str, str]) -> None:
+        """Keep the datastore a boss of this folder uses (no secret is ever among its options)."""
+        if location == str(self.data) and not options:
+            self.datastore_file.unlink(missing_ok=True)
+            return
+        write_private(
+            self.datastore_file, json.dumps({"location": location, "options": options}) + "\n"
+        )
+
+    @property
     def work(self) -> Path:
         """Workspaces and caches of the local workers."""
         return self.root / "work"
+
+    @property
+    def certs(self) -> Path:
+        """The certificate authority and what it issued (``shoal certs``)."""
+        return self.root / "certs"
 
     @property
     def boss_file(self) -> Path:

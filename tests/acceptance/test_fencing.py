@@ -140,7 +140,10 @@ def test_outputs_are_written_only_by_their_attempts(tmp_path: Path) -> None:
         client.upload_output(attempt, "o", str(payload))  # held: taken
         staged = tmp_path / "data" / ".staging" / str(attempt) / "o"
         assert staged.read_text() == "forged"
-        assert client.call("GET", "/data?prefix=") == [], "staged files are listed"
+        # Listed by the boss's token: the registered client now holds its worker's own.
+        admin = AgentClient(boss.url, "t")
+        assert admin.call("GET", "/data?prefix=") == [], "staged files are listed"
+        admin.drop_connection()
         boss.scheduler.cancel(1)
         try:
             client.upload_output(attempt, "o", str(payload))

@@ -73,7 +73,16 @@ def test_cut_off_worker_loses_its_task_and_its_late_report_is_dropped(
     tmp_path: Path, procs: Procs, test_host: NetnsHost
 ) -> None:
     port = free_port()
-    procs.start("boss", "--listen", f"{test_host.host_addr}:{port}", "--lease", "2", cwd=tmp_path)
+    # Plain HTTP off loopback must be asked for (--insecure); TLS is test_tls.py's.
+    procs.start(
+        "boss",
+        "--listen",
+        f"{test_host.host_addr}:{port}",
+        "--insecure",
+        "--lease",
+        "2",
+        cwd=tmp_path,
+    )
     info = wait_for(lambda: boss_info(tmp_path / ".shoal"), what="the boss")
     url = f"http://{test_host.host_addr}:{port}"
     env = dict(os.environ, PYTHONPATH=SRC, SHOAL_TOKEN=info["token"])

@@ -409,7 +409,8 @@ def test_up_with_a_direct_boss_url_and_down_drain_lets_tasks_finish(
     write(tmp_path / "hosts.yaml", lab.inventory(only=("h1",)))
     # The boss listens on this machine's end of h1's link, which h1 reaches directly.
     url = f"http://{h1.local_addr}:{free_port()}"
-    start_boss(procs, tmp_path, listen=url.removeprefix("http://"))
+    # Plain HTTP off loopback must be asked for (--insecure): this test is about the direct URL.
+    start_boss(procs, tmp_path, "--insecure", listen=url.removeprefix("http://"))
     up = shoal("up", "--hosts", "hosts.yaml", "--boss-url", url, cwd=tmp_path, timeout=120)
     kept = json.loads((tmp_path / ".shoal" / "up.json").read_text())
     procs.extra += [kept["pid"], *(e["pid"] for e in _ssh(kept))]

@@ -164,3 +164,17 @@ def test_requests_without_credentials_are_refused(boss: RunningBoss) -> None:
     assert request(boss, "GET", "/v1/runs", Cookie="shoal_session=guess")[0] == 401
     assert request(boss, "GET", "/", Cookie="shoal_session=guess")[0] == 303  # to the login form
     assert request(boss, "GET", "/openapi.json")[0] == 200
+
+
+def test_the_login_pages_style_sheet_is_served_before_and_after_logging_in(
+    boss: RunningBoss,
+) -> None:
+    # Without it the login form is unstyled and the dashboard's log is no scroll box.
+    status, headers, body = request(boss, "GET", "/static/style.css")
+    assert status == 200 and headers["content-type"].startswith("text/css") and body
+    cookies = log_in(boss)
+    cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    status, _, again = request(boss, "GET", "/static/style.css", Cookie=cookie)
+    assert status == 200 and again == body
+    # Other static files still need a credential.
+    assert request(boss, "GET", "/static/app.js")[0] in (401, 303)

@@ -1,13 +1,17 @@
 """The datastore contract: what every backend does, run on each one.
 
 A backend (``shoal.datastore``) implements a few primitives and inherits the
-rest; this suite holds every backend to the same behaviour. A new backend
-adds its name to ``BACKENDS`` and a branch to ``datastore``.
+rest; this suite holds every backend to the same behaviour: a local folder,
+S3 (s3fs on a moto server on a loopback port) and SFTP (an sshd of the
+suite's own on a loopback port), each opened by its URL as ``--data`` would.
+A new backend adds its name to ``BACKENDS`` and a branch to ``datastore``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,15 +19,36 @@ import pytest
 
 from shoal.datastore import log_path, open_datastore, output_prefix, staging_prefix
 from shoal.datastore.base import Datastore
+from shoal.datastore.integrity import Corrupt
 from shoal.exceptions import BadInput, DatastoreError, NotFound, UploadStalled
+from tests.datastores import S3_ENV, MotoS3, SftpHost, moto_s3, sftp_host
 
-BACKENDS = ["local"]
+BACKENDS = ["local", "s3", "sftp"]
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in S3_ENV.items():
+            mp.setenv(name, value)
+        with moto_s3(tmp_path_factory.mktemp("moto")) as server:
+            yield server
+
+
+@pytest.fixture(scope="module")
+def sftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SftpHost]:
+    with sftp_host(tmp_path_factory.mktemp("sftp")) as host:
+        yield host
 
 
 @pytest.fixture(params=BACKENDS)
 def datastore(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Datastore]:
     if request.param == "local":
         yield open_datastore(tmp_path / "data")
+        return
+    if request.param in ("s3", "sftp"):
+        server = request.getfixturevalue(request.param)
+        yield open_datastore(server.url(), server.options())
         return
     raise AssertionError(f"no such backend {request.param}")  # pragma: no cover
 
@@ -174,3 +199,50 @@ def test_the_layout_names_where_each_kind_of_file_lives() -> None:
     assert log_path(3, "sim-1", 42) == "logs/3/sim-1/42.log"
     assert output_prefix(3, "sim-1") == "runs/3/sim-1/"
     assert staging_prefix(42) == ".staging/42/"
+
+
+def test_every_file_written_records_its_size_time_and_sha256(datastore: Datastore) -> None:
+    data = b"results\n" * 40000
+    before = time.time()
+    datastore.write_bytes("sets/r.txt", data)
+    asyncio.run(datastore.write_stream("up/s.bin", _stream([b"ab", b"cd"]), 5.0))
+    info = datastore.info("sets/r.txt")
+    assert (info.path, info.size, info.sha256) == (
+        "sets/r.txt",
+        len(data),
+        hashlib.sha256(data).hexdigest(),
+    )
+    assert info.modified is not None and before - 5 <= info.modified <= time.time() + 5
+    assert datastore.info("up/s.bin").sha256 == hashlib.sha256(b"abcd").hexdigest()
+    assert [e.path for e in datastore.entries("")] == ["sets/r.txt", "up/s.bin"]
+    assert datastore.verify("sets/r.txt") is not None  # intact: reads through
+
+
+def test_a_record_follows_its_file_through_promotion_and_removal(datastore: Datastore) -> None:
+    datastore.write_bytes(staging_prefix(9) + "out.txt", b"won")
+    prefix = output_prefix(2, "make")
+    assert datastore.promote(9, prefix, ["out.txt"]) == []
+    assert datastore.info(prefix + "out.txt").sha256 == hashlib.sha256(b"won").hexdigest()
+    assert list(datastore.verified_chunks(prefix + "out.txt")) == [b"won"]
+    datastore.remove(prefix)
+    datastore.write_bytes(prefix + "out.txt", b"again")  # a fresh record, not the old one
+    assert datastore.verify(prefix + "out.txt") is not None
+
+
+def test_a_file_changed_behind_the_datastores_back_is_found_corrupt_on_read(
+    datastore: Datastore,
+) -> None:
+    path = output_prefix(4, "prep") + "data.csv"
+    datastore.write_bytes(path, b"a,b\n1,2\n")
+    with datastore._write(path) as f:  # the stored bytes rot; the record stays
+        f.write(b"a,b\n1,3\n")
+    with pytest.raises(
+        Corrupt, match=r"'runs/4/prep/data\.csv' \(output of task 'prep' in run 4\) is corrupt"
+    ):
+        datastore.verify(path)
+    added = "inputs/table.csv"
+    datastore.write_bytes(added, b"x" * 1000)
+    with datastore._write(added) as f:
+        f.write(b"x" * 999)  # cut short
+    with pytest.raises(Corrupt, match=r"'inputs/table\.csv' \(an input added to the datastore\)"):
+        datastore.verify(added)

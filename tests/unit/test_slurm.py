@@ -9,11 +9,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from shoal.exceptions import BadInput, SpecError
 from shoal.launch import providers
 from shoal.launch.contract import BossAccess, Machine, Pool, Site
 from shoal.launch.slurm import SlurmProvider, Squeued, job_script, machine_state
+from shoal.security import CertAuthority
 from shoal.spec import pools as pool_files
 
 TOKEN = "f00dfeedcafe0123456789abcdef0123456789abcdef01"
@@ -193,3 +195,40 @@ def test_ssh_reaches_the_nodes_the_jobs_run_on_as_the_pool_says(tmp_path: Path) 
     (host,) = SlurmProvider(Site(tmp_path)).ssh_hosts(pool, [running, queued])
     assert (host.name, host.destination, host.slots) == ("hpc-1", "alice@node17", 4)
     assert host.ssh_options == ("-J", "login.example.org") and host.python == "python3.12"
+
+
+def test_a_job_for_a_boss_over_https_gets_a_certificate_of_its_own_revoked_when_it_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = _fake_slurm(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    site = Site(tmp_path / "state")
+    certs = site.root.resolve() / "certs"
+    ca = CertAuthority(certs)
+    ca.init()
+    provider = SlurmProvider(site)
+    # Over plain HTTP, none.
+    (m,) = provider.up(_pool(), 1, BossAccess(url="http://127.0.0.1:1", token=lambda: TOKEN))
+    assert "--cert=" not in record.read_text() and ca.current("hpc-1") is None
+    provider.down([m], drain=False)
+    record.unlink()
+    boss = BossAccess(url="https://127.0.0.1:1", token=lambda: TOKEN)
+    (m,) = provider.up(_pool(), 1, boss)
+    assert m.state == "starting", m
+    issued = ca.current("hpc-1")
+    assert issued is not None and issued.kind == "client"
+    said = record.read_text()
+    # Paths in the script; no key's content, and the CA's key not even named.
+    for option in (f"--ca={certs}/ca.crt", f"--cert={certs}/hpc-1.crt", f"--key={certs}/hpc-1.key"):
+        assert option in said, said
+    assert ca.key_path("hpc-1").read_text() not in said and "ca.key" not in said
+    assert stat.S_IMODE(ca.key_path("hpc-1").stat().st_mode) == 0o600
+    # Taken down: its certificate is revoked (the revocation list names it), its files gone.
+    provider.down([m], drain=False)
+    assert ca.current("hpc-1") is None and not ca.key_path("hpc-1").exists()
+    crl = x509.load_pem_x509_crl(ca.crl.read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(issued.serial) is not None
+    # The next job of that machine gets a new one.
+    provider.up(_pool(), 1, boss)
+    again = ca.current("hpc-1")
+    assert again is not None and again.serial != issued.serial

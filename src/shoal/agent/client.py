@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import json
 import os
 import socket
+import ssl
 import threading
 import time
-from typing import Any, Dict, MutableMapping, Optional
+from typing import Any, Dict, MutableMapping, NamedTuple, Optional
 from urllib.parse import quote, urlencode, urlsplit
 
 from shoal import protocol as p
-from shoal.exceptions import BossError, BossUnreachable
+from shoal.datastore.layout import DIGEST_HEADER, origin
+from shoal.exceptions import BossError, BossUnreachable, Corrupt
 
 CHUNK = 256 * 1024
 # How long an upload is asked again while the boss cannot store it (503).
@@ -25,14 +28,40 @@ UPLOAD_BACKOFF_MAX = 15.0
 CREDENTIAL_VARS = ("SHOAL_TOKEN", "SHOAL_TOKEN_FILE")
 
 
+# The token file that means this process's standard input: how shoal's
+# launchers hand an agent its token (never in the environment it is started
+# with, which /proc/PID/environ shows its tasks for as long as it runs).
+STDIN_TOKEN_FILES = ("/dev/stdin", "-")
+
+
+def read_token_line(fd: int) -> str:
+    """The first line on ``fd``, read byte by byte: what follows stays unread (a lifeline)."""
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = os.read(fd, 1)
+        if not byte:
+            break
+        line += byte
+    return line.decode("utf-8", errors="replace").strip()
+
+
 def read_token_file(path: str) -> str:
-    """The token held in a file (its first line); ValueError with a clear line if none."""
+    """The token held in a file (its first line); ValueError with a clear line if none.
+
+    ``/dev/stdin`` (or ``-``) is this process's standard input, of which only
+    the token's line is read.
+    """
     try:
-        with open(os.path.expanduser(path), encoding="utf-8") as f:
-            token = f.readline().strip()
+        if path in STDIN_TOKEN_FILES:
+            token = read_token_line(0)
+        else:
+            with open(os.path.expanduser(path), encoding="utf-8") as f:
+                token = f.readline().strip()
     except OSError as e:
         raise ValueError(f"cannot read the token file {path}: {e.strerror or e}") from None
     if not token:
+        if path in STDIN_TOKEN_FILES:
+            raise ValueError("no token on standard input (--token-file=/dev/stdin)")
         raise ValueError(f"the token file {path} is empty")
     return token
 
@@ -60,8 +89,99 @@ def token_warning(option: str, safer: str) -> str:
     )
 
 
+class TlsFiles(NamedTuple):
+    """The files a client verifies the boss with (``ca``) and proves itself with (``cert``, ``key``).
+
+    Any may be None: no ``ca``, the system's authorities; no ``cert``, no
+    client certificate (a boss under mutual TLS refuses the connection).
+    """
+
+    ca: Optional[str] = None
+    cert: Optional[str] = None
+    key: Optional[str] = None
+
+    @classmethod
+    def from_environment(cls) -> Optional[TlsFiles]:
+        """``SHOAL_CA``, ``SHOAL_CERT`` and ``SHOAL_KEY``, if any is set."""
+        files = cls(
+            os.environ.get("SHOAL_CA") or None,
+            os.environ.get("SHOAL_CERT") or None,
+            os.environ.get("SHOAL_KEY") or None,
+        )
+        return files if any(files) else None
+
+    def context(self) -> ssl.SSLContext:
+        """A client context: the boss verified against ``ca``; ``cert`` presented.
+
+        ValueError with one line for a file that is missing, unreadable, or a
+        key that others may read.
+        """
+        try:
+            ctx = ssl.create_default_context(
+                cafile=os.path.expanduser(self.ca) if self.ca else None
+            )
+        except (OSError, ssl.SSLError) as e:
+            raise ValueError(f"cannot load the CA certificate {self.ca}: {_reason(e)}") from None
+        if self.cert or self.key:
+            if not (self.cert and self.key):
+                raise ValueError("a client certificate needs both --cert and --key")
+            key = os.path.expanduser(self.key)
+            try:
+                mode = os.stat(key).st_mode & 0o777
+            except OSError as e:
+                raise ValueError(f"cannot read the key file {self.key}: {e.strerror}") from None
+            if mode & 0o077:
+                raise ValueError(
+                    f"the key file {self.key} can be read by others (mode {mode:o}): "
+                    f"chmod 600 {self.key}"
+                )
+            try:
+                ctx.load_cert_chain(os.path.expanduser(self.cert), key)
+            except (OSError, ssl.SSLError) as e:
+                raise ValueError(
+                    f"cannot load the certificate {self.cert} with {self.key}: {_reason(e)}"
+                ) from None
+        return ctx
+
+
+def _reason(e: BaseException) -> str:
+    """An ssl or OS error's own words, without the ``[SSL: ...] (_ssl.c:123)`` wrapping."""
+    if isinstance(e, ssl.SSLCertVerificationError) and e.verify_message:
+        return str(e.verify_message)
+    if isinstance(e, ssl.SSLError) and e.reason:
+        return str(e.reason).lower().replace("_", " ")
+    if isinstance(e, OSError) and e.strerror:
+        return str(e.strerror)
+    return str(e)
+
+
+def tls_failure(url: str, e: BaseException) -> Optional[str]:
+    """The line that says why TLS with the boss failed, or None if it was no TLS error."""
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return (
+            f"the boss at {url} has a certificate that does not verify: {_reason(e)} "
+            "(give its CA with --ca or SHOAL_CA)"
+        )
+    if isinstance(e, ssl.SSLEOFError) or (
+        isinstance(e, ssl.SSLError) and "alert" in str(e.reason or "").lower()
+    ):
+        why = _reason(e).replace("sslv3 alert ", "").replace("tlsv13 alert ", "")
+        why = why.replace("tlsv1 alert ", "")
+        if isinstance(e, ssl.SSLEOFError):
+            why = "the connection was closed during the handshake"
+        return (
+            f"the boss at {url} refused this client's certificate ({why}): it needs one "
+            "its CA issued, not expired nor revoked (--cert/--key or SHOAL_CERT/SHOAL_KEY)"
+        )
+    return None
+
+
 class BossDown(BossUnreachable):
     """The boss did not answer (connection refused, reset, timed out)."""
+
+
+class BossUntrusted(BossDown):
+    """TLS with the boss failed: its certificate did not verify, or it refused ours."""
 
 
 class BossRefused(BossError):
@@ -86,9 +206,13 @@ class _Boss:
         self.port = parts.port or (443 if self.https else 80)
         self.base = parts.path.rstrip("/")
 
-    def connect(self, timeout: float) -> http.client.HTTPConnection:
+    def connect(
+        self, timeout: float, context: Optional[ssl.SSLContext] = None
+    ) -> http.client.HTTPConnection:
         if self.https:
-            return http.client.HTTPSConnection(self.host, self.port, timeout=timeout)
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=timeout, context=context
+            )
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
 
 
@@ -97,13 +221,26 @@ class AgentClient:
 
     ``url`` may name several bosses serving one database, separated by
     commas: a request that cannot reach one goes to the next.
+
+    ``token`` is the credential it was given (a worker token, or the boss's
+    own); once registered, it sends the token the boss issued to its worker
+    instead, and keeps the first only to register again. Both stay in memory.
     """
 
-    def __init__(self, url: str, token: str, timeout: float = 60.0) -> None:
+    def __init__(
+        self, url: str, token: str, timeout: float = 60.0, tls: Optional[TlsFiles] = None
+    ) -> None:
         self.bosses = [_Boss(u.strip()) for u in url.split(",") if u.strip()]
         if not self.bosses:
             raise ValueError("no boss URL given")
+        # For an https boss: its CA, and this client's certificate (``tls``,
+        # else SHOAL_CA, SHOAL_CERT and SHOAL_KEY). ValueError if unusable.
+        self.tls = tls if tls is not None else TlsFiles.from_environment()
+        self._context: Optional[ssl.SSLContext] = None
+        if any(b.https for b in self.bosses):
+            self._context = (self.tls or TlsFiles()).context()
         self._active = 0
+        self.credential = token
         self.token = token
         self.timeout = timeout
         self._local = threading.local()
@@ -125,7 +262,7 @@ class AgentClient:
             conn.close()  # another boss took over since this thread's last request
             conn = None
         if conn is None:
-            conn = self.bosses[self._active].connect(timeout)
+            conn = self.bosses[self._active].connect(timeout, self._context)
             self._local.conn = conn
             self._local.boss = self._active
         conn.timeout = timeout
@@ -148,8 +285,15 @@ class AgentClient:
             conn.close()
             self._local.conn = None
 
-    def _headers(self, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-        headers = {"Authorization": "Bearer " + self.token}
+    @property
+    def own_token(self) -> bool:
+        """Whether requests carry the token the boss issued to this worker."""
+        return self.token != self.credential
+
+    def _headers(
+        self, extra: Optional[Dict[str, str]] = None, token: Optional[str] = None
+    ) -> Dict[str, str]:
+        headers = {"Authorization": "Bearer " + (token or self.token)}
         if extra:
             headers.update(extra)
         return headers
@@ -161,13 +305,15 @@ class AgentClient:
         body: Any = None,
         headers: Optional[Dict[str, str]] = None,
         timeout: Optional[float] = None,
+        token: Optional[str] = None,
     ) -> http.client.HTTPResponse:
         tries = 1 + len(self.bosses)
         for attempt in range(1, tries + 1):
             conn = self._conn(timeout or self.timeout)
+            fresh = conn.sock is None
             url = self.base + path
             try:
-                conn.request(method, url, body=body, headers=self._headers(headers))
+                conn.request(method, url, body=body, headers=self._headers(headers, token))
                 return conn.getresponse()
             except (
                 http.client.RemoteDisconnected,
@@ -185,6 +331,9 @@ class AgentClient:
                     self._fail_over()
                 self.drop_connection()
                 if attempt == tries or hasattr(body, "read") or self._aborted:
+                    if fresh and where.startswith("https://"):
+                        # Under TLS 1.3 a refused client certificate shows so.
+                        raise BossUntrusted(self._closed_at_once(where)) from e
                     raise BossDown(f"{where}: {e}") from e
             except (OSError, http.client.HTTPException) as e:
                 # Refused, unreachable, timed out: try the next boss, if any.
@@ -197,6 +346,9 @@ class AgentClient:
                     or self._aborted
                     or hasattr(body, "read")
                 ):
+                    why = tls_failure(where, e)
+                    if why is not None:
+                        raise BossUntrusted(why) from e
                     raise BossDown(f"{where}: {e}") from e
             except BaseException:
                 # Interrupted (Ctrl-C) mid-request: the connection is in an
@@ -204,6 +356,19 @@ class AgentClient:
                 self.drop_connection()
                 raise
         raise BossDown(self.url)  # pragma: no cover - the loop returns or raises
+
+    def _closed_at_once(self, url: str) -> str:
+        """Why an https boss closes a new connection before it answers: our certificate."""
+        start = f"the boss at {url} closed the connection before answering: under --mtls it "
+        if self.tls is None or not self.tls.cert:
+            return (
+                start + "needs a client certificate its CA issued, and this client presents "
+                "none (--cert/--key or SHOAL_CERT/SHOAL_KEY)"
+            )
+        return (
+            start + f"refuses this client's certificate {self.tls.cert}: it takes only one "
+            "its CA issued, neither expired nor revoked ('shoal certs ls' on the boss)"
+        )
 
     def _check(self, resp: http.client.HTTPResponse) -> bytes:
         try:
@@ -225,12 +390,13 @@ class AgentClient:
         payload: Any = None,
         timeout: Optional[float] = None,
         headers: Optional[Dict[str, str]] = None,
+        token: Optional[str] = None,
     ) -> Any:
         body = None if payload is None else json.dumps(payload, separators=(",", ":")).encode()
         sent = dict(headers or {})
         if body is not None:
             sent["Content-Type"] = "application/json"
-        resp = self._send(method, p.API_PREFIX + path, body, sent or None, timeout)
+        resp = self._send(method, p.API_PREFIX + path, body, sent or None, timeout, token)
         data = self._check(resp)
         return json.loads(data) if data else None
 
@@ -248,7 +414,12 @@ class AgentClient:
     # -- the protocol ----------------------------------------------------
 
     def register(self, reg: p.Registration) -> p.Registered:
-        return p.Registered.from_dict(self.call("POST", "/workers", reg.to_dict()))
+        """Register with the credential given; then send the token issued to the worker."""
+        answer = p.Registered.from_dict(
+            self.call("POST", "/workers", reg.to_dict(), token=self.credential)
+        )
+        self.token = answer.token or self.credential
+        return answer
 
     def sync(self, req: p.SyncRequest) -> p.SyncResponse:
         timeout = self.timeout + req.wait
@@ -278,13 +449,20 @@ class AgentClient:
     # -- the datastore ---------------------------------------------------
 
     def download(self, path: str, dest: str) -> int:
-        """Fetch a datastore file to ``dest``, streamed; its size."""
+        """Fetch a datastore file to ``dest``, streamed; its size.
+
+        What arrived is checked against the sha256 the datastore recorded when
+        the file was written (sent with it): Corrupt, and nothing at ``dest``,
+        if it does not match.
+        """
         resp = self.stream("/data/" + quote(path))
+        recorded = [d for d in (resp.getheader(DIGEST_HEADER) or "").split(",") if d]
         parent = os.path.dirname(dest)
         if parent:
             os.makedirs(parent, exist_ok=True)
         tmp = dest + ".part"
         size = 0
+        digest = hashlib.sha256()
         try:
             with open(tmp, "wb") as f:
                 while True:
@@ -292,7 +470,15 @@ class AgentClient:
                     if not chunk:
                         break
                     f.write(chunk)
+                    digest.update(chunk)
                     size += len(chunk)
+            if recorded and digest.hexdigest() not in recorded:
+                os.unlink(tmp)
+                raise Corrupt(
+                    f"'{path}' ({origin(path)}) is corrupt: it arrived with sha256 "
+                    f"{digest.hexdigest()[:16]}, the datastore recorded {recorded[0][:16]} "
+                    "when it was written"
+                )
             os.replace(tmp, dest)
         except (TimeoutError, OSError, http.client.HTTPException) as e:
             self.drop_connection()

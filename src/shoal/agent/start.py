@@ -4,6 +4,11 @@ It reads the options and the token (never from the command line when it can
 help it: ``SHOAL_TOKEN``, ``--token-file``, or a caller in this process),
 drops every boss credential from the environment its tasks inherit, and runs
 an :class:`~shoal.agent.worker.Agent` until it is stopped.
+
+shoal's own launchers hand the token over on standard input
+(``--token-file=/dev/stdin``), never in ``SHOAL_TOKEN``: dropping a variable
+from ``os.environ`` leaves it in ``/proc/PID/environ``, which every task of
+this worker could read for as long as it runs.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import threading
 from typing import Any, Dict, List, Optional
 
 from shoal.agent.client import (
+    STDIN_TOKEN_FILES,
     AgentClient,
+    TlsFiles,
     drop_credentials,
     read_token_file,
     token_from_environment,
@@ -43,15 +50,7 @@ def _labels(items: List[str]) -> Dict[str, Any]:
     return out
 
 
-def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
-    """``shoal worker`` / ``python -m shoal.agent``: run a worker until stopped.
-
-    ``token``: the boss's token, from a caller in this process (``shoal
-    worker``); else ``--token``, ``--token-file``, ``$SHOAL_TOKEN`` or
-    ``$SHOAL_TOKEN_FILE``. The last two are removed from the environment
-    either way, so that no task inherits them.
-    """
-    sys.setswitchinterval(0.0005)
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shoal worker", description="Run a shoal worker.")
     parser.add_argument("--boss", default=os.environ.get("SHOAL_BOSS"), help="the boss's URL")
     parser.add_argument(
@@ -62,7 +61,23 @@ def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
     parser.add_argument(
         "--token-file",
         default=None,
-        help="a file holding the boss's token (default: $SHOAL_TOKEN_FILE)",
+        help="a file holding the boss's token, /dev/stdin for the first line of standard input "
+        "(default: $SHOAL_TOKEN_FILE)",
+    )
+    parser.add_argument(
+        "--ca",
+        default=os.environ.get("SHOAL_CA"),
+        help="the CA the boss's certificate is checked against (default: $SHOAL_CA)",
+    )
+    parser.add_argument(
+        "--cert",
+        default=os.environ.get("SHOAL_CERT"),
+        help="this worker's certificate, for a boss under --mtls (default: $SHOAL_CERT)",
+    )
+    parser.add_argument(
+        "--key",
+        default=os.environ.get("SHOAL_KEY"),
+        help="its private key, mode 0600 (default: $SHOAL_KEY)",
     )
     parser.add_argument("--slots", type=int, default=os.cpu_count() or 1, help="attempts at once")
     parser.add_argument("--name", default=None, help="worker name (default: HOST-PID)")
@@ -106,6 +121,27 @@ def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
         default=None,
         help="touch this file every 30 s while running (a rented VM's watchdog reads it)",
     )
+    return parser
+
+
+def _forget_stdin() -> None:
+    """Standard input becomes /dev/null: it held the token (Slurm's job hands a
+    removed file), which anything of this user could reopen as /proc/PID/fd/0."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+
+
+def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
+    """``shoal worker`` / ``python -m shoal.agent``: run a worker until stopped.
+
+    ``token``: the boss's token, from a caller in this process (``shoal
+    worker``); else ``--token``, ``--token-file``, ``$SHOAL_TOKEN`` or
+    ``$SHOAL_TOKEN_FILE``. The last two are removed from the environment
+    either way, so that no task inherits them.
+    """
+    sys.setswitchinterval(0.0005)
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.token:
         sys.stderr.write(
@@ -115,6 +151,8 @@ def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
         token = token or args.token
         if not token and args.token_file:
             token = read_token_file(args.token_file)
+            if args.token_file in STDIN_TOKEN_FILES and not args.lifeline:
+                _forget_stdin()
         if not token:
             token = token_from_environment()
     except ValueError as e:
@@ -143,7 +181,8 @@ def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
         sys.stderr.write(f"shoal worker: --log-cap: {e}\n")
         return 2
     try:
-        client = AgentClient(args.boss, token)
+        tls = TlsFiles(args.ca or None, args.cert or None, args.key or None)
+        client = AgentClient(args.boss, token, tls=tls if any(tls) else None)
     except ValueError as e:
         sys.stderr.write(f"shoal worker: {e}\n")
         return 2

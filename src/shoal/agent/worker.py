@@ -110,6 +110,9 @@ class Agent:
         self.runner = Runner(client, self.workdir, self.name, log_cap=log_cap)
         self.worker_id = 0
         self.heartbeat = 5.0
+        # Whether a sync went through since it registered: a token refused
+        # after that has ended (register again); before, it never worked.
+        self._synced_as_registered = False
         self.cond = threading.Condition()
         self.pending: Deque[p.Assignment] = collections.deque()
         self.running: Dict[int, Attempt] = {}
@@ -191,6 +194,7 @@ class Agent:
                 delay = min(BACKOFF_MAX, delay * 2) * random.uniform(0.8, 1.2)
         self.worker_id = answer.worker_id
         self.heartbeat = max(0.5, answer.heartbeat_seconds)
+        self._synced_as_registered = False
         self.log("registered", worker_id=self.worker_id, slots=self.slots, boss=self.client.url)
 
     def run(self) -> int:
@@ -305,10 +309,20 @@ class Agent:
                 continue
             except BossRefused as e:
                 self._unreachable_since = None  # it answered
-                if e.status == 404:
+                ended = e.status == 401 and self.client.own_token and self._synced_as_registered
+                if e.status == 404 or ended:
+                    # Unknown, or its own token ended (its launcher said it
+                    # was gone): a new worker, with the credential it was given.
                     self._requeue(finished)
                     self.log("reregister", reason=e.message)
-                    self.register()
+                    try:
+                        self.register()
+                    except BossRefused as again:
+                        sys.stderr.write(
+                            f"shoal worker: the boss refused to register this worker: "
+                            f"{again.message}\n"
+                        )
+                        return p.EXIT_REFUSED
                     continue
                 if e.status == 401:
                     sys.stderr.write(f"shoal worker: the boss refused the token: {e.message}\n")
@@ -321,6 +335,7 @@ class Agent:
                 self._sleep(backoff)
                 backoff = min(BACKOFF_MAX, backoff * 2)
                 continue
+            self._synced_as_registered = True
             self._apply(resp)
         if not self._boss_gone:
             self._farewell()

@@ -1,7 +1,8 @@
 """The boss's HTTP API over the scheduler and the datastore.
 
-Who may call what is decided in :mod:`shoal.boss.auth` (the token, or a
-dashboard session for requests from its own pages); ``/openapi.json``
+Who may call what is decided in :mod:`shoal.boss.auth` (a token of
+:mod:`shoal.boss.tokens`, or a dashboard session for requests from its own
+pages); ``/openapi.json``
 (:mod:`shoal.boss.openapi`) describes every route. The routes live by
 concern: :mod:`~shoal.boss.workers` (what workers call),
 :mod:`~shoal.boss.runs`, :mod:`~shoal.boss.data` (the datastore) and
@@ -28,13 +29,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from shoal import protocol as p
-from shoal.boss.auth import Guard, login_routes
+from shoal.boss.auth import Guard, login_routes, scoped
 from shoal.boss.data import data_routes
 from shoal.boss.health import Health
 from shoal.boss.machines import machine_routes
 from shoal.boss.metrics import Metrics
 from shoal.boss.pages import page_routes
 from shoal.boss.runs import run_routes
+from shoal.boss.tokens import Tokens, token_routes
 from shoal.boss.web import ChangeFeed, Context, Limits, WorkSignal, error_response
 from shoal.boss.workers import worker_routes
 from shoal.datastore.base import Datastore
@@ -59,6 +61,7 @@ def create_app(
     *,
     health: Health | None = None,
     limits: Limits | None = None,
+    tokens: Tokens | None = None,
 ) -> ASGIApp:
     """The boss's ASGI application; ``signal`` wakes its long-polls, ``feed`` its dashboards.
 
@@ -66,10 +69,14 @@ def create_app(
     database round trips overlap another's (PostgreSQL: each sync is some
     twenty of them). Without, they run one at a time on the event loop,
     which is fastest when the database serializes writers anyway (SQLite).
+
+    ``token`` is the boss's own (admin); ``tokens``, the other credentials
+    (made here over the scheduler's database when not given).
     """
     # Dashboard sessions and machines live in the boss's database (always a SQL one).
     assert isinstance(scheduler.store, Store)
     sessions = Sessions(scheduler.store)
+    tokens = tokens or Tokens(scheduler.store, token)
     ctx = Context(
         scheduler=scheduler,
         datastore=datastore,
@@ -79,16 +86,20 @@ def create_app(
         limits=limits or Limits(),
         metrics=Metrics(scheduler),
         machines=Machines(scheduler.store),
+        tokens=tokens,
         pool=ThreadPoolExecutor(threads, thread_name_prefix="shoal-sync") if threads else None,
     )
-    routes = [
-        *worker_routes(ctx),
-        *run_routes(ctx),
-        *data_routes(ctx),
-        *machine_routes(ctx),
-        *page_routes(ctx),
-        *login_routes(token, sessions),
-    ]
+    routes = scoped(
+        [
+            *worker_routes(ctx),
+            *run_routes(ctx),
+            *data_routes(ctx),
+            *machine_routes(ctx),
+            *token_routes(tokens, ctx.limits.max_body),
+            *page_routes(ctx),
+            *login_routes(tokens, sessions),
+        ]
+    )
 
     async def on_shoal_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ShoalError)
@@ -116,4 +127,4 @@ def create_app(
         ClientDisconnect: on_disconnect,
     }
     app = Starlette(routes=routes, exception_handlers=handlers)
-    return Guard(app, token, sessions)
+    return Guard(app, tokens, sessions)

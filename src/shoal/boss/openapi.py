@@ -29,7 +29,8 @@ def _answers(ok: dict[str, Any], *errors: int) -> dict[str, Any]:
     described = {
         400: "Bad request",
         401: "Missing or wrong token",
-        403: "Refused (a cross-site request, or one without the CSRF token)",
+        403: "Refused: this credential may not call this route or act for that worker "
+        "(or a cross-site request, or one without the CSRF token)",
         404: "No such run, task, worker, attempt or file",
         408: "The upload sent nothing for too long",
         409: "The attempt no longer holds its task",
@@ -38,7 +39,7 @@ def _answers(ok: dict[str, Any], *errors: int) -> dict[str, Any]:
         503: "The boss cannot write its database or datastore",
     }
     out: dict[str, Any] = {"200": ok}
-    for code in sorted({400, 401, 503, *errors}):
+    for code in sorted({400, 401, 403, 503, *errors}):
         out[str(code)] = _json(_ref("Error"), described[code])
     return out
 
@@ -108,6 +109,16 @@ def _components() -> dict[str, Any]:
     return {
         "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
         "schemas": {
+            "FileInfo": {
+                "type": "object",
+                "required": ["path", "size"],
+                "properties": {
+                    "path": {"type": "string"},
+                    "size": {"type": "integer"},
+                    "modified": {"type": "number", "nullable": True},
+                    "sha256": {"type": "string", "nullable": True},
+                },
+            },
             "Error": {
                 "type": "object",
                 "required": ["error"],
@@ -153,6 +164,11 @@ def _components() -> dict[str, Any]:
                     "worker_id": {"type": "integer"},
                     "lease_seconds": {"type": "number"},
                     "heartbeat_seconds": {"type": "number"},
+                    "token": {
+                        "type": "string",
+                        "nullable": True,
+                        "description": "the token this worker sends from now on",
+                    },
                 },
             },
             "Report": {
@@ -214,6 +230,64 @@ def _components() -> dict[str, Any]:
                     "reuse": {"type": "boolean"},
                 },
             },
+        },
+    }
+
+
+def _token_paths(obj: dict[str, Any]) -> dict[str, Any]:
+    """The credentials' routes (the boss's token only)."""
+    v = p.API_PREFIX
+    token = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "kind": {"type": "string", "enum": ["read", "worker", "per-worker"]},
+            "worker": {"type": "integer", "nullable": True},
+            "created": {"type": "number"},
+            "expires": {"type": "number", "nullable": True},
+            "last_used": {"type": "number", "nullable": True},
+            "revoked": {"type": "number", "nullable": True},
+        },
+    }
+    issued = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "kind": {"type": "string"},
+            "token": {"type": "string", "description": "shown once; stored hashed"},
+        },
+    }
+    return {
+        f"{v}/tokens": {
+            "get": _operation(
+                "The tokens (never their secrets)",
+                _answers(_json({"type": "array", "items": token}, "The tokens")),
+                parameters=[
+                    _query("all", "also the tokens of registered workers", {"type": "string"})
+                ],
+            ),
+            "post": _operation(
+                "Add a read or worker token",
+                _answers(_json(issued, "The new token"), 413, 415),
+                requestBody=_body(
+                    {
+                        "type": "object",
+                        "required": ["name", "kind"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "kind": {"type": "string", "enum": ["read", "worker"]},
+                            "expires_in": {"type": "number", "nullable": True},
+                        },
+                    }
+                ),
+            ),
+        },
+        f"{v}/tokens/{{name}}": {
+            "delete": _operation(
+                "Revoke a token (and the tokens of the workers it registered)",
+                _answers(obj, 404),
+                parameters=[_path("name", "the token's name")],
+            )
         },
     }
 
@@ -310,6 +384,7 @@ def openapi_schema() -> dict[str, Any]:
                 ),
             ),
         },
+        **_token_paths(obj),
         f"{v}/runs": {
             "post": _operation(
                 "Submit a run",
@@ -411,9 +486,35 @@ def openapi_schema() -> dict[str, Any]:
         },
         f"{v}/data": {
             "get": _operation(
-                "The files under a datastore folder",
-                _answers(_json({"type": "array", "items": {"type": "string"}}, "Paths")),
-                parameters=[_query("prefix", "a datastore folder", {"type": "string"})],
+                "The files under a datastore folder (with detail=1: size, time, sha256)",
+                _answers(
+                    _json(
+                        {
+                            "type": "array",
+                            "items": {"oneOf": [{"type": "string"}, _ref("FileInfo")]},
+                        },
+                        "Paths, or each file's details",
+                    )
+                ),
+                parameters=[
+                    _query("prefix", "a datastore folder", {"type": "string"}),
+                    _query("detail", "1: each file's details", {"type": "string"}),
+                ],
+            )
+        },
+        f"{v}/gc": {
+            "post": _operation(
+                "Remove the outputs, logs, bundles and staged files no run needs (admin)",
+                _answers(_json(_OBJECT, "What was (dry_run: would be) removed"), 403, 413, 415),
+                requestBody=_body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "older_than": {"type": "number", "minimum": 0},
+                            "dry_run": {"type": "boolean"},
+                        },
+                    }
+                ),
             )
         },
         f"{v}/data/{{path}}": {
@@ -437,6 +538,24 @@ def openapi_schema() -> dict[str, Any]:
                 _answers(_SIZE, 408),
                 parameters=[_FILE],
                 requestBody=_BYTES,
+            ),
+            "delete": _operation(
+                "Remove a file or a folder (admin; never shoal's runs/, logs/, bundles/)",
+                _answers(
+                    _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "files": {"type": "integer"},
+                                "bytes": {"type": "integer"},
+                            },
+                        },
+                        "Removed",
+                    ),
+                    403,
+                    404,
+                ),
+                parameters=[_FILE],
             ),
         },
         f"{v}/stream": {

@@ -13,19 +13,23 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from shoal.boss.api import ChangeFeed, Limits, WorkSignal, create_app
 from shoal.boss.health import Health
 from shoal.boss.listen import bind, parse_listen, url_of
+from shoal.boss.tokens import Tokens
 from shoal.datastore import bundle_path, open_datastore
 from shoal.scheduler import Scheduler
 from shoal.spec import RunSpec
 from shoal.store import Store
+
+if TYPE_CHECKING:
+    from shoal.security import ServerTls
 
 __all__ = ["Boss", "parse_listen"]  # parse_listen: re-exported for the CLI
 
@@ -49,7 +53,11 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 class Boss:
-    """A scheduler, a datastore and the HTTP API over them, on one socket."""
+    """A scheduler, a datastore and the HTTP API over them, on one socket.
+
+    ``tls``: serve HTTPS (and with its ``mtls``, check clients' certificates).
+    ``advertise``: the URL to give out, when the socket's own address is not one.
+    """
 
     def __init__(
         self,
@@ -65,9 +73,12 @@ class Boss:
         max_losses: int = 3,
         sock: socket.socket | None = None,
         limits: Limits | None = None,
+        data_options: Mapping[str, str] | None = None,
+        tls: ServerTls | None = None,
+        advertise: str | None = None,
     ) -> None:
+        self.datastore = open_datastore(data, data_options)  # first: a bad URL touches nothing
         self.store = Store(db)
-        self.datastore = open_datastore(data)
         self.scheduler = Scheduler(
             self.store,
             lease_seconds=lease_seconds,
@@ -77,6 +88,9 @@ class Boss:
             promote=self.datastore.promote,
         )
         self.token = token
+        self.tls = tls
+        # Its other credentials: `shoal run` mints its workers' token here.
+        self.tokens = Tokens(self.store, token)
         self.signal = WorkSignal()
         self.feed = ChangeFeed()
         self.health = Health()
@@ -89,18 +103,24 @@ class Boss:
             threads=0 if self.store.is_sqlite else SYNC_THREADS,
             health=self.health,
             limits=limits,
+            tokens=self.tokens,
         )
         self.sock = sock if sock is not None else bind(host, port)
-        self.url = url_of(self.sock)
+        # What workers and commands are told; never a wildcard such as 0.0.0.0.
+        self.url = advertise or url_of(self.sock, https=tls is not None)
         config = uvicorn.Config(
             self.app,
             log_level="warning",
             access_log=False,
             lifespan="off",
-            http="httptools",
+            http=tls.protocol() if tls is not None and tls.mtls else "httptools",
             proxy_headers=False,
             timeout_keep_alive=120,
         )
+        if tls is not None:
+            # Our own context (uvicorn's would take no new revocation list).
+            config.load()
+            config.ssl = tls.context
         self.server = uvicorn.Server(config)
         self.boss_id: int | None = None
         self.housekeeper = False
@@ -212,6 +232,10 @@ class Boss:
         while True:
             await asyncio.sleep(self.tick)
             try:
+                if self.tls is not None:
+                    # Every boss, for its own connections: a sync held open by
+                    # a revoked certificate gets no work.
+                    self.tls.close_revoked()
                 self._take_housekeeping()
                 if not self.housekeeper:
                     continue

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,6 +24,9 @@ from shoal.datastore.base import Datastore
 from shoal.exceptions import BadInput, TooLarge, WrongMediaType
 from shoal.machines import Machines
 from shoal.scheduler import Scheduler
+
+if TYPE_CHECKING:  # tokens' routes use this module's helpers
+    from shoal.boss.tokens import Tokens
 
 __all__ = [
     "MAX_ID",
@@ -109,6 +112,7 @@ class Context:
     limits: Limits
     metrics: Metrics
     machines: Machines  # what shoal started, recorded in the boss's database
+    tokens: Tokens  # the credentials besides the boss's own
     pool: ThreadPoolExecutor | None = None
 
     async def in_pool(self, call: Callable[[], _T]) -> _T:

@@ -5,6 +5,10 @@ outputs only when its report wins the task (the scheduler promotes them in
 the transaction that records the win); an attempt that no longer holds its
 task is refused (409), before and after it sends.
 
+A registration is answered with a token bound to the new worker (see
+:mod:`shoal.boss.tokens`): with it, a worker syncs as itself, sends for the
+attempts it holds and says its own goodbye, and nothing else.
+
 A sync records what its worker reports even when a side write fails (an
 inline log the datastore cannot take): the failure becomes an event, and
 the worker is not made to send the same report forever.
@@ -22,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from shoal import protocol as p
+from shoal.boss.auth import caller, own_worker
 from shoal.boss.web import Context, json_response, path_id, read_json
 from shoal.datastore.layout import log_path, staging_prefix
 from shoal.exceptions import DatastoreError, Fenced
@@ -38,19 +43,22 @@ MAX_REASON = 2000
 
 def worker_routes(ctx: Context) -> list[BaseRoute]:
     scheduler, datastore = ctx.scheduler, ctx.datastore
-    machines = ctx.machines
+    machines, tokens = ctx.machines, ctx.tokens
 
     async def register(request: Request) -> Response:
         reg = p.Registration.from_dict(await read_json(request, ctx.limits.max_body))
         answer = scheduler.register(reg)
+        answer.token = tokens.issue_for_worker(answer.worker_id, reg.name, caller(request))
         ctx.changed()
         log.info("worker registered", extra={"event": "worker_registered", "worker": reg.name})
         return json_response(answer.to_dict())
 
     async def goodbye(request: Request) -> Response:
         worker_id = path_id(request, "worker")
+        own_worker(request, worker_id)
         reason = request.query_params.get("reason", "")[:MAX_REASON]
         scheduler.worker_stopped(worker_id, reason)
+        tokens.revoke_worker(worker_id)
         log.info(
             "worker stopped",
             extra={"event": "worker_stopped", "worker_id": worker_id, "reason": reason},
@@ -59,12 +67,23 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
         return json_response({"ok": True})
 
     def store_inline_logs(req: p.SyncRequest) -> None:
-        """Write the small logs that travel in the sync; one that cannot be written is noted."""
+        """Write the small logs that travel in the sync; one that cannot be written is noted.
+
+        Only for attempts handed to the syncing worker, and where the
+        database (not the report) says they belong: a worker cannot write
+        over another's log, nor anywhere else.
+        """
+        logged = [r.attempt_id for r in req.finished if r.log]
+        own = scheduler.attempts_of(req.worker_id, logged)
         for report in req.finished:
             if not report.log:
                 continue
+            if report.attempt_id not in own:
+                report.log = None  # its report is dropped too (another worker's attempt)
+                continue
             # Small logs travel inline; they land where large ones are uploaded.
-            path = log_path(report.run_id, report.task, report.attempt_id)
+            run_id, task = own[report.attempt_id]
+            path = log_path(run_id, task, report.attempt_id)
             try:
                 datastore.write_bytes(path, report.log.encode())
             except DatastoreError as e:
@@ -79,6 +98,7 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
 
     async def sync(request: Request) -> Response:
         req = p.SyncRequest.from_dict(await read_json(request, ctx.limits.max_body))
+        own_worker(request, req.worker_id)
         store_inline_logs(req)
         # Take the waiter before looking for work, so that work appearing
         # between the look and the wait still wakes this request.
@@ -110,7 +130,12 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
     async def wait_for_work(
         request: Request, req: p.SyncRequest, waiter: asyncio.Event
     ) -> p.SyncResponse | None:
-        """Hold an idle worker's sync until work appears or its wait is over."""
+        """Hold an idle worker's sync until work appears or its wait is over.
+
+        The end of the token it came with (its worker gone, it or its
+        parent revoked) ends the wait: no work is handed to it.
+        """
+        credential = caller(request)
         loop = asyncio.get_running_loop()
         began = loop.time()
         deadline = began + min(req.wait, MAX_WAIT)
@@ -122,7 +147,7 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
             # retried task's back-off may have run out meanwhile.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(waiter.wait(), min(left, 1.0))
-            if await request.is_disconnected():
+            if await request.is_disconnected() or tokens.ended(credential):
                 return None
             waiter = ctx.signal.waiter()
             if req.max_seconds is not None:
@@ -137,7 +162,7 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
     async def attempt_output(request: Request) -> Response:
         attempt_id = path_id(request, "attempt")
         name = request.path_params["path"]
-        scheduler.attempt_writing(attempt_id, outputs=True)
+        scheduler.attempt_writing(attempt_id, outputs=True, worker=caller(request).worker_id)
         size = await datastore.write_stream(
             staging_prefix(attempt_id) + name, request.stream(), ctx.limits.upload_idle
         )
@@ -152,7 +177,9 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
 
     async def attempt_log(request: Request) -> Response:
         attempt_id = path_id(request, "attempt")
-        run_id, task = scheduler.attempt_writing(attempt_id, outputs=False)
+        run_id, task = scheduler.attempt_writing(
+            attempt_id, outputs=False, worker=caller(request).worker_id
+        )
         size = await datastore.write_stream(
             log_path(run_id, task, attempt_id), request.stream(), ctx.limits.upload_idle
         )
@@ -164,6 +191,7 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
         worker_id = path_id(request, "worker")
         reason = request.query_params.get("reason", "")[:MAX_REASON] or "its machine is gone"
         await ctx.in_pool(lambda: scheduler.worker_lost(worker_id, reason))
+        tokens.revoke_worker(worker_id)
         ctx.changed(work=True)
         return json_response({"ok": True})
 

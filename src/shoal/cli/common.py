@@ -120,6 +120,22 @@ FreshOpt = Annotated[
     bool,
     typer.Option("--fresh", help="Run every task, even those that succeeded before unchanged."),
 ]
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        help="The datastore: a folder, or a URL (s3://bucket/prefix, gs://, az://, "
+        "sftp://user@host/path, any fsspec URL); default STATE/data, or the one last given.",
+    ),
+]
+DataOptionOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--data-option",
+        help="KEY=VALUE for the datastore's filesystem (endpoint_url=..., region=...); "
+        "repeat it. Credentials come from the library's environment and files, never from here.",
+    ),
+]
 RunArg = Annotated[str | None, typer.Argument(help="Run id or name (default: the latest run).")]
 LogCapOpt = Annotated[
     str | None,
@@ -157,6 +173,22 @@ def parse_size(text: str, option: str) -> int:
 
 def _state(path: Path | None) -> StateDir:
     return StateDir(path or Path(os.environ.get("SHOAL_STATE", ".shoal")))
+
+
+def _datastore(
+    sd: StateDir, data: str | None, data_options: list[str] | None
+) -> tuple[str, dict[str, str]]:
+    """The datastore's location and options: those given, else those the state folder remembers."""
+    from shoal.datastore.location import is_url, parse_options
+
+    options = parse_options(data_options or [])
+    if data is None:
+        if options:
+            raise BadInput("--data-option needs --data URL: the options go with a URL")
+        return sd.datastore()
+    if not is_url(data):
+        data = str(Path(data).resolve())
+    return data, options
 
 
 def _inventory(path: Path | None) -> Any:

@@ -10,6 +10,8 @@ import typer
 
 from shoal.cli.common import (
     BossOpt,
+    DataOpt,
+    DataOptionOpt,
     DbOpt,
     FreshOpt,
     HostsOpt,
@@ -20,6 +22,7 @@ from shoal.cli.common import (
     StateOpt,
     TokenOpt,
     _client,
+    _datastore,
     _inventory,
     _log_cap,
     _state,
@@ -56,6 +59,8 @@ def run(
     lease: LeaseOpt = 30.0,
     speculate_min: SpeculateMinOpt = 30.0,
     log_cap: LogCapOpt = None,
+    data: DataOpt = None,
+    data_option: DataOptionOpt = None,
 ) -> None:
     """Run a task file on this machine, start to end: boss, workers, progress, summary."""
     from shoal.cli.progress import run_command
@@ -65,14 +70,17 @@ def run(
     inventory = _inventory(hosts)
     pools = list(pool_files.load(pool).pools) if pool is not None else []
     machines_given = inventory is not None or bool(pools)
+    sd = _state(state)
+    location, options = _datastore(sd, data, data_option)
     code = run_command(
         file,
         jobs=jobs if jobs or machines_given else os.cpu_count() or 1,
         hosts=inventory,
         pools=pools,
         slots=slots,
-        state=_state(state),
+        state=sd,
         db=db,
+        data=(location, options),
         as_json=as_json,
         quiet=quiet,
         lease=lease,

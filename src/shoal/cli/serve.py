@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from shoal.cli.common import (
+    DataOpt,
+    DataOptionOpt,
     DbOpt,
     LeaseOpt,
     LogCapOpt,
     SpeculateMinOpt,
     StateOpt,
     TokenFileOpt,
+    _datastore,
     _state,
     _token,
     _warn_token_file_safer,
@@ -26,8 +29,33 @@ from shoal.statedir import StateDir
 
 if TYPE_CHECKING:
     from shoal.boss.server import Boss
+    from shoal.security import ServerTls
 
 __all__ = ["boss", "worker"]
+
+
+TlsOpt = Annotated[
+    bool,
+    typer.Option("--tls", help="Serve HTTPS with STATE/certs/boss.crt (made on first start)."),
+]
+MtlsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--mtls", help="HTTPS, and every client must present a certificate of STATE/certs' CA."
+    ),
+]
+InsecureOpt = Annotated[
+    bool,
+    typer.Option("--insecure", help="Serve plain HTTP on an address other machines reach, anyway."),
+]
+AdvertiseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--advertise",
+        help="The URL to give workers (default: http(s)://ADDRESS:PORT of --listen, "
+        "a real address of this machine for 0.0.0.0).",
+    ),
+]
 
 
 @app.command()
@@ -36,13 +64,8 @@ def boss(
         str, typer.Option("--listen", help="HOST:PORT to serve on.")
     ] = "127.0.0.1:8765",
     db: DbOpt = None,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            "--data",
-            help="Datastore folder (default: STATE/data); bosses of one database share it.",
-        ),
-    ] = None,
+    data: DataOpt = None,
+    data_option: DataOptionOpt = None,
     state: StateOpt = None,
     token: Annotated[
         str | None,
@@ -68,6 +91,10 @@ def boss(
             help="Largest JSON request the boss reads (a submitted run), e.g. 64M or 1G.",
         ),
     ] = "32M",
+    tls: TlsOpt = False,
+    mtls: MtlsOpt = False,
+    insecure: InsecureOpt = False,
+    advertise: AdvertiseOpt = None,
 ) -> None:
     """Serve the boss: the API workers and commands talk to."""
     from shoal.boss.api import Limits
@@ -82,12 +109,18 @@ def boss(
             f"a boss (pid {other.get('pid')}) already serves {sd.root} at {other.get('url')}"
         )
     host, port = parse_listen(listen)
+    secure = tls or mtls
+    _check_exposure(listen, host, secure, insecure)
+    _check_advertise(advertise, secure)
+    location, options = _datastore(sd, data, data_option)
     sd.create()
+    context = _tls_context(sd, host, advertise, mtls) if secure else None
     given = token or _token(token_file)
     token = given or sd.token()
     server = Boss(
         db=sd.database(db),
-        data=data or sd.data,
+        data=location,
+        data_options=options,
         token=token,
         host=host,
         port=port,
@@ -96,11 +129,55 @@ def boss(
         speculate_min=speculate_min,
         max_losses=max_losses,
         limits=limits,
+        tls=context,
+        advertise=advertise.rstrip("/") if advertise else None,
     )
-    _serve(server, sd, token, bool(given))
+    sd.remember_datastore(location, options)
+    _serve(server, sd, token, bool(given), mtls)
 
 
-def _serve(server: Boss, sd: StateDir, token: str, given: bool) -> None:
+def _check_exposure(listen: str, host: str, secure: bool, insecure: bool) -> None:
+    """Plain HTTP off loopback only when asked for: a token sent in clear is anyone's."""
+    from shoal.boss.listen import is_loopback
+
+    if not secure and not insecure and not is_loopback(host):
+        raise BadInput(
+            f"--listen {listen} is reachable from other machines: serve it over HTTPS with "
+            "--tls or --mtls (see 'shoal certs'), or pass --insecure for plain HTTP anyway"
+        )
+
+
+def _check_advertise(advertise: str | None, secure: bool) -> None:
+    if advertise is None:
+        return
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(advertise)
+    scheme = "https" if secure else "http"
+    if parts.scheme != scheme or not parts.hostname or parts.hostname in ("0.0.0.0", "::"):
+        raise BadInput(
+            f"bad --advertise '{advertise}': give the URL workers reach this boss at, "
+            f"e.g. {scheme}://boss.example.org:8765"
+        )
+
+
+def _tls_context(sd: StateDir, host: str, advertise: str | None, mtls: bool) -> ServerTls:
+    """The boss's TLS; the CA and its certificate are made first if missing."""
+    from urllib.parse import urlsplit
+
+    from shoal.boss.listen import real_address
+    from shoal.security import CertAuthority, ServerTls, boss_certificate
+
+    ca = CertAuthority(sd.certs)
+    hosts = [real_address(host)]
+    if advertise:
+        hosts.append(urlsplit(advertise).hostname or "")
+    for line in boss_certificate(ca, [h for h in dict.fromkeys(hosts) if h]):
+        sys.stderr.write(f"shoal: {line}\n")
+    return ServerTls(ca, mtls=mtls)
+
+
+def _serve(server: Boss, sd: StateDir, token: str, given: bool, mtls: bool = False) -> None:
     """Serve until stopped, with the boss's address in the state folder meanwhile."""
     sd.write_boss(server.url, token)
     import logging
@@ -113,6 +190,11 @@ def _serve(server: Boss, sd: StateDir, token: str, given: bool) -> None:
         if given
         else f"shoal worker --boss {server.url} --token-file {sd.token_file}"
     )
+    if server.url.startswith("https://"):
+        certs = sd.certs
+        start += f" --ca {certs / 'ca.crt'}"
+        if mtls:
+            start += " --cert NAME.crt --key NAME.key (from 'shoal certs add NAME --client')"
     logging.getLogger("shoal.boss").info(
         f"serving {server.url}; start workers with: {start}",
         extra={
@@ -166,5 +248,15 @@ def worker(
         argv.append("--name=" + name)
     if log_cap is not None:
         argv.append("--log-cap=" + log_cap)
+    if info is not None and not any(a.startswith(("--ca", "--cert", "--key")) for a in ctx.args):
+        # In the boss's folder: its CA, and the command line's certificate.
+        from shoal.client.boss import state_tls
+
+        tls = state_tls(sd)
+        argv += [
+            f"--{k}={v}"
+            for k, v in zip(("ca", "cert", "key"), tls or (None,) * 3, strict=True)
+            if v
+        ]
     # The token is handed over in this process: never on a command line.
     raise typer.Exit(agent_main(argv + list(ctx.args), token=tok))

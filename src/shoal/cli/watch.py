@@ -7,6 +7,7 @@ import difflib
 import itertools
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -212,13 +213,33 @@ def _follow(client: BossClient, run_ref: str | None, task: str, tail: int | None
 @app.command()
 def results(
     run_ref: RunArg = None,
+    folder: Annotated[
+        Path | None,
+        typer.Argument(metavar="[DIR]", help="With --outputs: where the outputs go."),
+    ] = None,
+    outputs: Annotated[
+        bool,
+        typer.Option("--outputs", help="Copy the run's outputs into DIR, a folder per task."),
+    ] = False,
     boss: BossOpt = None,
     token: TokenOpt = None,
     state: StateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the results tasks wrote to $SHOAL_RESULT (or their last stdout line)."""
+    """Show the results tasks wrote to $SHOAL_RESULT (or their last stdout line).
+
+    With --outputs RUN DIR: copy the run's outputs out instead.
+    """
+    if outputs and folder is None:
+        raise BadInput("shoal results --outputs RUN DIR: give the run and the folder to copy into")
+    if folder is not None and not outputs:
+        raise BadInput(f"'{folder}': shoal results takes one run; to copy outputs, add --outputs")
     client = _client(boss, token, state)
+    if outputs and folder is not None:
+        from shoal.cli.data import copy_outputs
+
+        copy_outputs(client, run_ref, folder, state)
+        return
     data = client.results(run_ref)
     if as_json:
         _emit_json(data)

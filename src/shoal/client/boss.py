@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from shoal.agent.client import CHUNK, AgentClient, BossDown, BossRefused, token_from_environment
+from shoal.agent.client import (
+    CHUNK,
+    AgentClient,
+    BossDown,
+    BossRefused,
+    BossUntrusted,
+    TlsFiles,
+    token_from_environment,
+)
 from shoal.client.base import Client
 from shoal.datastore.layout import bundle_path
 from shoal.exceptions import BadInput, BossError, BossUnreachable, NotFound, Unauthorized
@@ -20,7 +28,7 @@ from shoal.spec import RunSpec
 from shoal.spec.bundle import pack_bundle
 from shoal.statedir import StateDir
 
-__all__ = ["BossClient"]
+__all__ = ["BossClient", "state_tls"]
 
 # How long a submission is sent again while the boss does not answer.
 SUBMIT_PATIENCE = 30.0
@@ -29,10 +37,16 @@ SUBMIT_PATIENCE = 30.0
 class BossClient(Client):
     """Calls a boss; turns its errors into :mod:`shoal.exceptions`."""
 
-    def __init__(self, url: str, token: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, token: str, timeout: float = 30.0, tls: TlsFiles | None = None
+    ) -> None:
+        """``tls``: the boss's CA and our certificate (default: ``SHOAL_CA``, ``SHOAL_CERT``, ``SHOAL_KEY``)."""
         self.url = url.rstrip("/")
         self.token = token
-        self.http = AgentClient(self.url, token, timeout=timeout)
+        try:
+            self.http = AgentClient(self.url, token, timeout=timeout, tls=tls)
+        except ValueError as e:
+            raise BadInput(str(e)) from None
 
     @classmethod
     def find(cls, boss: str | None, token: str | None, state: StateDir) -> BossClient:
@@ -55,7 +69,7 @@ class BossClient(Client):
                 )
             url = url or str(info["url"])
             token = token or str(info["token"])
-        return cls(url, token)
+        return cls(url, token, tls=state_tls(state))
 
     def close(self) -> None:
         self.http.drop_connection()
@@ -71,6 +85,8 @@ class BossClient(Client):
         """The agent client's errors as the command line's: unreachable, or refused."""
         try:
             yield
+        except BossUntrusted as e:
+            raise BossUnreachable(str(e)) from e
         except BossDown as e:
             raise BossUnreachable(f"cannot reach the boss at {self.url}: {e}") from e
         except BossRefused as e:
@@ -226,6 +242,21 @@ class BossClient(Client):
         result: list[dict[str, Any]] = self.get("/machines")
         return result
 
+    # -- credentials -----------------------------------------------------
+
+    def tokens(self, *, every: bool = False) -> list[dict[str, Any]]:
+        """The boss's tokens (never their secrets); ``every``: its workers' own too."""
+        result: list[dict[str, Any]] = self.get("/tokens", all="1" if every else None)
+        return result
+
+    def add_token(self, name: str, kind: str, expires_in: float | None = None) -> str:
+        """A new ``read`` or ``worker`` token (the boss shows it this once)."""
+        body = {"name": name, "kind": kind, "expires_in": expires_in}
+        return str(self.post("/tokens", body)["token"])
+
+    def revoke_token(self, name: str) -> None:
+        self._call("DELETE", f"/tokens/{quote(name, safe='')}")
+
     def worker_lost(self, worker_id: int, reason: str) -> None:
         """Say a worker is gone (its machine was), so that its tasks run again at once."""
         self._call("POST", f"/workers/{worker_id}/lost?" + urlencode({"reason": reason}), {})
@@ -234,6 +265,26 @@ class BossClient(Client):
         """What waits for a worker, and the workers there are (see ``Views.demand``)."""
         result: dict[str, Any] = self.get("/demand")
         return result
+
+
+def state_tls(state: StateDir) -> TlsFiles | None:
+    """The TLS files to use: ``SHOAL_CA``/``SHOAL_CERT``/``SHOAL_KEY``, else the state folder's.
+
+    In the boss's own folder, that is its CA and the client certificate
+    ``shoal certs init`` issued for the command line (``cli``).
+    """
+    given = TlsFiles.from_environment()
+    if given is not None:
+        return given
+    certs = state.certs
+    if not (certs / "ca.crt").exists():
+        return None
+    mine = (certs / "cli.crt").exists() and (certs / "cli.key").exists()
+    return TlsFiles(
+        str(certs / "ca.crt"),
+        str(certs / "cli.crt") if mine else None,
+        str(certs / "cli.key") if mine else None,
+    )
 
 
 def _refused(e: BaseException) -> bool:

@@ -31,7 +31,7 @@ class OfflineClient(Client):
         self.store = Store(state.database())
         self.scheduler = Scheduler(self.store)
         self.recorded = Machines(self.store)
-        self.datastore = open_datastore(state.data)
+        self.datastore = open_datastore(*state.datastore())
 
     def close(self) -> None:
         self.store.close()

@@ -3,16 +3,21 @@
 A datastore holds files under relative ``/``-separated paths (see
 :mod:`~shoal.datastore.layout` for the tree). A backend implements the
 primitives: :meth:`~Datastore.exists`, :meth:`~Datastore.open_read`,
-:meth:`~Datastore.open_write` (atomic: nothing is seen at the path until the
+:meth:`~Datastore._write` (atomic: nothing is seen at the path until the
 file is complete, and nothing is left when writing fails),
-:meth:`~Datastore.files`, :meth:`~Datastore.remove` and
-:meth:`~Datastore.rename` (an atomic replace). Streams in, bytes, local
-files, listings and the outputs staged per attempt are built on those, and a
-backend may override any of them where it can do better.
+:meth:`~Datastore._files`, :meth:`~Datastore._remove` and
+:meth:`~Datastore._move` (an atomic replace). The public methods are built
+on those: :meth:`~Datastore.open_write`, :meth:`~Datastore.rename` and
+:meth:`~Datastore.remove` keep each file's record of size and sha256 (see
+:mod:`~shoal.datastore.integrity`) with it, :meth:`~Datastore.files` never
+shows the records, and streams in, bytes, local files, listings and the
+outputs staged per attempt come on top. A backend may override any of them
+where it can do better.
 
 Errors: a path that is not one is :class:`~shoal.exceptions.BadInput`, a
-file that is not there :class:`~shoal.exceptions.NotFound`, and a datastore
-that cannot be written :class:`~shoal.exceptions.DatastoreError`.
+file that is not there :class:`~shoal.exceptions.NotFound`, a datastore
+that cannot be written :class:`~shoal.exceptions.DatastoreError`, and a file
+that does not match its record :class:`~shoal.datastore.integrity.Corrupt`.
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ import os
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
-from shoal.datastore.layout import STAGING, staging_prefix
-from shoal.exceptions import BadInput, DatastoreError, UploadStalled
+from shoal.datastore.integrity import Hashing, Record, record_path
+from shoal.datastore.layout import RECORDS, STAGING, staging_prefix
+from shoal.exceptions import BadInput, DatastoreError, NotFound, UploadStalled
 
 __all__ = ["CHUNK", "NAME_MAX", "PATH_MAX", "Datastore", "FileInfo", "check_path", "shown"]
 
@@ -99,23 +105,111 @@ class Datastore(ABC):
         """The file at ``path``, open for reading (seekable); NotFound if there is none."""
 
     @abstractmethod
-    def open_write(self, path: str) -> AbstractContextManager[BinaryIO]:
-        """A file to write; it replaces ``path`` when the block ends, and is dropped if it fails."""
+    def _write(self, path: str) -> AbstractContextManager[BinaryIO]:
+        """A file to write; it replaces ``path`` when the block ends, and is dropped if it fails.
+
+        No record is kept: :meth:`open_write` does that.
+        """
 
     @abstractmethod
-    def files(self, prefix: str) -> list[str]:
-        """Every complete file under the folder ``prefix`` (``""``: all), as sorted paths."""
+    def _files(self, prefix: str) -> list[str]:
+        """Every complete file under the folder ``prefix`` (``""``: all), records included."""
 
     @abstractmethod
-    def remove(self, path: str) -> None:
+    def _remove(self, path: str) -> None:
         """Remove the file or the whole folder at ``path``; nothing if it is not there.
 
         DatastoreError if it is there and cannot be removed.
         """
 
     @abstractmethod
+    def _move(self, source: str, target: str) -> None:
+        """Move the file at ``source`` to ``target`` in one step, replacing what was there."""
+
+    def _modified(self, path: str) -> float | None:
+        """When the file at ``path`` was last written, if the backend can tell."""
+        return None
+
+    # -- writing, with a record of each file --------------------------------
+
+    @contextmanager
+    def open_write(self, path: str) -> Iterator[BinaryIO]:
+        """A file to write; it replaces ``path`` when the block ends, and is dropped if it fails.
+
+        Its size and sha256 are recorded as it is put in place.
+        """
+        check_path(path)
+        previous = self.record(path)
+        with self._write(path) as raw:
+            hashing = Hashing(raw)
+            yield cast(BinaryIO, hashing)
+            # Before the file is in place: a record is never older than its file.
+            self._put_record(path, hashing.record(previous))
+
+    def files(self, prefix: str) -> list[str]:
+        """Every complete file under the folder ``prefix`` (``""``: all), as sorted paths."""
+        return [f for f in self._files(prefix) if not f.startswith(RECORDS + "/")]
+
+    def remove(self, path: str) -> None:
+        """Remove the file or the whole folder at ``path``; nothing if it is not there.
+
+        DatastoreError if it is there and cannot be removed.
+        """
+        check_path(path)
+        self._remove(path)
+        self._remove(record_path(path))
+
     def rename(self, source: str, target: str) -> None:
         """Move the file at ``source`` to ``target`` in one step, replacing what was there."""
+        check_path(source)
+        check_path(target)
+        moved = self.record(source)
+        if moved is not None:
+            replaced = self.record(target)
+            self._put_record(target, replace(moved, previous=replaced.sha256 if replaced else None))
+        self._move(source, target)
+        if moved is not None:
+            with contextlib.suppress(DatastoreError):  # an orphan record is never read
+                self._remove(record_path(source))
+
+    # -- records ------------------------------------------------------------
+
+    def record(self, path: str) -> Record | None:
+        """What was recorded of the file at ``path`` when it was written; None if nothing was."""
+        try:
+            with self.open_read(record_path(path)) as f:
+                return Record.from_json(f.read(64 * 1024))
+        except NotFound:
+            return None
+
+    def _put_record(self, path: str, record: Record) -> None:
+        with self._write(record_path(path)) as f:
+            f.write(record.to_json())
+
+    def verified_chunks(self, path: str) -> Iterator[bytes]:
+        """The whole file at ``path`` in chunks, checked against its record.
+
+        The last chunk is followed by :class:`~shoal.datastore.integrity.Corrupt`
+        if what was read does not match the size and sha256 recorded.
+        """
+        record = self.record(path)
+        hashing = Hashing()
+        for chunk in self.chunks(path):
+            hashing.write(chunk)
+            yield chunk
+        if record is not None:
+            got = hashing.record(None)
+            if got.size != record.size or not record.accepts(got.sha256):
+                raise record.mismatch(path, got.sha256)
+
+    def verify(self, path: str) -> Record | None:
+        """Read the file at ``path`` through; its record (None: nothing to check against).
+
+        :class:`~shoal.datastore.integrity.Corrupt` if it does not match.
+        """
+        for _ in self.verified_chunks(path):
+            pass
+        return self.record(path)
 
     # -- derived ------------------------------------------------------------
 
@@ -141,7 +235,11 @@ class Datastore(ABC):
 
     def info(self, path: str) -> FileInfo:
         """What is known of the file at ``path``; NotFound if there is none."""
-        return FileInfo(path, self.size(path))
+        size = self.size(path)
+        record = self.record(path)
+        if record is None:
+            return FileInfo(path, size, self._modified(path))
+        return FileInfo(path, size, record.modified, record.sha256)
 
     def entries(self, prefix: str) -> list[FileInfo]:
         """:meth:`info` of every file :meth:`listing` shows under ``prefix``."""

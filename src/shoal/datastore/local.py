@@ -2,7 +2,9 @@
 
 Writes go to a temporary file beside the target first (``.upload-*``, never
 listed) and are renamed into place, so a reader never sees half a file and a
-failed upload leaves nothing behind.
+failed upload leaves nothing behind. Each file's record of size and sha256
+is a file of its own under ``.integrity/`` (see :mod:`~shoal.datastore.integrity`),
+written and renamed the same way.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class LocalDatastore(Datastore):
         raise NotFound(f"no file '{path}' in the datastore")
 
     @contextmanager
-    def open_write(self, path: str) -> Iterator[BinaryIO]:
+    def _write(self, path: str) -> Iterator[BinaryIO]:
         target = self.resolve(path)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +68,7 @@ class LocalDatastore(Datastore):
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def files(self, prefix: str) -> list[str]:
+    def _files(self, prefix: str) -> list[str]:
         base = self.resolve(prefix.rstrip("/")) if prefix.strip("/") else self.root
         if not base.is_dir():
             return []
@@ -77,7 +79,7 @@ class LocalDatastore(Datastore):
             found.append(str(PurePosixPath(*f.relative_to(self.root).parts)))
         return sorted(found)
 
-    def remove(self, path: str) -> None:
+    def _remove(self, path: str) -> None:
         target = self.resolve(path)
         if target.is_dir():
             shutil.rmtree(target, ignore_errors=True)
@@ -89,13 +91,19 @@ class LocalDatastore(Datastore):
         if target.exists():
             raise DatastoreError(f"the boss cannot remove '{shown(path)}' from its datastore")
 
-    def rename(self, source: str, target: str) -> None:
+    def _move(self, source: str, target: str) -> None:
         source_file, target_file = self.resolve(source), self.resolve(target)
         try:
             target_file.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source_file, target_file)
         except OSError as e:
             raise _unwritable(target, e) from e
+
+    def _modified(self, path: str) -> float | None:
+        try:
+            return self.resolve(path).stat().st_mtime
+        except OSError:
+            return None
 
     def staged_attempts(self) -> list[int]:
         # Every attempt's folder, even one holding only an upload cut off halfway.

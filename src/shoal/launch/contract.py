@@ -31,6 +31,7 @@ import json
 import os
 import secrets
 import subprocess
+import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ __all__ = [
     "MACHINE_STATES",
     "READY_TIMEOUT",
     "AgentSeen",
+    "AgentToken",
     "BossAccess",
     "FieldSpec",
     "Machine",
@@ -189,12 +191,45 @@ def _unheard(machine: Machine) -> None:
     return None
 
 
+class AgentToken:
+    """The credential a launcher hands its agents: a ``worker`` token, never the boss's own.
+
+    Minted through the boss on first use, once per launcher (``mint`` gets
+    its name, which says who it is for in ``shoal tokens ls``), and revoked
+    when the launcher ends. A worker token may only register a worker; each
+    agent then syncs with the token its registration returns.
+    """
+
+    def __init__(
+        self, launcher: str, mint: Callable[[str], str], revoke: Callable[[str], None]
+    ) -> None:
+        self.name = f"{launcher}-agents-{secrets.token_hex(3)}"
+        self._mint = mint
+        self._revoke = revoke
+        self._token: str | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> str:
+        with self._lock:
+            if self._token is None:
+                self._token = self._mint(self.name)
+            return self._token
+
+    def revoke(self) -> None:
+        """Refuse it from now on (its agents are gone), if it was ever minted."""
+        with self._lock:
+            minted, self._token = self._token, None
+        if minted is not None:
+            self._revoke(self.name)
+
+
 @dataclass(frozen=True)
 class BossAccess:
     """How a machine's agent reaches the boss, and how a provider sees it arrive.
 
-    The token is read from ``token`` when an agent starts and handed to it on
-    its standard input or in its environment, never on a command line.
+    The token is read from ``token`` when an agent starts (an
+    :class:`AgentToken`: a worker token) and handed to it on its standard
+    input or in its environment, never on a command line.
     """
 
     url: str  # the boss as this process reaches it

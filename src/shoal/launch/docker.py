@@ -12,8 +12,10 @@ included: no Python library is needed. Starting a machine:
    lives until shoal removes it. Its id is recorded as soon as it exists;
 2. the agent zipapp is copied in (``docker cp``, to ``/tmp``);
 3. the agent is started with ``docker exec -i``: the token goes on its
-   standard input, never on a command line nor in the container's
-   environment (``docker inspect`` shows neither), and that input stays open
+   standard input (the agent reads its first line), never on a command line
+   nor in the container's environment (``docker inspect`` shows neither) nor
+   in the one the agent is started with (its tasks would read it in
+   ``/proc/PID/environ``), and that input stays open
    as the agent's lifeline (:mod:`shoal.launch.lifeline`), as over ssh.
 
 How the agent reaches the boss: the pool's ``boss_url`` if it gives one, else
@@ -93,19 +95,17 @@ while True:
     except ChildProcessError:
         pass
 """
-# Run by `docker exec -i`: read the token from the first line of standard
-# input (byte by byte: the rest is the agent's lifeline), then become the agent.
+# Run by `docker exec -i`: make the work folder, then become the agent, which
+# reads the token from the first line of standard input (the rest is its
+# lifeline). Never through the environment: its tasks could read that in
+# /proc/PID/environ.
 BOOT = """import os, sys
-token = b""
-while not token.endswith(b"\\n"):
-    byte = os.read(0, 1)
-    if not byte:
-        sys.exit("shoal worker: no token on standard input")
-    token += byte
-os.environ["SHOAL_TOKEN"] = token.decode().strip()
 work = os.path.expanduser("~/.shoal/work")
 os.makedirs(work, exist_ok=True)
-os.execv(sys.executable, [sys.executable] + sys.argv[1:] + ["--workdir=" + work])
+os.execv(
+    sys.executable,
+    [sys.executable] + sys.argv[1:] + ["--workdir=" + work, "--token-file=/dev/stdin"],
+)
 """
 
 

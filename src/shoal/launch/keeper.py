@@ -18,11 +18,14 @@ be out of reach, a copy of what it holds.
 
 Its input, on standard input: the token (one line, never on the command
 line), then one JSON line ``{"boss": URL, "direct": URL|null, "pools": [...]}``.
+That token is the boss's own, for the keeper alone: its agents are handed a
+worker token it mints through the boss (and revokes when it stops).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -34,11 +37,12 @@ from typing import Any
 
 from shoal import protocol as p
 from shoal.client import BossClient
+from shoal.client.boss import state_tls
 from shoal.exceptions import ShoalError
 from shoal.launch import procs
 from shoal.launch.autoscale import SIZE_EVERY, Autoscaler, elastic
 from shoal.launch.book import BossBook, owner_name
-from shoal.launch.contract import READY_TIMEOUT, BossAccess, Machine, Pool, Site
+from shoal.launch.contract import READY_TIMEOUT, AgentToken, BossAccess, Machine, Pool, Site
 from shoal.launch.fleet import Fleet
 from shoal.statedir import StateDir, write_private
 
@@ -216,12 +220,16 @@ def _main(argv: list[str] | None = None) -> int:
         os._exit(0)
     state = StateDir(Path(args.state))
     pools = [Pool.from_dict(pool) for pool in given["pools"]]
-    client = BossClient(given["boss"], token)
+    client = BossClient(given["boss"], token, tls=state_tls(state))
+    # The agents get a worker token of their own, never the boss's (which this keeper keeps).
+    agent_token = AgentToken(
+        "up", lambda name: client.add_token(name, "worker"), client.revoke_token
+    )
     fleet = Fleet(
         BossBook(client),
         owner_name("up", state.root),
         Site(state.root, launcher="up"),
-        BossAccess(url=given["boss"], token=lambda: token, direct_url=given.get("direct")),
+        BossAccess(url=given["boss"], token=agent_token, direct_url=given.get("direct")),
     )
     sizer = Autoscaler(
         fleet,
@@ -249,6 +257,8 @@ def _main(argv: list[str] | None = None) -> int:
             keeper.keep()
     finally:
         keeper.close()
+        with contextlib.suppress(*_PASSING):
+            agent_token.revoke()
         client.close()
     return 0
 

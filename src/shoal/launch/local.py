@@ -22,6 +22,7 @@ import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
+from shoal.agent.client import CREDENTIAL_VARS
 from shoal.launch import procs
 from shoal.launch.contract import BossAccess, Machine, Pool, ProviderSchema, Site, label_args
 from shoal.statedir import open_private
@@ -78,7 +79,9 @@ class LocalProvider:
     ) -> list[Machine]:
         """Start the agents; they are ``starting`` until they register (not waited for)."""
         self.site.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
-        env = dict(os.environ, SHOAL_TOKEN=boss.token())
+        # No boss credential in the environment the agent starts with: its tasks
+        # could read it in /proc/PID/environ. The token goes on its stdin.
+        env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_VARS}
         src = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         options = label_args(pool.labels)
@@ -114,16 +117,23 @@ class LocalProvider:
                     f"--name={m.name}",
                     f"--workdir={self.site.work}",
                     f"--parent={os.getpid()}",
+                    "--token-file=/dev/stdin",
                     *options,
                 ],
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
             )
         finally:
             log.close()
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(boss.token().encode() + b"\n")
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # it ended already: status() says how
         self.procs[m.name] = proc
         return proc
 

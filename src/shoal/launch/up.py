@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from shoal.agent.client import CREDENTIAL_VARS
 from shoal.exceptions import BadInput, BossError, ShoalError, StoreError
 from shoal.launch import procs, providers
 from shoal.launch.book import BossBook, MachineBook, StoreBook, owner_name
@@ -76,14 +77,16 @@ def up(
             f"(keeper pid {info['pid']}): run 'shoal down' first"
         )
     parts = urlsplit(boss_url)
-    if parts.scheme != "http" or not parts.hostname or not parts.port:
-        raise BadInput(f"the boss URL {boss_url!r} is not http://HOST:PORT")
+    if parts.scheme not in ("http", "https") or not parts.hostname or not parts.port:
+        raise BadInput(f"the boss URL {boss_url!r} is not http(s)://HOST:PORT")
     site = Site(state.root)
     for pool in pools:
         providers.get(pool.provider, site)  # an unknown provider is refused here
     state.create()
     site.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
-    env = dict(os.environ)
+    # The keeper gets the token on its stdin; a credential in the environment
+    # it starts with would be readable (/proc/PID/environ) by the local agents' tasks.
+    env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_VARS}
     src = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open_private(site.logs / "keeper.log") as log:

@@ -257,12 +257,32 @@ class Scheduler:
     def results(self, run_id: int) -> dict[str, Any]:
         return self.views.results(run_id)
 
-    def attempt_writing(self, attempt_id: int, *, outputs: bool) -> tuple[int, str]:
+    def attempt_writing(
+        self, attempt_id: int, *, outputs: bool, worker: int | None = None
+    ) -> tuple[int, str]:
         """The run and task an attempt may write for (see :meth:`Views.attempt_writing`)."""
-        return self.views.attempt_writing(attempt_id, outputs=outputs)
+        return self.views.attempt_writing(attempt_id, outputs=outputs, worker=worker)
 
     def running_attempts(self, attempt_ids: list[int]) -> set[int]:
         return self.views.running_attempts(attempt_ids)
+
+    def attempts_of(self, worker_id: int, attempt_ids: list[int]) -> dict[int, tuple[int, str]]:
+        """The run and task of those of the attempts handed to ``worker_id``."""
+        return self.views.attempts_of(worker_id, attempt_ids)
+
+    def outputs_removed(self, removed: Sequence[tuple[int, str | None]]) -> None:
+        """Record that ``shoal gc`` removes these outputs: (run, task), or (run, None) for all.
+
+        A later submission then reuses none of those tasks (it would hand
+        their dependents files that are gone): they run again.
+        """
+        if not removed:
+            return
+        now = self.clock()
+        with self.store.transaction() as tx:
+            tx.add_events(
+                [Event(now, "outputs_removed", run, detail=task) for run, task in removed]
+            )
 
     def workers_view(self) -> list[dict[str, Any]]:
         return self.views.workers_view()

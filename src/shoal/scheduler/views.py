@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shoal.exceptions import Fenced, NotFound
+from shoal.exceptions import Fenced, NotFound, Refused
 from shoal.scheduler.placement import WorkerShape, why_unplaceable
 from shoal.store.contract import StoreLike, ViewTx
 from shoal.store.rows import ACTIVE_STATES, ActiveWorker, AttemptRow, RunRow, TaskRow, WorkerRow
@@ -162,22 +162,39 @@ class Views:
                 if t.has_result
             }
 
-    def attempt_writing(self, attempt_id: int, *, outputs: bool) -> tuple[int, str]:
+    def attempt_writing(
+        self, attempt_id: int, *, outputs: bool, worker: int | None = None
+    ) -> tuple[int, str]:
         """The run and task an attempt may write for: its outputs only while it holds it.
 
         Raises :class:`Fenced` for outputs of an attempt that was ended (lost,
-        superseded, cancelled) or whose task another attempt has finished.
+        superseded, cancelled) or whose task another attempt has finished;
+        :class:`Refused` when ``worker`` (the caller's) is not the one it was
+        handed to.
         """
         with self.store.read() as tx:
             row = tx.attempt_ref(attempt_id)
         if row is None:
             raise NotFound(f"no attempt {attempt_id}")
+        if worker is not None and row.worker_id != worker:
+            raise Refused(
+                f"attempt {attempt_id} was handed to another worker: "
+                f"worker {worker}'s credential may write only for its own attempts"
+            )
         if outputs and (row.state != "running" or row.task_state != "running"):
             raise Fenced(
                 f"attempt {attempt_id} no longer holds task '{row.task_name}' "
                 f"(the attempt is {row.state}, the task {row.task_state}): its outputs are refused"
             )
         return int(row.run_id), str(row.task_name)
+
+    def attempts_of(self, worker_id: int, attempt_ids: list[int]) -> dict[int, tuple[int, str]]:
+        """The run and task of each of these attempts that was handed to ``worker_id``."""
+        if not attempt_ids:
+            return {}
+        with self.store.read() as tx:
+            rows = tx.attempts_with_tasks(attempt_ids)
+        return {i: (r.run_id, r.task_name) for i, r in rows.items() if r.worker_id == worker_id}
 
     def running_attempts(self, attempt_ids: list[int]) -> set[int]:
         with self.store.read() as tx:

@@ -1,8 +1,11 @@
 """The entries of ``tasks:`` made into tasks: defaults merged, matrices expanded, names resolved.
 
 A matrix is counted before it expands and every task's text as it is made,
-so that a run past the bounds is refused before it is built; ``after``
-patterns become the names they match, and a cycle is named.
+so that a run past the bounds is refused before it is built. Its keys and
+placeholders are checked against each other first: a ``{word}`` that is no
+key (a typo) and a key that no field uses (often a field indented under
+``matrix:``) would otherwise make every task fail at run time. ``after`` and
+``reduce`` patterns become the names they match, and a cycle is named.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import fnmatch
 import itertools
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -27,6 +30,7 @@ from shoal.spec.task import make_task
 __all__ = ["Expansion", "check_cycles", "substitute"]
 
 _PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def substitute(value: Any, binding: Mapping[str, Any]) -> Any:
@@ -160,10 +164,63 @@ class Expansion:
                 line,
                 label,
             )
+        self._check_placeholders(merged, raw, defaults, matrix, label)
         out = []
         for combo in itertools.product(*(matrix[k] for k in keys)):
             out.append((substitute(merged, dict(zip(keys, combo, strict=True))), raw))
         return out
+
+    def _check_placeholders(
+        self,
+        merged: Mapping[str, Any],
+        raw: Mapping[str, Any],
+        defaults: Mapping[str, Any],
+        matrix: Mapping[str, Any],
+        label: str,
+    ) -> None:
+        """Refuse a ``{word}`` that is no matrix key, and a matrix key no field uses.
+
+        Only a task with a matrix has placeholders: elsewhere every brace is
+        the command's own (awk, brace expansion, ``${VAR}``) and is left alone.
+        Here too ``${VAR}`` is the shell's, and ``{{``/``}}`` are literal braces.
+        """
+        keys = list(matrix)
+        used: set[str] = set()
+        # The entry's own fields in file order, then those it takes from defaults.
+        for field in [*raw, *(k for k in defaults if k not in raw)]:
+            if field == "matrix":
+                continue
+            source = raw if field in raw else defaults
+            for text, line in _strings(merged[field], line_of(source, field)):
+                for m in _PLACEHOLDER_RE.finditer(text):
+                    word = m.group(1)
+                    if word is None:  # '{{' or '}}'
+                        continue
+                    shell = m.start() > 0 and text[m.start() - 1] == "$"  # ${VAR}
+                    if word in matrix:
+                        used.add(word)
+                    elif not shell:
+                        where = f"'{field}'" + (" (from defaults)" if source is defaults else "")
+                        raise self.error(
+                            f"{where} has '{{{word}}}', which is no matrix key"
+                            + _placeholder_hint(word, keys),
+                            line,
+                            label,
+                        )
+        for key in keys:
+            if key in used:
+                continue
+            if not _KEY_RE.match(key):
+                hint = "a matrix key is a word of letters, digits and '_', used as {key}"
+            elif key in TASK_FIELDS:
+                hint = f"indented too far? '{key}:' belongs beside 'matrix:', not under it"
+            else:
+                hint = f"put {{{key}}} in the name and the commands, or remove the key"
+            raise self.error(
+                f"matrix key '{key}' is used by no field of the task ({hint})",
+                line_of(matrix, key),
+                label,
+            )
 
     def resolve(self, expanded: list[tuple[dict[str, Any], Any]]) -> list[TaskSpec]:
         """The tasks, each checked, with ``after`` patterns made the names they match."""
@@ -188,50 +245,65 @@ class Expansion:
         edges = 0
         for task, after, raw in partial:
             deps: dict[str, None] = {}  # in order, each once
-            for pattern in after:
-                if any(c in pattern for c in "*?["):
-                    hits = [n for n in fnmatch.filter(names, pattern) if n != task.name]
-                    if not hits:
+            operands: dict[str, None] = {}
+            # A reduction waits for its operands as for its 'after'; each is named as written.
+            for key, patterns, found in (("after", after, deps), ("reduce", task.reduce, operands)):
+                for pattern in patterns:
+                    hits = self._matches(pattern, key, names, name_set, task.name, raw)
+                    found.update(dict.fromkeys(hits))
+                    edges += len(hits)
+                    if edges > bounds.MAX_DEPENDENCIES:
                         raise self.error(
-                            f"'after' pattern '{pattern}' matches no task",
-                            line_of(raw, "after"),
+                            f"the run's tasks wait for more than {bounds.MAX_DEPENDENCIES:,} "
+                            f"others in all ('{key}' patterns matching many tasks, many times): "
+                            "wait for fewer, or add a task in between",
+                            line_of(raw, key),
                             task.name,
                         )
-                elif pattern not in name_set:
-                    close = difflib.get_close_matches(pattern, names, n=1)
-                    hint = f" (did you mean '{close[0]}'?)" if close else ""
-                    raise self.error(
-                        f"'after' names no task '{pattern}'{hint}",
-                        line_of(raw, "after"),
-                        task.name,
-                    )
-                else:
-                    hits = [pattern]
-                deps.update(dict.fromkeys(hits))
-                edges += len(hits)
-                if edges > bounds.MAX_DEPENDENCIES:
-                    raise self.error(
-                        f"the run's tasks wait for more than {bounds.MAX_DEPENDENCIES:,} others "
-                        "in all ('after' patterns matching many tasks, many times): "
-                        "wait for fewer, or add a task in between",
-                        line_of(raw, "after"),
-                        task.name,
-                    )
             if task.reduce:
-                operands: dict[str, None] = {}
-                for pattern in task.reduce:
-                    hits = (
-                        [n for n in fnmatch.filter(names, pattern) if n != task.name]
-                        if any(c in pattern for c in "*?[")
-                        else [pattern]
-                    )
-                    operands.update(dict.fromkeys(hits))
+                deps.update(operands)
                 task = replace(task, reduce=tuple(operands), after=tuple(deps))
             elif deps:
                 task = replace(task, after=tuple(deps))
             resolved.append(task)
         check_cycles(resolved, self.error)
         return resolved
+
+    def _matches(
+        self, pattern: str, key: str, names: list[str], name_set: set[str], task: str, raw: Any
+    ) -> list[str]:
+        """The names an ``after`` or ``reduce`` entry of ``task`` stands for; none is an error."""
+        if any(c in pattern for c in "*?["):
+            hits = [n for n in fnmatch.filter(names, pattern) if n != task]
+            if not hits:
+                raise self.error(
+                    f"'{key}' pattern '{pattern}' matches no task", line_of(raw, key), task
+                )
+            return hits
+        if pattern not in name_set:
+            close = difflib.get_close_matches(pattern, names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise self.error(f"'{key}' names no task '{pattern}'{hint}", line_of(raw, key), task)
+        return [pattern]
+
+
+def _strings(value: Any, line: int | None) -> Iterator[tuple[str, int | None]]:
+    """Every string ``value`` holds, each with its line (a mapping's keys have their own)."""
+    if isinstance(value, str):
+        yield value, line
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v, line)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, line_of(value, k) or line)
+
+
+def _placeholder_hint(word: str, keys: list[str]) -> str:
+    close = difflib.get_close_matches(word, keys, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean '{{{close[0]}}}'?)"
+    return f" (matrix keys: {', '.join(keys)}; write '{{{{{word}}}}}' for literal braces)"
 
 
 def check_cycles(tasks: list[TaskSpec], fail: bounds.Fail) -> None:

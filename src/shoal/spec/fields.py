@@ -35,10 +35,11 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def parse_duration(value: Any) -> float:
+def parse_duration(value: Any, *, zero: bool = False) -> float:
     """Seconds from ``90``, ``1.5``, ``"90s"``, ``"30m"``, ``"2h"`` or ``"1h30m"``.
 
-    Raises ValueError with a message fit for the user.
+    More than zero, or, with ``zero``, zero or more (a delay may be none;
+    a timeout may not). Raises ValueError with a message fit for the user.
     """
     if isinstance(value, bool):
         raise ValueError(f"bad duration {value!r}")
@@ -59,20 +60,22 @@ def parse_duration(value: Any) -> float:
                 pos = m.end()
             else:
                 if pos and not text[pos:].strip():
-                    return _positive(seconds, value)
+                    return _positive(seconds, value, zero)
             raise ValueError(
                 f"bad duration {shown(value)} (use seconds or a number with s, m, h, "
                 "e.g. 90s, 30m, 2h)"
             ) from None
     else:
         raise ValueError(f"bad duration {shown(value)} (use seconds or e.g. 90s, 30m, 2h)")
-    return _positive(seconds, value)
+    return _positive(seconds, value, zero)
 
 
-def _positive(seconds: float, value: Any) -> float:
+def _positive(seconds: float, value: Any, zero: bool) -> float:
     if not math.isfinite(seconds):
         raise ValueError(f"bad duration {shown(value)}: it must be a finite number of seconds")
-    if seconds <= 0:
+    if seconds < 0 and zero:
+        raise ValueError(f"bad duration {shown(value)}: it must be zero or more")
+    if seconds <= 0 and not zero:
         raise ValueError(f"bad duration {shown(value)}: it must be more than zero")
     if seconds > bounds.MAX_SECONDS:
         raise ValueError(
@@ -95,8 +98,21 @@ def commands(
         return ()
     if isinstance(value, str):
         return (value,) if value.strip() else ()
-    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
-        return tuple(str(v) for v in value if str(v).strip())
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            if not isinstance(v, str):
+                # A number is no command: YAML read something meant otherwise.
+                what = "empty" if v is None else shown(v)
+                if isinstance(v, bool):
+                    what = str(v).lower()
+                elif isinstance(v, (int, float)):
+                    what = f"the number {shown(v)}"
+                raise fail(
+                    f"'{key}' entry {i + 1} is {what}, not a command (quote it if it is one)",
+                    line,
+                    task,
+                )
+        return tuple(v for v in value if v.strip())
     raise fail(f"'{key}' must be a command or a list of commands", line, task)
 
 

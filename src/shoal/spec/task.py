@@ -19,7 +19,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 def make_task(
     f: dict[str, Any], raw: Any, submitted: bool, fail: bounds.Fail
 ) -> tuple[TaskSpec, list[str]]:
-    """The task the fields ``f`` describe, and the names or patterns it waits for.
+    """The task the fields ``f`` describe, and the names or patterns of its ``after``.
 
     ``raw`` is the entry of the task file it came from (for lines and its
     name before expansion); ``submitted`` is the form a client sends, which
@@ -49,11 +49,8 @@ def make_task(
     host = _host(f.get("host"), where("host"), name, fail)
     retry_delay = 2.0
     if f.get("retry_delay") is not None:
-        delay = f["retry_delay"]
-        retry_delay = (
-            0.0
-            if delay in (0, "0")
-            else _duration(delay, "retry_delay", where("retry_delay"), name, fail)
+        retry_delay = _duration(
+            f["retry_delay"], "retry_delay", where("retry_delay"), name, fail, zero=True
         )
     speculative = f.get("speculative", True)
     if not isinstance(speculative, bool):
@@ -92,7 +89,7 @@ def make_task(
         reduce=tuple(reduce),
         line=line_of(raw),
     )
-    return task, after + [r for r in reduce if r not in after]
+    return task, after
 
 
 def _name(name: Any, line: int | None, fail: bounds.Fail) -> str:
@@ -134,9 +131,11 @@ def _names(value: Any) -> list[str] | None:
     return list(value)
 
 
-def _duration(value: Any, key: str, line: int | None, task: str, fail: bounds.Fail) -> float:
+def _duration(
+    value: Any, key: str, line: int | None, task: str, fail: bounds.Fail, zero: bool = False
+) -> float:
     try:
-        return parse_duration(value)
+        return parse_duration(value, zero=zero)
     except ValueError as e:
         raise fail(f"'{key}': {e}", line, task) from None
 

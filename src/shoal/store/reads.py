@@ -203,9 +203,12 @@ class Reads(Statements):
     def list_bosses(self, seen_after: float) -> list[BossRow]:
         return self._rows("list_bosses", BossRow, {"after": seen_after})
 
-    def insert_session(self, key: str, csrf: str, now: float, expires: float) -> None:
+    def insert_session(
+        self, key: str, csrf: str, now: float, expires: float, kind: str | None = None
+    ) -> None:
         self._run("delete_ended_sessions", {"now": now})  # the ended ones go
-        self._run("insert_session", {"id": key, "csrf": csrf, "now": now, "expires": expires})
+        params = {"id": key, "csrf": csrf, "now": now, "expires": expires, "kind": kind}
+        self._run("insert_session", params)
 
     def session(self, key: str, now: float) -> SessionRow | None:
         return self._row("session", SessionRow, {"id": key, "now": now})

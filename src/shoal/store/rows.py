@@ -384,6 +384,7 @@ class AttemptRef(NamedTuple):
     state: str
     task_name: str
     task_state: str
+    worker_id: int = 0  # the worker it was handed to
 
 
 class WorkerRow(NamedTuple):
@@ -437,6 +438,7 @@ class SessionRow(NamedTuple):
     csrf: str
     created: float
     expires: float
+    kind: str | None  # None: logged in with the boss's token; 'read:ID': a read token's
 
 
 class GroupCount(NamedTuple):

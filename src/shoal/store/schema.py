@@ -237,6 +237,8 @@ sessions = Table(
     Column("csrf", String(64), nullable=False),  # sent back in X-Shoal-CSRF
     Column("created", Float, nullable=False),
     Column("expires", Float, nullable=False),
+    # What the login's token may do: NULL for the boss's own, 'read' for a read-only one.
+    Column("kind", String(20), info={"since": 6}),
     info={"since": 3},
 )
 
@@ -264,6 +266,27 @@ machines = Table(
     info={"since": 4},
 )
 
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # sha256 of the token: the database never holds a credential itself.
+    Column("hash", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),  # read, worker, per-worker
+    # A per-worker token: the worker it acts as, and the token that registered it.
+    Column("worker_id", Integer),
+    Column("parent", Integer),
+    Column("created", Float, nullable=False),
+    Column("expires", Float),
+    Column("last_used", Float),
+    Column("revoked", Float),
+    info={"since": 6},
+)
+Index("ix_tokens_hash", tokens.c.hash, unique=True, info={"since": 6})
+Index("ix_tokens_name", tokens.c.name, unique=True, info={"since": 6})
+Index("ix_tokens_worker", tokens.c.worker_id, info={"since": 6})
 
 # Columns dropped since version 1: (table, the column as it was, the version that dropped it).
 _REMOVED: list[tuple[str, Column[Any], int]] = [
@@ -331,7 +354,8 @@ def _v2_to_v3(conn: Connection) -> None:
     """Version 3: submissions carry an idempotency key; dashboard sessions."""
     conn.execute(text("ALTER TABLE runs ADD COLUMN submit_key VARCHAR(64)"))
     conn.execute(text("CREATE UNIQUE INDEX ix_runs_submit_key ON runs (submit_key)"))
-    sessions.create(conn)
+    # As version 3 made it: its later columns come with their own migrations.
+    metadata_at(3).tables["sessions"].create(conn)
 
 
 def _v3_to_v4(conn: Connection) -> None:
@@ -358,7 +382,9 @@ def _v4_to_v5(conn: Connection) -> None:
 
 
 def _v5_to_v6(conn: Connection) -> None:
-    """Version 6: kept for the scoped tokens' migration, made on another branch."""
+    """Version 6: scoped credentials (read, worker, per-worker tokens) and read-only logins."""
+    tokens.create(conn)
+    conn.execute(text("ALTER TABLE sessions ADD COLUMN kind VARCHAR(20)"))
 
 
 def _v6_to_v7(conn: Connection) -> None:

@@ -18,6 +18,16 @@ A job cancelled before it started leaves its file to shoal, which removes
 it. ``sbatch`` gets this process's environment without any boss
 credential (Slurm passes the submitter's environment on to the job).
 
+With a boss over https (``--tls``, ``--mtls``) and a CA in the state
+folder, each machine gets a client certificate of its own, named after it
+and issued by shoal before ``sbatch`` (the CA's key never leaves shoal's
+side): the job script gives the agent ``--ca``, ``--cert`` and ``--key``,
+paths of ``STATE/certs`` (keys 0600 in that 0700 folder), never a key. Once
+the job has ended (seen ended, taken down, or swept by ``shoal down``)
+shoal revokes that certificate (``STATE/slurm/MACHINE.serial`` says which
+one: a certificate issued since, for a new job, is left alone), and the
+next job of that machine gets a new one.
+
 A job is tagged in its comment (``shoal-boss=…,shoal-pool=…,
 shoal-machine=…,shoal-owner=…``), so that :meth:`SlurmProvider.sweep`
 (``shoal down``) finds this boss's jobs whatever was recorded. Its id is

@@ -12,12 +12,16 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shoal.exceptions import ShoalError
 from shoal.launch.contract import BossAccess, Machine, Pool, Site, numbered
 from shoal.launch.slurm.script import check, exits_folder, job_script, parse_tags
 from shoal.spec.inventory import Host
 from shoal.statedir import write_private
+
+if TYPE_CHECKING:
+    from shoal.agent.client import TlsFiles
 
 __all__ = ["ENDED_BY_SLURM", "LIVE", "SlurmProvider", "Squeued", "machine_state"]
 
@@ -138,6 +142,55 @@ class SlurmProvider:
     def _token_file(self, machine: str) -> Path:
         return self.folder / f"{machine}.token"
 
+    def _serial_file(self, machine: str) -> Path:
+        """The name and serial of the client certificate the machine's job was given."""
+        return self.folder / f"{machine}.serial"
+
+    # -- certificates ---------------------------------------------------------
+
+    def _certs(self, m: Machine, url: str) -> TlsFiles | None:
+        """The files the job's agent uses against a boss over https: the state
+        folder's CA certificate, and a client certificate of the machine's own
+        (issued here, where the CA's key stays; its serial kept to revoke it).
+
+        None over plain HTTP, or with no CA here (the system's authorities).
+        """
+        from shoal.agent.client import TlsFiles
+        from shoal.launch.ssh.provider import machine_certs
+        from shoal.security import CertAuthority
+
+        folder = self.site.root / "certs"
+        ca = CertAuthority(folder)
+        if not url.startswith("https://") or not ca.exists():
+            return None
+        # The CA's own files, on the shared filesystem (0600, in its 0700 folder).
+        ca_crt, crt, key = (str(folder / name) for name, _ in machine_certs(folder, m.name))
+        name = Path(crt).stem
+        issued = ca.current(name)
+        if issued is not None:
+            write_private(self._serial_file(m.name), f"{name} {issued.serial}\n")
+        return TlsFiles(ca_crt, crt, key)
+
+    def _revoke(self, names: Collection[str]) -> None:
+        """Revoke the certificates these machines' jobs were given: their jobs have
+        ended. One issued since (a new job's) is left alone."""
+        from shoal.security import CertAuthority
+
+        ca = CertAuthority(self.site.root / "certs")
+        for name in names:
+            record = self._serial_file(name)
+            try:
+                cert, _, serial = record.read_text().strip().partition(" ")
+            except OSError:
+                continue
+            try:
+                issued = ca.current(cert) if ca.exists() else None
+                if issued is not None and str(issued.serial) == serial:
+                    ca.revoke(cert)
+            except ShoalError:
+                continue  # a damaged index: 'shoal certs ls' says so; tried again later
+            record.unlink(missing_ok=True)
+
     # -- the contract ---------------------------------------------------------
 
     def plan(self, pool: Pool, count: int) -> list[Machine]:
@@ -191,7 +244,13 @@ class SlurmProvider:
 
     def _submit(self, pool: Pool, m: Machine, boss: BossAccess, url: str, pyz: Path) -> Machine:
         token = self._token_file(m.name)
-        script = job_script(pool, m, site=self.site, boss_url=url, pyz=pyz, token_file=token)
+        try:
+            tls = self._certs(m, url)
+        except ShoalError as e:
+            return m.replace(state="failed", detail=str(e))
+        script = job_script(
+            pool, m, site=self.site, boss_url=url, pyz=pyz, token_file=token, tls=tls
+        )
         path = self.folder / f"{m.name}.sh"
         write_private(path, script)
         write_private(token, boss.token() + "\n")
@@ -202,6 +261,7 @@ class SlurmProvider:
             )
         except ShoalError as e:
             token.unlink(missing_ok=True)
+            self._revoke([m.name])
             return m.replace(state="failed", detail=str(e))
         self._forget_queue()
         job_id = done.stdout.strip().split(";")[0]
@@ -229,6 +289,7 @@ class SlurmProvider:
             )
             if not seen.live:
                 self._token_file(m.name).unlink(missing_ok=True)
+                self._revoke([m.name])
             out.append(seen)
         return out
 
@@ -278,6 +339,7 @@ class SlurmProvider:
             _scancel(running)
         for m in machines:
             self._token_file(m.name).unlink(missing_ok=True)
+        self._revoke([m.name for m in machines])
         self._forget_queue()
 
     def _wait_gone(self, ids: Sequence[str], timeout: float | None) -> None:
@@ -304,8 +366,10 @@ class SlurmProvider:
         ]
         if found:
             _scancel([j.id for j in found])
-        for j in found:
-            self._token_file(j.tags.get("shoal-machine", "")).unlink(missing_ok=True)
+        names = [j.tags.get("shoal-machine", "") for j in found]
+        for name in names:
+            self._token_file(name).unlink(missing_ok=True)
+        self._revoke(names)
         self._forget_queue()
         return [j.id for j in found]
 

@@ -11,6 +11,7 @@ import os
 import shlex
 from pathlib import Path
 
+from shoal.agent.client import TlsFiles
 from shoal.exceptions import BadInput
 from shoal.launch.contract import FieldSpec, Machine, Pool, ProviderSchema, Site, label_args
 
@@ -90,11 +91,13 @@ def job_script(
     boss_url: str,
     pyz: Path,
     token_file: Path,
+    tls: TlsFiles | None = None,
 ) -> str:
     """The batch script of one machine's job: its options, then what starts its agent.
 
     It holds no secret: the token is read from ``token_file``, which the job
-    removes as soon as it has opened it.
+    removes as soon as it has opened it; ``tls`` names the files the agent
+    checks the boss with and proves itself with (its key's path, not its key).
     """
     fields = pool.fields
     directives = [
@@ -129,6 +132,7 @@ def job_script(
         f"--slots={slots}",
         q(f"--workdir={workdir}"),
         "--token-file=/dev/stdin",
+        *(q(a) for a in _tls_args(tls)),
         *(q(a) for a in label_args(pool.labels)),
     ]
     if site.log_cap is not None:
@@ -138,6 +142,14 @@ def job_script(
         f"# shoal's worker for machine {machine.name} of pool {pool.name}, written by shoal.",
         "# The boss's token is not in this script: the file below holds it until the job",
         "# starts; the job opens it, removes it, and gives it to the worker on its stdin.",
+        *(
+            [
+                "# The worker proves itself to the boss with a certificate of its own, which",
+                "# shoal revokes when this job has ended.",
+            ]
+            if tls is not None and tls.cert
+            else []
+        ),
         "set -u",
         f"token={q(str(token_file))}",
         f"python={q(python)}",
@@ -176,6 +188,14 @@ def job_script(
         'ended "$code"',
     ]
     return "\n".join(lines) + "\n"
+
+
+def _tls_args(tls: TlsFiles | None) -> list[str]:
+    """The agent's ``--ca``, ``--cert`` and ``--key`` options for these files."""
+    if tls is None:
+        return []
+    given = (("ca", tls.ca), ("cert", tls.cert), ("key", tls.key))
+    return [f"--{option}={path}" for option, path in given if path]
 
 
 def exits_folder(site: Site) -> Path:

@@ -5,13 +5,17 @@ host under ``~/.shoal/agent`` by its hash. It reaches the boss through a
 reverse tunnel on the host's connection (``-R``), so the boss may listen on
 loopback and hosts behind NAT work; with a direct URL it connects straight.
 The token travels on the ssh command's standard input, which then stays open
-as the agent's lifeline: when it closes, the agent stops.
+as the agent's lifeline: when it closes, the agent stops. For a boss that
+serves HTTPS, the host is given the CA's certificate and a client
+certificate of its own (never the CA's key), 0600 in ``~/.shoal/certs``.
 """
 
 from __future__ import annotations
 
+import io
 import random
 import shlex
+import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,10 +23,14 @@ from urllib.parse import urlsplit
 
 from shoal.launch.contract import BossAccess, label_args
 from shoal.launch.lifeline import HeldAgent
-from shoal.launch.ssh.client import REMOTE_ROOT, SshFailed, SshHost
+from shoal.launch.ssh.client import REMOTE_ROOT, SshFailed, SshHost, ssh_error
 from shoal.spec.inventory import Host
 
-__all__ = ["SshAgent"]
+__all__ = ["MachineCerts", "SshAgent"]
+
+REMOTE_CERTS = f"{REMOTE_ROOT}/certs"
+# The files a host's agent proves itself with: (name on the host, contents).
+MachineCerts = Sequence[tuple[str, bytes]]
 
 # Tries at a free port on the host for the reverse tunnel.
 TUNNEL_TRIES = 5
@@ -39,8 +47,10 @@ class SshAgent(HeldAgent):
         labels: Mapping[str, Any] | None = None,
         log_cap: int | None = None,
         options: Sequence[str] = (),
+        certs: MachineCerts = (),
     ) -> None:
         super().__init__(host.name, log)
+        self.certs = list(certs)  # ca.crt, NAME.crt, NAME.key: copied before it starts
         self.host = host
         self.options = list(options)  # more agent options ("--alive-file=…")
         self.labels = dict(host.labels if labels is None else labels)
@@ -57,6 +67,7 @@ class SshAgent(HeldAgent):
         Raises :class:`SshFailed` with ssh's (or the agent's) own error line.
         """
         remote, self.copied = self.ssh.ensure_agent(pyz)
+        tls = self._send_certs()
         token = boss.token()
         for _ in range(TUNNEL_TRIES):
             forward: list[str] = []
@@ -67,8 +78,8 @@ class SshAgent(HeldAgent):
                 rport = random.randint(20000, 60000)
                 target = f"{parts.hostname or '127.0.0.1'}:{parts.port}"
                 forward = ["-o", "ExitOnForwardFailure=yes", "-R", f"{rport}:{target}"]
-                url = f"http://127.0.0.1:{rport}"
-            self.launch([*self.ssh.argv(*forward), self._command(remote, url)], token)
+                url = f"{parts.scheme}://127.0.0.1:{rport}"
+            self.launch([*self.ssh.argv(*forward), self._command(remote, url, tls)], token)
             if self.registered(boss):
                 return
             text = self.last_words()
@@ -78,11 +89,38 @@ class SshAgent(HeldAgent):
             self.host.name, f"no free port for the reverse tunnel after {TUNNEL_TRIES} tries"
         )
 
-    def _command(self, remote: str, url: str) -> str:
-        """The shell command on the host: read the token, then become the agent."""
+    def _send_certs(self) -> list[str]:
+        """Copy the host its certificates (0600, in a 0700 folder); the agent's options for them."""
+        if not self.certs:
+            return []
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            for name, data in self.certs:
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o600
+                tar.addfile(info, io.BytesIO(data))
+        sent = self.ssh.run(
+            f'umask 077 && mkdir -p "{REMOTE_CERTS}" && chmod 700 "{REMOTE_CERTS}" && '
+            f'tar -xf - -C "{REMOTE_CERTS}"',
+            stdin=archive.getvalue(),
+        )
+        if sent.returncode != 0:
+            raise SshFailed(self.host.name, ssh_error(sent.stderr.decode(errors="replace")))
+        ca, cert, key = (name for name, _ in self.certs)
+        return [
+            f'--ca="{REMOTE_CERTS}/{ca}"',
+            f'--cert="{REMOTE_CERTS}/{cert}"',
+            f'--key="{REMOTE_CERTS}/{key}"',
+        ]
+
+    def _command(self, remote: str, url: str, tls: Sequence[str] = ()) -> str:
+        """The shell command on the host: become the agent, which reads the token on its stdin.
+
+        Never through the environment: the agent's tasks could read what it
+        was started with in /proc/PID/environ.
+        """
         return " ".join(
             [
-                "read -r SHOAL_TOKEN && export SHOAL_TOKEN &&",
                 f'mkdir -p "{REMOTE_ROOT}/work" &&',
                 "exec",
                 shlex.quote(self.host.python),
@@ -91,7 +129,9 @@ class SshAgent(HeldAgent):
                 # No slots given (0): the agent takes the host's cores.
                 *([f"--slots={self.host.slots}"] if self.host.slots > 0 else []),
                 f"--name={shlex.quote(self.host.name)}",
+                *tls,
                 f'--workdir="{REMOTE_ROOT}/work"',
+                "--token-file=/dev/stdin",
                 "--lifeline",
                 *([f"--log-cap={self.log_cap}"] if self.log_cap is not None else []),
                 *[shlex.quote(option) for option in self.options],

@@ -13,15 +13,25 @@ import contextlib
 import signal
 import subprocess
 from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from shoal.exceptions import ShoalError
 from shoal.launch import procs
 from shoal.launch.contract import BossAccess, FieldSpec, Machine, Pool, ProviderSchema, Site
-from shoal.launch.ssh.agent import SshAgent
+from shoal.launch.ssh.agent import MachineCerts, SshAgent
 from shoal.launch.ssh.client import SshFailed, each_host
 from shoal.spec.inventory import Host, Inventory
 
-__all__ = ["HOSTS_POOL", "SCHEMA", "SshProvider", "host_fields", "host_of", "pool_of"]
+__all__ = [
+    "HOSTS_POOL",
+    "SCHEMA",
+    "SshProvider",
+    "host_fields",
+    "host_of",
+    "machine_certs",
+    "pool_of",
+]
 
 # The pool an inventory given with --hosts becomes.
 HOSTS_POOL = "hosts"
@@ -71,6 +81,35 @@ def pool_of(inventory: Inventory, name: str = HOSTS_POOL) -> Pool:
     )
 
 
+def machine_certs(folder: Path, machine: str) -> MachineCerts:
+    """A machine's client certificate (issued now if it has none), its key and the CA's certificate.
+
+    Named after the machine, so that ``shoal certs revoke MACHINE`` shuts it
+    out. The CA's key stays here.
+    """
+    from shoal.security import CertAuthority
+    from shoal.security.certs import BOSS_CERT, CLI_CERT
+
+    ca = CertAuthority(folder)
+    name = machine if machine not in (BOSS_CERT, CLI_CERT) else f"machine-{machine}"
+    issued = ca.current(name)
+    if issued is not None and issued.kind != "client":
+        raise ShoalError(
+            f"the certificate '{name}' is a server's: a worker needs a client certificate "
+            f"('shoal certs revoke {name}', and 'shoal up' issues one)"
+        )
+    if issued is not None and not (ca.cert_path(name).exists() and ca.key_path(name).exists()):
+        ca.revoke(name)  # its files are gone: it is replaced
+        issued = None
+    if issued is None:
+        ca.add(name, client=True)
+    return [
+        ("ca.crt", ca.ca_cert.read_bytes()),
+        (f"{name}.crt", ca.cert_path(name).read_bytes()),
+        (f"{name}.key", ca.key_path(name).read_bytes()),
+    ]
+
+
 class SshProvider:
     """One agent per host, each held by an ssh command of this process."""
 
@@ -116,17 +155,23 @@ class SshProvider:
         pyz = agent_zipapp(self.site.agents)
         self.site.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
         todo = [h for h in self.hosts(pool, count) if only is None or h.name in only]
+        tls = (boss.direct_url or boss.url).startswith("https://")
 
         def one(host: Host) -> Machine:
             m = self._machine(pool, host)
             agent = self.agents.get(host.name)
             if agent is not None and agent.alive() and agent.proc is not None:
                 return m.replace(state="running", provider_id=procs.handle(agent.proc.pid))
+            try:
+                certs = machine_certs(self.site.root / "certs", host.name) if tls else ()
+            except ShoalError as e:
+                return m.replace(state="failed", detail=str(e))
             agent = SshAgent(
                 host,
                 labels=m.labels,
                 log=self.site.logs / f"ssh-{host.name}.log",
                 log_cap=self.site.log_cap,
+                certs=certs,
             )
             self.agents[host.name] = agent
             try:

@@ -79,7 +79,7 @@ WHERE a.task_id = :task_id ORDER BY a.id""",
 SELECT {ATTEMPT_ROW} FROM attempts a LEFT JOIN workers w ON w.id = a.worker_id
 WHERE a.id IN (SELECT max(id) FROM attempts WHERE run_id = :run_id GROUP BY task_id)""",
     "attempt_ref": """
-SELECT a.id, a.run_id, a.state, t.name AS task_name, t.state AS task_state
+SELECT a.id, a.run_id, a.state, t.name AS task_name, t.state AS task_state, a.worker_id
 FROM attempts a JOIN tasks t ON t.id = a.task_id WHERE a.id = :id""",
     "running_attempt_ids": f"""
 SELECT id FROM attempts WHERE id {in_list("ids")} AND state = 'running'""",

@@ -31,7 +31,9 @@ WHERE state = 'serving' OR last_seen > :after ORDER BY id""",
     # -- dashboard sessions
     "delete_ended_sessions": "DELETE FROM sessions WHERE expires <= :now",
     "insert_session": """
-INSERT INTO sessions (id, csrf, created, expires) VALUES (:id, :csrf, :now, :expires)""",
-    "session": "SELECT id, csrf, created, expires FROM sessions WHERE id = :id AND expires > :now",
+INSERT INTO sessions (id, csrf, created, expires, kind)
+VALUES (:id, :csrf, :now, :expires, :kind)""",
+    "session": """
+SELECT id, csrf, created, expires, kind FROM sessions WHERE id = :id AND expires > :now""",
     "delete_session": "DELETE FROM sessions WHERE id = :id",
 }

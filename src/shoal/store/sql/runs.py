@@ -68,7 +68,13 @@ FROM part WHERE n < :parts""",
     "succeeded_by_key": f"""
 SELECT key, run_id, source_run, has_result, result AS result_json, outputs AS outputs_json,
        exit_code
-FROM tasks WHERE key {in_list("keys")} AND state = 'succeeded' ORDER BY id""",
+FROM tasks WHERE key {in_list("keys")} AND state = 'succeeded'
+  AND NOT EXISTS (
+    -- Outputs 'shoal gc' removed: a task that had them cannot be reused.
+    SELECT 1 FROM events e
+    WHERE e.run_id = coalesce(tasks.source_run, tasks.run_id) AND e.kind = 'outputs_removed'
+      AND (e.detail IS NULL OR e.detail = tasks.name))
+ORDER BY id""",
     "task_ids": "SELECT name, id FROM tasks WHERE run_id = :run_id",
     "ready_roots": """
 UPDATE tasks SET state = 'ready' WHERE run_id = :run_id AND state = 'waiting' AND pending = 0""",
