@@ -92,6 +92,9 @@ class MemoryStore:
         yield MemoryTx(work)
         self.tables = work  # committed: only now, and only without an error
 
+    # In memory, nothing travels: a batch is a transaction.
+    batch = transaction
+
     @contextmanager
     def read(self) -> Iterator[MemoryTx]:
         yield MemoryTx(copy.deepcopy(self.tables))

@@ -105,7 +105,7 @@ def sync(s: Scheduler, req: p.SyncRequest) -> SyncOutcome:
     """One worker round trip: record what finished, renew, hand out work."""
     now = s.clock()
     out = SyncOutcome(p.SyncResponse())
-    with s.store.transaction() as tx:
+    with s.store.batch() as tx:
         batch = _Finished(now)
         if req.finished:
             known = tx.attempts_with_tasks([r.attempt_id for r in req.finished])

@@ -43,6 +43,7 @@ class Statements:
     def _rows(self, name: str, shape: type[_R], params: Any = ()) -> list[_R]:
         sql = self.SQL[name]
         cur = self.raw.execute(sql, params)
+        rows = cur.fetchall()  # first: in a batch, the columns are known once the rows came
         if (sql, shape) not in _checked:
             # Rows are made by position: the statement must name its columns as the type does.
             names = tuple(d[0] for d in cur.description)
@@ -51,7 +52,11 @@ class Statements:
                 raise AssertionError(f"statement {name} gives {names}, {shape.__name__} {fields}")
             _checked.add((sql, shape))
         make = cast(Any, shape)._make
-        return [make(r) for r in cur.fetchall()]
+        return [make(r) for r in rows]
+
+    def _affected(self, name: str, params: Any = ()) -> int:
+        """Run a statement; how many rows it changed."""
+        return int(self._run(name, params).rowcount)
 
     def _row(self, name: str, shape: type[_R], params: Any = ()) -> _R | None:
         rows = self._rows(name, shape, params)

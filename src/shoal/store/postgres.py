@@ -22,18 +22,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import URL, Connection, Engine, create_engine, make_url, text
 
 from shoal.store.rows import NewAttempt, NewTask
-from shoal.store.sql import POSTGRES
+from shoal.store.schema import RUN_SHARDS
+from shoal.store.sql import POSTGRES, POSTGRES_ARRAYS
 from shoal.store.tx import Tx
 
 __all__ = ["AdvisoryLock", "PostgresTx", "listen_for_work", "lock_schema", "make_engine"]
 
 log = logging.getLogger("shoal.store")
+
+IDLE = 0  # libpq's PQTRANS_IDLE: the connection is in no transaction
 
 CHANNEL = "shoal_work"
 # Advisory lock keys: any two numbers no other program on the database uses.
@@ -53,11 +56,12 @@ def libpq_url(url: str | URL) -> str:
 
 
 def make_engine(url: str) -> Engine:
+    # Enough connections for a boss's sync threads (16), its housekeeping and reads.
     return create_engine(
         driver_url(url),
         pool_pre_ping=True,
         pool_size=4,
-        max_overflow=8,
+        max_overflow=20,
         isolation_level="READ COMMITTED",
     )
 
@@ -71,6 +75,48 @@ class PostgresTx(Tx):
     """A transaction on PostgreSQL: claims skip rows other bosses hold."""
 
     SQL = POSTGRES
+    SHARDS = RUN_SHARDS
+    _pipeline: Any = None
+
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """psycopg's pipeline mode, and the commit sent with the last statements.
+
+        Each statement is queued; the queue goes to the server when an answer
+        is read, so a sync costs a round trip per answer it needs, and the
+        row locks it takes are held for no round trip more than needed.
+        """
+        raw = self.raw
+        # The transaction is begun and committed here, as statements of the
+        # batch: psycopg's own BEGIN and commit would each wait for the server.
+        raw.autocommit = True
+        try:
+            with raw.pipeline() as pipeline:
+                self._pipeline = pipeline
+                raw.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+                yield
+                raw.execute("COMMIT")
+        finally:
+            self._pipeline = None
+            # A connection that broke meanwhile is dropped by the pool, whatever this says.
+            with contextlib.suppress(Exception):
+                if raw.info.transaction_status != IDLE:
+                    raw.rollback()
+                raw.autocommit = False
+
+    def _many(self, name: str, rows: list[Any]) -> None:
+        # One statement over arrays, not one per row: a sync's Python and the
+        # server's work per row are a fraction of a statement's.
+        if not rows:
+            return
+        columns = [_uniform(list(c)) for c in zip(*rows, strict=True)]
+        self.raw.execute(POSTGRES_ARRAYS[name], columns)
+
+    def _affected(self, name: str, params: Any = ()) -> int:
+        cur = self._run(name, params)
+        if self._pipeline is not None:
+            self._pipeline.sync()  # the count comes with the answers
+        return int(cur.rowcount)
 
     def array(self, values: Sequence[Any]) -> Any:
         return list(values)  # psycopg sends a list as an array
@@ -111,6 +157,13 @@ class PostgresTx(Tx):
     def analyze_tasks(self) -> None:
         """Let the planner know the tasks table's new size."""
         self._run("analyze_tasks")
+
+
+def _uniform(column: list[Any]) -> list[Any]:
+    """A column as one array: numbers all floats where any is (psycopg will not mix them)."""
+    if any(isinstance(v, float) for v in column):
+        return [None if v is None else float(v) for v in column]
+    return column
 
 
 def _connect(url: URL, **kwargs: Any) -> Any:

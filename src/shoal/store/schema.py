@@ -6,7 +6,8 @@ forward by the functions in ``MIGRATIONS`` (index ``i`` upgrades version
 ``i + 1`` to ``i + 2``).
 
 Every table, column and index that came after version 1 says so in its
-``info={"since": N}``; :func:`metadata_at` gives the schema as it was at any
+``info={"since": N}``, and a column that is gone is in ``_REMOVED`` with the
+version that dropped it; :func:`metadata_at` gives the schema as it was at any
 version, which is how the tests prove that migrating the oldest database
 gives the same schema as creating a fresh one.
 """
@@ -35,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.visitors import replacement_traverse
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 metadata = MetaData()
 
@@ -60,11 +61,30 @@ runs = Table(
     Column("source", Text),  # the task file it came from
     Column("final", String(200)),  # the task whose result is the run's result
     Column("total", Integer, nullable=False),
-    Column("unfinished", Integer, nullable=False),
     # The client's idempotency key: a submission sent again returns this run.
     Column("submit_key", String(64), info={"since": 3}),
 )
 Index("ix_runs_submit_key", runs.c.submit_key, unique=True, info={"since": 3})
+
+# Each run's count of unfinished tasks, in shards. Every sync that finishes
+# tasks takes them off one shard, so that syncs finishing tasks of one run at
+# once (threads, bosses) lock different rows and commit together, instead of
+# queueing on one. A run has ended when every shard is 0. A run has a shard
+# for each ``TASKS_PER_SHARD`` tasks, at most ``RUN_SHARDS`` (PostgreSQL;
+# SQLite, one writer at a time, has one shard a run): a sync takes its
+# tasks off a shard that has as many, and a small run's few shards have
+# enough almost to its end.
+RUN_SHARDS = 32
+TASKS_PER_SHARD = 64
+run_counts = Table(
+    "run_counts",
+    metadata,
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("shard", Integer, nullable=False),
+    Column("unfinished", Integer, nullable=False),
+    PrimaryKeyConstraint("run_id", "shard"),
+    info={"since": 7},
+)
 
 tasks = Table(
     "tasks",
@@ -268,6 +288,11 @@ Index("ix_tokens_hash", tokens.c.hash, unique=True, info={"since": 6})
 Index("ix_tokens_name", tokens.c.name, unique=True, info={"since": 6})
 Index("ix_tokens_worker", tokens.c.worker_id, info={"since": 6})
 
+# Columns dropped since version 1: (table, the column as it was, the version that dropped it).
+_REMOVED: list[tuple[str, Column[Any], int]] = [
+    ("runs", Column("unfinished", Integer, nullable=False), 7),
+]
+
 
 def _since(item: Table | Column[Any] | Index) -> int:
     return int(item.info.get("since", 1))
@@ -289,6 +314,9 @@ def metadata_at(version: int) -> MetaData:
         if _since(table) > version:
             continue
         columns = [c._copy() for c in table.columns if _since(c) <= version]
+        columns += [
+            c._copy() for name, c, gone in _REMOVED if name == table.name and version < gone
+        ]
         copy = Table(table.name, old, *columns)
         for c in list(table.constraints):
             if not isinstance(c, ForeignKeyConstraint | UniqueConstraint | PrimaryKeyConstraint):
@@ -359,6 +387,31 @@ def _v5_to_v6(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE sessions ADD COLUMN kind VARCHAR(20)"))
 
 
+def _v6_to_v7(conn: Connection) -> None:
+    """Version 7: a run's count of unfinished tasks in shards (``run_counts``), not one column.
+
+    Each run's count is spread over its shards as a new run's is (SQLite's: one shard).
+    """
+    run_counts.create(conn)
+    most = RUN_SHARDS if conn.dialect.name == "postgresql" else 1
+    conn.execute(
+        text(
+            f"""
+WITH RECURSIVE part(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM part WHERE n < {RUN_SHARDS - 1})
+INSERT INTO run_counts (run_id, shard, unfinished)
+SELECT runs.id, part.n, runs.unfinished / c.parts
+       + CASE WHEN part.n < runs.unfinished % c.parts THEN 1 ELSE 0 END
+FROM runs
+JOIN (SELECT id, CASE WHEN unfinished / {TASKS_PER_SHARD} > {most} THEN {most}
+                      WHEN unfinished / {TASKS_PER_SHARD} < 1 THEN 1
+                      ELSE unfinished / {TASKS_PER_SHARD} END AS parts
+      FROM runs) AS c ON c.id = runs.id
+JOIN part ON part.n < c.parts"""
+        )
+    )
+    conn.execute(text("ALTER TABLE runs DROP COLUMN unfinished"))
+
+
 # Upgrades from each older version.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_to_v2,
@@ -366,4 +419,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _v3_to_v4,
     _v4_to_v5,
     _v5_to_v6,
+    _v6_to_v7,
 ]

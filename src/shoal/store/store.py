@@ -28,6 +28,11 @@ from shoal.store.tx import Tx
 __all__ = ["HousekeepingLock", "Store", "database_url"]
 
 
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction
+# was rolled back whole and may simply run again.
+_CONFLICTS = ("40P01", "40001")
+
+
 def database_url(value: str | Path) -> str:
     """A SQLAlchemy URL from a URL or a plain file path."""
     text = str(value)
@@ -156,6 +161,17 @@ class Store:
             # Two transactions made the same unique row at once (two sends of
             # one submission): the one rolled back finds the other's when run again.
             raise StoreConflict(f"transaction conflict on {self.url}: {e.orig}") from e
+        except Exception as e:
+            # A deadlock, raised by the driver itself: statements run straight on it.
+            if getattr(e, "sqlstate", None) in _CONFLICTS:
+                raise StoreConflict(f"transaction conflict on {self.url}: {e}") from e
+            raise
+
+    @contextmanager
+    def batch(self) -> Iterator[Tx]:
+        """A write transaction whose statements travel together (PostgreSQL's pipeline mode)."""
+        with self.transaction() as tx, tx.batched():
+            yield tx
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -169,9 +185,7 @@ class Store:
             raise self._error(e) from e
 
     def _error(self, e: OperationalError) -> StoreError:
-        # PostgreSQL's deadlock_detected and serialization_failure: the
-        # transaction was rolled back whole and may simply run again.
-        if getattr(e.orig, "sqlstate", None) in ("40P01", "40001"):
+        if getattr(e.orig, "sqlstate", None) in _CONFLICTS:
             return StoreConflict(f"transaction conflict on {self.url}: {e.orig}")
         return StoreError(f"database error on {self.url}: {e.orig}")
 

@@ -10,7 +10,10 @@ tasks are stored in bulk.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
+
+from sqlalchemy import Connection
 
 from shoal.store.reads import Reads
 from shoal.store.rows import (
@@ -31,6 +34,7 @@ from shoal.store.rows import (
     decode,
     encode,
 )
+from shoal.store.schema import TASKS_PER_SHARD
 
 __all__ = ["Tx"]
 
@@ -39,6 +43,19 @@ _NOT_REUSED = (False, False, None, None)  # cached, has_result, result, outputs
 
 class Tx(Reads):
     """One transaction, with every query shoal needs."""
+
+    # The most shards a run's count of unfinished tasks is kept in: one where
+    # one transaction writes at a time (SQLite); see ``PostgresTx``.
+    SHARDS = 1
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn)
+        # The shard of each run's count of unfinished tasks this transaction took from.
+        self._parts: dict[int, int] = {}
+
+    def batched(self) -> AbstractContextManager[None]:
+        """Send statements together where the database can (see ``PostgresTx``); commit at the end."""
+        return nullcontext()
 
     # -- a worker's sync ---------------------------------------------------
 
@@ -92,18 +109,36 @@ class Tx(Reads):
         return [(int(r[0]), str(r[1])) for r in self._run("ready_dependents", ids).fetchall()]
 
     def count_unfinished(self, run_id: int, delta: int) -> int:
-        """Add ``delta`` to the run's count of unfinished tasks; the count now."""
-        return int(self._value("count_unfinished", {"id": run_id, "delta": delta}))
+        """Add ``delta`` (``-n``: n tasks finished) to the run's count of unfinished tasks.
+
+        The count now, exact when it is 0; otherwise a positive number (the
+        count of the shard taken from): the run's whole count is read only
+        when a shard of it came to 0.
+        """
+        if delta > 0:
+            raise ValueError(f"a run's count of unfinished tasks only goes down, not by {delta}")
+        params = {"id": run_id, "n": -delta, "prefer": self._parts.get(run_id, -1)}
+        taken = self._run("take_unfinished", params).fetchone()
+        if taken is None:
+            # No shard has as many: take them off all shards, in order.
+            self._run("lock_run_counts", params)
+            self._run("spread_unfinished", params)
+        else:
+            # Later counts in this transaction take from the same shard (no second lock).
+            self._parts[run_id] = int(taken[0])
+            if taken[1] > 0:
+                return int(taken[1])
+        self._run("lock_run", params)
+        return int(self._value("unfinished_total", params))
 
     def renew_leases(self, worker_id: int, attempt_ids: list[int], until: float) -> None:
         if attempt_ids:
             params = {"worker": worker_id, "ids": self.array(attempt_ids), "until": until}
             self._run("renew", params)
 
-    def reclaim_orphans(self, worker_id: int, known: list[int], now: float) -> int:
+    def reclaim_orphans(self, worker_id: int, known: list[int], now: float) -> None:
         """End the leases of the worker's attempts it did not name (it never heard of them)."""
-        cur = self._run("reclaim", {"worker": worker_id, "ids": self.array(known), "now": now})
-        return int(cur.rowcount)
+        self._run("reclaim", {"worker": worker_id, "ids": self.array(known), "now": now})
 
     def not_running(self, attempt_ids: list[int]) -> list[int]:
         if not attempt_ids:
@@ -194,7 +229,10 @@ class Tx(Reads):
             "final": final,
             "total": total,
         }
-        return int(self._value("insert_run", params))
+        run_id = int(self._value("insert_run", params))
+        parts = max(1, min(self.SHARDS, total // TASKS_PER_SHARD))
+        self._run("insert_run_counts", {"id": run_id, "total": total, "parts": parts})
+        return run_id
 
     def run_by_submit_key(self, key: str) -> int | None:
         """The run a submission with this idempotency key made, if one did."""
@@ -245,7 +283,7 @@ class Tx(Reads):
 
     def ready_roots(self, run_id: int) -> int:
         """Make the run's tasks with no dependency left to wait for ready; how many."""
-        return int(self._run("ready_roots", {"run_id": run_id}).rowcount)
+        return self._affected("ready_roots", {"run_id": run_id})
 
     def notify_work(self, origin: str) -> None:
         """Tell other bosses that tasks became ready (on commit). SQLite has one boss."""
@@ -267,7 +305,8 @@ class Tx(Reads):
 
     def reset_unfinished(self, run_id: int) -> int:
         """Recount the run's unfinished tasks from the tasks themselves."""
-        return int(self._value("reset_unfinished", {"id": run_id}))
+        self._run("reset_unfinished", {"id": run_id})
+        return int(self._value("unfinished_total", {"id": run_id}))
 
     def failed_count(self, run_id: int) -> int:
         """How many of the run's tasks did not succeed."""
@@ -344,10 +383,10 @@ class Tx(Reads):
     def cancel_tasks(self, run_id: int, now: float, cause: str = "cancelled") -> int:
         """Cancel the run's unfinished tasks; how many."""
         params = {"run_id": run_id, "now": now, "cause": cause}
-        return int(self._run("cancel_tasks", params).rowcount)
+        return self._affected("cancel_tasks", params)
 
     def cancel_attempts(self, run_id: int, now: float) -> int:
-        return int(self._run("cancel_attempts", {"run_id": run_id, "now": now}).rowcount)
+        return self._affected("cancel_attempts", {"run_id": run_id, "now": now})
 
     def interrupt_attempts(self, run_id: int, cause: str, now: float) -> None:
         self._run("interrupt_attempts", {"run_id": run_id, "cause": cause, "now": now})
@@ -378,7 +417,7 @@ class Tx(Reads):
 
     def extend_leases(self, until: float) -> int:
         """Give every running attempt a lease until then; how many."""
-        return int(self._run("extend_leases", {"until": until}).rowcount)
+        return self._affected("extend_leases", {"until": until})
 
     # -- workers -------------------------------------------------------------
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from shoal.store.schema import RUN_SHARDS
 from shoal.store.sql.spelling import in_list
 
 __all__ = ["QUOTED_TASK_COLUMNS", "RUN_ROW", "SQL", "TASK_COLUMNS", "TASK_ROW"]
 
 # A whole run (``RunRow``) and a whole task (``TaskRow``), JSON columns as ``*_json``.
 RUN_ROW = """id, name, state, created, finished, env AS env_json, setup, bundle, source, final,
-       total, unfinished, submit_key"""
+       total, (SELECT coalesce(sum(c.unfinished), 0) FROM run_counts c WHERE c.run_id = runs.id)
+       AS unfinished, submit_key"""
 TASK_ROW = """t.id, t.run_id, t.name, t.state, t.spec AS spec_json, t.priority, t.slots, t.host,
        t.requires AS requires_json, t.retries, t.failures, t.pending, t.n_deps, t.n_dependents,
        t.grp, t.losses, t.ready_at, t.retry_delay, t.speculative, t.key, t.cached, t.source_run,
@@ -53,11 +55,15 @@ QUOTED_TASK_COLUMNS = ", ".join(f'"{c}"' for c in TASK_COLUMNS)
 SQL = {
     # -- submit
     "insert_run": """
-INSERT INTO runs (name, submit_key, state, created, env, setup, bundle, source, final, total,
-                  unfinished)
-VALUES (:name, :submit_key, 'running', :now, :env, :setup, :bundle, :source, :final, :total,
-        :total)
+INSERT INTO runs (name, submit_key, state, created, env, setup, bundle, source, final, total)
+VALUES (:name, :submit_key, 'running', :now, :env, :setup, :bundle, :source, :final, :total)
 RETURNING id""",
+    # A new run's count of unfinished tasks, spread evenly over its shards.
+    "insert_run_counts": f"""
+WITH RECURSIVE part(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM part WHERE n < {RUN_SHARDS - 1})
+INSERT INTO run_counts (run_id, shard, unfinished)
+SELECT :id, n, :total / :parts + CASE WHEN n < :total % :parts THEN 1 ELSE 0 END
+FROM part WHERE n < :parts""",
     "run_by_submit_key": "SELECT id FROM runs WHERE submit_key = :key",
     "succeeded_by_key": f"""
 SELECT key, run_id, source_run, has_result, result AS result_json, outputs AS outputs_json,
@@ -81,11 +87,11 @@ UPDATE tasks SET state = 'ready' WHERE run_id = :run_id AND state = 'waiting' AN
     "running_runs": "SELECT id FROM runs WHERE state = 'running'",
     "set_run_state": "UPDATE runs SET state = :state, finished = :now WHERE id = :id",
     "reset_unfinished": """
-UPDATE runs SET unfinished = (
-    SELECT count(*) FROM tasks
-    WHERE tasks.run_id = runs.id AND tasks.state IN ('waiting', 'ready', 'running'))
-WHERE id = :id
-RETURNING unfinished""",
+UPDATE run_counts SET unfinished = c.n / c.parts + CASE WHEN shard < c.n % c.parts THEN 1 ELSE 0 END
+FROM (SELECT (SELECT count(*) FROM tasks
+              WHERE run_id = :id AND state IN ('waiting', 'ready', 'running')) AS n,
+             (SELECT count(*) FROM run_counts WHERE run_id = :id) AS parts) AS c
+WHERE run_id = :id""",
     "failed_count": """
 SELECT count(*) FROM tasks WHERE run_id = :run_id AND state != 'succeeded'""",
     # -- tasks

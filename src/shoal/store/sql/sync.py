@@ -63,8 +63,25 @@ WHERE id IN (SELECT task_id FROM deps WHERE dep_id {in_list("ids")})""",
 UPDATE tasks SET state = 'ready'
 WHERE id IN (SELECT task_id FROM deps WHERE dep_id {in_list("ids")}) AND pending = 0 AND state = 'waiting'
 RETURNING id, kind""",
-    "count_unfinished": """
-UPDATE runs SET unfinished = unfinished + :delta WHERE id = :id RETURNING unfinished""",
+    # ``n`` finished tasks off one shard of the run's count that has as many;
+    # its count now. (SQLite has one writer at a time, and a run one shard;
+    # see :mod:`shoal.store.sql` for PostgreSQL's choice among many.)
+    "take_unfinished": """
+UPDATE run_counts SET unfinished = unfinished - :n
+WHERE run_id = :id AND unfinished >= :n AND shard = (
+    SELECT shard FROM run_counts WHERE run_id = :id AND unfinished >= :n LIMIT 1)
+RETURNING shard, unfinished""",
+    # When no shard has as many: off all shards, in their order (locked first, on PostgreSQL).
+    "lock_run_counts": "SELECT shard FROM run_counts WHERE run_id = :id ORDER BY shard",
+    "spread_unfinished": """
+UPDATE run_counts SET unfinished = max(0, min(run_counts.unfinished, c.upto - :n))
+FROM (SELECT shard, sum(unfinished) OVER (ORDER BY shard) AS upto
+      FROM run_counts WHERE run_id = :id) AS c
+WHERE run_counts.run_id = :id AND run_counts.shard = c.shard""",
+    # A shard came to 0: the run's whole count, read after its row is locked, is exact.
+    "lock_run": "SELECT id FROM runs WHERE id = :id",
+    "unfinished_total": """
+SELECT coalesce(sum(unfinished), 0) FROM run_counts WHERE run_id = :id""",
     "renew": f"""
 UPDATE attempts SET lease_expires = :until
 WHERE worker_id = :worker AND state = 'running' AND id {in_list("ids")}""",

@@ -1,0 +1,221 @@
+"""A worker's sync on PostgreSQL: few round trips, and no queue on the run's row.
+
+Each statement sent alone is a network round trip to the database, and a
+row every sync writes is a queue: these tests count the round trips of a
+sync through a loopback proxy, and hold one sync's transaction open while
+another sync of the same run goes through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from shoal import protocol as p
+from shoal.scheduler import Scheduler, runs
+from shoal.store import Store
+from tests.scheduling import run_of, take, worker
+
+
+class RoundTrips:
+    """A loopback proxy to PostgreSQL that counts round trips.
+
+    The client waits for the server after each message that asks for the
+    answers so far: a Sync (the end of each statement, or of a batch), a
+    Flush, or a simple Query. Those are counted.
+    """
+
+    WAITS = (b"S", b"H", b"Q")
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.count = 0
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self._sockets += [client, server]
+            for src, dst, count in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._pump, args=(src, dst, count), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
+        pending = b""
+        started = False  # the client's first messages (SSL request, startup) have no type byte
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if count:
+                    pending += data
+                    while True:
+                        head = 4 if not started else 5
+                        if len(pending) < head:
+                            break
+                        size = int.from_bytes(pending[head - 4 : head], "big") + head - 4
+                        if len(pending) < size:
+                            break
+                        if not started:
+                            # The startup message carries protocol 3.0; an SSL request does not.
+                            started = pending[4:8] == (196608).to_bytes(4, "big")
+                        elif pending[:1] in self.WAITS:
+                            with self._lock:
+                                self.count += 1
+                        pending = pending[size:]
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+        for s in self._sockets:
+            with contextlib.suppress(OSError):
+                s.close()
+
+
+@pytest.fixture
+def proxied(pg_url: str) -> Iterator[tuple[str, RoundTrips]]:
+    """A PostgreSQL database, and its URL through a proxy that counts round trips."""
+    parts = urlsplit(pg_url)
+    proxy = RoundTrips((parts.hostname or "127.0.0.1", parts.port or 5432))
+    netloc = f"{parts.username}@127.0.0.1:{proxy.port}"
+    try:
+        yield urlunsplit(parts._replace(netloc=netloc)), proxy
+    finally:
+        proxy.close()
+
+
+def succeeded(held: list[p.Assignment]) -> list[p.Report]:
+    return [
+        p.Report(
+            attempt_id=a.attempt_id, outcome=p.SUCCEEDED, exit_code=0, run_id=a.run_id, task=a.task
+        )
+        for a in held
+    ]
+
+
+def test_a_sync_that_reports_and_takes_four_tasks_is_a_few_round_trips(
+    proxied: tuple[str, RoundTrips],
+) -> None:
+    url, trips = proxied
+    store = Store(url)
+    boss = Scheduler(store)
+    boss.submit(
+        run_of(f"tasks:\n- {{name: 't-{{i}}', run: x, matrix: {{i: {list(range(200))}}}}}\n")
+    )
+    w = worker(boss, "w1", slots=4)
+    held = take(boss, w, free=4)
+    assert len(held) == 4
+    before = trips.count
+    answer = boss.sync(p.SyncRequest(worker_id=w, finished=succeeded(held), free_slots=4))
+    # Each statement sent alone was a round trip: some twenty for this sync.
+    # Sent together, it waits only for the answers it needs (its reports'
+    # attempts, the worker, the claim, the new attempts, the run's count)
+    # and the commit, and the pool's check of its connection.
+    assert trips.count - before <= 8
+    assert len(answer.response.assignments) == 4
+    assert boss.run_view(held[0].run_id)["unfinished"] == 196
+    store.close()
+
+
+def test_syncs_finishing_tasks_of_one_run_through_two_bosses_do_not_queue(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one sync's transaction is still open, another sync of the run commits."""
+    stores = [Store(pg_url), Store(pg_url)]
+    first, second = (Scheduler(st) for st in stores)
+    rid = first.submit(
+        run_of(f"tasks:\n- {{name: 't-{{i}}', run: x, matrix: {{i: {list(range(640))}}}}}\n")
+    )
+    w1, w2 = worker(first, "w1", slots=2), worker(second, "w2", slots=2)
+    held1, held2 = take(first, w1, free=2), take(second, w2, free=2)
+
+    counted, release = threading.Event(), threading.Event()
+    count_done = runs.count_done
+
+    def hold_open(*args: Any, **kwargs: Any) -> None:
+        count_done(*args, **kwargs)
+        if threading.current_thread().name == "first":
+            counted.set()  # the first sync has counted its tasks done, and waits
+            release.wait(120)
+
+    monkeypatch.setattr(runs, "count_done", hold_open)
+    results: dict[str, Any] = {}
+
+    def sync(name: str, boss: Scheduler, w: int, held: list[p.Assignment]) -> None:
+        try:
+            request = p.SyncRequest(worker_id=w, finished=succeeded(held), free_slots=0)
+            results[name] = boss.sync(request)
+        except BaseException as e:
+            results[name] = e
+
+    one = threading.Thread(target=sync, args=("first", first, w1, held1), name="first")
+    one.start()
+    try:
+        assert counted.wait(60)
+        two = threading.Thread(target=sync, args=("second", second, w2, held2), name="second")
+        two.start()
+        two.join(60)
+        # With the count in one row of the run, the second waited for the first's commit.
+        assert not two.is_alive(), "the second sync waited for the first one's transaction"
+    finally:
+        release.set()
+        one.join(60)
+    assert not isinstance(results.get("first"), BaseException), results
+    assert not isinstance(results.get("second"), BaseException), results
+    assert first.run_view(rid)["unfinished"] == 636
+    for st in stores:
+        st.close()
+
+
+def test_a_running_run_keeps_its_count_of_unfinished_tasks_across_the_upgrade(db_url: str) -> None:
+    """A database from before the count was in parts: its runs end when their tasks do."""
+    from sqlalchemy import insert
+
+    from shoal.store import schema
+
+    old = Store.__new__(Store)
+    old.url, old.is_sqlite, old.is_postgres = (
+        db_url,
+        db_url.startswith("sqlite"),
+        "postgres" in db_url,
+    )
+    engine = Store._make_engine(old)
+    before = schema.metadata_at(6)
+    with engine.begin() as conn:
+        before.create_all(conn)
+        conn.execute(insert(before.tables["meta"]).values(key="schema_version", value="6"))
+        for total, unfinished in ((1000, 70), (5, 2)):
+            conn.execute(
+                insert(before.tables["runs"]).values(
+                    name="r",
+                    state="running",
+                    created=1,
+                    env="{}",
+                    total=total,
+                    unfinished=unfinished,
+                )
+            )
+    engine.dispose()
+
+    store = Store(db_url)
+    boss = Scheduler(store)
+    assert [boss.run_view(r)["unfinished"] for r in (1, 2)] == [70, 2]
+    with store.transaction() as tx:
+        assert tx.count_unfinished(1, -69) > 0
+        assert tx.count_unfinished(2, -1) > 0
+    with store.transaction() as tx:
+        assert (tx.count_unfinished(1, -1), tx.count_unfinished(2, -1)) == (0, 0)
+    store.close()
