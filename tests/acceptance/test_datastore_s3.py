@@ -73,6 +73,14 @@ def test_a_run_with_its_data_on_s3_hands_outputs_to_dependents_through_the_bucke
     logs = shoal("logs", "total", cwd=tmp_path, env=S3_ENV)
     assert logs.returncode == 0, logs.stderr
     assert logs.stdout.strip() == str(total)
+    # And `shoal data` reads the same bucket: the state folder remembers it, options and all.
+    got = shoal("data", "get", "runs/1/sim-2/out.txt", "out.txt", cwd=tmp_path, env=S3_ENV)
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / "out.txt").read_text() == f"{sum(range(1, 100001)) * 2}\n"
+    listed = shoal_json("data", "ls", "runs/1/prep", cwd=tmp_path, env=S3_ENV)
+    assert [(e["path"], e["sha256"]) for e in listed] == [
+        ("runs/1/prep/data.csv", record["sha256"])
+    ]
 
 
 def test_a_bad_data_url_or_option_is_one_line_and_exit_2(tmp_path: Path, s3: MotoS3) -> None:
