@@ -102,8 +102,8 @@ def test_boss_workers_and_two_runs_submitted_at_once(tmp_path: Path, procs: Proc
 def test_wrong_token_and_no_boss(tmp_path: Path, procs: Procs) -> None:
     proc = shoal("status", cwd=tmp_path)
     assert (
-        proc.returncode == 1
-        and "no boss is running" in proc.stderr
+        proc.returncode == 2
+        and "no shoal state in" in proc.stderr
         and "Traceback" not in proc.stderr
     )
     info = start_boss(procs, tmp_path)

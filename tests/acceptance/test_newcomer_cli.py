@@ -26,3 +26,50 @@ def test_worker_elsewhere_without_a_token_still_asks_for_one(tmp_path: Path, pro
     worker = shoal("worker", "--boss", info["url"], cwd=away, timeout=30)
     assert worker.returncode == 2
     assert "no token given" in worker.stderr and "Traceback" not in worker.stderr
+
+
+def test_tasks_refuses_an_unknown_state(tmp_path: Path) -> None:
+    write(tmp_path / "t.yaml", "name: one\ntasks:\n  - {name: hello, run: echo 1}\n")
+    assert shoal("run", "t.yaml", "-j", "1", "-q", cwd=tmp_path).returncode == 0
+    proc = shoal("tasks", "--only", "bogus", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "bogus" in proc.stderr
+    assert "failed" in proc.stderr and "upstream_failed" in proc.stderr  # the states, listed
+    # --state is the state folder: one that is not there is said so, not a boss to start.
+    folder = shoal("tasks", "--state", "bogus", cwd=tmp_path)
+    assert folder.returncode == 2 and folder.stderr.count("\n") == 1
+    assert "no shoal state in" in folder.stderr and "bogus" in folder.stderr
+
+
+def test_status_where_there_is_no_state_says_so(tmp_path: Path) -> None:
+    proc = shoal("status", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert proc.stderr == (
+        f"shoal: no shoal state in {tmp_path}: run 'shoal run FILE' or 'shoal boss' there first\n"
+    )
+    assert not (tmp_path / ".shoal").exists()  # nothing made by asking
+
+
+def test_dir_of_the_package_lists_the_api() -> None:
+    import shoal as package
+
+    names = dir(package)
+    assert {"Run", "Task", "Result", "Handle", "BadInput", "SpecError"} <= set(names)
+    assert not {"Any", "TYPE_CHECKING", "annotations"} & set(names)
+
+
+def test_quiet_run_still_prints_what_failed(tmp_path: Path) -> None:
+    write(
+        tmp_path / "t.yaml",
+        "name: q\ntasks:\n"
+        "  - {name: good, run: echo 1}\n"
+        "  - {name: broken, run: 'echo the-last-words; exit 3'}\n",
+    )
+    proc = shoal("run", "t.yaml", "-j", "1", "-q", cwd=tmp_path)
+    assert proc.returncode == 1
+    shown = proc.stdout + proc.stderr
+    assert "broken" in shown and "the-last-words" in shown and "Traceback" not in shown
+    # A quiet run that went well stays quiet.
+    write(tmp_path / "ok.yaml", "name: ok\ntasks:\n  - {name: fine, run: echo 1}\n")
+    ok = shoal("run", "ok.yaml", "-j", "1", "-q", cwd=tmp_path)
+    assert ok.returncode == 0 and ok.stdout == ""

@@ -53,7 +53,10 @@ def run(
     ] = None,
     as_json: JsonOpt = False,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress and no summary.")
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="No progress; a summary only when a task did not succeed."
+        ),
     ] = False,
     fresh: FreshOpt = False,
     lease: LeaseOpt = 30.0,
