@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import Procs, shoal, shoal_json, start_boss, write
+from tests.conftest import Procs, shoal, shoal_json, start_boss, start_worker, wait_for, write
 
 
 def test_worker_with_boss_url_finds_the_state_folders_token(tmp_path: Path, procs: Procs) -> None:
@@ -73,3 +73,31 @@ def test_quiet_run_still_prints_what_failed(tmp_path: Path) -> None:
     write(tmp_path / "ok.yaml", "name: ok\ntasks:\n  - {name: fine, run: echo 1}\n")
     ok = shoal("run", "ok.yaml", "-j", "1", "-q", cwd=tmp_path)
     assert ok.returncode == 0 and ok.stdout == ""
+
+
+SWEEP = (
+    "name: sweep\ntasks:\n  - {name: prep, run: echo 1}\n"
+    "  - name: sim-{lr}-{depth}\n    matrix: {lr: [1, 2], depth: [1, 2, 3]}\n"
+    "    run: echo {lr}\n    after: [prep]\n"
+)
+
+
+def test_submit_says_what_it_submitted_and_that_no_worker_will_run_it(
+    tmp_path: Path, procs: Procs
+) -> None:
+    info = start_boss(procs, tmp_path)
+    write(tmp_path / "sweep.yaml", SWEEP)
+    alone = shoal("submit", "sweep.yaml", cwd=tmp_path)
+    assert alone.returncode == 0, alone.stderr
+    assert alone.stdout == "run 1 sweep: 7 tasks submitted\n"
+    warning = [line for line in alone.stderr.splitlines() if "no worker" in line]
+    assert len(warning) == 1 and f"shoal worker --boss {info['url']}" in warning[0]
+
+    # Scripts ask for the id alone; with a worker connected there is nothing to warn about.
+    start_worker(procs, tmp_path, info, "w1")
+    wait_for(lambda: len(shoal_json("workers", cwd=tmp_path)) == 1, what="the worker")
+    served = shoal("submit", "-q", "sweep.yaml", cwd=tmp_path)
+    assert served.returncode == 0, served.stderr
+    assert served.stdout == "2\n" and "no worker" not in served.stderr
+    again = shoal("submit", "sweep.yaml", cwd=tmp_path)
+    assert again.stdout == "run 3 sweep: 7 tasks submitted\n" and "no worker" not in again.stderr
