@@ -54,3 +54,8 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    """The API (``dir(shoal)``, completion), not the names this module imports to build it."""
+    return sorted(__all__)

@@ -42,7 +42,7 @@ def test_boss_workers_and_two_runs_submitted_at_once(tmp_path: Path, procs: Proc
     )
     submits = [
         subprocess.Popen(
-            [sys.executable, "-m", "shoal", "submit", f],
+            [sys.executable, "-m", "shoal", "submit", "-q", f],
             cwd=tmp_path,
             env=dict(os.environ, PYTHONPATH=SRC),
             stdout=subprocess.PIPE,
@@ -78,7 +78,7 @@ def test_boss_workers_and_two_runs_submitted_at_once(tmp_path: Path, procs: Proc
         tmp_path / "slow.yaml",
         "name: slow\ntasks:\n  - {name: nap, run: sleep 30}\n  - {name: after-nap, run: 'true', after: [nap]}\n",
     )
-    rid = shoal("submit", "slow.yaml", cwd=tmp_path).stdout.strip()
+    rid = shoal("submit", "-q", "slow.yaml", cwd=tmp_path).stdout.strip()
     wait_for(
         lambda: shoal_json("status", rid, cwd=tmp_path)["counts"].get("running") == 1,
         what="nap to start",
@@ -102,8 +102,8 @@ def test_boss_workers_and_two_runs_submitted_at_once(tmp_path: Path, procs: Proc
 def test_wrong_token_and_no_boss(tmp_path: Path, procs: Procs) -> None:
     proc = shoal("status", cwd=tmp_path)
     assert (
-        proc.returncode == 1
-        and "no boss is running" in proc.stderr
+        proc.returncode == 2
+        and "no shoal state in" in proc.stderr
         and "Traceback" not in proc.stderr
     )
     info = start_boss(procs, tmp_path)

@@ -65,7 +65,7 @@ def test_two_bosses_share_the_work_and_one_dying_loses_nothing(
         "    run: sleep 0.3; echo {i} > out.txt; echo {i}\n"
         "    outputs: [out.txt]\n",
     )
-    proc = shoal("submit", "many.yaml", "--boss", first["url"], cwd=tmp_path, env=env)
+    proc = shoal("submit", "-q", "many.yaml", "--boss", first["url"], cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     run_id = proc.stdout.strip()
 

@@ -85,7 +85,7 @@ def test_data_through_a_boss_feeds_a_run_and_results_outputs_copies_it_out(
     assert len({line.index(line.split()[-1]) for line in table}) == 1  # paths aligned
 
     write(tmp_path / "pipe.yaml", PIPE)
-    submitted = shoal("submit", "pipe.yaml", cwd=tmp_path)
+    submitted = shoal("submit", "-q", "pipe.yaml", cwd=tmp_path)
     assert submitted.returncode == 0, submitted.stderr
     run_id = submitted.stdout.strip()
     wait_for(

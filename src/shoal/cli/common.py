@@ -212,9 +212,23 @@ def _token(token_file: Path | None) -> str | None:
 def _client(boss: str | None, token: str | None, state: Path | None) -> Client:
     """The boss to ask; without one, the state folder's database, read directly."""
     sd = _state(state)
-    if not (boss or os.environ.get("SHOAL_BOSS")) and sd.live_boss() is None and sd.has_database():
-        return OfflineClient(sd)
+    if not (boss or os.environ.get("SHOAL_BOSS")) and sd.live_boss() is None:
+        if sd.has_database():
+            return OfflineClient(sd)
+        if not sd.root.exists():
+            raise BadInput(_no_state(sd, given=state is not None or "SHOAL_STATE" in os.environ))
     return BossClient.find(boss, token, sd)
+
+
+def _no_state(sd: StateDir, given: bool) -> str:
+    """Nothing to read here: no boss, no database; where to start one, not which boss to start."""
+    if not given:
+        return f"no shoal state in {Path.cwd()}: run 'shoal run FILE' or 'shoal boss' there first"
+    where = sd.root.resolve()
+    return (
+        f"no shoal state in {where}: run 'shoal run FILE --state {where}' "
+        f"or 'shoal boss --state {where}' first"
+    )
 
 
 def _emit_json(data: Any) -> None:

@@ -128,8 +128,13 @@ def run_spec(
             _print_json(client, run_id, view)
         elif not quiet:
             _summary(console, client, spec, run_id, view, time.time() - started)
-        elif print_result and view.get("result") is not None:
-            print(json.dumps(view["result"]))
+        else:
+            if view["state"] != "succeeded":
+                # Quiet keeps a run that went well silent, not one that went wrong.
+                _failures(err, client, run_id)
+                render.run_summary(err, view)
+            if print_result and view.get("result") is not None:
+                print(json.dumps(view["result"]))
     return EXIT_OK if view["state"] == "succeeded" else EXIT_FAILED
 
 
@@ -234,14 +239,8 @@ def _print_json(client: BossClient, run_id: int, view: dict[str, Any]) -> None:
     sys.stdout.write("\n")
 
 
-def _summary(
-    console: Console,
-    client: BossClient,
-    spec: specs.RunSpec,
-    run_id: int,
-    view: dict[str, Any],
-    elapsed: float,
-) -> None:
+def _failures(console: Console, client: BossClient, run_id: int) -> None:
+    """The tasks that did not succeed, and the last lines of the failed ones' logs."""
     bad = client.tasks(run_id, ["failed", "upstream_failed", "cancelled"])
     bad.sort(key=lambda t: render.STATE_ORDER.index(t["state"]))
     if bad:
@@ -254,6 +253,17 @@ def _summary(
             console.print(Text(f"── last lines of {t['name']}'s log ──", style="bold red"))
             for line in lines:
                 console.print(Text(line))
+
+
+def _summary(
+    console: Console,
+    client: BossClient,
+    spec: specs.RunSpec,
+    run_id: int,
+    view: dict[str, Any],
+    elapsed: float,
+) -> None:
+    _failures(console, client, run_id)
     # The results of tasks nothing depends on are what a run is for.
     needed = {d for t in spec.tasks for d in t.after}
     sinks = [t.name for t in spec.tasks if t.name not in needed]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +31,7 @@ from shoal.cli.common import (
     console,
 )
 from shoal.client import BossClient
+from shoal.exceptions import BossError
 
 __all__ = ["cancel", "flow", "retry", "run", "submit"]
 
@@ -53,7 +55,10 @@ def run(
     ] = None,
     as_json: JsonOpt = False,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress and no summary.")
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="No progress; a summary only when a task did not succeed."
+        ),
     ] = False,
     fresh: FreshOpt = False,
     lease: LeaseOpt = 30.0,
@@ -137,13 +142,40 @@ def submit(
     boss: BossOpt = None,
     token: TokenOpt = None,
     state: StateOpt = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the run id (for scripts).")
+    ] = False,
 ) -> None:
-    """Submit a task file to a running boss; prints the run id."""
+    """Submit a task file to a running boss; prints the run's id, name and task count."""
     from shoal import spec as specs
 
     spec = specs.load(file)
     with BossClient.find(boss, token, _state(state)) as client:
-        print(client.submit(spec))
+        run_id = client.submit(spec)
+        if quiet:
+            print(run_id)
+            return
+        view = client.run(run_id)
+        total = int(view["total"])
+        print(f"run {run_id} {view['name']}: {total} task{'' if total == 1 else 's'} submitted")
+        try:
+            coming = _workers_coming(client)
+        except BossError:
+            coming = True  # the run is in: a question this token may not ask fails no submit
+        if not coming:
+            sys.stderr.write(
+                f"shoal: warning: no worker is connected to {client.url}: the run waits for one; "
+                f"start one with 'shoal worker --boss {client.url}'\n"
+            )
+
+
+def _workers_coming(client: BossClient) -> bool:
+    """Whether a worker is connected, or a machine that will run one is on its way."""
+    from shoal.launch.contract import LIVE_STATES
+
+    if any(w["state"] == "active" for w in client.workers()):
+        return True
+    return any(m.get("state") in LIVE_STATES for m in client.machines())
 
 
 @app.command()

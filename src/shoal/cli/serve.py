@@ -238,9 +238,11 @@ def worker(
     from shoal.agent.start import main as agent_main
 
     sd = _state(state)
-    info = sd.live_boss() if not (boss_url or os.environ.get("SHOAL_BOSS")) else None
-    argv = ["--boss=" + (boss_url or os.environ.get("SHOAL_BOSS") or (info or {}).get("url") or "")]
-    tok = token or _token(token_file) or (info or {}).get("token")
+    url = boss_url or os.environ.get("SHOAL_BOSS")
+    info = sd.live_boss() if not url else None
+    argv = ["--boss=" + (url or (info or {}).get("url") or "")]
+    given = token or _token(token_file)
+    tok = given or (info or {}).get("token") or _state_token(sd)
     argv.append(f"--slots={slots or os.cpu_count() or 1}")
     if idle_exit is not None:
         argv.append(f"--idle-exit={idle_exit}")
@@ -248,7 +250,8 @@ def worker(
         argv.append("--name=" + name)
     if log_cap is not None:
         argv.append("--log-cap=" + log_cap)
-    if info is not None and not any(a.startswith(("--ca", "--cert", "--key")) for a in ctx.args):
+    from_state = info is not None or (tok is not None and not given)
+    if from_state and not any(a.startswith(("--ca", "--cert", "--key")) for a in ctx.args):
         # In the boss's folder: its CA, and the command line's certificate.
         from shoal.client.boss import state_tls
 
@@ -260,3 +263,18 @@ def worker(
         ]
     # The token is handed over in this process: never on a command line.
     raise typer.Exit(agent_main(argv + list(ctx.args), token=tok))
+
+
+def _state_token(sd: StateDir) -> str | None:
+    """The token the state folder holds, as every other command finds it; None if it has none.
+
+    The running boss's own (it may have been given another), else the folder's token
+    file; never made here: a worker does not invent a token.
+    """
+    info = sd.live_boss()
+    if info is not None and info.get("token"):
+        return str(info["token"])
+    try:
+        return sd.token_file.read_text().strip() or None
+    except OSError:
+        return None
