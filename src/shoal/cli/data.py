@@ -99,6 +99,16 @@ def open_access(
         ) from None
 
 
+def _existing(access: DataAccess, path: str) -> list[FileInfo]:
+    """The files at ``path`` (a file, or a folder's); NotFound, saying what is near, if none."""
+    entries = access.entries(path)
+    if not entries:
+        raise NotFound(
+            f"no file or folder '{shown(path)}' in the datastore: {nearby(access, path)}"
+        )
+    return entries
+
+
 def size_text(n: int) -> str:
     """Bytes for people: ``812 B``, ``1.5 KiB``, ``3.0 GiB``."""
     size = float(n)
@@ -267,11 +277,7 @@ def get(
     source = _datastore_path(path, "shoal data get")
     access = open_access(data, data_option, boss, token, state)
     try:
-        entries = access.entries(source)
-        if not entries:
-            raise NotFound(
-                f"no file or folder '{shown(source)}' in the datastore: {nearby(access, source)}"
-            )
+        entries = _existing(access, source)
         name = source.rsplit("/", 1)[-1]
         single = len(entries) == 1 and entries[0].path == source
         dest = local if local is not None else Path(name)
@@ -305,11 +311,7 @@ def rm(
     _writable(target, "remove")
     access = open_access(data, data_option, boss, token, state)
     try:
-        entries = access.entries(target)
-        if not entries:
-            raise NotFound(
-                f"no file or folder '{shown(target)}' in the datastore: {nearby(access, target)}"
-            )
+        entries = _existing(access, target)
         folder = not (len(entries) == 1 and entries[0].path == target)
         if folder and not yes:
             what = f"the folder '{shown(target)}/' and its {len(entries)} files"
