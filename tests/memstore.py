@@ -491,20 +491,20 @@ class MemoryTx:
     def set_task_ready(self, task_id: int) -> None:
         self.t.tasks[task_id].update(state="ready", ready_at=None)
 
-    def fail_downstream(self, task_id: int, cause: str, now: float) -> int:
+    def fail_downstream(self, task_id: int, cause: str, now: float) -> list[tuple[int, int]]:
         down: set[int] = set()
         frontier = [task_id]
         while frontier:
             new = [t for t in self._dependents(frontier) if t not in down]
             down.update(new)
             frontier = new
-        n = 0
+        marked = []
         for t in sorted(down):
             task = self.t.tasks[t]
             if task["state"] in ("waiting", "ready"):
                 task.update(state="upstream_failed", cause=cause, ended=now)
-                n += 1
-        return n
+                marked.append((t, int(task["run_id"])))
+        return marked
 
     def count_loss(self, task_id: int) -> int:
         task = self.t.tasks[task_id]

@@ -65,7 +65,11 @@ def fail_task(
     outputs: list[str] | None = None,
     worker_id: int | None = None,
 ) -> int:
-    """Fail a task, and every task downstream of it; how many tasks that ended."""
+    """Fail a task, and every task downstream of it; how many tasks that ended.
+
+    Each task downstream gets an ``upstream_failed`` event: ``shoal events``
+    and the task's page say why it never ran.
+    """
     tx.finish_task(
         task_id,
         state="failed",
@@ -77,7 +81,12 @@ def fail_task(
         outputs=outputs,
         worker_id=worker_id,
     )
-    return 1 + tx.fail_downstream(task_id, f"upstream {name} failed", now)
+    cause_down = f"upstream {name} failed"
+    marked = tx.fail_downstream(task_id, cause_down, now)
+    tx.add_events(
+        [Event(now, "upstream_failed", run, down, detail=cause_down) for down, run in marked]
+    )
+    return 1 + len(marked)
 
 
 def cancel(s: Scheduler, run_id: int) -> int:

@@ -8,7 +8,7 @@ as succeeded with that success's result and outputs (``cached``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shoal.scheduler import reductions, runs
 from shoal.scheduler.keys import definition_keys, topological
@@ -91,6 +91,23 @@ def _new_task(
     now: float,
 ) -> NewTask:
     """A task as stored: waiting for its dependencies, or succeeded already (reused)."""
+    # The task's own tuples, not copies: a large run's tasks wait in memory
+    # to be stored, and the fewer objects, the less the garbage collector walks them.
+    spec: dict[str, Any] = {
+        "run": t.run,
+        "download": t.download,
+        "upload": t.upload,
+        "cleanup": t.cleanup,
+        "inputs": t.inputs,
+        "outputs": t.outputs,
+        "env": dict(t.env),
+        "timeout": t.timeout,
+    }
+    # Read back by `shoal tasks --json`, `results --table` and the dashboard.
+    if t.after:
+        spec["after"] = t.after
+    if t.values:
+        spec["matrix"] = dict(t.values)
     task = NewTask(
         t.name,
         "waiting",
@@ -107,19 +124,7 @@ def _new_task(
         dependents.get(t.name, 0),
         "reduce" if t.reduce and not t.run else "command",
         reducers.get(t.name, 0),
-        # The task's own tuples, not copies: a large run's tasks wait in
-        # memory to be stored, and the fewer objects, the less the garbage
-        # collector walks them.
-        {
-            "run": t.run,
-            "download": t.download,
-            "upload": t.upload,
-            "cleanup": t.cleanup,
-            "inputs": t.inputs,
-            "outputs": t.outputs,
-            "env": dict(t.env),
-            "timeout": t.timeout,
-        },
+        spec,
         dict(t.requires) if t.requires else None,
         list(t.reduce) if t.reduce else None,
     )

@@ -291,9 +291,18 @@ def _run_dict(run: RunRow, counts: dict[str, int]) -> dict[str, Any]:
 
 
 def _task_dict(task: TaskRow, attempt: AttemptRow | None) -> dict[str, Any]:
+    """A task as the API, ``shoal tasks --json`` and the dashboard show it.
+
+    ``matrix``: the matrix values it was made with ({} if none); ``after``:
+    its dependencies' names; ``started``, ``ended``: its latest attempt's
+    times (epoch seconds), or None.
+    """
     duration = None
-    if attempt is not None and attempt.started is not None and attempt.ended is not None:
-        duration = max(0.0, attempt.ended - attempt.started)
+    started = attempt.started if attempt is not None else None
+    ended = attempt.ended if attempt is not None else None
+    if started is not None and ended is not None:
+        duration = max(0.0, ended - started)
+    spec = task.spec
     return {
         "id": task.id,
         "name": task.name,
@@ -311,6 +320,10 @@ def _task_dict(task: TaskRow, attempt: AttemptRow | None) -> dict[str, Any]:
         "kind": task.kind,
         "priority": task.priority,
         "slots": task.slots,
+        "matrix": spec.get("matrix") or {},
+        "after": list(spec.get("after") or []),
+        "started": started,
+        "ended": ended,
     }
 
 

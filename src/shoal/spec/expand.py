@@ -114,7 +114,7 @@ class Expansion:
             raise self.error(f"task #{index + 1} must be a mapping of fields", line_of(raw))
         label = short_name(raw["name"]) if isinstance(raw.get("name"), str) else f"#{index + 1}"
         for key in raw:
-            if key not in TASK_FIELDS and not (self.submitted and key == "group"):
+            if key not in TASK_FIELDS and not (self.submitted and key in ("group", "values")):
                 raise self.error(
                     f"unknown field '{key}'{suggest(key, TASK_FIELDS)}", line_of(raw, key), label
                 )
@@ -167,7 +167,10 @@ class Expansion:
         self._check_placeholders(merged, raw, defaults, matrix, label)
         out = []
         for combo in itertools.product(*(matrix[k] for k in keys)):
-            out.append((substitute(merged, dict(zip(keys, combo, strict=True))), raw))
+            binding = dict(zip(keys, combo, strict=True))
+            fields = substitute(merged, binding)
+            fields["values"] = binding  # kept: a sweep's tasks show as a table by key
+            out.append((fields, raw))
         return out
 
     def _check_placeholders(

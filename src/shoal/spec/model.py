@@ -63,6 +63,7 @@ class TaskSpec:
     speculative: bool = True
     group: str = ""
     reduce: tuple[str, ...] = ()  # operands: the boss combines their results
+    values: Mapping[str, Any] = field(default_factory=dict)  # the matrix values it was made with
     line: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +88,7 @@ class TaskSpec:
             "speculative": self.speculative,
             "group": self.group,
             "reduce": list(self.reduce),
+            "values": dict(self.values),
         }
 
     def sparse_dict(self) -> dict[str, Any]:

@@ -87,6 +87,7 @@ def make_task(
         speculative=speculative,
         group=group,
         reduce=tuple(reduce),
+        values=_values(f.get("values"), name, fail),
         line=line_of(raw),
     )
     return task, after
@@ -157,6 +158,18 @@ def _host(value: Any, line: int | None, task: str, fail: bounds.Fail) -> str | N
     if value is not None and (not isinstance(value, str) or len(value) > MAX_NAME):
         raise fail(f"'host' must be a host name of at most {MAX_NAME} characters", line, task)
     return value
+
+
+def _values(values: Any, name: str, fail: bounds.Fail) -> dict[str, Any]:
+    """The matrix values a task was made with (a submitted task carries them as ``values``)."""
+    if values is None:
+        return {}
+    plain = (str, int, float, bool)
+    if not isinstance(values, dict) or not all(
+        isinstance(k, str) and isinstance(v, plain) for k, v in values.items()
+    ):
+        raise fail("'values' must map matrix keys to plain values", None, name)
+    return dict(values)
 
 
 def _group(f: dict[str, Any], raw: Any, submitted: bool, name: str, fail: bounds.Fail) -> str:

@@ -423,6 +423,8 @@ class BossRow(NamedTuple):
 
 
 class EventRow(NamedTuple):
+    """An event as read back, with the names of what it is about (None where it is about none)."""
+
     id: int
     time: float
     kind: str
@@ -431,6 +433,9 @@ class EventRow(NamedTuple):
     attempt_id: int | None
     worker_id: int | None
     detail: str | None
+    task_name: str | None = None
+    attempt_number: int | None = None
+    worker_name: str | None = None
 
 
 class SessionRow(NamedTuple):

@@ -360,10 +360,14 @@ class Tx(Reads):
     def set_task_ready(self, task_id: int) -> None:
         self._run("set_task_ready", {"id": task_id})
 
-    def fail_downstream(self, task_id: int, cause: str, now: float) -> int:
-        """Mark every task that depends on this one, directly or not, upstream_failed."""
+    def fail_downstream(self, task_id: int, cause: str, now: float) -> list[tuple[int, int]]:
+        """Mark every task that depends on this one, directly or not, upstream_failed.
+
+        The id and run id of each task so marked (rowcount is not reliable
+        for an UPDATE with a CTE).
+        """
         rows = self._run("fail_downstream", {"id": task_id, "cause": cause, "now": now})
-        return len(rows.fetchall())  # rowcount is not reliable for an UPDATE with a CTE
+        return [(int(i), int(r)) for i, r in rows.fetchall()]
 
     def count_loss(self, task_id: int) -> int:
         """One more attempt of this task was lost; how many now."""

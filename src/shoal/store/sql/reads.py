@@ -11,7 +11,12 @@ ATTEMPT_ROW = """a.id, a.task_id, a.run_id, a.number, a.worker_id, a.state, a.ex
        a.assigned, a.started, a.ended, a.lease_expires, a.log, w.name AS worker_name"""
 WORKER_ROW = """w.id, w.name, w.host, w.slots, w.labels AS labels_json, w.state, w.registered,
        w.last_sync, w.pid, w.python, w.version, w.done, w.failed, w.boss"""
-EVENT_ROW = "id, time, kind, run_id, task_id, attempt_id, worker_id, detail"
+# An event with the names of its task and worker and its attempt's number, for people to read.
+EVENT_ROW = """e.id AS id, e.time AS time, e.kind AS kind, e.run_id AS run_id, e.task_id AS task_id,
+  e.attempt_id AS attempt_id, e.worker_id AS worker_id, e.detail AS detail,
+  t.name AS task_name, a.number AS attempt_number, w.name AS worker_name
+FROM events e LEFT JOIN tasks t ON t.id = e.task_id LEFT JOIN attempts a ON a.id = e.attempt_id
+  LEFT JOIN workers w ON w.id = e.worker_id"""
 
 # A page of tasks: which match, and in which order (by sort name).
 _PAGE_WHERE = f"""t.run_id = :run_id AND (:any_state OR t.state {in_list("states")})
@@ -100,10 +105,10 @@ WHERE state = 'succeeded' AND started IS NOT NULL AND ended IS NOT NULL
 ORDER BY id DESC LIMIT 50""",
     "active_workers": """
 SELECT id, name, slots, labels AS labels_json FROM workers WHERE state = 'active' ORDER BY id""",
-    "list_events": f"SELECT {EVENT_ROW} FROM events ORDER BY id DESC LIMIT :limit",
+    "list_events": f"SELECT {EVENT_ROW} ORDER BY e.id DESC LIMIT :limit",
     "list_run_events": f"""
-SELECT {EVENT_ROW} FROM events WHERE run_id = :run_id ORDER BY id DESC LIMIT :limit""",
-    "task_events": f"SELECT {EVENT_ROW} FROM events WHERE task_id = :task_id ORDER BY id",
+SELECT {EVENT_ROW} WHERE e.run_id = :run_id ORDER BY e.id DESC LIMIT :limit""",
+    "task_events": f"SELECT {EVENT_ROW} WHERE e.task_id = :task_id ORDER BY e.id",
     "task_counts": "SELECT state, count(*) FROM tasks GROUP BY state",
     "worker_counts": "SELECT state, count(*) FROM workers GROUP BY state",
     "attempt_counts": "SELECT state, cause, count(*) FROM attempts GROUP BY state, cause",

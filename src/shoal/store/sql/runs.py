@@ -113,7 +113,7 @@ WITH RECURSIVE down(task_id) AS (
     UNION SELECT deps.task_id FROM deps JOIN down ON deps.dep_id = down.task_id)
 UPDATE tasks SET state = 'upstream_failed', cause = :cause, ended = :now
 WHERE id IN (SELECT task_id FROM down) AND state IN ('waiting', 'ready')
-RETURNING id""",
+RETURNING id, run_id""",
     "count_loss": "UPDATE tasks SET losses = losses + 1 WHERE id = :id RETURNING losses",
     # -- reductions
     "reducers_of": f"""
