@@ -37,17 +37,30 @@ EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
 class RateColumn(ProgressColumn):
-    """Tasks per second since the start, and the time left at that pace."""
+    """Tasks per second that ran here, and the time left at that pace.
+
+    From the run's view (the bar's ``view`` field), not the bar's count:
+    cached tasks count as done at once and would make the pace absurd.
+    """
 
     def render(self, task: Task) -> Text:
-        elapsed = task.elapsed or 0.0
-        done = task.completed
-        if not elapsed or not done:
+        view = task.fields.get("view")
+        if view is None:
             return Text("")
-        rate = done / elapsed
-        left = (task.total or 0) - done
-        eta = render.seconds(left / rate) if rate > 0 and left > 0 else "0s"
-        return Text(f"{rate:,.1f}/s  ETA {eta}", style="progress.data.speed")
+        rate, left = render.pace(view, time.time())
+        if rate is None:
+            return Text("")
+        eta = f"  ETA {render.seconds(left)}" if left is not None else ""
+        return Text(f"{rate:,.1f}/s{eta}", style="progress.data.speed")
+
+
+def bar_style(counts: dict[str, int]) -> str:
+    """The bar's colour: red once a task failed, yellow if some were cancelled, else green."""
+    if counts.get("failed") or counts.get("upstream_failed"):
+        return "red"
+    if counts.get("cancelled"):
+        return "yellow"
+    return "green"
 
 
 def run_command(file: str, **options: Any) -> int:
@@ -193,10 +206,11 @@ def _wait_with_progress(
     console: Console,
     warn: Callable[[dict[str, Any], Console], None],
 ) -> dict[str, Any]:
+    bar_column = BarColumn(complete_style="green", finished_style="green")
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}", style="bold", markup=False),
-        BarColumn(),
+        bar_column,
         MofNCompleteColumn(),
         TextColumn("[cyan]{task.fields[running]} running"),
         TextColumn("[red]{task.fields[failed]} failed"),
@@ -207,18 +221,20 @@ def _wait_with_progress(
         refresh_per_second=8,
     )
     with progress:
-        bar = progress.add_task("run", total=None, running=0, failed=0)
+        bar = progress.add_task("run", total=None, running=0, failed=0, view=None)
 
         def update(view: dict[str, Any]) -> None:
             counts = view["counts"]
             failed = sum(counts.get(s, 0) for s in ("failed", "upstream_failed", "cancelled"))
+            bar_column.complete_style = bar_column.finished_style = bar_style(counts)
             progress.update(
                 bar,
                 description=f"run {view['run']} {view['name']}",
                 total=view["total"],
-                completed=view["total"] - view["active"],
-                running=counts.get("running", 0),
+                completed=render.done_count(view),
+                running=render.running_shown(view),
                 failed=failed,
+                view=view,
             )
             warn(view, progress.console)
 
@@ -244,7 +260,7 @@ def _failures(console: Console, client: BossClient, run_id: int) -> None:
     bad = client.tasks(run_id, ["failed", "upstream_failed", "cancelled"])
     bad.sort(key=lambda t: render.STATE_ORDER.index(t["state"]))
     if bad:
-        console.print(render.task_table(bad[:20]))
+        console.print(render.task_table(bad[:20], width=console.width))
         if len(bad) > 20:
             console.print(f"… and {len(bad) - 20} more (shoal tasks --only failed)")
         for t in [t for t in bad if t["state"] == "failed" and t["attempts"]][:5]:

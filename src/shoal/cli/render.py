@@ -12,7 +12,7 @@ import json
 import time
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -81,13 +81,54 @@ def counts_text(counts: dict[str, int]) -> Text:
     return out
 
 
+def done_count(view: dict[str, Any]) -> int:
+    """Tasks a run has settled: every one but the unfinished and the cancelled ones.
+
+    A cancelled run of 300 tasks with 12 finished is 12 done, not 300.
+    """
+    return int(view["total"] - view["active"] - view["counts"].get("cancelled", 0))
+
+
+def ran_count(view: dict[str, Any]) -> int:
+    """Tasks that ran in this run to an end: not those reused from an earlier run."""
+    counts = view["counts"]
+    ran = counts.get("succeeded", 0) + counts.get("failed", 0) - (view.get("cached") or 0)
+    return max(0, int(ran))
+
+
+def pace(view: dict[str, Any], now: float) -> tuple[float | None, float | None]:
+    """Tasks per second that ran here, and the seconds left at that pace (None: unknown).
+
+    Cached tasks take no time and are not counted: a rerun that reused every
+    task has no pace, rather than billions of tasks a second.
+    """
+    elapsed = (view["finished"] or now) - view["created"]
+    ran = ran_count(view)
+    if ran == 0 or elapsed < 0.01:
+        return None, None
+    rate = ran / elapsed
+    left = view["active"] / rate if view["state"] == "running" and view["active"] else None
+    return rate, left
+
+
+def running_shown(view: dict[str, Any]) -> int:
+    """Running tasks, at most the connected workers' slots.
+
+    A worker keeps a few tasks queued ahead when tasks are short; they are
+    handed out (running, to the boss) but wait for a slot.
+    """
+    running = int(view["counts"].get("running", 0))
+    slots = view.get("slots")
+    return min(running, int(slots)) if slots is not None else running
+
+
 def run_table(runs: list[dict[str, Any]]) -> Table:
     table = Table(box=None, header_style="bold")
     for col in ("run", "name", "state", "done", "tasks", "counts", "age"):
         table.add_column(col)
     now = time.time()
     for r in runs:
-        done = r["total"] - r["active"]
+        done = done_count(r)
         table.add_row(
             str(r["run"]),
             literal(r["name"]),
@@ -101,54 +142,95 @@ def run_table(runs: list[dict[str, Any]]) -> Table:
 
 
 def run_summary(console: Console, view: dict[str, Any]) -> None:
-    end = view["finished"] or time.time()
-    elapsed = max(1e-9, end - view["created"])
-    done = view["total"] - view["active"]
-    console.print(
-        Text.assemble(
-            (f"run {view['run']} ", "bold"),
-            (view["name"], "bold"),
-            "  ",
-            styled(view["state"]),
-            f"  {done}/{view['total']} done in {seconds(elapsed)}",
-            f"  ({done / elapsed:.1f} tasks/s)" if done else "",
-        )
+    """A run's state, counts, pace and result, a few lines."""
+    for line in run_summary_lines(view, time.time()):
+        console.print(line, soft_wrap=line.style == "yellow")
+
+
+def run_summary_lines(view: dict[str, Any], now: float) -> list[Text]:
+    """The lines of :func:`run_summary`: ``run 3 sweep  running  40/120 done in 1.2m  …``."""
+    elapsed = max(0.0, (view["finished"] or now) - view["created"])
+    rate, left = pace(view, now)
+    head = Text.assemble(
+        (f"run {view['run']} ", "bold"),
+        (view["name"], "bold"),
+        "  ",
+        styled(view["state"]),
+        f"  {done_count(view)}/{view['total']} done in {seconds(elapsed)}",
     )
+    if rate is not None:
+        head.append(f"  ({rate:,.1f} tasks/s)")
+    if left is not None:
+        head.append(f"  about {seconds(left)} left")
+    lines = [head]
     counts = counts_text(view["counts"])
     if view.get("cached"):
         counts.append(
             f"  ({view['cached']} cached: unchanged since they last succeeded)", style="dim"
         )
-    console.print(counts)
+    lines.append(counts)
     if view.get("final") and view.get("result") is not None:
-        console.print(
+        lines.append(
             Text.assemble(("result ", "bold"), (short(view["result"], 200).plain, "bold green"))
         )
     elif view.get("partial"):
         for name, value in view["partial"].items():
-            console.print(Text.assemble((f"{name} so far ", "bold"), short(value, 200).plain))
+            lines.append(Text.assemble((f"{name} so far ", "bold"), short(value, 200).plain))
     for w in view.get("warnings", []):
-        console.print(Text(f"warning: {w}", style="yellow"), soft_wrap=True)
+        lines.append(Text(f"warning: {w}", style="yellow"))
+    return lines
 
 
-def task_table(tasks: list[dict[str, Any]]) -> Table:
-    table = Table(box=None, header_style="bold")
-    for col in ("task", "state", "attempts", "exit", "duration", "worker", "result / cause"):
-        table.add_column(col, overflow="fold")
+def task_table(
+    tasks: list[dict[str, Any]], now: float | None = None, width: int | None = None
+) -> RenderableType:
+    """Tasks with state, attempts, exit code, time taken (so far, if running), worker, result.
+
+    A cause is shown whole, wrapped between words: it says what went wrong.
+    States and figures are never wrapped. Where ``width`` is too narrow for
+    a cause's column beside the rest, the causes follow the table, a line each.
+    """
+    now = time.time() if now is None else now
+    notes = []
     for t in tasks:
-        note = short(t["result"]) if t["state"] == "succeeded" else short(t.get("cause"), 60)
+        note = short(t["result"]) if t["state"] == "succeeded" else literal(t.get("cause"))
         if t.get("cached"):
             note = Text("(cached) ") + note
-        table.add_row(
-            literal(t["name"]),
-            styled(t["state"]),
-            str(t["attempts"]),
-            "" if t["exit_code"] is None else str(t["exit_code"]),
-            seconds(t["duration"]),
-            literal(t["worker"]),
-            note,
-        )
-    return table
+        notes.append(note)
+    rows = []
+    for t in tasks:
+        took = t["duration"]
+        if t["state"] == "running" and t.get("started") is not None:
+            took = max(0.0, now - t["started"])
+        exit_code = "" if t["exit_code"] is None else str(t["exit_code"])
+        rows.append([t["name"], t["state"], str(t["attempts"]), exit_code, seconds(took)])
+    heads = ("task", "state", "attempts", "exit", "duration", "worker")
+    workers = [str(t["worker"] or "") for t in tasks]
+    cells = [[*r, w] for r, w in zip(rows, workers, strict=True)]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(heads)]
+    longest_word = max([len(w) for n in notes for w in n.plain.split()] or [0])
+    beside = width is None or sum(widths) + max(longest_word, 6) + 2 * len(heads) <= width
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("task", overflow="fold")
+    table.add_column("state", no_wrap=True)
+    table.add_column("attempts", no_wrap=True, justify="right")
+    table.add_column("exit", no_wrap=True, justify="right")
+    table.add_column("duration", no_wrap=True, justify="right")
+    table.add_column("worker", overflow="fold")
+    if beside:
+        table.add_column("result / cause", overflow="fold", min_width=min(longest_word, 30))
+    for row, worker, note in zip(rows, workers, notes, strict=True):
+        name, state, *figures = row
+        extra = [note] if beside else []
+        table.add_row(literal(name), styled(state), *figures, literal(worker), *extra)
+    if beside:
+        return table
+    below = [
+        Text.assemble((t["name"], "bold"), ": ", note)
+        for t, note in zip(tasks, notes, strict=True)
+        if note.plain
+    ]
+    return Group(table, *below)
 
 
 def _host_state(check: Any) -> Text:

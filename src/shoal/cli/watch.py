@@ -8,35 +8,49 @@ import itertools
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from shoal import protocol as p
 from shoal.cli import render
 from shoal.cli.common import (
     BossOpt,
     JsonOpt,
-    RunArg,
     StateOpt,
     TokenOpt,
     _client,
     _emit_json,
+    _state,
     app,
     console,
 )
-from shoal.client import BossClient, Client
-from shoal.exceptions import BadInput, NotFound
+from shoal.client import BossClient, Client, OfflineClient
+from shoal.exceptions import BadInput, BossUnreachable, NotFound
 
 __all__ = ["bosses", "events", "logs", "results", "status", "tasks", "workers"]
 
 
-@app.command()
+RunRef = Annotated[
+    str | None,
+    typer.Argument(metavar="RUN", help="Run id or name (default: the latest run)."),
+]
+
+
+def _examples(*lines: str) -> str:
+    """A command's help epilog: ``Examples:`` and the command lines (kept as lines by the app)."""
+    return "Examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+@app.command(
+    epilog=_examples("shoal status --watch", "shoal status all"),
+)
 def status(
-    run_ref: RunArg = None,
+    run_ref: RunRef = None,
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="Redraw until the run ends.")
     ] = False,
@@ -59,24 +73,60 @@ def status(
         render.run_summary(console, view)
         _pools(client)
         return
-    with Live(console=console, refresh_per_second=4) as live:
-        while True:
-            view = client.run(view["run"])
-            tasks = client.tasks(view["run"], ["running", "failed"])
-            from rich.console import Group
+    _watch(client, int(view["run"]), state)
 
-            summary = Console(record=True, width=console.width, emoji=False)
-            with summary.capture():
-                render.run_summary(summary, view)
-            live.update(
-                Group(
-                    render.literal(summary.export_text(styles=False)),
-                    render.task_table(tasks[:30]),
-                )
-            )
+
+def _watch(client: Client, run_id: int, state: Path | None) -> None:
+    """Redraw a run's summary and its running and failed tasks until it ends.
+
+    When the boss goes (``shoal run`` ended, or the boss stopped), the state
+    folder's database tells the rest: the last frame is the run's final state.
+    """
+    note: Text | None = None
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+        while True:
+            try:
+                view = client.run(run_id)
+                shown = client.tasks(run_id, ["running", "failed"])
+            except BossUnreachable:
+                sd = _state(state)
+                if isinstance(client, OfflineClient) or not sd.has_database():
+                    raise
+                client = OfflineClient(sd)
+                note = Text(f"the boss is gone: as recorded in {sd.root}", style="dim")
+                continue
+            frame = _watch_frame(view, shown, console.width, console.height)
+            if note is not None:
+                frame.renderables.append(note)
+            live.update(frame)
             if view["state"] != "running":
                 break
+            if isinstance(client, OfflineClient):
+                # No boss: nothing will change the run; say how to carry it on.
+                frame.renderables.append(
+                    Text(
+                        "no boss runs this run now: start 'shoal boss' to carry it on",
+                        style="yellow",
+                    )
+                )
+                live.update(frame)
+                break
             time.sleep(0.5)
+
+
+def _watch_frame(
+    view: dict[str, Any], shown: list[dict[str, Any]], width: int, height: int
+) -> Group:
+    """One frame of ``status --watch``: the summary, then running and failed tasks."""
+    now = time.time()
+    lines: list[Any] = list(render.run_summary_lines(view, now))
+    shown.sort(key=lambda t: (t["state"] != "running", t["started"] or now, t["name"]))
+    room = max(3, height - len(lines) - 4)
+    if shown:
+        lines.append(render.task_table(shown[:room], now, width))
+        if len(shown) > room:
+            lines.append(Text(f"… and {len(shown) - room} more (shoal tasks --only running)"))
+    return Group(*lines)
 
 
 def _pools(client: Client) -> None:
@@ -88,9 +138,9 @@ def _pools(client: Client) -> None:
         console.print(render.pools_line(machines), highlight=False)
 
 
-@app.command()
+@app.command(epilog=_examples("shoal tasks --only failed", "shoal tasks sweep --json"))
 def tasks(
-    run_ref: RunArg = None,
+    run_ref: RunRef = None,
     only: Annotated[
         list[str] | None,
         typer.Option(
@@ -121,54 +171,94 @@ def tasks(
     if as_json:
         _emit_json(rows)
     else:
-        console.print(render.task_table(rows))
+        console.print(render.task_table(rows, width=console.width))
 
 
-@app.command()
+@app.command(epilog=_examples("shoal logs train-3 -n 20", "shoal logs train-3 --attempt 1"))
 def logs(
-    task: Annotated[str, typer.Argument(help="Task name.")],
+    task: Annotated[str, typer.Argument(metavar="TASK", help="Task name.")],
     run_ref: Annotated[
-        str | None, typer.Option("--run", help="Run id or name (default: latest).")
+        str | None,
+        typer.Option("--run", metavar="RUN", help="Run id or name (default: the latest run)."),
     ] = None,
     follow: Annotated[
         bool, typer.Option("-f", "--follow", help="Wait for the task to finish and print its log.")
     ] = False,
     attempt: Annotated[
-        int | None, typer.Option("--attempt", help="Attempt number (default: the latest).")
+        int | None,
+        typer.Option("--attempt", metavar="N", help="Attempt number (default: the latest)."),
     ] = None,
     tail: Annotated[
-        int | None, typer.Option("--tail", "-n", min=0, help="Print only the last N lines.")
+        int | None,
+        typer.Option("--tail", "-n", metavar="N", help="Print only the last N lines."),
     ] = None,
     boss: BossOpt = None,
     token: TokenOpt = None,
     state: StateOpt = None,
 ) -> None:
-    """Print a task's log (stdout and stderr of its commands)."""
+    """Print a task's log (stdout and stderr of its commands).
+
+    A task reused from an earlier run (cached) shows the log of the run that
+    produced its result.
+    """
+    if tail is not None and tail < 0:
+        raise BadInput(f"--tail {tail}: give how many lines to print, 0 or more")
     client = _client(boss, token, state)
-    if follow and isinstance(client, BossClient):
+    view = client.task(run_ref, task)
+    where: str | int | None = run_ref
+    err = render.console(stderr=True)
+    if view.get("cached") and not view["attempt_list"] and view.get("source_run"):
+        where = int(view["source_run"])
+        view = client.task(where, task)
+        err.print(
+            f"task '{task}' was reused from run {where} (cached): its log from that run",
+            style="dim",
+            markup=False,
+            highlight=False,
+        )
+    elif follow and isinstance(client, BossClient):
         _follow(client, run_ref, task, tail)
         return
-    view = client.task(run_ref, task)
     if not view["attempt_list"]:
         raise BadInput(f"task '{task}' has not run yet (state: {view['state']})")
+    shown = _attempt(view, attempt)
+    if attempt is not None:
+        total = len(view["attempt_list"])
+        err.print(
+            f"── attempt {shown['number']} of {total} on {shown['worker']} ({shown['state']}) ──",
+            markup=False,
+            highlight=False,
+        )
     # Streamed: a log may be as long as the workers' --log-cap.
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     ending = ""
-    for chunk in itertools.chain(client.log_chunks(run_ref, task, attempt, tail), [b""]):
+    for chunk in itertools.chain(client.log_chunks(where, task, attempt, tail), [b""]):
         text = decoder.decode(chunk, final=not chunk)
         if text:
             sys.stdout.write(text)
             ending = text[-1]
     if ending and ending != "\n":
         sys.stdout.write("\n")
-    last = view["attempt_list"][-1]
-    if last["cause"]:
-        render.console(stderr=True).print(
-            f"attempt {last['number']} on {last['worker']}: {last['cause']}",
+    sys.stdout.flush()
+    if shown["cause"]:
+        err.print(
+            f"attempt {shown['number']} on {shown['worker']}: {shown['cause']}",
             style="red",
             markup=False,
             highlight=False,
         )
+
+
+def _attempt(view: dict[str, Any], number: int | None) -> dict[str, Any]:
+    """The attempt of a task's view numbered ``number`` (None: the latest); one line if none."""
+    attempts: list[dict[str, Any]] = view["attempt_list"]
+    if number is None:
+        return attempts[-1]
+    for a in attempts:
+        if a["number"] == number:
+            return a
+    numbers = ", ".join(str(a["number"]) for a in attempts)
+    raise BadInput(f"--attempt {number}: task '{view['name']}' has attempts {numbers}")
 
 
 def _follow(client: BossClient, run_ref: str | None, task: str, tail: int | None = None) -> None:
@@ -210,16 +300,24 @@ def _follow(client: BossClient, run_ref: str | None, task: str, tail: int | None
         )
 
 
-@app.command()
+@app.command(epilog=_examples("shoal results sweep --table", "shoal results sweep --outputs out/"))
 def results(
-    run_ref: RunArg = None,
+    run_ref: RunRef = None,
     folder: Annotated[
         Path | None,
-        typer.Argument(metavar="[DIR]", help="With --outputs: where the outputs go."),
+        typer.Argument(metavar="DIR", help="With --outputs: where the outputs go."),
     ] = None,
     outputs: Annotated[
         bool,
         typer.Option("--outputs", help="Copy the run's outputs into DIR, a folder per task."),
+    ] = False,
+    as_table: Annotated[
+        bool,
+        typer.Option(
+            "--table",
+            help="A row per task with a column per matrix key (with --json: each task's "
+            "result, matrix values, after, start and end).",
+        ),
     ] = False,
     boss: BossOpt = None,
     token: TokenOpt = None,
@@ -241,6 +339,10 @@ def results(
         copy_outputs(client, run_ref, folder, state)
         return
     data = client.results(run_ref)
+    if as_table:
+        rows = _result_rows(client, run_ref, data)
+        _emit_json(rows) if as_json else console.print(_sweep_table(rows))
+        return
     if as_json:
         _emit_json(data)
         return
@@ -252,7 +354,61 @@ def results(
     console.print(table)
 
 
-@app.command()
+def _result_rows(
+    client: Client, run_ref: str | None, results: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Each task with a result: its name, result, matrix values, after, start and end."""
+    return [
+        {
+            "task": t["name"],
+            "result": results[t["name"]],
+            "matrix": t["matrix"],
+            "after": t["after"],
+            "started": t["started"],
+            "ended": t["ended"],
+        }
+        for t in client.tasks(run_ref)
+        if t["name"] in results
+    ]
+
+
+def _sweep_table(rows: list[dict[str, Any]]) -> Table:
+    """A sweep's results: a column per matrix key, then the result.
+
+    Results that are JSON objects of a few keys get a column per key
+    (``loss``, ``accuracy``), so a sweep reads as one table; any other
+    result goes in a ``result`` column.
+    """
+    keys = list(dict.fromkeys(k for r in rows for k in r["matrix"]))
+    objects = [r["result"] for r in rows if isinstance(r["result"], dict)]
+    fields = list(dict.fromkeys(k for o in objects for k in o))
+    if len(fields) > 8:
+        fields = []  # too wide to spread: each object whole
+    spread = [r for r in rows if isinstance(r["result"], dict) and fields]
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("task", overflow="fold")
+    for key in keys:
+        table.add_column(render.literal(key), no_wrap=True)
+    for name in fields:
+        table.add_column(render.literal(name), overflow="fold")
+    whole = len(spread) < len(rows)
+    if whole:
+        table.add_column("result", overflow="fold")
+    for r in rows:
+        cells = [render.literal(r["task"])]
+        cells += [render.literal(r["matrix"].get(k, "")) for k in keys]
+        value = r["result"]
+        if isinstance(value, dict) and fields:
+            cells += [render.short(value.get(f), 40) for f in fields]
+        else:
+            cells += [render.literal("")] * len(fields)
+        if whole:
+            cells.append(render.short(None if r in spread else value, 200))
+        table.add_row(*cells)
+    return table
+
+
+@app.command(epilog=_examples("shoal workers", "shoal workers --json"))
 def workers(
     boss: BossOpt = None,
     token: TokenOpt = None,
@@ -265,7 +421,7 @@ def workers(
     _emit_json(rows) if as_json else console.print(render.worker_table(rows))
 
 
-@app.command()
+@app.command(epilog=_examples("shoal bosses"))
 def bosses(
     boss: BossOpt = None,
     token: TokenOpt = None,
@@ -278,15 +434,19 @@ def bosses(
     _emit_json(rows) if as_json else console.print(render.boss_table(rows))
 
 
-@app.command()
+@app.command(epilog=_examples("shoal events", "shoal events sweep --json"))
 def events(
-    run_ref: RunArg = None,
+    run_ref: RunRef = None,
     boss: BossOpt = None,
     token: TokenOpt = None,
     state: StateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List state changes, oldest first."""
+    """List a run's events (tasks started, failed, retried; workers lost), oldest first.
+
+    Each names its task, the attempt's number and the worker; --json gives
+    them as task_name, attempt_number and worker_name beside the ids.
+    """
     client = _client(boss, token, state)
     run_id = client.run(run_ref)["run"]
     rows = client.events(run_id)
@@ -294,15 +454,23 @@ def events(
         _emit_json(rows)
         return
     table = Table(box=None, header_style="bold")
-    for col in ("time", "event", "task", "attempt", "worker", "detail"):
-        table.add_column(col)
+    for col in ("time", "event", "task", "attempt", "worker"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("detail", overflow="fold")
     for e in rows:
         table.add_row(
             time.strftime("%H:%M:%S", time.localtime(e["time"])),
             e["kind"],
-            str(e["task_id"] or ""),
-            str(e["attempt_id"] or ""),
-            str(e["worker_id"] or ""),
+            render.literal(_named(e.get("task_name"), e["task_id"])),
+            render.literal(_named(e.get("attempt_number"), e["attempt_id"], "id ")),
+            render.literal(_named(e.get("worker_name"), e["worker_id"])),
             render.literal(e["detail"]),
         )
     console.print(table)
+
+
+def _named(name: Any, row_id: int | None, prefix: str = "#") -> str:
+    """A name (or number) for people, the row's id where there is none, or nothing."""
+    if name is not None:
+        return str(name)
+    return f"{prefix}{row_id}" if row_id is not None else ""

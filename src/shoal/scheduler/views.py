@@ -110,11 +110,17 @@ class Views:
             counts = tx.state_counts(run_id)
             cached = tx.cached_count(run_id) if counts.get("succeeded") else 0
             stuck: list[Unplaceable] = []
-            if run.state == "running" and counts.get("ready"):
+            slots = None
+            if run.state == "running":
                 workers = [worker_shape(w) for w in tx.active_workers()]
-                stuck = unplaceable(tx, run_id, workers, names=5)
+                slots = sum(w.slots for w in workers)
+                if counts.get("ready"):
+                    stuck = unplaceable(tx, run_id, workers, names=5)
         view = _run_dict(run, counts)
         view["cached"] = cached
+        # The connected workers' slots: at most this many tasks run at once
+        # (more are "running" to the boss while queued ahead on a worker).
+        view["slots"] = slots
         view["final"] = run.final
         view["result"] = None
         view["partial"] = {}
