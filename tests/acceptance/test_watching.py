@@ -142,6 +142,7 @@ tasks:
         _stop(watch, fd)
     text = _plain(seen)
     assert "cannot reach the boss" not in text
+    assert "the boss is gone: as recorded in" in text  # read from the state folder
     last = text[text.rindex("run 1 naps") :]
     assert re.search(r"run 1 naps +succeeded +5/5 done", last), last
     assert "5 succeeded" in last
