@@ -257,8 +257,7 @@ def _attempt(view: dict[str, Any], number: int | None) -> dict[str, Any]:
     for a in attempts:
         if a["number"] == number:
             return a
-    numbers = ", ".join(str(a["number"]) for a in attempts)
-    raise BadInput(f"--attempt {number}: task '{view['name']}' has attempts {numbers}")
+    raise NotFound(f"task '{view['name']}' has no attempt {number}")
 
 
 def _follow(client: BossClient, run_ref: str | None, task: str, tail: int | None = None) -> None:
