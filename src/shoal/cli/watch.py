@@ -112,6 +112,8 @@ def _watch(client: Client, run_id: int, state: Path | None) -> None:
                 live.update(frame)
                 break
             time.sleep(0.5)
+    if not console.is_terminal:
+        console.line()  # Live leaves a piped frame's last line open
 
 
 def _watch_frame(
