@@ -316,3 +316,36 @@ def test_the_page_says_offline_while_its_boss_is_gone_and_catches_up_when_back(
     page.wait_for_selector("td a:has-text('after-the-restart')", timeout=30000)
     assert page.evaluate("window.sameDocument") is True  # caught up without a reload
     page.screenshot(path=str(tmp_path / "back.png"))
+
+
+def test_a_sweep_reads_as_a_table_with_a_column_per_matrix_key(
+    tmp_path: Path, procs: Procs, browser: Any
+) -> None:
+    info = start_boss(procs, tmp_path)
+    start_worker(procs, tmp_path, info, "w0", slots=2)
+    write(
+        tmp_path / "sweep.yaml",
+        """
+name: sweep
+tasks:
+  - name: sim-{lr}-{depth}
+    matrix: {lr: [0.1, 0.01], depth: [2, 3]}
+    run: echo {lr} {depth}
+  - name: combine
+    after: ["sim-*"]
+    run: echo combined
+""",
+    )
+    shoal("submit", "sweep.yaml", cwd=tmp_path)
+    page = logged_in(browser, info)
+    page.goto(info["url"] + "/#/run/1")
+    page.wait_for_selector("h1 .badge.succeeded", timeout=60000)
+    headers = page.locator("#tasks thead th").all_inner_texts()
+    assert [h.lower() for h in headers[:4]] == ["task", "lr", "depth", "state"]
+    cells = page.locator("#tasks tbody tr:has(a:text-is('sim-0.01-3')) td").all_inner_texts()
+    assert cells[:3] == ["sim-0.01-3", "0.01", "3"]
+    combine = page.locator("#tasks tbody tr:has(a:text-is('combine')) td").all_inner_texts()
+    assert combine[1:3] == ["", ""]  # no matrix: empty cells, not 'undefined'
+    page.screenshot(path=str(tmp_path / "sweep-wide.png"), full_page=True)
+    page.set_viewport_size(NARROW)
+    page.screenshot(path=str(tmp_path / "sweep-narrow.png"), full_page=True)

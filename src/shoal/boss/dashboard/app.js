@@ -49,8 +49,9 @@ async function taskLog(path, attempt, want) {
   while (got < want) {
     const { done, value } = await reader.read();
     if (done) break;
-    got += value.length;
-    text += decoder.decode(value, { stream: true });
+    const part = value.subarray(0, want - got);  // a page ends where it ends, whatever came
+    got += part.length;
+    text += decoder.decode(part, { stream: true });
   }
   if (got >= want) reader.cancel();  // the rest waits for "more"
   else text += decoder.decode();
@@ -231,7 +232,8 @@ function eventText(e, attempts, workers) {
     attempt_interrupted: `${nth} was interrupted${on}${why}; the task runs again`,
     attempt_lost: `${nth} was lost${on}${why}; the task runs again`,
     attempt_superseded: `${nth} lost the race to another attempt and was stopped${on}`,
-    report_dropped: `a late report of ${nth} was ignored${on}${why}`,
+    report_dropped: e.detail === "cancelled after the attempt was cancelled"
+      ? `${nth} was stopped${on}` : `a late report of ${nth} was ignored${on}${why}`,
     task_cancelled: "the task was cancelled by hand",
     task_restarted: `the task was retried by hand${e.detail ? ` (${esc(e.detail)} in all)` : ""}`,
     upstream_failed: `it will not run: a task it runs after failed${why}`,

@@ -104,6 +104,9 @@ SELECT id, name, slots, labels AS labels_json FROM workers WHERE state = 'active
     "list_run_events": f"""
 SELECT {EVENT_ROW} FROM events WHERE run_id = :run_id ORDER BY id DESC LIMIT :limit""",
     "task_events": f"SELECT {EVENT_ROW} FROM events WHERE task_id = :task_id ORDER BY id",
+    "task_counts": "SELECT state, count(*) FROM tasks GROUP BY state",
+    "worker_counts": "SELECT state, count(*) FROM workers GROUP BY state",
+    "attempt_counts": "SELECT state, cause, count(*) FROM attempts GROUP BY state, cause",
     # A task's neighbours in its run's graph (the dashboard's task page links them).
     "task_deps": """
 SELECT d.name, d.state, coalesce(d.source_run, d.run_id) AS run_id, d.outputs AS outputs_json
@@ -111,7 +114,4 @@ FROM deps JOIN tasks d ON d.id = deps.dep_id WHERE deps.task_id = :id ORDER BY d
     "task_dependents": """
 SELECT t.name, t.state FROM deps JOIN tasks t ON t.id = deps.task_id
 WHERE deps.dep_id = :id ORDER BY t.id LIMIT :limit""",
-    "task_counts": "SELECT state, count(*) FROM tasks GROUP BY state",
-    "worker_counts": "SELECT state, count(*) FROM workers GROUP BY state",
-    "attempt_counts": "SELECT state, cause, count(*) FROM attempts GROUP BY state, cause",
 }
