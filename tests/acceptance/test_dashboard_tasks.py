@@ -214,6 +214,7 @@ def test_the_workers_page_shows_load_and_tasks_and_drains_or_stops_one_worker(
         "name: naps\ntasks:\n  - name: nap-{i}\n    matrix: {i: [1, 2, 3, 4]}\n    run: sleep 8\n",
     )
     shoal("submit", "naps.yaml", cwd=tmp_path)
+
     def running() -> int:
         tasks = shoal_json("tasks", "naps", "--json", cwd=tmp_path)
         return sum(1 for t in tasks if t["state"] == "running")
