@@ -39,6 +39,7 @@ async function api(path, options) {
 // LOG_PAGE bytes: the next page on request, however long the log.
 const LOG_PAGE = 256 * 1024;
 const logShown = new Map();  // "path#attempt" -> how many bytes the user asked to see
+const logOpen = new Map();  // "path#attempt" -> whether the user opened (or closed) its log
 
 async function taskLog(path, attempt, want) {
   const response = await answer(`${path}?attempt=${attempt}`);
@@ -267,7 +268,8 @@ async function taskPage(id, name) {
     const more = log.got < log.size
       ? `<p class="muted">${size(log.got)} of ${size(log.size)} shown: <a href="#" class="more-log" data-attempt="${a.number}" data-got="${log.got}">show the next ${size(LOG_PAGE)}</a> · <a href="/v1${logPath}?attempt=${a.number}" download="${esc(task.name)}.${a.number}.log">download it</a></p>`
       : "";
-    return `<details class="attempt-log" data-attempt="${a.number}" ${a.number === last ? "open" : ""}>
+    const open = logOpen.has(`${logPath}#${a.number}`) ? logOpen.get(`${logPath}#${a.number}`) : a.number === last;
+    return `<details class="attempt-log" data-attempt="${a.number}" ${open ? "open" : ""}>
       <summary>Attempt ${a.number} ${badge(a.state)} <span class="muted">${esc(a.worker || "")} · ${size(log.size)}</span></summary>
       <pre class="log" id="${a.number === last ? "log" : `log-${a.number}`}">${esc(log.text) || "(no output)"}</pre>${more}</details>`;
   });
@@ -299,6 +301,11 @@ async function taskPage(id, name) {
     <div class="row" style="align-items:flex-start"><div class="card grow" id="inputs"><h2>Inputs</h2><ul>${inputs.join("") || '<li class="muted">none</li>'}</ul></div>
       <div class="card grow" id="outputs"><h2>Outputs</h2><ul>${outputs.join("") || '<li class="muted">none</li>'}</ul></div></div>
     <h2>History</h2><table id="history"><tbody>${history.join("")}</tbody></table>`;
+  // A log the user opened stays open as the page redraws.
+  document.querySelectorAll("details.attempt-log").forEach((d) => {
+    // The click comes before the toggle: what it will be is the opposite of what it is.
+    d.querySelector("summary").onclick = () => logOpen.set(`${logPath}#${d.dataset.attempt}`, !d.open);
+  });
   document.querySelectorAll(".more-log").forEach((link) => {
     link.onclick = (e) => {
       e.preventDefault();
