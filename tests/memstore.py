@@ -34,6 +34,8 @@ from shoal.store.rows import (
     ExpiredAttempt,
     GroupCount,
     GroupEdge,
+    LinkedTask,
+    NamedState,
     NamedTask,
     NewAttempt,
     NewTask,
@@ -561,6 +563,30 @@ class MemoryTx:
                 self.t.tasks[i]["state"] = "ready"
         return ids
 
+    def cancel_task_attempts(self, task_id: int, now: float) -> None:
+        for a in self._attempts(task_id=task_id, state="running"):
+            a.update(state="cancelled", cause="cancelled", ended=now)
+
+    def reset_task(self, task_id: int) -> list[int]:
+        down: set[int] = set()
+        frontier = [task_id]
+        while frontier:
+            new = [t for t in self._dependents(frontier) if t not in down]
+            down.update(new)
+            frontier = new
+        ids = [task_id, *sorted(t for t in down if self.t.tasks[t]["state"] == "upstream_failed")]
+        for i in ids:
+            undone = [
+                d for t, d in self.t.deps if t == i and self.t.tasks[d]["state"] != "succeeded"
+            ]
+            self.t.tasks[i].update(
+                state="waiting", failures=0, cause=None, exit_code=None, ended=None
+            )
+            self.t.tasks[i]["pending"] = len(undone)
+            if not undone:
+                self.t.tasks[i]["state"] = "ready"
+        return ids
+
     # -- leases and workers ------------------------------------------------------------
 
     def mark_workers_lost(self, last_sync_before: float) -> None:
@@ -796,6 +822,19 @@ class MemoryTx:
 
     def task_events(self, task_id: int) -> list[EventRow]:
         return [e for e in self.t.events if e.task_id == task_id]
+
+    def task_deps(self, task_id: int) -> list[LinkedTask]:
+        found = []
+        for t, d in self.t.deps:
+            if t == task_id:
+                dep = self.t.tasks[d]
+                run = dep.get("source_run") or dep["run_id"]
+                found.append(LinkedTask(dep["name"], dep["state"], run, dep.get("outputs_json")))
+        return found
+
+    def task_dependents(self, task_id: int, limit: int) -> list[NamedState]:
+        found = [self.t.tasks[t] for t in self._dependents([task_id])]
+        return [NamedState(t["name"], t["state"]) for t in found][:limit]
 
     def metrics_counts(self) -> dict[str, Any]:
         tasks: dict[str, int] = {}

@@ -282,10 +282,17 @@ class SyncRequest:
     # The longest a new task may take: a worker whose time runs out (a Slurm
     # job's walltime) takes no task whose timeout would outlast it. None: any.
     max_seconds: Optional[float] = None
+    # How busy the worker's machine is, sent every few seconds (the dashboard
+    # shows it): "cpu" (percent busy over all cores), "load" (1-minute load
+    # average), "cores", "memory_used" and "memory_total" (bytes). Any may be
+    # missing; an older agent sends none.
+    usage: Optional[Dict[str, float]] = None
 
     def to_dict(self) -> Dict[str, Any]:
         data = dict(self.__dict__)
         data["finished"] = [r.to_dict() for r in self.finished]
+        if self.usage is None:
+            del data["usage"]  # what an older boss expects
         return data
 
     @classmethod

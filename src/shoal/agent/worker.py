@@ -31,6 +31,7 @@ from shoal.agent.client import (
 )
 from shoal.agent.logcap import DEFAULT_LOG_CAP
 from shoal.agent.runner import Attempt, Runner
+from shoal.agent.usage import UsageProbe
 
 # Keep assignments queued ahead only while tasks take less than this.
 SHORT_TASK = 0.5
@@ -108,6 +109,7 @@ class Agent:
             self.drain_at = end_at - margin
             self.interrupt_at = end_at - margin / 2
         self.runner = Runner(client, self.workdir, self.name, log_cap=log_cap)
+        self.usage = UsageProbe()  # what the boss's dashboard shows of this machine
         self.worker_id = 0
         self.heartbeat = 5.0
         # Whether a sync went through since it registered: a token refused
@@ -283,6 +285,7 @@ class Agent:
                 max_seconds=(
                     max(0.0, self.drain_at - time.time()) if self.drain_at is not None else None
                 ),
+                usage=self.usage.reading(),
             )
             try:
                 self._in_long_poll = wait > 0
@@ -457,7 +460,9 @@ class Agent:
                     running.cancel(p.CANCELLED)
             self.pending.extend(resp.assignments)
             self._start_what_fits()
-        if resp.stop:
+        if resp.stop and not self.stopping:
+            # The boss asked (a drain from its dashboard): once is a drain, not an interruption.
+            self.stop_reason = self.stop_reason or "the boss asked it to stop"
             self.request_stop()
 
     def _start_what_fits(self) -> None:

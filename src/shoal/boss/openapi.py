@@ -202,6 +202,12 @@ def _components() -> dict[str, Any]:
                     "free_slots": {"type": "integer", "format": "int64"},
                     "wait": {"type": "number", "minimum": 0},
                     "max_seconds": {"type": "number", "nullable": True},
+                    "usage": {
+                        "type": "object",
+                        "nullable": True,
+                        "description": "cpu (percent), load, cores, memory_used, memory_total",
+                        "additionalProperties": {"type": "number"},
+                    },
                 },
             },
             "SyncResponse": {
@@ -327,6 +333,20 @@ def openapi_schema() -> dict[str, Any]:
                 ],
             )
         },
+        f"{v}/workers/{{worker}}/drain": {
+            "post": _operation(
+                "Ask a worker to finish what it runs, take no more, and leave",
+                _answers(obj, 400, 403, 404),
+                parameters=[_path("worker", "a connected worker's id or name")],
+            )
+        },
+        f"{v}/workers/{{worker}}/stop": {
+            "post": _operation(
+                "Ask a worker to stop now: what it runs runs again elsewhere",
+                _answers(obj, 400, 403, 404),
+                parameters=[_path("worker", "a connected worker's id or name")],
+            )
+        },
         f"{v}/sync": {
             "post": _operation(
                 "One worker round trip: report, renew, take work",
@@ -435,6 +455,27 @@ def openapi_schema() -> dict[str, Any]:
         },
         f"{v}/runs/{{run}}/tasks/{{task}}/events": {
             "get": _operation("A task's history", _answers(arr, 404), parameters=[_RUN, _TASK])
+        },
+        f"{v}/runs/{{run}}/tasks/{{task}}/links": {
+            "get": _operation(
+                "The tasks a task runs after (with the outputs it was given) and those after it",
+                _answers(obj, 404),
+                parameters=[_RUN, _TASK],
+            )
+        },
+        f"{v}/runs/{{run}}/tasks/{{task}}/cancel": {
+            "post": _operation(
+                "Cancel one unfinished task (what runs after it does not run)",
+                _answers(obj, 400, 403, 404),
+                parameters=[_RUN, _TASK],
+            )
+        },
+        f"{v}/runs/{{run}}/tasks/{{task}}/retry": {
+            "post": _operation(
+                "Run one failed or cancelled task again, with what its end stopped",
+                _answers(obj, 400, 403, 404),
+                parameters=[_RUN, _TASK],
+            )
         },
         f"{v}/runs/{{run}}/results": {
             "get": _operation(

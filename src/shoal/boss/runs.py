@@ -119,6 +119,25 @@ def run_routes(ctx: Context) -> list[BaseRoute]:
         ctx.changed(work=True)
         return json_response({"retried": n})
 
+    async def cancel_task(request: Request) -> Response:
+        rid, name = run_id(ctx, request), request.path_params["task"]
+        n = await ctx.in_pool(lambda: scheduler.cancel_task(rid, name))
+        log.info("task cancelled", extra={"event": "task_cancelled", "run": rid, "task": name})
+        ctx.changed(work=True)
+        return json_response({"cancelled": n})
+
+    async def retry_task(request: Request) -> Response:
+        rid, name = run_id(ctx, request), request.path_params["task"]
+        n = await ctx.in_pool(lambda: scheduler.retry_task(rid, name))
+        log.info("task retried", extra={"event": "task_restarted", "run": rid, "task": name})
+        ctx.changed(work=True)
+        return json_response({"retried": n})
+
+    async def task_links(request: Request) -> Response:
+        return json_response(
+            scheduler.task_links(run_id(ctx, request), request.path_params["task"])
+        )
+
     async def events(request: Request) -> Response:
         ref = request.query_params.get("run")
         rid = scheduler.resolve_run(ref) if ref else None
@@ -159,6 +178,9 @@ def run_routes(ctx: Context) -> list[BaseRoute]:
         Route(f"{v}/runs/{{run}}/tasks/{{task}}", task, methods=["GET"]),
         Route(f"{v}/runs/{{run}}/tasks/{{task}}/log", task_log, methods=["GET"]),
         Route(f"{v}/runs/{{run}}/tasks/{{task}}/events", task_events, methods=["GET"]),
+        Route(f"{v}/runs/{{run}}/tasks/{{task}}/links", task_links, methods=["GET"]),
+        Route(f"{v}/runs/{{run}}/tasks/{{task}}/cancel", cancel_task, methods=["POST"]),
+        Route(f"{v}/runs/{{run}}/tasks/{{task}}/retry", retry_task, methods=["POST"]),
         Route(f"{v}/runs/{{run}}/results", results, methods=["GET"]),
         Route(f"{v}/runs/{{run}}/cancel", cancel, methods=["POST"]),
         Route(f"{v}/runs/{{run}}/retry", retry, methods=["POST"]),

@@ -12,12 +12,13 @@ import contextlib
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from shoal import protocol as p
 from shoal.boss.health import Health
 from shoal.boss.metrics import Metrics
 from shoal.datastore.base import Datastore
@@ -34,6 +35,7 @@ __all__ = [
     "Context",
     "Limits",
     "WorkSignal",
+    "WorkerOrders",
     "error_response",
     "json_response",
     "one_line",
@@ -100,6 +102,64 @@ class ChangeFeed:
         return self.generation
 
 
+# What the boss may ask of one worker: finish what it runs and take no more
+# (drain), or that and stop what it runs too (stop; the tasks run elsewhere).
+WORKER_ORDERS = ("drain", "stop")
+# The figures of a worker's usage report that the boss keeps (protocol.SyncRequest.usage).
+USAGE_KEYS = ("cpu", "load", "cores", "memory_used", "memory_total")
+
+
+class WorkerOrders:
+    """What this boss asked of its workers, and what each said of its machine's load.
+
+    Kept in memory: a worker syncs through this boss, and an order given
+    here reaches it on its next sync; a boss that restarts forgets them,
+    as the worker that heard one has drained by then.
+    """
+
+    def __init__(self) -> None:
+        self.orders: dict[int, str] = {}
+        self.usage: dict[int, dict[str, float]] = {}
+        self._told: set[int] = set()
+
+    def give(self, worker_id: int, order: str) -> None:
+        if order not in WORKER_ORDERS:
+            raise ValueError(f"no worker order '{order}'")
+        # A stop outranks a drain already given.
+        if self.orders.get(worker_id) != "stop":
+            self.orders[worker_id] = order
+
+    def heard(self, worker_id: int, usage: dict[str, float] | None, now: float) -> str | None:
+        """Note a worker's usage report; the order it has to follow, if any."""
+        if usage:
+            kept = {k: usage[k] for k in USAGE_KEYS if k in usage}
+            kept["at"] = now
+            self.usage[worker_id] = kept
+        return self.orders.get(worker_id)
+
+    def tell(self, worker_id: int, running: list[int], response: p.SyncResponse) -> p.SyncResponse:
+        """Put the worker's order in its sync's answer.
+
+        ``stop`` is said once: an agent takes a second one as "interrupt
+        what runs now". A stop order cancels what it runs instead (stopped
+        by its worker, an attempt is reported and its task runs elsewhere).
+        """
+        order = self.orders.get(worker_id)
+        if order is None:
+            return response
+        if worker_id not in self._told:
+            self._told.add(worker_id)
+            response.stop = True
+        if order == "stop":
+            response.cancel = sorted(set(response.cancel) | set(running))
+        return response
+
+    def gone(self, worker_id: int) -> None:
+        self.orders.pop(worker_id, None)
+        self.usage.pop(worker_id, None)
+        self._told.discard(worker_id)
+
+
 @dataclass
 class Context:
     """What the routes work on: the scheduler, the datastore, and the boss's wake-ups."""
@@ -114,6 +174,7 @@ class Context:
     machines: Machines  # what shoal started, recorded in the boss's database
     tokens: Tokens  # the credentials besides the boss's own
     pool: ThreadPoolExecutor | None = None
+    workforce: WorkerOrders = field(default_factory=WorkerOrders)
 
     async def in_pool(self, call: Callable[[], _T]) -> _T:
         """Run a scheduler call on the sync threads, where there are any."""

@@ -20,6 +20,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,7 +31,7 @@ from shoal import protocol as p
 from shoal.boss.auth import caller, own_worker
 from shoal.boss.web import Context, json_response, path_id, read_json
 from shoal.datastore.layout import log_path, staging_prefix
-from shoal.exceptions import DatastoreError, Fenced
+from shoal.exceptions import BadInput, DatastoreError, Fenced, NotFound
 
 __all__ = ["worker_routes"]
 
@@ -59,6 +61,7 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
         reason = request.query_params.get("reason", "")[:MAX_REASON]
         scheduler.worker_stopped(worker_id, reason)
         tokens.revoke_worker(worker_id)
+        ctx.workforce.gone(worker_id)
         log.info(
             "worker stopped",
             extra={"event": "worker_stopped", "worker_id": worker_id, "reason": reason},
@@ -99,6 +102,9 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
     async def sync(request: Request) -> Response:
         req = p.SyncRequest.from_dict(await read_json(request, ctx.limits.max_body))
         own_worker(request, req.worker_id)
+        order = ctx.workforce.heard(req.worker_id, req.usage, time.time())
+        if order is not None:
+            req.free_slots = 0  # asked to drain or stop: no new work
         store_inline_logs(req)
         # Take the waiter before looking for work, so that work appearing
         # between the look and the wait still wakes this request.
@@ -123,7 +129,11 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
         for run_id in outcome.finished_runs:
             log.info("run ended", extra={"event": "run_ended", "run": run_id})
         response = outcome.response
-        if not response.assignments and not response.cancel and req.free_slots > 0 and req.wait > 0:
+        if order is not None:
+            ctx.workforce.tell(req.worker_id, req.running, response)
+        elif (
+            not response.assignments and not response.cancel and req.free_slots > 0 and req.wait > 0
+        ):
             response = await wait_for_work(request, req, waiter) or response
         return json_response(response.to_dict())
 
@@ -149,6 +159,9 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
                 await asyncio.wait_for(waiter.wait(), min(left, 1.0))
             if await request.is_disconnected() or tokens.ended(credential):
                 return None
+            if req.worker_id in ctx.workforce.orders:
+                # Asked to drain or stop while it waited: it hears so now.
+                return ctx.workforce.tell(req.worker_id, req.running, p.SyncResponse())
             waiter = ctx.signal.waiter()
             if req.max_seconds is not None:
                 # The worker's time ran on while it waited here.
@@ -192,12 +205,31 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
         reason = request.query_params.get("reason", "")[:MAX_REASON] or "its machine is gone"
         await ctx.in_pool(lambda: scheduler.worker_lost(worker_id, reason))
         tokens.revoke_worker(worker_id)
+        ctx.workforce.gone(worker_id)
         ctx.changed(work=True)
         return json_response({"ok": True})
 
     async def workers(request: Request) -> Response:
-        # With the machine each one runs on, where shoal started it.
-        return json_response(machines.name_workers(scheduler.workers_view()))
+        # With the machine each one runs on, where shoal started it, and
+        # what each said of its machine's load and was asked to do.
+        found = machines.name_workers(scheduler.workers_view())
+        for w in found:
+            w["usage"] = ctx.workforce.usage.get(w["id"])
+            w["order"] = ctx.workforce.orders.get(w["id"])
+        return json_response(found)
+
+    def give_order(kind: str) -> Callable[[Request], Awaitable[Response]]:
+        async def give(request: Request) -> Response:
+            worker = _active_worker(scheduler.workers_view(), request.path_params["worker"])
+            ctx.workforce.give(worker["id"], kind)
+            log.info(
+                f"worker asked to {kind}",
+                extra={"event": f"worker_{kind}", "worker": worker["name"]},
+            )
+            ctx.changed(work=True)  # wakes its long-polling sync, which hears it
+            return json_response({"worker": worker["id"], "name": worker["name"], "order": kind})
+
+        return give
 
     async def bosses(request: Request) -> Response:
         return json_response(scheduler.bosses_view())
@@ -208,8 +240,28 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
         Route(f"{v}/workers", workers, methods=["GET"]),
         Route(f"{v}/workers/{{worker}}", goodbye, methods=["DELETE"]),
         Route(f"{v}/workers/{{worker}}/lost", lost, methods=["POST"]),
+        Route(f"{v}/workers/{{worker}}/drain", give_order("drain"), methods=["POST"]),
+        Route(f"{v}/workers/{{worker}}/stop", give_order("stop"), methods=["POST"]),
         Route(f"{v}/sync", sync, methods=["POST"]),
         Route(f"{v}/attempts/{{attempt}}/outputs/{{path:path}}", attempt_output, methods=["PUT"]),
         Route(f"{v}/attempts/{{attempt}}/log", attempt_log, methods=["PUT"]),
         Route(f"{v}/bosses", bosses, methods=["GET"]),
     ]
+
+
+def _active_worker(workers: list[dict[str, Any]], ref: str) -> dict[str, Any]:
+    """The connected worker a path names: by id, or by name (the latest of that name)."""
+    active = [w for w in workers if w["state"] == "active"]
+    if ref.isascii() and ref.isdigit():
+        found = [w for w in workers if w["id"] == int(ref)]
+    else:
+        found = [w for w in workers if w["name"] == ref]
+    if not found:
+        names = ", ".join(w["name"] for w in active[:10]) or "none is connected"
+        raise NotFound(f"no worker '{ref[:80]}' (connected: {names})")
+    worker = max(found, key=lambda w: w["id"])
+    if worker["state"] != "active":
+        raise BadInput(
+            f"worker '{worker['name']}' is {worker['state']}: only a connected one can be told"
+        )
+    return worker

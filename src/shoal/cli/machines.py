@@ -10,7 +10,9 @@ ended; its cost so far is that time at its hourly price, where known.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from shoal.cli import render
 from shoal.cli.common import BossOpt, JsonOpt, StateOpt, TokenOpt, _client, _emit_json, app, console
@@ -29,6 +31,27 @@ def machines(
     client = _client(boss, token, state)
     rows = with_usage(client.machines(), time.time())
     _emit_json(rows) if as_json else console.print(render.machine_table(rows))
+
+
+@app.command()
+def drain(
+    worker: Annotated[
+        str, typer.Argument(metavar="WORKER", help="A connected worker's name or id.")
+    ],
+    now: Annotated[
+        bool, typer.Option("--now", help="Stop what it runs too (it runs again elsewhere).")
+    ] = False,
+    boss: BossOpt = None,
+    token: TokenOpt = None,
+    state: StateOpt = None,
+) -> None:
+    """Ask one worker to finish what it runs, take no more tasks, and leave.
+
+    Example: shoal drain w1   (shoal workers lists the names)
+    """
+    answer = _client(boss, token, state).order_worker(worker, "stop" if now else "drain")
+    what = "stop now" if now else "finish what it runs and leave"
+    console.print(f"worker {answer['name']} asked to {what}", highlight=False, markup=False)
 
 
 def with_usage(rows: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:

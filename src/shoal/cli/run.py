@@ -181,6 +181,12 @@ def _workers_coming(client: BossClient) -> bool:
 @app.command()
 def cancel(
     run_ref: Annotated[str, typer.Argument(help="Run id or name.")],
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task", metavar="NAME", help="Cancel only this task (and what runs after it)."
+        ),
+    ] = None,
     boss: BossOpt = None,
     token: TokenOpt = None,
     state: StateOpt = None,
@@ -188,6 +194,10 @@ def cancel(
     """Cancel a run: its unfinished tasks stop and will not start."""
     client = _client(boss, token, state)
     run_id = client.run(run_ref)["run"]
+    if task is not None:
+        n = client.cancel_task(run_id, task)
+        console.print(f"run {run_id}: task {task} cancelled ({n} task(s) will not run)")
+        return
     n = client.cancel(run_id)
     console.print(f"run {run_id}: {n} task(s) cancelled")
 
@@ -195,6 +205,12 @@ def cancel(
 @app.command()
 def retry(
     run_ref: Annotated[str, typer.Argument(help="Run id or name.")],
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task", metavar="NAME", help="Run only this failed or cancelled task again."
+        ),
+    ] = None,
     boss: BossOpt = None,
     token: TokenOpt = None,
     state: StateOpt = None,
@@ -202,5 +218,5 @@ def retry(
     """Run a run's failed, upstream-failed and cancelled tasks again."""
     client = _client(boss, token, state)
     run_id = client.run(run_ref)["run"]
-    n = client.retry(run_id)
+    n = client.retry_task(run_id, task) if task is not None else client.retry(run_id)
     console.print(f"run {run_id}: {n} task(s) will run again")

@@ -76,3 +76,15 @@ class Client(ABC):
 
     @abstractmethod
     def retry(self, ref: str | int) -> int: ...
+
+    @abstractmethod
+    def cancel_task(self, ref: str | int, name: str) -> int:
+        """Cancel one unfinished task; how many tasks that ended (it and what runs after it)."""
+
+    @abstractmethod
+    def retry_task(self, ref: str | int, name: str) -> int:
+        """Run one failed or cancelled task again; how many tasks will run."""
+
+    @abstractmethod
+    def order_worker(self, worker: str, order: str) -> dict[str, Any]:
+        """Ask a connected worker (id or name) to ``drain`` or ``stop``."""

@@ -226,6 +226,16 @@ class BossClient(Client):
     def retry(self, ref: str | int) -> int:
         return int(self.post(f"/runs/{_ref(ref)}/retry")["retried"])
 
+    def cancel_task(self, ref: str | int, name: str) -> int:
+        return int(self.post(f"/runs/{_ref(ref)}/tasks/{quote(name, safe='')}/cancel")["cancelled"])
+
+    def retry_task(self, ref: str | int, name: str) -> int:
+        return int(self.post(f"/runs/{_ref(ref)}/tasks/{quote(name, safe='')}/retry")["retried"])
+
+    def order_worker(self, worker: str, order: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.post(f"/workers/{quote(worker, safe='')}/{order}")
+        return result
+
     def workers(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.get("/workers")
         return result

@@ -84,6 +84,15 @@ class OfflineClient(Client):
     def cancel(self, ref: str | int) -> int:
         raise BossUnreachable(f"no boss is running for {self.url}: nothing to cancel")
 
+    def cancel_task(self, ref: str | int, name: str) -> int:
+        raise BossUnreachable(f"no boss is running for {self.url}: nothing to cancel")
+
+    def retry_task(self, ref: str | int, name: str) -> int:
+        return self.retry(ref)
+
+    def order_worker(self, worker: str, order: str) -> dict[str, Any]:
+        raise BossUnreachable(f"no boss is running for {self.url}: no worker is connected")
+
     def retry(self, ref: str | int) -> int:
         raise BossUnreachable(
             f"no boss is running for {self.url}: run the task file again with 'shoal run', "

@@ -32,6 +32,7 @@ AGENT_MODULES = (
     "shoal/agent/runner.py",
     "shoal/agent/signs.py",
     "shoal/agent/start.py",
+    "shoal/agent/usage.py",
     "shoal/agent/worker.py",
 )
 

@@ -138,6 +138,16 @@ class Scheduler:
         return runs.retry(self, run_id)
 
     @retried
+    def cancel_task(self, run_id: int, name: str) -> int:
+        """Cancel one unfinished task and what runs after it; how many tasks that ended."""
+        return runs.cancel_task(self, run_id, name)
+
+    @retried
+    def retry_task(self, run_id: int, name: str) -> int:
+        """Run one failed or cancelled task again, with what its end stopped; how many."""
+        return runs.retry_task(self, run_id, name)
+
+    @retried
     def fail_unplaceable(self, run_id: int, workers: Sequence[WorkerShape]) -> list[Unplaceable]:
         """Fail the run's ready tasks that none of ``workers`` can ever take, with why.
 
@@ -315,6 +325,9 @@ class Scheduler:
 
     def throughput(self, run_id: int, buckets: int = 40) -> dict[str, Any]:
         return self.dashboard.throughput(run_id, buckets)
+
+    def task_links(self, run_id: int, name: str) -> dict[str, Any]:
+        return self.dashboard.task_links(run_id, name)
 
     def task_events(self, run_id: int, name: str) -> list[dict[str, Any]]:
         return self.dashboard.task_events(run_id, name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from shoal.exceptions import NotFound
+from shoal.exceptions import BadInput, NotFound
 from shoal.scheduler.placement import WorkerShape
 from shoal.scheduler.views import Unplaceable, unplaceable
 from shoal.store.contract import DecisionTx
@@ -21,11 +21,16 @@ if TYPE_CHECKING:
 __all__ = [
     "abandon_running",
     "cancel",
+    "cancel_task",
     "count_done",
     "fail_task",
     "fail_unplaceable",
     "retry",
+    "retry_task",
 ]
+
+# A task in one of these states may be run again by hand.
+_RETRYABLE = ("failed", "cancelled")
 
 
 def count_done(
@@ -117,6 +122,62 @@ def retry(s: Scheduler, run_id: int) -> int:
             tx.reset_unfinished(run_id)
             tx.set_run_state(run_id, "running", None)
             tx.add_events([Event(now, "run_retried", run_id, detail=f"{len(ids)} tasks")])
+    return len(ids)
+
+
+def cancel_task(s: Scheduler, run_id: int, name: str) -> int:
+    """Cancel one unfinished task (what runs after it does not run); how many tasks that ended.
+
+    Its running attempt ends at once; its worker is told to stop it on its next sync.
+    """
+    now = s.clock()
+    with s.store.transaction() as tx:
+        task = tx.task_by_name(run_id, name)
+        if task is None:
+            raise NotFound(f"no task '{name}' in run {run_id}")
+        if task.state not in ("waiting", "ready", "running"):
+            raise BadInput(f"task '{name}' is {task.state} already: only an unfinished task stops")
+        tx.finish_task(task.id, state="cancelled", now=now, cause="cancelled")
+        tx.cancel_task_attempts(task.id, now)
+        n = 1 + tx.fail_downstream(task.id, f"upstream {name} cancelled", now)
+        events = [Event(now, "task_cancelled", run_id, task.id)]
+        count_done(tx, run_id, n, now, events)
+        tx.add_events(events)
+    return n
+
+
+def retry_task(s: Scheduler, run_id: int, name: str) -> int:
+    """Run one failed or cancelled task again, and what its end stopped; how many tasks.
+
+    Refused while a task it runs after has not succeeded or will not: it
+    would wait for ever (retry that one first).
+    """
+    now = s.clock()
+    with s.store.transaction() as tx:
+        task = tx.task_by_name(run_id, name)
+        if task is None:
+            raise NotFound(f"no task '{name}' in run {run_id}")
+        if task.state not in _RETRYABLE:
+            hint = " (retry the task it runs after)" if task.state == "upstream_failed" else ""
+            raise BadInput(
+                f"task '{name}' is {task.state.replace('_', ' ')}: "
+                f"only a failed or cancelled task runs again{hint}"
+            )
+        stuck = [
+            d
+            for d in tx.task_deps(task.id)
+            if d.state in ("failed", "upstream_failed", "cancelled")
+        ]
+        if stuck:
+            raise BadInput(
+                f"task '{name}' runs after '{stuck[0].name}', which is "
+                f"{stuck[0].state.replace('_', ' ')}: retry that one first"
+            )
+        ids = tx.reset_task(task.id)
+        tx.notify_work(s.origin)
+        tx.reset_unfinished(run_id)
+        tx.set_run_state(run_id, "running", None)
+        tx.add_events([Event(now, "task_restarted", run_id, task.id, detail=f"{len(ids)} tasks")])
     return len(ids)
 
 

@@ -408,6 +408,23 @@ class DashboardViews:
             counts[min(buckets - 1, int((t - start) / width))] += 1
         return {"start": start, "width": width, "rates": [c / width for c in counts]}
 
+    def task_links(self, run_id: int, name: str, limit: int = 1000) -> dict[str, Any]:
+        """The tasks this one runs after (with the outputs it was given) and those after it."""
+        with self.store.read() as tx:
+            task = tx.task_by_name(run_id, name)
+            if task is None:
+                raise NotFound(f"no task '{name}' in run {run_id}")
+            deps = tx.task_deps(task.id)
+            after = tx.task_dependents(task.id, limit)
+        return {
+            "deps": [
+                {"name": d.name, "state": d.state, "run": d.run_id, "outputs": d.outputs}
+                for d in deps
+            ],
+            "dependents": [{"name": d.name, "state": d.state} for d in after],
+            "more_dependents": max(0, task.n_dependents - len(after)),
+        }
+
     def task_events(self, run_id: int, name: str) -> list[dict[str, Any]]:
         with self.store.read() as tx:
             task = tx.task_by_name(run_id, name)

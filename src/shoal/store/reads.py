@@ -14,6 +14,8 @@ from shoal.store.rows import (
     EventRow,
     GroupCount,
     GroupEdge,
+    LinkedTask,
+    NamedState,
     NamedTask,
     ReadyShape,
     RunRow,
@@ -172,6 +174,14 @@ class Reads(Statements):
 
     def task_events(self, task_id: int) -> list[EventRow]:
         return self._rows("task_events", EventRow, {"task_id": task_id})
+
+    def task_deps(self, task_id: int) -> list[LinkedTask]:
+        """The tasks this one runs after, with their outputs (its ``inputs/<dep>/``)."""
+        return self._rows("task_deps", LinkedTask, {"id": task_id})
+
+    def task_dependents(self, task_id: int, limit: int) -> list[NamedState]:
+        """The first ``limit`` tasks that run after this one."""
+        return self._rows("task_dependents", NamedState, {"id": task_id, "limit": limit})
 
     def metrics_counts(self) -> dict[str, Any]:
         """Counts for /metrics: tasks and workers by state, attempts by state and cause."""

@@ -33,6 +33,8 @@ __all__ = [
     "ExpiredAttempt",
     "GroupCount",
     "GroupEdge",
+    "LinkedTask",
+    "NamedState",
     "NamedTask",
     "NewAttempt",
     "NewTask",
@@ -453,6 +455,25 @@ class GroupCount(NamedTuple):
     state: str
     n: int
     first: int  # the group's first task id: groups show in file order
+
+
+class LinkedTask(NamedTuple):
+    """A task's dependency: its name, state, and where its outputs are."""
+
+    name: str
+    state: str
+    run_id: int  # the run whose datastore folder holds its outputs
+    outputs_json: str | None
+
+    @property
+    def outputs(self) -> list[str]:
+        value: list[str] = decode(self.outputs_json, [])
+        return value
+
+
+class NamedState(NamedTuple):
+    name: str
+    state: str
 
 
 class GroupEdge(NamedTuple):

@@ -395,6 +395,17 @@ class Tx(Reads):
     def interrupt_attempts(self, run_id: int, cause: str, now: float) -> None:
         self._run("interrupt_attempts", {"run_id": run_id, "cause": cause, "now": now})
 
+    def cancel_task_attempts(self, task_id: int, now: float) -> None:
+        """End the task's running attempts as cancelled (their workers are told to stop them)."""
+        self._run("cancel_task_attempts", {"id": task_id, "now": now})
+
+    def reset_task(self, task_id: int) -> list[int]:
+        """Put one ended task, and what its end ended downstream, back to waiting (or ready)."""
+        ids = [task_id, *(int(i) for i in self._column("ended_downstream", {"id": task_id}))]
+        self._run("reset_tasks", {"ids": self.array(ids)})
+        self._run("ready_reset", {"ids": self.array(ids)})
+        return ids
+
     def reset_failed_tasks(self, run_id: int) -> list[int]:
         """Put the run's failed, upstream-failed and cancelled tasks back to waiting (or ready)."""
         ids = [int(i) for i in self._column("failed_tasks", {"run_id": run_id})]

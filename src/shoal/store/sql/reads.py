@@ -112,4 +112,11 @@ SELECT {EVENT_ROW} WHERE e.run_id = :run_id ORDER BY e.id DESC LIMIT :limit""",
     "task_counts": "SELECT state, count(*) FROM tasks GROUP BY state",
     "worker_counts": "SELECT state, count(*) FROM workers GROUP BY state",
     "attempt_counts": "SELECT state, cause, count(*) FROM attempts GROUP BY state, cause",
+    # A task's neighbours in its run's graph (the dashboard's task page links them).
+    "task_deps": """
+SELECT d.name, d.state, coalesce(d.source_run, d.run_id) AS run_id, d.outputs AS outputs_json
+FROM deps JOIN tasks d ON d.id = deps.dep_id WHERE deps.task_id = :id ORDER BY d.id""",
+    "task_dependents": """
+SELECT t.name, t.state FROM deps JOIN tasks t ON t.id = deps.task_id
+WHERE deps.dep_id = :id ORDER BY t.id LIMIT :limit""",
 }

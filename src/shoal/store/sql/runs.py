@@ -130,6 +130,15 @@ WHERE run_id = :run_id AND state IN ('waiting', 'ready', 'running')""",
     "cancel_attempts": """
 UPDATE attempts SET state = 'cancelled', cause = 'cancelled', ended = :now
 WHERE run_id = :run_id AND state = 'running'""",
+    "cancel_task_attempts": """
+UPDATE attempts SET state = 'cancelled', cause = 'cancelled', ended = :now
+WHERE task_id = :id AND state = 'running'""",
+    # What a task's failure or cancellation ended downstream of it: what retrying it runs again.
+    "ended_downstream": """
+WITH RECURSIVE down(task_id) AS (
+    SELECT task_id FROM deps WHERE dep_id = :id
+    UNION SELECT deps.task_id FROM deps JOIN down ON deps.dep_id = down.task_id)
+SELECT id FROM tasks WHERE id IN (SELECT task_id FROM down) AND state = 'upstream_failed'""",
     "interrupt_attempts": """
 UPDATE attempts SET state = 'interrupted', cause = :cause, ended = :now
 WHERE run_id = :run_id AND state = 'running'""",
