@@ -139,8 +139,13 @@ def cancel_task(s: Scheduler, run_id: int, name: str) -> int:
             raise BadInput(f"task '{name}' is {task.state} already: only an unfinished task stops")
         tx.finish_task(task.id, state="cancelled", now=now, cause="cancelled")
         tx.cancel_task_attempts(task.id, now)
-        n = 1 + tx.fail_downstream(task.id, f"upstream {name} cancelled", now)
+        cause_down = f"upstream {name} cancelled"
+        marked = tx.fail_downstream(task.id, cause_down, now)
+        n = 1 + len(marked)
         events = [Event(now, "task_cancelled", run_id, task.id)]
+        events += [
+            Event(now, "upstream_failed", run, down, detail=cause_down) for down, run in marked
+        ]
         count_done(tx, run_id, n, now, events)
         tx.add_events(events)
     return n
