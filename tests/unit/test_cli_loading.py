@@ -39,7 +39,7 @@ def test_each_command_is_loaded_from_the_group_that_defines_it() -> None:
         )
         for name in json.loads(out):
             found.setdefault(name, group)  # gc imports data: data's group is data
-    assert COMMANDS == found, "add each command to COMMANDS in shoal/cli/__init__.py"
+    assert found == COMMANDS, "add each command to COMMANDS in shoal/cli/__init__.py"
 
 
 def test_shoal_run_loads_no_other_command_group_and_no_boss_library() -> None:
