@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -209,14 +210,36 @@ class LocalProvider:
         deadline = None if drain else time.monotonic() + STOP_TIMEOUT
         for proc in mine:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                proc.wait(left)
-            except subprocess.TimeoutExpired:
+            if not _ended_within(proc, left):
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 proc.wait()
         others = [m.provider_id for m in machines if self.procs.get(m.name) not in mine]
         _wait_gone(others, deadline)
+
+
+def _ended_within(proc: subprocess.Popen[bytes], timeout: float | None) -> bool:
+    """Whether the process ends within ``timeout`` seconds (None: however long it takes).
+
+    Woken by the kernel as it ends (a pidfd): ``Popen.wait(timeout)`` would
+    look in sleeps of up to 50 ms, and every ``shoal run`` waits so for its
+    workers at the end.
+    """
+    if proc.poll() is not None:
+        return True
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd here (not Linux 5.3+), or reaped meanwhile
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    return proc.poll() is not None
 
 
 def _wait_gone(handles: list[str], deadline: float | None) -> None:
