@@ -7,6 +7,8 @@ In one invocation, on this machine:
   GNU ``parallel -j 2``: tasks per second for each, and the ratios;
 * a chain of M tasks, each after the one before, through ``shoal run``:
   milliseconds per hop;
+* ``shoal run`` of one no-op task, the whole command: its median wall time,
+  next to the Python interpreter's own start-up and GNU parallel's one task;
 * a ``shoal boss`` on loopback over plain HTTP, HTTPS (``--tls``) and mutual
   TLS (``--mtls``): the latency of one sync on a kept-alive connection (p50,
   p99) and on a new one (its handshake included), and the throughput of N
@@ -15,7 +17,10 @@ In one invocation, on this machine:
 Every shoal figure includes everything a user waits for: starting the boss
 and the workers, SQLite commits of every state change, and shutting down.
 
+Each row ends with the issue's target for this machine (issue 18).
+
     python bench/throughput.py [--tasks 2000] [--chain 200] [--repeat 3] [--syncs 2000]
+    python bench/throughput.py --only-local      # the rows above the transports
 """
 
 from __future__ import annotations
@@ -186,6 +191,34 @@ def print_transports(figures: dict[str, dict[str, float]], tasks: int, jobs: int
         )
 
 
+def one_task(args: argparse.Namespace, work: Path) -> dict[str, float]:
+    """Median wall time of `shoal run` of one no-op task, and of its baselines, interleaved."""
+    one = work / "one.json"
+    one.write_text(json.dumps([{"name": "one", "run": "true"}]))
+    times: dict[str, list[float]] = {"shoal": [], "python": []}
+    parallel = shutil.which("parallel")
+    if parallel:
+        times["parallel"] = []
+    for _ in range(args.one_repeat):
+        times["shoal"].append(shoal_run(one, work, args.jobs)[0])
+        times["python"].append(timed([sys.executable, "-c", "pass"], cwd=work))
+        if parallel:
+            times["parallel"].append(
+                timed([parallel, "--will-cite", "-j", str(args.jobs), "true", ":::", "0"], cwd=work)
+            )
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    spread = f"{min(times['shoal']):.3f}-{max(times['shoal']):.3f}"
+    print(f"shoal run of 1 no-op task, whole command, median of {args.one_repeat} (s):")
+    print(f"  shoal     {medians['shoal']:.3f}   (range {spread})   target <= 0.300")
+    print(f"  python -c pass {medians['python']:.3f}   (the interpreter's start alone)")
+    if "parallel" in medians:
+        print(
+            f"  GNU parallel {medians['parallel']:.3f}   "
+            f"shoal / GNU parallel: {medians['shoal'] / medians['parallel']:.2f}x the time"
+        )
+    return medians
+
+
 def compare_tools(args: argparse.Namespace, work: Path, noop: Path) -> dict[str, Any]:
     """shoal run against xargs and GNU parallel, and a chain through shoal run."""
     chain = work / "chain.json"
@@ -234,14 +267,22 @@ def compare_tools(args: argparse.Namespace, work: Path, noop: Path) -> dict[str,
     for name, r in rate.items():
         print(f"  {name:9s} {r:8.0f} tasks/s   ({statistics.median(tools[name]):.2f} s)")
     if "parallel" in rate:
-        print(f"  shoal / GNU parallel: {rate['shoal'] / rate['parallel']:.2f}x")
+        print(
+            f"  shoal / GNU parallel: {rate['shoal'] / rate['parallel']:.2f}x   "
+            f"(each run: {_ratios(tools, 'parallel')})   target >= 3.5x"
+        )
     else:
         print("  GNU parallel: not installed (apt-get install parallel)")
-    print(f"  shoal / xargs:        {rate['shoal'] / rate['xargs']:.2f}x")
+    print(
+        f"  shoal / xargs:        {rate['shoal'] / rate['xargs']:.2f}x   "
+        f"(each run: {_ratios(tools, 'xargs')})   target >= 0.7x"
+    )
     print(f"  shoal from the first task's start to the last one's end: {rate_in_run:.0f} tasks/s")
+    hops = ", ".join(f"{t / args.chain * 1000:.2f}" for t in chain_times)
     print(
         f"chain of {args.chain} tasks through shoal run: {hop_ms:.2f} ms per hop with start-up "
-        f"({statistics.median(chain_times):.2f} s in all), {hop_in_run_ms:.2f} ms per hop once running"
+        f"({statistics.median(chain_times):.2f} s in all; each run: {hops})   target <= 2.5\n"
+        f"  {hop_in_run_ms:.2f} ms per hop once running"
     )
     return {
         "rate": rate,
@@ -249,6 +290,11 @@ def compare_tools(args: argparse.Namespace, work: Path, noop: Path) -> dict[str,
         "chain_ms_per_hop": hop_ms,
         "chain_ms_per_hop_in_run": hop_in_run_ms,
     }
+
+
+def _ratios(tools: dict[str, list[float]], baseline: str) -> str:
+    """shoal's rate over the baseline's, run by run (each pair ran back to back)."""
+    return ", ".join(f"{b / a:.2f}" for a, b in zip(tools["shoal"], tools[baseline], strict=True))
 
 
 def main() -> None:
@@ -269,6 +315,17 @@ def main() -> None:
         "--syncs", type=int, default=2000, help="syncs timed per transport (default 2000)"
     )
     parser.add_argument(
+        "--one-repeat",
+        type=int,
+        default=9,
+        help="runs of the one-task command; the median is shown (default 9)",
+    )
+    parser.add_argument(
+        "--only-local",
+        action="store_true",
+        help="only shoal run against xargs and GNU parallel, the chain and one task",
+    )
+    parser.add_argument(
         "--only-transports",
         action="store_true",
         help="only the plain HTTP / HTTPS / mTLS comparison",
@@ -283,10 +340,13 @@ def main() -> None:
         noop.write_text(json.dumps([{"name": f"t{i}", "run": "true"} for i in range(args.tasks)]))
         if not args.only_transports:
             figures = compare_tools(args, work, noop)
-        figures["transports"] = transports(work, noop, args.jobs, args.syncs)
+            figures["one_task"] = one_task(args, work)
+        if not args.only_local:
+            figures["transports"] = transports(work, noop, args.jobs, args.syncs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print_transports(figures["transports"], args.tasks, args.jobs)
+    if "transports" in figures:
+        print_transports(figures["transports"], args.tasks, args.jobs)
     if args.json:
         print(json.dumps(figures))
 

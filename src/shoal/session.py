@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from shoal import protocol as p
-from shoal.boss.listen import bind
+from shoal.boss.listen import bind, url_of
 from shoal.client import BossClient
 from shoal.exceptions import BadInput, ShoalError
 from shoal.launch import providers
@@ -23,15 +23,18 @@ from shoal.launch.autoscale import SIZE_EVERY, Autoscaler, elastic
 from shoal.launch.book import StoreBook, owner_name
 from shoal.launch.contract import AgentToken, BossAccess, Machine, Pool, Site
 from shoal.launch.fleet import Fleet
+from shoal.launch.local import LocalProvider
 from shoal.launch.pools import run_pools
-from shoal.scheduler import Unplaceable, WorkerShape
 from shoal.spec import RunSpec
 from shoal.spec.bundle import pack_bundle
 from shoal.spec.inventory import Inventory
 from shoal.statedir import StateDir
 
 if TYPE_CHECKING:
+    # The boss, its scheduler and their database library load once the local
+    # agents are started (see LocalSession.__enter__), so both load side by side.
     from shoal.boss.server import Boss
+    from shoal.scheduler import Unplaceable, WorkerShape
 
 __all__ = ["LocalSession", "WorkersLost", "check_fits"]
 
@@ -106,6 +109,8 @@ class LocalSession:
         self._serving = False
         self._starts: list[threading.Thread] = []
         self._launch_errors: list[BaseException] = []
+        # The local pools' providers, their agents spawned before the boss exists.
+        self._early: dict[str, LocalProvider] = {}
 
     def __enter__(self) -> LocalSession:
         other = self.state.live_boss()
@@ -117,19 +122,27 @@ class LocalSession:
         location, options = self.data or self.state.datastore()
         self.state.create()
         token = self.state.token()
-        from shoal.boss.server import Boss
+        sock = bind("127.0.0.1", 0)
+        try:
+            self._spawn_local_agents(url_of(sock))
+            from shoal.boss.server import Boss
+
+            self.boss = Boss(
+                db=self.state.database(self.db),
+                data=location,
+                data_options=options,
+                token=token,
+                lease_seconds=self.lease_seconds,
+                speculate_min=self.speculate_min,
+                sock=sock,
+            )
+        except BaseException:
+            sock.close()
+            self._discard_early()
+            raise
         from shoal.boss.tokens import WORKER
         from shoal.machines import Machines
 
-        self.boss = Boss(
-            db=self.state.database(self.db),
-            data=location,
-            data_options=options,
-            token=token,
-            lease_seconds=self.lease_seconds,
-            speculate_min=self.speculate_min,
-            sock=bind("127.0.0.1", 0),
-        )
         try:
             # No boss is running here, so no run still marked running can go on:
             # a `shoal run` before this one was stopped. End those runs; what
@@ -152,6 +165,7 @@ class LocalSession:
                 owner_name("run", self.state.root),
                 self.site,
                 BossAccess(url=self.boss.url, token=self.agent_token),
+                given=self._early,
             )
             if any(elastic(pool) for pool in self.pools):
                 scheduler = self.boss.scheduler
@@ -176,6 +190,23 @@ class LocalSession:
             self.close(interrupt=True)
             raise
         return self
+
+    def _spawn_local_agents(self, url: str) -> None:
+        """Start the local pools' agents now: Python starts in them while the boss loads.
+
+        They wait for their token (see :meth:`LocalProvider.spawn`); the fleet
+        records and adopts them as it launches their pools.
+        """
+        for pool in self.pools:
+            if pool.provider == "local" and not elastic(pool) and pool.size > 0:
+                provider = LocalProvider(self.site)
+                self._early[pool.name] = provider
+                provider.spawn(pool, url)
+
+    def _discard_early(self) -> None:
+        """Stop the agents spawned ahead that no launch adopted (the session failed)."""
+        for provider in self._early.values():
+            provider.discard_spawned()
 
     def _launch(self, pool: Pool) -> None:
         assert self.fleet is not None
@@ -232,6 +263,7 @@ class LocalSession:
                         self.sizer.join(timeout=30.0)
                         fleet.stop(drain=False)
             finally:
+                self._discard_early()
                 self._close_boss()
 
     def _close_boss(self) -> None:
@@ -338,6 +370,8 @@ class LocalSession:
 
     def worker_shapes(self) -> list[WorkerShape]:
         """The workers of this session that have not exited, and those its pools may start."""
+        from shoal.scheduler import WorkerShape
+
         shapes = [WorkerShape(m.name, m.slots, dict(m.labels)) for m in self.machines()]
         if self.sizer is not None and self.fleet is not None:
             for pool in self.sizer.pools:

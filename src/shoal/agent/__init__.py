@@ -5,7 +5,20 @@ nothing here may import outside the standard library, ``shoal.protocol`` and
 ``shoal`` itself.
 """
 
-from shoal.agent.start import main
-from shoal.agent.worker import Agent
+from typing import Any
 
 __all__ = ["Agent", "main"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported when asked for: the boss's command line uses only the agent's
+    # HTTP client (shoal.agent.client), not the worker and its runner.
+    if name == "main":
+        from shoal.agent.start import main
+
+        return main
+    if name == "Agent":
+        from shoal.agent.worker import Agent
+
+        return Agent
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,32 +10,69 @@ the app of :mod:`~shoal.cli.common`, where the options they share are.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import typer
 
 from shoal import __version__
-from shoal.cli.common import app, console
+from shoal.cli import common as _common
 from shoal.exceptions import ShoalError
 
-# The groups of commands: importing a module puts its commands on the app, and
-# 'shoal --help' lists them in this order. A new group is a module of this package,
-# imported here.
-from shoal.cli import run, serve, watch, hosts, machines, certs, tokens  # noqa: F401  # isort: skip
-from shoal.cli import data, gc  # noqa: F401  # isort: skip
+# The groups of commands, one module each: importing a module puts its commands
+# on the app, and 'shoal --help' lists them in this order. A new group is a
+# module of this package, named here.
+GROUPS = ("run", "serve", "watch", "hosts", "machines", "certs", "tokens", "data", "gc")
+
+# The group that holds each command: `shoal run` imports shoal.cli.run alone, not
+# the boss, the dashboard and ssh with it. A command missing here still works
+# (every group is imported for it); tests/unit/test_cli_loading.py says which.
+COMMANDS = {
+    **dict.fromkeys(
+        ("run", "flow", "submit", "cancel", "retry"),
+        "run",
+    ),
+    **dict.fromkeys(("boss", "worker"), "serve"),
+    **dict.fromkeys(
+        ("status", "tasks", "logs", "results", "workers", "bosses", "events"),
+        "watch",
+    ),
+    **dict.fromkeys(("hosts", "inject", "up", "down", "pull", "ssh"), "hosts"),
+    "machines": "machines",
+    "certs": "certs",
+    "tokens": "tokens",
+    "data": "data",
+    "gc": "gc",
+}
 
 __all__ = ["app", "main"]
 
 
 def _version(value: bool) -> None:
     if value:
-        console.print(f"shoal {__version__}")
+        _common.console.print(f"shoal {__version__}")
         raise typer.Exit()
 
 
-@app.callback()
+def load_commands(args: Sequence[str] | None = None) -> typer.Typer:
+    """The app, with the group of the command ``args`` start with (every group if unknown)."""
+    group = COMMANDS.get(args[0]) if args else None
+    for name in (group,) if group else GROUPS:
+        importlib.import_module(f"shoal.cli.{name}")
+    return _common.app
+
+
+def __getattr__(name: str) -> Any:
+    # `from shoal.cli import app`: the app with every command on it.
+    if name == "app":
+        return load_commands()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@_common.app.callback()
 def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
@@ -48,6 +85,7 @@ def main() -> None:
     """Entry point of the ``shoal`` command."""
     code = 0
     try:
+        app = load_commands(sys.argv[1:2])
         result = app(standalone_mode=False)
         code = result if isinstance(result, int) else 0
     except ShoalError as e:

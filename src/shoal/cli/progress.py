@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -28,10 +28,12 @@ from shoal.cli import render
 from shoal.client import BossClient
 from shoal.exceptions import BadInput
 from shoal.launch.contract import Pool
-from shoal.scheduler import Unplaceable
 from shoal.session import LocalSession, check_fits
 from shoal.spec.inventory import Inventory
 from shoal.statedir import StateDir
+
+if TYPE_CHECKING:  # the scheduler (and SQLAlchemy) load with the boss
+    from shoal.scheduler import Unplaceable
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 

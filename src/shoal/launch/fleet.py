@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from shoal import protocol as p
@@ -42,7 +42,15 @@ def why_stopped(m: Machine, told: Machine | None) -> str:
 class Fleet:
     """Machines from any providers, recorded under one owner in one book."""
 
-    def __init__(self, book: MachineBook, owner: str, site: Site, boss: BossAccess) -> None:
+    def __init__(
+        self,
+        book: MachineBook,
+        owner: str,
+        site: Site,
+        boss: BossAccess,
+        *,
+        given: Mapping[str, Provider] | None = None,
+    ) -> None:
         self.book = book
         self.owner = owner
         self.site = site
@@ -50,6 +58,8 @@ class Fleet:
         self.pools: dict[str, Pool] = {}
         self.machines: dict[str, Machine] = {}
         self._providers: dict[str, Provider] = {}
+        # Provider instances made before the fleet, by pool name (agents spawned ahead).
+        self._given = dict(given or {})
         self._lock = threading.Lock()
         self._seen: dict[str, Machine] = {}
         self._seen_at = 0.0
@@ -60,7 +70,8 @@ class Fleet:
         """The provider instance that holds this pool's machines."""
         with self._lock:
             if pool.name not in self._providers:
-                self._providers[pool.name] = providers.get(pool.provider, self.site)
+                given = self._given.pop(pool.name, None)
+                self._providers[pool.name] = given or providers.get(pool.provider, self.site)
                 self.pools[pool.name] = pool
                 if pool.provider != "local":
                     # So that `shoal down` (its provider's sweep) and `--pool NAME`

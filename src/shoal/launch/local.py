@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -48,6 +49,9 @@ class LocalProvider:
         self.site = site
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._offsets: dict[str, int] = {}
+        # Agents started ahead of their boss (see spawn), by machine name, with
+        # the URL they were given; each waits on its stdin for its token.
+        self._early: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
 
     def plan(self, pool: Pool, count: int) -> list[Machine]:
         return [
@@ -78,6 +82,58 @@ class LocalProvider:
         only: Collection[str] | None = None,
     ) -> list[Machine]:
         """Start the agents; they are ``starting`` until they register (not waited for)."""
+        out = []
+        for m in self.plan(pool, count):
+            if only is not None and m.name not in only:
+                continue
+            proc = self.procs.get(m.name)
+            if proc is None or proc.poll() is not None:
+                proc = self._adopt(m, boss.url) or self._spawn(m, pool, boss.url)
+                try:
+                    self._hand_token(proc, boss)
+                except BaseException:
+                    proc.kill()  # no token for it (the database failed, say)
+                    proc.wait()
+                    raise
+                self.procs[m.name] = proc
+            out.append(m.replace(state="starting", provider_id=procs.handle(proc.pid)))
+        return out
+
+    def spawn(self, pool: Pool, url: str) -> None:
+        """Start the pool's agents before their boss exists; :meth:`up` adopts them.
+
+        Python and the agent's modules load while the boss loads its own: each
+        agent then waits on its stdin for the token, which ``up`` writes once
+        the boss has issued it, and its requests wait in the listening
+        socket's backlog (``url``) until the boss serves.
+        """
+        for m in self.plan(pool, pool.size):
+            self._early[m.name] = (url, self._spawn(m, pool, url))
+
+    def discard_spawned(self) -> None:
+        """Stop the agents :meth:`spawn` started that no :meth:`up` adopted."""
+        early, self._early = self._early, {}
+        for _, proc in early.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()
+            if proc.stdin is not None:
+                proc.stdin.close()
+
+    def _adopt(self, m: Machine, url: str) -> subprocess.Popen[bytes] | None:
+        """The agent spawned ahead for this machine, if it waits for this boss."""
+        spawned = self._early.pop(m.name, None)
+        if spawned is None:
+            return None
+        their_url, proc = spawned
+        if their_url == url and proc.poll() is None:
+            return proc
+        self._early[m.name] = spawned
+        self.discard_spawned()  # not what this boss needs: none of them is
+        return None
+
+    def _spawn(self, m: Machine, pool: Pool, url: str) -> subprocess.Popen[bytes]:
+        """An agent for this machine, reading its token from stdin (see _hand_token)."""
         self.site.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
         # No boss credential in the environment the agent starts with: its tasks
         # could read it in /proc/PID/environ. The token goes on its stdin.
@@ -87,24 +143,6 @@ class LocalProvider:
         options = label_args(pool.labels)
         if self.site.log_cap is not None:
             options.append(f"--log-cap={self.site.log_cap}")
-        out = []
-        for m in self.plan(pool, count):
-            if only is not None and m.name not in only:
-                continue
-            proc = self.procs.get(m.name)
-            if proc is None or proc.poll() is not None:
-                proc = self._start(m, pool, boss, env, options)
-            out.append(m.replace(state="starting", provider_id=procs.handle(proc.pid)))
-        return out
-
-    def _start(
-        self,
-        m: Machine,
-        pool: Pool,
-        boss: BossAccess,
-        env: dict[str, str],
-        options: list[str],
-    ) -> subprocess.Popen[bytes]:
         log = open_private(self.log(pool.name, m.name))
         self._offsets[m.name] = log.tell()
         try:
@@ -112,7 +150,7 @@ class LocalProvider:
                 [
                     sys.executable,
                     *("-m", "shoal.agent"),
-                    f"--boss={boss.url}",
+                    f"--boss={url}",
                     f"--slots={m.slots}",
                     f"--name={m.name}",
                     f"--workdir={self.site.work}",
@@ -128,14 +166,15 @@ class LocalProvider:
             )
         finally:
             log.close()
+        return proc
+
+    def _hand_token(self, proc: subprocess.Popen[bytes], boss: BossAccess) -> None:
         assert proc.stdin is not None
         try:
             proc.stdin.write(boss.token().encode() + b"\n")
             proc.stdin.close()
         except BrokenPipeError:
             pass  # it ended already: status() says how
-        self.procs[m.name] = proc
-        return proc
 
     def status(self, machines: Sequence[Machine]) -> list[Machine]:
         """As given while their agent's process runs; ``stopped`` once it has ended."""
@@ -171,14 +210,36 @@ class LocalProvider:
         deadline = None if drain else time.monotonic() + STOP_TIMEOUT
         for proc in mine:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                proc.wait(left)
-            except subprocess.TimeoutExpired:
+            if not _ended_within(proc, left):
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 proc.wait()
         others = [m.provider_id for m in machines if self.procs.get(m.name) not in mine]
         _wait_gone(others, deadline)
+
+
+def _ended_within(proc: subprocess.Popen[bytes], timeout: float | None) -> bool:
+    """Whether the process ends within ``timeout`` seconds (None: however long it takes).
+
+    Woken by the kernel as it ends (a pidfd): ``Popen.wait(timeout)`` would
+    look in sleeps of up to 50 ms, and every ``shoal run`` waits so for its
+    workers at the end.
+    """
+    if proc.poll() is not None:
+        return True
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd here (not Linux 5.3+), or reaped meanwhile
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    return proc.poll() is not None
 
 
 def _wait_gone(handles: list[str], deadline: float | None) -> None:

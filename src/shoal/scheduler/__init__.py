@@ -20,9 +20,30 @@ It asks its store only what :class:`~shoal.store.contract.StoreLike` offers,
 so its decisions run on the SQL store and on the tests' in-memory one alike.
 """
 
-from shoal.scheduler.core import Scheduler
-from shoal.scheduler.placement import WorkerShape
-from shoal.scheduler.sync import SyncOutcome, describe_exit
-from shoal.scheduler.views import Unplaceable
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shoal.scheduler.core import Scheduler
+    from shoal.scheduler.placement import WorkerShape
+    from shoal.scheduler.sync import SyncOutcome, describe_exit
+    from shoal.scheduler.views import Unplaceable
 
 __all__ = ["Scheduler", "SyncOutcome", "Unplaceable", "WorkerShape", "describe_exit"]
+
+# Each name loads its module when first asked for: the launchers use
+# placement alone, and the store below the rest loads SQLAlchemy.
+_HOMES = {
+    "Scheduler": "core",
+    "SyncOutcome": "sync",
+    "Unplaceable": "views",
+    "WorkerShape": "placement",
+    "describe_exit": "sync",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{home}"), name)

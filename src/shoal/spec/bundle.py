@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tarfile
 import tempfile
 from pathlib import Path
 
@@ -31,6 +30,8 @@ def pack_bundle(path: Path) -> tuple[str, Path]:
     """
     if not is_archive(path):
         return pack_folder(path)
+    import tarfile  # here: loading every task file does not need it
+
     try:
         return _pack_archive(path)
     except (OSError, tarfile.TarError, ValueError) as e:
@@ -54,6 +55,8 @@ def _pack_archive(path: Path) -> tuple[str, Path]:
                     if mode and not info.is_dir():
                         os.chmod(target, mode & 0o777)
         else:
+            import tarfile
+
             # The agent's own rules: what it would refuse to unpack is refused here first.
             from shoal.agent.bundles import extract_tar
 
@@ -86,6 +89,8 @@ def digest_folder(folder: Path) -> str:
 
 def pack_folder(folder: Path) -> tuple[str, Path]:
     """The folder's digest and a temporary tar.gz of it (the caller deletes it)."""
+    import tarfile
+
     digest = digest_folder(folder)
     fd, name = tempfile.mkstemp(suffix=".tar.gz", prefix="shoal-bundle-")
     os.close(fd)

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, or_, select, update
-from sqlalchemy.orm import aliased
 
 from shoal.datastore.layout import bundle_path, output_prefix
 from shoal.store import schema as s
@@ -46,7 +45,7 @@ def insert_token(tx: Tx, values: dict[str, Any]) -> int:
 def token_by_hash(tx: Tx, digest: str) -> Any:
     """A token's row by its hash, with its worker's state and whether its parent was revoked."""
     t = s.tokens.alias("t")
-    parent = aliased(s.tokens, name="parent")
+    parent = s.tokens.alias("parent")
     w = s.workers
     q = (
         select(
