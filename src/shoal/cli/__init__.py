@@ -41,7 +41,7 @@ COMMANDS = {
         "watch",
     ),
     **dict.fromkeys(("hosts", "inject", "up", "down", "pull", "ssh"), "hosts"),
-    "machines": "machines",
+    **dict.fromkeys(("machines", "drain"), "machines"),
     "certs": "certs",
     "tokens": "tokens",
     "data": "data",
