@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-from tests.sshhosts import SshLab, ssh_lab  # noqa: E402
+from bench.sshlab import bench_lab  # noqa: E402
+from tests.sshhosts import SshLab  # noqa: E402
 
 HOSTS = 3
 SLOTS = 2
@@ -154,7 +155,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="shoal-bench-ssh-"))
     try:
-        with ssh_lab(work / "lab", HOSTS) as lab:
+        with bench_lab(work / "lab", HOSTS) as lab:
             say("bring-up: shoal up, cold then warm")
             cold, warm = bring_up(work, lab)
             tasks = work / "noop.json"
