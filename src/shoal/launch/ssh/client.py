@@ -78,10 +78,15 @@ def connect_ahead(hosts: Sequence[Host]) -> None:
     ``shoal run --hosts`` calls this as soon as it has read the inventory:
     the handshakes (the slowest part of a host's start) then overlap with
     the boss's start, and :meth:`SshHost.ensure_agent` finds the connection
-    open and its answer there. A host asked twice is asked once. Whatever
+    open and its answer there (and the agent's zipapp built). A host asked twice is asked once. Whatever
     no start took by the time the process exits is waited for and its
     master connection closed, so nothing is left on the hosts.
     """
+    if hosts:
+        from shoal.launch.zipapp import zipapp_bytes
+
+        # The agent each host's start needs: built meanwhile, once.
+        threading.Thread(target=zipapp_bytes, name="agent-zipapp", daemon=True).start()
     for host in hosts:
         ssh = SshHost(host)
         with _ahead_lock:
