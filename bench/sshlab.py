@@ -15,7 +15,20 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.sshhosts import SshHost, SshLab, _wait_listening, keygen, make_host, stop_host
+from tests.sshhosts import SshHost, SshLab, _wait_listening, ip, keygen, make_host, stop_host
+
+
+def _free_base(first: int, count: int) -> int:
+    """The first of ``count`` free /24s of 10.218.0.0/16 from ``first`` on.
+
+    Another bench's lab may be up: its addresses are on this machine's links.
+    """
+    taken = ip("-o", "addr", "show")
+    for k in range(60):
+        base = (first + 4 * k) % 240
+        if all(f"inet 10.218.{base + i}.1 " not in taken for i in range(count)):
+            return base
+    raise RuntimeError("no free addresses in 10.218.0.0/16 for the bench's hosts")
 
 
 @contextlib.contextmanager
@@ -25,7 +38,7 @@ def bench_lab(root: Path, count: int) -> Iterator[SshLab]:
     key = root / "id_bench"
     keygen(key)
     pid = os.getpid()
-    base = pid % 60 * 4
+    base = _free_base(pid % 60 * 4, count)
     hosts: list[SshHost] = []
     try:
         for i in range(count):
