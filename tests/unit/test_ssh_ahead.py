@@ -68,3 +68,37 @@ def test_a_connection_made_ahead_and_never_used_is_closed_when_shoal_exits(
     assert len(lines) == 2, lines
     assert "ls -1" in lines[0]
     assert "-O exit" in lines[1]
+
+
+def test_a_host_that_does_not_answer_does_not_hold_up_an_exit(tmp_path: Path) -> None:
+    # The host hangs (a firewall that drops): shoal, stopping on a mistake
+    # in the task file, ends that ssh instead of waiting out its timeout.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text(
+        "#!/bin/sh\n"
+        'printf \'%s\\n\' "$*" >> "$SSH_CALLS"\n'
+        'case "$*" in *"-O exit"*) exit 0 ;; esac\n'
+        "sleep 20 &\n"
+        "pid=$!\n"
+        "trap 'kill $pid; echo ended >> \"$SSH_CALLS\"; exit 143' TERM\n"
+        "wait $pid\n"
+        'echo answered >> "$SSH_CALLS"\n'
+    )
+    (bin_dir / "ssh").chmod(0o755)
+    calls = tmp_path / "calls"
+    calls.touch()
+    code = (
+        "import time\n"
+        "from shoal.launch.ssh.client import connect_ahead\n"
+        "from shoal.spec.inventory import Host\n"
+        f"connect_ahead([Host(name='h1', address='hangs-{tmp_path.name}.invalid')])\n"
+        # Once the ssh has started.
+        f"while not open({str(calls)!r}).read():\n"
+        "    time.sleep(0.05)\n"
+    )
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", SSH_CALLS=str(calls))
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env=env)
+    lines = calls.read_text().splitlines()
+    assert "ended" in lines and "answered" not in lines, lines
+    assert "-O exit" in lines[-1]

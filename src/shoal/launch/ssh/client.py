@@ -42,9 +42,13 @@ CONNECT_TIMEOUT = 10
 # The agents a host has (one name a line): what the first command on a
 # host's connection asks, so that the handshake also answers something.
 _LIST_AGENTS = f'ls -1 "{REMOTE_ROOT}/agent" 2>/dev/null; exit 0'
-# Listings asked ahead (connect_ahead), by control path, until a start takes one.
+# Listings asked ahead (connect_ahead), by control path, until a start takes one;
+# and the ssh commands asking them, while they run.
 _ahead: dict[Path, tuple[SshHost, Future[subprocess.CompletedProcess[bytes]]]] = {}
+_asking: dict[Path, subprocess.Popen[bytes]] = {}
 _ahead_lock = threading.Lock()
+# How long an exit waits for a listing nobody took before it ends its ssh.
+_EXIT_WAIT = 2.0
 
 
 def each_host(call: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
@@ -102,20 +106,44 @@ def connect_ahead(hosts: Sequence[Host]) -> None:
 
 
 def _list_agents(ssh: SshHost, future: Future[subprocess.CompletedProcess[bytes]]) -> None:
+    argv = [*ssh.argv(), _LIST_AGENTS]
     try:
-        future.set_result(ssh.run(_LIST_AGENTS, timeout=CONNECT_TIMEOUT * 3))
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        with _ahead_lock:
+            _asking[ssh.control] = proc
+        try:
+            out, err = proc.communicate(timeout=CONNECT_TIMEOUT * 3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+        finally:
+            with _ahead_lock:
+                _asking.pop(ssh.control, None)
+        future.set_result(subprocess.CompletedProcess(argv, proc.returncode, out, err))
     except BaseException as e:  # handed to whoever takes the answer
         future.set_exception(e)
 
 
 def _close_unused() -> None:
-    """At exit: close the master connections opened ahead that no start used."""
+    """At exit: close the master connections opened ahead that no start used.
+
+    A host still being reached is not waited for long (a mistake in the task
+    file exits at once): its ssh is ended.
+    """
     with _ahead_lock:
         left = list(_ahead.values())
         _ahead.clear()
     for ssh, future in left:
         with contextlib.suppress(Exception):
-            future.result(timeout=CONNECT_TIMEOUT * 3)
+            future.result(timeout=_EXIT_WAIT)
+        with _ahead_lock:
+            asking = _asking.get(ssh.control)
+        if asking is not None:
+            with contextlib.suppress(OSError):
+                asking.terminate()
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             ssh.close()
 
