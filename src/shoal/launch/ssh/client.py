@@ -82,9 +82,10 @@ def connect_ahead(hosts: Sequence[Host]) -> None:
     ``shoal run --hosts`` calls this as soon as it has read the inventory:
     the handshakes (the slowest part of a host's start) then overlap with
     the boss's start, and :meth:`SshHost.ensure_agent` finds the connection
-    open and its answer there (and the agent's zipapp built). A host asked twice is asked once. Whatever
-    no start took by the time the process exits is waited for and its
-    master connection closed, so nothing is left on the hosts.
+    open and its answer there (and the agent's zipapp built meanwhile). A
+    host asked twice is asked once. What no start took by the time the
+    process exits has its master connection closed (its ssh ended if it is
+    still connecting), so nothing is left on the hosts.
     """
     if hosts:
         from shoal.launch.zipapp import zipapp_bytes
