@@ -190,6 +190,8 @@ def main() -> None:
     print(f"{n} no-op tasks, {SLOTS} at once a host, median of {args.repeat} runs")
     for name, r in rate.items():
         print(f"  {name:12s} {r:8.0f} tasks/s")
+    print("  each run's seconds: shoal " + ", ".join(f"{w:.2f}" for w in walls))
+    print("                      parallel -M " + ", ".join(f"{w:.2f}" for w in with_m))
     print(f"  shoal / GNU parallel -M: {rate['shoal'] / rate['parallel -M']:.2f}x")
     print(f"  shoal / GNU parallel:    {rate['shoal'] / rate['parallel']:.2f}x")
     print(
