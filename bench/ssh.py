@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-from tests.sshhosts import SshLab, ssh_lab  # noqa: E402
+from bench.sshlab import bench_lab  # noqa: E402
+from tests.sshhosts import SshLab  # noqa: E402
 
 HOSTS = 3
 SLOTS = 2
@@ -154,7 +155,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="shoal-bench-ssh-"))
     try:
-        with ssh_lab(work / "lab", HOSTS) as lab:
+        with bench_lab(work / "lab", HOSTS) as lab:
             say("bring-up: shoal up, cold then warm")
             cold, warm = bring_up(work, lab)
             tasks = work / "noop.json"
@@ -189,6 +190,8 @@ def main() -> None:
     print(f"{n} no-op tasks, {SLOTS} at once a host, median of {args.repeat} runs")
     for name, r in rate.items():
         print(f"  {name:12s} {r:8.0f} tasks/s")
+    print("  each run's seconds: shoal " + ", ".join(f"{w:.2f}" for w in walls))
+    print("                      parallel -M " + ", ".join(f"{w:.2f}" for w in with_m))
     print(f"  shoal / GNU parallel -M: {rate['shoal'] / rate['parallel -M']:.2f}x")
     print(f"  shoal / GNU parallel:    {rate['shoal'] / rate['parallel']:.2f}x")
     print(

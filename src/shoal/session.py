@@ -81,6 +81,10 @@ class LocalSession:
         self.db = db
         # The datastore (a folder or a URL, and its options); None: the state folder's.
         self.data = data
+        if hosts is not None:
+            from shoal.launch.ssh.client import connect_ahead
+
+            connect_ahead(hosts.hosts)  # the handshakes overlap with the boss's start
         self.pools: list[Pool] = [*pools, *run_pools(workers, slots, hosts)]
         names = [pool.name for pool in self.pools]
         twice = sorted({n for n in names if names.count(n) > 1})

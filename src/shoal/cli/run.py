@@ -68,11 +68,15 @@ def run(
     data_option: DataOptionOpt = None,
 ) -> None:
     """Run a task file on this machine, start to end: boss, workers, progress, summary."""
+    cap = _log_cap(log_cap)
+    inventory = _inventory(hosts)
+    if inventory is not None:
+        from shoal.launch.ssh.client import connect_ahead
+
+        connect_ahead(inventory.hosts)  # the handshakes overlap with what follows
     from shoal.cli.progress import run_command
     from shoal.spec import pools as pool_files
 
-    cap = _log_cap(log_cap)
-    inventory = _inventory(hosts)
     pools = list(pool_files.load(pool).pools) if pool is not None else []
     machines_given = inventory is not None or bool(pools)
     sd = _state(state)

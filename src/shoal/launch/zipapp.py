@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 import zipfile
 from pathlib import Path
 
@@ -43,10 +44,21 @@ from shoal.agent.start import main
 sys.exit(main())
 """
 _EPOCH = (1980, 1, 1, 0, 0, 0)
+# Built once a process: compressing the modules takes 60-150 ms on a busy
+# machine, on the way of every start; a second caller waits for the first.
+_built: list[bytes] = []
+_building = threading.Lock()
 
 
 def zipapp_bytes() -> bytes:
-    """The agent zipapp's bytes, the same for the same source."""
+    """The agent zipapp's bytes, the same for the same source (built once a process)."""
+    with _building:
+        if not _built:
+            _built.append(_build())
+        return _built[0]
+
+
+def _build() -> bytes:
     root = Path(shoal.__file__).resolve().parent.parent
     buffer = io.BytesIO()
     buffer.write(b"#!/usr/bin/env python3\n")
