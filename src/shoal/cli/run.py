@@ -64,11 +64,7 @@ def _local_workers(jobs: int | None, machines_given: bool) -> int:
     return jobs
 
 
-@app.command(
-    epilog="Examples:\n"
-    "  shoal run tasks.yaml            # a worker per core of this machine\n"
-    "  shoal run tasks.yaml -j 2 --hosts hosts.yaml --fresh"
-)
+@app.command()
 def run(
     file: Annotated[str, typer.Argument(metavar="FILE", help="The task file (YAML or JSON).")],
     jobs: JobsOpt = None,
