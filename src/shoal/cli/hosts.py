@@ -180,7 +180,7 @@ def inject(
 
 @app.command(
     epilog="Examples:\n"
-    "  shoal up --hosts hosts.yaml                 # workers for the boss of this folder\n"
+    "  shoal up --hosts hosts.yaml        # workers for the boss of this folder\n"
     "  shoal up --pool pools.yaml --boss-url https://boss.example.org:8765"
 )
 def up(
