@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -254,11 +255,18 @@ def _serve(
                 "pid": os.getpid(),
             },
         )
+    # uvicorn stops on SIGTERM, then raises it again: exit through the clean-up
+    # below (boss.json removed, housekeeping handed over) rather than die at once.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         server.serve()
     finally:
         sd.clear_boss()
         server.close()
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise typer.Exit(128 + signum)
 
 
 def _log_format(given: str | None) -> str:
