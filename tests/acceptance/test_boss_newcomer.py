@@ -163,7 +163,7 @@ def test_a_boss_stops_at_once_with_a_dashboard_stream_open(procs: Procs, tmp_pat
     finally:
         stream.close()
     # It stopped cleanly: the state folder no longer names it.
-    assert boss.returncode == 128 + signal.SIGTERM
+    assert boss.returncode == -signal.SIGTERM
     assert not (tmp_path / ".shoal" / "boss.json").exists()
 
 

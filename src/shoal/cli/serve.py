@@ -255,18 +255,26 @@ def _serve(
                 "pid": os.getpid(),
             },
         )
-    # uvicorn stops on SIGTERM, then raises it again: exit through the clean-up
-    # below (boss.json removed, housekeeping handed over) rather than die at once.
+    # uvicorn stops on SIGTERM, then raises it again: go through the clean-up
+    # below (boss.json removed, housekeeping handed over) before dying of it.
     signal.signal(signal.SIGTERM, _terminated)
     try:
-        server.serve()
-    finally:
-        sd.clear_boss()
-        server.close()
+        try:
+            server.serve()
+        finally:
+            sd.clear_boss()
+            server.close()
+    except _Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class _Terminated(Exception):
+    """SIGTERM reached the boss once it had stopped serving."""
 
 
 def _terminated(signum: int, frame: object) -> None:
-    raise typer.Exit(128 + signum)
+    raise _Terminated
 
 
 def _log_format(given: str | None) -> str:
