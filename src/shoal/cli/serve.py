@@ -257,24 +257,21 @@ def _serve(
         )
     # uvicorn stops on SIGTERM, then raises it again: go through the clean-up
     # below (boss.json removed, housekeeping handed over) before dying of it.
-    signal.signal(signal.SIGTERM, _terminated)
+    terminated: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        terminated.append(signum)
+        server.server.should_exit = True
+
+    signal.signal(signal.SIGTERM, stop)
     try:
-        try:
-            server.serve()
-        finally:
-            sd.clear_boss()
-            server.close()
-    except _Terminated:
+        server.serve()
+    finally:
+        sd.clear_boss()
+        server.close()
+    if terminated:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
-
-
-class _Terminated(Exception):
-    """SIGTERM reached the boss once it had stopped serving."""
-
-
-def _terminated(signum: int, frame: object) -> None:
-    raise _Terminated
 
 
 def _log_format(given: str | None) -> str:
