@@ -1,7 +1,9 @@
 """Structured logs: one JSON object a line, each with an ``event`` field.
 
 The dashboard and ``grep`` read the same facts, so every line says what
-happened in one word and carries its details as fields.
+happened in one word and carries its details as fields. A person at a
+terminal reads the same lines as text (:class:`TextFormatter`): the time and
+the message, which says it in words.
 """
 
 from __future__ import annotations
@@ -9,9 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from typing import Any
 
-__all__ = ["JsonFormatter", "configure"]
+__all__ = ["LOG_FORMATS", "JsonFormatter", "TextFormatter", "configure"]
+
+LOG_FORMATS = ("text", "json")
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -34,10 +39,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
-def configure(level: int = logging.INFO) -> None:
-    """Send shoal's logs to stderr as JSON lines."""
+class TextFormatter(logging.Formatter):
+    """``12:03:04 message`` (and a warning's or error's level): for a person at a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = time.strftime("%H:%M:%S", time.localtime(record.created))
+        level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        text = f"{when} {level}{record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def configure(level: int = logging.INFO, log_format: str = "json") -> None:
+    """Send shoal's logs to stderr, as JSON lines or (``log_format="text"``) as text."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(TextFormatter() if log_format == "text" else JsonFormatter())
     logger = logging.getLogger("shoal")
     logger.handlers[:] = [handler]
     logger.setLevel(level)

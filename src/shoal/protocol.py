@@ -51,6 +51,8 @@ EXIT_SETUP_FAILED = 3
 ON_PURPOSE = frozenset({EXIT_REFUSED, EXIT_SETUP_FAILED})
 # How the last line of an agent that takes no more tasks ends.
 TAKES_NO_MORE = "; this host takes no more tasks"
+# How the cause of an attempt (and the goodbye of its worker) whose bundle setup failed begins.
+SETUP_FAILED = "bundle setup failed"
 
 # Attempt outcomes a worker may report.
 SUCCEEDED = "succeeded"

@@ -348,6 +348,8 @@ class LocalSession:
                 self.sizer.ended = []
             self._note_exits()
             if not self.fleet.live() and self.sizer is None:
+                if scheduler.run_state(run_id) in FINAL_STATES:
+                    continue  # the last one's goodbye ended the run (its setup failed)
                 raise WorkersLost(f"every worker exited before the run ended: {self._why()}")
             time.sleep(0.02)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from shoal import protocol as p
 from shoal import spec
 from shoal.client import BossClient
 from tests.conftest import AgentThread, RunningBoss, write
@@ -189,8 +190,10 @@ tasks:
 
 
 def test_failed_setup_stops_the_worker_and_leaves_the_task_to_others(
-    client: BossClient, agent: AgentThread, tmp_path: Path
+    client: BossClient, agent: AgentThread, boss: RunningBoss, tmp_path: Path
 ) -> None:
+    # Another host is connected: it may set the bundle up (with none, the run fails).
+    boss.scheduler.register(p.Registration(name="other", host="elsewhere", slots=1))
     write(tmp_path / "code" / "x.txt", "x")
     rid = submit(
         client,
@@ -207,7 +210,10 @@ def test_failed_setup_stops_the_worker_and_leaves_the_task_to_others(
     assert ".shoal-setup.log" in cause and "(on w)" in cause
     why = [e["detail"] for e in client.events(None) if e["kind"] == "worker_stopped"]
     assert why and "cannot build" in why[0]
-    assert [w["state"] for w in client.workers()] == ["stopped"]
+    assert {w["name"]: w["state"] for w in client.workers()} == {
+        "w": "stopped",
+        "other": "active",
+    }
 
 
 def test_inputs_come_from_the_datastore(

@@ -16,6 +16,7 @@ import tarfile
 import threading
 from typing import Dict, Optional
 
+from shoal import protocol as p
 from shoal.agent.client import AgentClient
 from shoal.datastore.layout import bundle_path
 from shoal.exceptions import ShoalError
@@ -111,7 +112,7 @@ class BundleCache:
             with open(log_path, "rb") as f:
                 tail = f.read()[-2000:].decode("utf-8", "replace").strip().splitlines()[-5:]
             raise SetupFailed(
-                "bundle setup failed with exit code {}: {} (setup log: {})".format(
-                    proc.returncode, " | ".join(tail), log_path
+                "{} with exit code {}: {} (setup log: {})".format(
+                    p.SETUP_FAILED, proc.returncode, " | ".join(tail), log_path
                 )
             )

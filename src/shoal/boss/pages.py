@@ -26,7 +26,7 @@ def page_routes(ctx: Context) -> list[BaseRoute]:
     async def stream(request: Request) -> Response:
         async def changes() -> Any:
             seen = -1
-            while not await request.is_disconnected():
+            while not ctx.feed.closed and not await request.is_disconnected():
                 now = await ctx.feed.wait(seen, 15.0)
                 if now != seen:
                     seen = now

@@ -52,6 +52,22 @@ def _new_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, which first ends what would hold its shutdown open forever.
+
+    uvicorn waits for every response to finish; a dashboard's event stream
+    never does, so Ctrl-C would wait until the browser closes its tab.
+    """
+
+    def __init__(self, config: uvicorn.Config, on_shutdown: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_shutdown = on_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._on_shutdown()
+        await super().shutdown(sockets)
+
+
 class Boss:
     """A scheduler, a datastore and the HTTP API over them, on one socket.
 
@@ -121,7 +137,7 @@ class Boss:
             # Our own context (uvicorn's would take no new revocation list).
             config.load()
             config.ssl = tls.context
-        self.server = uvicorn.Server(config)
+        self.server = _Server(config, on_shutdown=self.feed.close)
         self.boss_id: int | None = None
         self.housekeeper = False
         self._lock = self.store.housekeeping_lock()

@@ -85,7 +85,15 @@ class ChangeFeed:
 
     def __init__(self) -> None:
         self.generation = 0
+        self.closed = False  # the boss is stopping: streams end, so that it can
         self._event: asyncio.Event | None = None
+
+    def close(self) -> None:
+        """End every stream that follows this feed (their browsers reconnect to the next boss)."""
+        self.closed = True
+        if self._event is not None:
+            self._event.set()
+            self._event = None
 
     def bump(self) -> None:
         self.generation += 1
@@ -94,7 +102,7 @@ class ChangeFeed:
             self._event = None
 
     async def wait(self, seen: int, timeout: float) -> int:
-        if self.generation == seen:
+        if self.generation == seen and not self.closed:
             if self._event is None:
                 self._event = asyncio.Event()
             with contextlib.suppress(asyncio.TimeoutError):

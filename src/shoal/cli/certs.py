@@ -31,7 +31,9 @@ def _ca(state: StateOpt) -> CertAuthority:
     return CertAuthority(sd.certs)
 
 
-@certs_app.command("init")
+@certs_app.command(
+    "init", epilog="Examples:\n  shoal certs init\n  shoal boss --listen 0.0.0.0:8765 --mtls"
+)
 def certs_init(state: StateOpt = None) -> None:
     """Make the CA (STATE/certs/ca.crt, ca.key) and the command line's client certificate."""
     ca = _ca(state)
@@ -48,7 +50,12 @@ def certs_init(state: StateOpt = None) -> None:
     )
 
 
-@certs_app.command("add")
+@certs_app.command(
+    "add",
+    epilog="Examples:\n"
+    "  shoal certs add w1 --client           # a worker's: w1.crt and w1.key\n"
+    "  shoal certs add boss.example.org",
+)
 def certs_add(
     name: Annotated[str, typer.Argument(help="The certificate's name: a host, worker or user.")],
     host: Annotated[
@@ -62,7 +69,7 @@ def certs_add(
     client: Annotated[
         bool, typer.Option("--client", help="A client certificate (a worker, a user).")
     ] = False,
-    days: Annotated[int, typer.Option("--days", help="Days it is valid.")] = 365,
+    days: Annotated[int, typer.Option("--days", metavar="N", help="Days it is valid.")] = 365,
     state: StateOpt = None,
 ) -> None:
     """Issue a certificate signed by the CA: a server's, or with --client a worker's or user's."""
@@ -77,7 +84,7 @@ def certs_add(
     )
 
 
-@certs_app.command("ls")
+@certs_app.command("ls", epilog="Examples:\n  shoal certs ls\n  shoal certs ls --json")
 def certs_ls(state: StateOpt = None, as_json: JsonOpt = False) -> None:
     """What the CA issued: name, kind, serial, expiry, revoked; warns 30 days before expiry."""
     from shoal.exceptions import BadInput
@@ -111,7 +118,7 @@ def certs_ls(state: StateOpt = None, as_json: JsonOpt = False) -> None:
             )
 
 
-@certs_app.command("revoke")
+@certs_app.command("revoke", epilog="Examples:\n  shoal certs revoke w1")
 def certs_revoke(
     name: Annotated[str, typer.Argument(help="The certificate to revoke.")],
     state: StateOpt = None,

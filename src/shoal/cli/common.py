@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from shoal.agent.client import read_token_file, token_from_environment, token_warning
 from shoal.cli import render
@@ -39,27 +40,85 @@ __all__ = [
     "parse_size",
 ]
 
+
+class _Argument(TyperArgument):
+    """An argument named in the usage line as ``FILE`` or ``[RUN]`` (Typer writes ``{file}``)."""
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw
+        if self.nargs != 1:
+            name += "..."
+        return name if self.required else f"[{name}]"
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None  # its name says what it is: no "<str>" after it
+
+
+def _finish(command: Any) -> Any:
+    """Name every value in a command's help the way its text does, and keep examples as written.
+
+    Typer shows a value by its type (``--boss <str>``, ``<list[str]>``) and a
+    required argument as ``{file}``; here an option without a metavar of its
+    own is named after itself (``--idle-exit IDLE_EXIT``, as argparse does),
+    an argument in capitals (``FILE``), and an epilog starting with
+    "Examples:" keeps its lines (click would join them into one paragraph).
+    Done on each command as it is looked up, so it covers every group.
+    """
+    if getattr(command, "_shoal_finished", False):
+        return command
+    command._shoal_finished = True
+    for sub in getattr(command, "commands", {}).values():
+        _finish(sub)
+    for param in getattr(command, "params", []):
+        if isinstance(param, TyperArgument):
+            param.__class__ = _Argument
+            param.metavar = param.metavar or (param.name or "value").upper()
+        elif isinstance(param, TyperOption) and not param.is_flag and param.metavar is None:
+            longest = max(param.opts, key=len)
+            param.metavar = longest.lstrip("-").replace("-", "_").upper()
+    epilog = command.epilog or ""
+    if epilog.startswith("Examples:"):
+        command.epilog = "\b\n" + epilog
+    return command
+
+
+class _Group(TyperGroup):
+    """shoal's command group: each command's help finished by :func:`_finish` when looked up."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        return _finish(command) if command is not None else None
+
+
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    # -h as well as --help, on every command (sub-commands inherit it).
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="shoal runs a batch of shell tasks with dependencies across many machines.",
 )
 console = render.console()
 
 BossOpt = Annotated[
     str | None,
-    typer.Option("--boss", help="The boss's URL (default: $SHOAL_BOSS or the state folder)."),
+    typer.Option(
+        "--boss", metavar="URL", help="The boss's URL (default: $SHOAL_BOSS or the state folder)."
+    ),
 ]
 HostsOpt = Annotated[
     Path | None,
-    typer.Option("--hosts", help="Inventory of ssh hosts (hosts.yaml): one worker on each."),
+    typer.Option(
+        "--hosts", metavar="FILE", help="Inventory of ssh hosts (hosts.yaml): one worker on each."
+    ),
 ]
 DbOpt = Annotated[
     str | None,
     typer.Option(
         "--db",
+        metavar="DB",
         help="Database: a SQLite file or postgresql://USER@HOST/NAME (default: STATE/shoal.db).",
     ),
 ]
@@ -88,6 +147,7 @@ TokenOpt = Annotated[
     str | None,
     typer.Option(
         "--token",
+        metavar="TOKEN",
         callback=_warn_token,
         help="The boss's token (default: $SHOAL_TOKEN, $SHOAL_TOKEN_FILE or the state folder).",
     ),
@@ -95,25 +155,34 @@ TokenOpt = Annotated[
 TokenFileOpt = Annotated[
     Path | None,
     typer.Option(
-        "--token-file", help="A file holding the boss's token (default: $SHOAL_TOKEN_FILE)."
+        "--token-file",
+        metavar="FILE",
+        help="A file holding the boss's token (default: $SHOAL_TOKEN_FILE).",
     ),
 ]
 StateOpt = Annotated[
     Path | None,
     typer.Option(
         "--state",
+        metavar="DIR",
         help="The state folder: database, datastore, boss address (default: $SHOAL_STATE or .shoal).",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 LeaseOpt = Annotated[
     float,
-    typer.Option("--lease", help="Seconds an attempt lives without a sync from its worker."),
+    typer.Option(
+        "--lease",
+        metavar="SECONDS",
+        help="Seconds an attempt lives without a sync from its worker.",
+    ),
 ]
 SpeculateMinOpt = Annotated[
     float,
     typer.Option(
-        "--speculate-min", help="Seconds a straggler runs before it may get a backup attempt."
+        "--speculate-min",
+        metavar="SECONDS",
+        help="Seconds a straggler runs before it may get a backup attempt.",
     ),
 ]
 FreshOpt = Annotated[
@@ -124,6 +193,7 @@ DataOpt = Annotated[
     str | None,
     typer.Option(
         "--data",
+        metavar="DIR|URL",
         help="The datastore: a folder, or a URL (s3://bucket/prefix, gs://, az://, "
         "sftp://user@host/path, any fsspec URL); default STATE/data, or the one last given.",
     ),
@@ -132,15 +202,19 @@ DataOptionOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--data-option",
+        metavar="KEY=VALUE",
         help="KEY=VALUE for the datastore's filesystem (endpoint_url=..., region=...); "
         "repeat it. Credentials come from the library's environment and files, never from here.",
     ),
 ]
-RunArg = Annotated[str | None, typer.Argument(help="Run id or name (default: the latest run).")]
+RunArg = Annotated[
+    str | None, typer.Argument(metavar="RUN", help="Run id or name (default: the latest run).")
+]
 LogCapOpt = Annotated[
     str | None,
     typer.Option(
         "--log-cap",
+        metavar="SIZE",
         help="Keep at most this much of each attempt's log: its head and its tail, "
         "with a line saying what was cut (default 8M; K, M, G).",
     ),
@@ -236,5 +310,6 @@ def _emit_json(data: Any) -> None:
 
 
 InventoryOpt = Annotated[
-    Path | None, typer.Option("--hosts", help="Inventory of ssh hosts (hosts.yaml).")
+    Path | None,
+    typer.Option("--hosts", metavar="FILE", help="Inventory of ssh hosts (hosts.yaml)."),
 ]

@@ -171,7 +171,11 @@ def _local_files(local: Path) -> list[tuple[Path, str]]:
     return found
 
 
-@data_app.command()
+@data_app.command(
+    epilog="Examples:\n"
+    "  shoal data add refs/genome.fa       # tasks read it as inputs: [genome.fa]\n"
+    "  shoal data add images/ raw/"
+)
 def add(
     local: Annotated[Path, typer.Argument(help="A local file or folder.")],
     path: Annotated[
@@ -213,7 +217,7 @@ def add(
     print(f"added {what} ({size_text(total)}) as '{shown_as}'")
 
 
-@data_app.command()
+@data_app.command(epilog="Examples:\n  shoal data ls\n  shoal data ls runs/")
 def ls(
     prefix: Annotated[str, typer.Argument(help="A folder (or a file) of the datastore.")] = "",
     data: DataOpt = None,
@@ -261,7 +265,11 @@ def listing_lines(entries: list[FileInfo]) -> list[str]:
     ]
 
 
-@data_app.command()
+@data_app.command(
+    epilog="Examples:\n"
+    "  shoal data get raw/ here/\n"
+    "  shoal data get genome.fa --data s3://bucket/shoal"
+)
 def get(
     path: Annotated[str, typer.Argument(help="A file or folder of the datastore.")],
     local: Annotated[
@@ -294,7 +302,7 @@ def get(
     print(f"got {what} ({size_text(total)}) into {dest}")
 
 
-@data_app.command()
+@data_app.command(epilog="Examples:\n  shoal data rm raw/ -y\n  shoal data rm genome.fa")
 def rm(
     path: Annotated[str, typer.Argument(help="A file or folder of the datastore.")],
     yes: Annotated[

@@ -49,7 +49,11 @@ def parse_age(text: str) -> float:
         raise BadInput(f"--older-than: {e}; e.g. 30d, 12h or 0 (every run that ended)") from None
 
 
-@app.command()
+@app.command(
+    epilog="Examples:\n"
+    "  shoal gc --dry-run                 # what would go, nothing removed\n"
+    "  shoal gc --older-than 7d"
+)
 def gc(
     older_than: Annotated[
         str,

@@ -122,7 +122,10 @@ def _one_of(
     raise BadInput(f"pool {pool}: no live machine '{ref}' (machines: {names})")
 
 
-@hosts_app.command("check")
+@hosts_app.command(
+    "check",
+    epilog="Examples:\n  shoal hosts check --hosts hosts.yaml\n  shoal hosts check --pool burst",
+)
 def hosts_check(
     hosts: InventoryOpt = None,
     pool: PoolNameOpt = None,
@@ -141,7 +144,11 @@ def hosts_check(
     raise typer.Exit(0 if all(r.reachable and r.error is None for r in results) else 1)
 
 
-@app.command()
+@app.command(
+    epilog="Examples:\n"
+    "  shoal inject code/ --hosts hosts.yaml      # runs code/shoal-launch on each\n"
+    "  shoal inject code.tar.gz --pool burst --script start.sh"
+)
 def inject(
     bundle: Annotated[Path, typer.Argument(help="A folder or archive (.tar, .tar.gz, .zip…).")],
     hosts: InventoryOpt = None,
@@ -171,7 +178,11 @@ def inject(
     raise typer.Exit(0 if all(r.error is None for r in results) else 1)
 
 
-@app.command()
+@app.command(
+    epilog="Examples:\n"
+    "  shoal up --hosts hosts.yaml        # workers for the boss of this folder\n"
+    "  shoal up --pool pools.yaml --boss-url https://boss.example.org:8765"
+)
 def up(
     hosts: InventoryOpt = None,
     pool_file: Annotated[
@@ -274,7 +285,9 @@ def _pools_to_bring_up(hosts: Path | None, pool_file: Path | None) -> list[Pool]
     return pools
 
 
-@app.command()
+@app.command(
+    epilog="Examples:\n  shoal down\n  shoal down --drain         # let running tasks finish first"
+)
 def down(
     state: StateOpt = None,
     drain: Annotated[
@@ -290,7 +303,11 @@ def down(
     console.print(f"workers stopped on {', '.join(hosts)}", highlight=False, markup=False)
 
 
-@app.command()
+@app.command(
+    epilog="Examples:\n"
+    "  shoal pull 0 out/result.csv --hosts hosts.yaml\n"
+    "  shoal pull 3 result.csv --pool burst"
+)
 def pull(
     host: Annotated[str, typer.Argument(help="The host's index (from 0) or name.")],
     remote: Annotated[
@@ -318,7 +335,12 @@ def pull(
     console.print(f"{dest}", highlight=False, markup=False)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    epilog="Examples:\n"
+    "  shoal ssh 1 --hosts hosts.yaml -- tail -f shoal-launch.log\n"
+    "  shoal ssh 3 --pool burst",
+)
 def ssh(
     ctx: typer.Context,
     host: Annotated[str, typer.Argument(help="The host's index (from 0) or name.")] = "0",

@@ -20,7 +20,7 @@ from shoal.cli.common import BossOpt, JsonOpt, StateOpt, TokenOpt, _client, _emi
 __all__ = ["machines", "with_usage"]
 
 
-@app.command()
+@app.command(epilog="Examples:\n  shoal machines\n  shoal machines --json")
 def machines(
     boss: BossOpt = None,
     token: TokenOpt = None,

@@ -31,18 +31,44 @@ from shoal.cli.common import (
     console,
 )
 from shoal.client import BossClient
-from shoal.exceptions import BossError
+from shoal.exceptions import BadInput, BossError
 
 __all__ = ["cancel", "flow", "retry", "run", "submit"]
+
+JobsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "-j",
+        "--jobs",
+        metavar="N",
+        show_default=False,
+        help="Workers on this machine (default: one per core; none with --hosts or --pool, "
+        "where -j N adds N).",
+    ),
+]
+
+
+def _local_workers(jobs: int | None, machines_given: bool) -> int:
+    """How many workers to start here: ``-j``, else one per core (none beside other machines).
+
+    ``-j 0`` means "none here", which only makes sense when --hosts or --pool
+    bring workers elsewhere: alone it would start a run that no worker ever takes.
+    """
+    if jobs is None:
+        return 0 if machines_given else os.cpu_count() or 1
+    if jobs < 0 or (jobs == 0 and not machines_given):
+        raise BadInput(
+            f"-j {jobs}: give the number of workers to start here, 1 or more "
+            "(leave -j out for one per core; -j 0 only with --hosts or --pool)"
+        )
+    return jobs
 
 
 @app.command()
 def run(
-    file: Annotated[str, typer.Argument(help="The task file (YAML or JSON).")],
-    jobs: Annotated[
-        int, typer.Option("-j", "--jobs", help="Local workers (default: the number of cores).")
-    ] = 0,
-    slots: Annotated[int, typer.Option("--slots", help="Slots per local worker.")] = 1,
+    file: Annotated[str, typer.Argument(metavar="FILE", help="The task file (YAML or JSON).")],
+    jobs: JobsOpt = None,
+    slots: Annotated[int, typer.Option("--slots", metavar="N", help="Slots per local worker.")] = 1,
     state: StateOpt = None,
     db: DbOpt = None,
     hosts: HostsOpt = None,
@@ -50,6 +76,7 @@ def run(
         Path | None,
         typer.Option(
             "--pool",
+            metavar="FILE",
             help="A pool file (pools.yaml): machines to bring up for the run and take down after.",
         ),
     ] = None,
@@ -83,7 +110,7 @@ def run(
     location, options = _datastore(sd, data, data_option)
     code = run_command(
         file,
-        jobs=jobs if jobs or machines_given else os.cpu_count() or 1,
+        jobs=_local_workers(jobs, machines_given),
         hosts=inventory,
         pools=pools,
         slots=slots,
@@ -100,17 +127,20 @@ def run(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(
+    epilog="Examples:\n  shoal flow '(a | b); c' --defs steps.py   # a and b side by side, then c"
+)
 def flow(
     expression: Annotated[
-        str, typer.Argument(help='The flow, e.g. "(a | b | c); d; a + b + c + d".')
+        str, typer.Argument(metavar="FLOW", help='The flow, e.g. "(a | b | c); d; a + b + c + d".')
     ],
     defs: Annotated[
-        Path, typer.Option("--defs", help="Python file whose functions return each task's command.")
+        Path,
+        typer.Option(
+            "--defs", metavar="FILE", help="Python file whose functions return each task's command."
+        ),
     ],
-    jobs: Annotated[
-        int, typer.Option("-j", "--jobs", help="Local workers (default: the number of cores).")
-    ] = 0,
+    jobs: JobsOpt = None,
     state: StateOpt = None,
     as_json: JsonOpt = False,
     quiet: Annotated[
@@ -128,7 +158,7 @@ def flow(
     spec = run.flow(expression).spec()
     code = run_spec(
         spec,
-        jobs=jobs or os.cpu_count() or 1,
+        jobs=_local_workers(jobs, False),
         slots=1,
         state=_state(state),
         as_json=as_json,
@@ -140,9 +170,13 @@ def flow(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(
+    epilog="Examples:\n"
+    "  shoal submit tasks.yaml\n"
+    "  shoal submit tasks.yaml --boss https://boss.example.org:8765 -q"
+)
 def submit(
-    file: Annotated[str, typer.Argument(help="The task file.")],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="The task file.")],
     boss: BossOpt = None,
     token: TokenOpt = None,
     state: StateOpt = None,
@@ -182,9 +216,14 @@ def _workers_coming(client: BossClient) -> bool:
     return any(m.get("state") in LIVE_STATES for m in client.machines())
 
 
-@app.command()
+@app.command(
+    epilog=(
+        "Examples:\n  shoal cancel sweep        # the latest run named sweep\n"
+        "  shoal cancel 12 --task sim-3"
+    )
+)
 def cancel(
-    run_ref: Annotated[str, typer.Argument(help="Run id or name.")],
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run id or name.")],
     task: Annotated[
         str | None,
         typer.Option(
@@ -206,9 +245,9 @@ def cancel(
     console.print(f"run {run_id}: {n} task(s) cancelled")
 
 
-@app.command()
+@app.command(epilog="Examples:\n  shoal retry sweep\n  shoal retry 12 --task sim-3")
 def retry(
-    run_ref: Annotated[str, typer.Argument(help="Run id or name.")],
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run id or name.")],
     task: Annotated[
         str | None,
         typer.Option(

@@ -35,7 +35,7 @@ def _boss(boss: str | None, token: str | None, state: Path | None) -> BossClient
     return BossClient.find(boss, token, _state(state))
 
 
-@tokens_app.command("ls")
+@tokens_app.command("ls", epilog="Examples:\n  shoal tokens ls\n  shoal tokens ls --all --json")
 def tokens_ls(
     every: Annotated[
         bool, typer.Option("--all", help="Also the tokens the boss issued to its workers.")
@@ -51,7 +51,10 @@ def tokens_ls(
     _emit_json(rows) if as_json else console.print(token_table(rows, time.time()))
 
 
-@tokens_app.command("add")
+@tokens_app.command(
+    "add",
+    epilog="Examples:\n  shoal tokens add grafana --read --expires 30d\n  shoal tokens add cluster --worker --out worker.token",
+)
 def tokens_add(
     name: Annotated[str, typer.Argument(help="What the token is for (letters, digits, _ . : -).")],
     read: Annotated[
@@ -61,11 +64,18 @@ def tokens_add(
         bool, typer.Option("--worker", help="A worker token: it may only register workers.")
     ] = False,
     expires: Annotated[
-        str | None, typer.Option("--expires", help="Lifetime: 30d, 12h, 90m (default: none).")
+        str | None,
+        typer.Option(
+            "--expires", metavar="DURATION", help="Lifetime: 30d, 12h, 90m (default: none)."
+        ),
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Write the token to this file (mode 0600) instead of printing."),
+        typer.Option(
+            "--out",
+            metavar="FILE",
+            help="Write the token to this file (mode 0600) instead of printing.",
+        ),
     ] = None,
     boss: BossOpt = None,
     token: TokenOpt = None,
@@ -100,7 +110,7 @@ def tokens_add(
     typer.echo(f"token '{name}' written to {out} (mode 0600)", err=True)
 
 
-@tokens_app.command("revoke")
+@tokens_app.command("revoke", epilog="Examples:\n  shoal tokens revoke grafana")
 def tokens_revoke(
     name: Annotated[str, typer.Argument(help="The token's name, as 'shoal tokens ls' shows it.")],
     boss: BossOpt = None,

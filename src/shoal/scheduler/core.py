@@ -204,14 +204,19 @@ class Scheduler:
         )
 
     @retried
-    def worker_stopped(self, worker_id: int, reason: str = "") -> None:
-        """A worker said goodbye (and maybe why); what it still held runs again elsewhere."""
+    def worker_stopped(self, worker_id: int, reason: str = "") -> list[int]:
+        """A worker said goodbye (and maybe why); what it still held runs again elsewhere.
+
+        If it stopped as a run's bundle setup failed on it, and no worker is
+        left, that run fails with the reason. Answers the runs that ended.
+        """
         now = self.clock()
         with self.store.transaction() as tx:
             tx.set_worker_state(worker_id, "stopped")
             tx.add_events(
                 [Event(now, "worker_stopped", worker_id=worker_id, detail=reason or None)]
             )
+            return runs.fail_where_setup_failed(tx, worker_id, reason, now)
 
     @retried
     def worker_lost(self, worker_id: int, reason: str) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from shoal import protocol as p
 from shoal.exceptions import BadInput, NotFound
 from shoal.scheduler.placement import WorkerShape
 from shoal.scheduler.views import Unplaceable, unplaceable
-from shoal.store.contract import DecisionTx
+from shoal.store.contract import DecisionTx, StoreTx
 from shoal.store.rows import Event
 
 if TYPE_CHECKING:
@@ -25,12 +26,17 @@ __all__ = [
     "count_done",
     "fail_task",
     "fail_unplaceable",
+    "fail_where_setup_failed",
     "retry",
     "retry_task",
 ]
 
 # A task in one of these states may be run again by hand.
 _RETRYABLE = ("failed", "cancelled")
+
+# How many of a run's latest events are searched for its setup failures: they
+# come just before the goodbye that looks for them.
+SETUP_EVENTS = 500
 
 
 def count_done(
@@ -204,6 +210,50 @@ def fail_unplaceable(
                 count_done(tx, run_id, ended, now, events)
         tx.add_events(events)
     return found
+
+
+def fail_where_setup_failed(tx: StoreTx, worker_id: int, reason: str, now: float) -> list[int]:
+    """A worker stopped as its setup of a run's bundle failed: fail the runs no worker can take.
+
+    When no connected worker is left, the run's ready tasks would wait
+    forever for one that can set the bundle up: they fail with the reason
+    (and what depends on them, upstream_failed), which ends the run. A worker
+    that comes later runs them after ``shoal retry``. Answers the runs ended.
+    """
+    if not reason.startswith(p.SETUP_FAILED) or tx.active_workers():
+        return []
+    ended: list[int] = []
+    events: list[Event] = []
+    for run_id in tx.running_runs():
+        run = tx.run(run_id)
+        if run is None or run.bundle is None:
+            continue
+        failed_on = _setup_failed_on(tx, run_id)
+        if worker_id not in failed_on:
+            continue
+        names = ", ".join(failed_on[w] for w in sorted(failed_on))
+        cause = f"{reason} (on every worker: {names})"
+        for task in tx.list_tasks(run_id, ["ready"]):
+            current = tx.task(task.id)
+            if current is None or current.state != "ready":
+                continue  # failed meanwhile, downstream of another
+            n = fail_task(tx, task.id, task.name, now, cause)
+            events.append(Event(now, "task_failed", run_id, task.id, detail=cause))
+            count_done(tx, run_id, n, now, events, ended)
+    tx.add_events(events)
+    return ended
+
+
+def _setup_failed_on(tx: StoreTx, run_id: int) -> dict[int, str]:
+    """The workers whose setup of the run's bundle failed, by id: their names."""
+    names = {w.id: w.name for w in tx.list_workers()}
+    return {
+        e.worker_id: names.get(e.worker_id, str(e.worker_id))
+        for e in tx.list_events(run_id, SETUP_EVENTS)
+        if e.kind == "attempt_interrupted"
+        and e.worker_id is not None
+        and (e.detail or "").startswith(p.SETUP_FAILED)
+    }
 
 
 def abandon_running(s: Scheduler, cause: str) -> list[int]:
