@@ -19,18 +19,34 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import SRC, Procs, shoal, start_boss, write
 
+
 # The commands whose help is this part's (status, logs, events, tasks, results,
 # run, workers and bosses are the watching commands').
-COMMANDS = [
-    "flow", "submit", "cancel", "retry", "boss", "worker", "gc", "machines",
-    "certs init", "certs add", "certs ls", "certs revoke",
-    "tokens ls", "tokens add", "tokens revoke",
-    "data add", "data ls", "data get", "data rm",
-    "hosts check", "inject", "up", "down", "pull", "ssh",
-]  # fmt: skip
+def _every_command() -> list[str]:
+    """Every command and subcommand the app has, as the words that call it."""
+    import typer.main
+
+    from shoal.cli import load_commands
+
+    found: list[str] = []
+
+    def walk(command: Any, words: list[str]) -> None:
+        subcommands = getattr(command, "commands", None)  # a group (Typer's own click)
+        if subcommands:
+            for name, sub in subcommands.items():
+                walk(sub, [*words, name])
+        else:
+            found.append(" ".join(words))
+
+    walk(typer.main.get_command(load_commands()), [])
+    return sorted(found)
+
+
+COMMANDS = _every_command()
 # How Typer names a value it knows only by its type: <str>, <list[str]>, {file}.
 PLACEHOLDER = re.compile(r"<[a-z][\w\[\], |]*>|\{[a-z_]+\}")
 

@@ -33,7 +33,9 @@ def machines(
     _emit_json(rows) if as_json else console.print(render.machine_table(rows))
 
 
-@app.command()
+@app.command(
+    epilog="Examples:\n  shoal drain w1            # shoal workers lists the names\n  shoal drain w1 --now"
+)
 def drain(
     worker: Annotated[
         str, typer.Argument(metavar="WORKER", help="A connected worker's name or id.")
@@ -45,10 +47,7 @@ def drain(
     token: TokenOpt = None,
     state: StateOpt = None,
 ) -> None:
-    """Ask one worker to finish what it runs, take no more tasks, and leave.
-
-    Example: shoal drain w1   (shoal workers lists the names)
-    """
+    """Ask one worker to finish what it runs, take no more tasks, and leave."""
     answer = _client(boss, token, state).order_worker(worker, "stop" if now else "drain")
     what = "stop now" if now else "finish what it runs and leave"
     console.print(f"worker {answer['name']} asked to {what}", highlight=False, markup=False)

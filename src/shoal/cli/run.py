@@ -64,7 +64,11 @@ def _local_workers(jobs: int | None, machines_given: bool) -> int:
     return jobs
 
 
-@app.command()
+@app.command(
+    epilog="Examples:\n"
+    "  shoal run tasks.yaml -j 4\n"
+    "  shoal run tasks.yaml --hosts hosts.yaml   # one worker on each ssh host"
+)
 def run(
     file: Annotated[str, typer.Argument(metavar="FILE", help="The task file (YAML or JSON).")],
     jobs: JobsOpt = None,
