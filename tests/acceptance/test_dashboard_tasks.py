@@ -127,8 +127,12 @@ tasks:
         ["sim-1", "succeeded", "sim-2", "succeeded"]
     )
 
-    # A long log: its first page, and the rest on request, not only its end.
+    # A long log opens on how it ended; then from its start, page by page, not only its end.
     open_task(page, info, 1, "long")
+    assert page.inner_text("#log").rstrip("\n").endswith("the end")
+    assert "The last 200 lines of this log" in page.inner_text("#log-note")
+    page.click("#whole-log")
+    page.wait_for_function("!document.querySelector('#log-note')")
     first = page.inner_text("#log")
     assert first.startswith("line 00000 ") and "the end" not in first
     page.click(".more-log")

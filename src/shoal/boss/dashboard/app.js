@@ -36,8 +36,11 @@ async function api(path, options) {
 }
 
 // Every attempt's whole log is shown, read as it streams in pages of
-// LOG_PAGE bytes: the next page on request, however long the log.
+// LOG_PAGE bytes: the next page on request, however long the log. The latest
+// attempt opens on its last LOG_LINES lines (how it ended) until the user asks
+// for it from the start.
 const LOG_PAGE = 256 * 1024;
+const LOG_LINES = 200;
 const logShown = new Map();  // "path#attempt" -> how many bytes the user asked to see
 const logOpen = new Map();  // "path#attempt" -> whether the user opened (or closed) its log
 
@@ -57,6 +60,14 @@ async function taskLog(path, attempt, want) {
   if (got >= want) reader.cancel();  // the rest waits for "more"
   else text += decoder.decode();
   return { text, got, size: Math.max(size, got) };
+}
+
+async function taskLogEnd(path, attempt) {
+  const response = await answer(`${path}?attempt=${attempt}&tail=${LOG_LINES}`);
+  const text = await response.text();
+  const start = Number(response.headers.get("X-Shoal-Offset") || 0);
+  const size = Number(response.headers.get("X-Shoal-Log-Size") || 0);
+  return { text, got: size, size, start };
 }
 
 // A command's exit status in words: a signal by its name.
@@ -260,12 +271,16 @@ async function taskPage(id, name) {
   const workers = Object.fromEntries(workerList.map((w) => [w.id, w.name]));
   const numbers = Object.fromEntries(task.attempt_list.map((a) => [a.id, a.number]));
   const logPath = `/runs/${id}/tasks/${enc}/log`;
-  const logs = await Promise.all(task.attempt_list.map((a) =>
-    taskLog(logPath, a.number, logShown.get(`${logPath}#${a.number}`) || LOG_PAGE)));
   const last = task.attempt_list.length ? task.attempt_list[task.attempt_list.length - 1].number : 0;
+  const logs = await Promise.all(task.attempt_list.map((a) => {
+    const shown = logShown.get(`${logPath}#${a.number}`);
+    return a.number === last && !shown ? taskLogEnd(logPath, a.number) : taskLog(logPath, a.number, shown || LOG_PAGE);
+  }));
   const logBlocks = task.attempt_list.map((a, k) => {
     const log = logs[k];
-    const more = log.got < log.size
+    const more = log.start > 0
+      ? `<p class="muted" id="log-note">The last ${LOG_LINES} lines of this log (${size(log.size)} in all): <a href="#" id="whole-log" data-attempt="${a.number}">show it from the start</a> · <a href="/v1${logPath}?attempt=${a.number}" download="${esc(task.name)}.${a.number}.log">download it</a></p>`
+      : log.got < log.size
       ? `<p class="muted">${size(log.got)} of ${size(log.size)} shown: <a href="#" class="more-log" data-attempt="${a.number}" data-got="${log.got}">show the next ${size(LOG_PAGE)}</a> · <a href="/v1${logPath}?attempt=${a.number}" download="${esc(task.name)}.${a.number}.log">download it</a></p>`
       : "";
     const open = logOpen.has(`${logPath}#${a.number}`) ? logOpen.get(`${logPath}#${a.number}`) : a.number === last;
@@ -306,6 +321,8 @@ async function taskPage(id, name) {
     // The click comes before the toggle: what it will be is the opposite of what it is.
     d.querySelector("summary").onclick = () => logOpen.set(`${logPath}#${d.dataset.attempt}`, !d.open);
   });
+  const whole = document.getElementById("whole-log");
+  if (whole) whole.onclick = (e) => { e.preventDefault(); logShown.set(`${logPath}#${whole.dataset.attempt}`, LOG_PAGE); render(); };
   document.querySelectorAll(".more-log").forEach((link) => {
     link.onclick = (e) => {
       e.preventDefault();
