@@ -123,6 +123,8 @@ async def simulated_worker(
             done[0] += len(finished)
             held = answer.get("assignments", [])
             if not held and not finished:
+                if time.perf_counter() < until:
+                    done[1] += 1  # a worker left before the end: it found no work
                 break  # nothing left
             if not held:
                 continue  # the last reports; the next sync finds nothing
@@ -139,7 +141,7 @@ def generate(urls: list[str], workers: int, slots: int, seconds: float) -> dict[
     except ImportError:
         pass
     latencies: list[float] = []
-    done = [0]
+    done = [0, 0]  # tasks completed, workers that left early
 
     async def main() -> float:
         until = time.perf_counter() + seconds
@@ -161,6 +163,7 @@ def generate(urls: list[str], workers: int, slots: int, seconds: float) -> dict[
         "syncs": len(latencies),
         "p50_ms": 1000 * latencies[len(latencies) // 2],
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+        "left_early": done[1],
     }
 
 
@@ -267,6 +270,11 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=4, help="slots per simulated worker")
     parser.add_argument("--seconds", type=float, default=20.0, help="how long to drive the load")
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip PostgreSQL's statement-by-statement syncs (the baseline of the function's)",
+    )
     args = parser.parse_args()
 
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
@@ -291,12 +299,25 @@ def main() -> None:
             try:
                 import psycopg
 
-                for n in (1, 2):
-                    name = f"scale{n}"
+                # The baselines: each sync statement by statement (pipelined), as before
+                # the server-side function (SHOAL_PG_SYNC=statements).
+                statements = dict(env, SHOAL_PG_SYNC="statements")
+                for n, mode, boss_env in (
+                    (1, "statements", statements),
+                    (1, "", env),
+                    (2, "statements", statements),
+                    (2, "", env),
+                ):
+                    if mode and args.no_baseline:
+                        continue
+                    name = f"scale{n}{mode}"
                     with psycopg.connect(pg, autocommit=True) as admin:
                         admin.execute(f"CREATE DATABASE {name}")
                     url = pg.rsplit("/", 1)[0] + "/" + name
-                    results.append(measure(f"postgresql, {n} boss(es)", url, n, args, work, env))
+                    label = f"postgresql, {n} boss{'es' if n > 1 else ''}" + (
+                        f", {mode}" if mode else ""
+                    )
+                    results.append(measure(label, url, n, args, work, boss_env))
                     print(json.dumps(results[-1]))
             finally:
                 subprocess.run([script, "stop", str(pg_dir)], check=False)
@@ -313,6 +334,19 @@ def main() -> None:
             f"{r['label']:24} {r['submit_s']:9.2f} {r['rss_held_mb']:7.0f} {r['rss_peak_mb']:8.0f}"
             f" {r['per_second']:8.0f} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f}"
         )
+    rate = {r["label"]: r["per_second"] for r in results}
+    ratios = [
+        ("postgresql, 1 boss", "sqlite, 1 boss"),
+        ("postgresql, 1 boss, statements", "sqlite, 1 boss"),
+        ("postgresql, 2 bosses", "postgresql, 1 boss"),
+        ("postgresql, 2 bosses, statements", "postgresql, 1 boss, statements"),
+        ("postgresql, 1 boss", "postgresql, 1 boss, statements"),
+        ("postgresql, 2 bosses", "postgresql, 2 bosses, statements"),
+    ]
+    print()
+    for a, b in ratios:
+        if a in rate and b in rate:
+            print(f"completions/s, {a} vs {b}: {rate[a] / rate[b]:.2f}x")
     print(
         f"\n{args.workers} simulated workers x {args.slots} slots, {args.seconds:.0f} s of load each; "
         f"p50/p99: sync round trips as the workers saw them (a sync reports up to {args.slots} "

@@ -27,9 +27,19 @@ from typing import Any
 
 from sqlalchemy import URL, Connection, Engine, create_engine, make_url, text
 
-from shoal.store.rows import NewAttempt, NewTask
+from shoal.store.rows import (
+    ActiveWorker,
+    DepOutputs,
+    NewAttempt,
+    NewTask,
+    ReadyTask,
+    SyncCall,
+    SyncDone,
+    encode,
+)
 from shoal.store.schema import RUN_SHARDS
 from shoal.store.sql import POSTGRES, POSTGRES_ARRAYS
+from shoal.store.sql.routines import DEFER_SQLSTATE, SYNC_CALL
 from shoal.store.tx import Tx
 
 __all__ = ["AdvisoryLock", "PostgresTx", "listen_for_work", "lock_schema", "make_engine"]
@@ -104,6 +114,67 @@ class PostgresTx(Tx):
                     raw.rollback()
                 raw.autocommit = False
 
+    def sync_in_one(self, call: SyncCall) -> SyncDone | None:
+        """The server-side ``shoal_sync`` (:mod:`shoal.store.sql.routines`): one round trip.
+
+        Sent alone, outside a transaction, the call is one: it commits, or
+        rolls back whole, with no wait on the network while it holds locks.
+        """
+        raw = self.raw
+        if raw.info.transaction_status != IDLE:
+            return None  # something was sent in this transaction already
+        params = {
+            "worker": call.worker_id,
+            "boss": call.boss,
+            "now": call.now,
+            "lease_until": call.lease_expires,
+            "ids": [r.attempt_id for r in call.successes],
+            "exit_codes": [r.exit_code for r in call.successes],
+            "started": [_float(r.started) for r in call.successes],
+            "ended": [_float(r.ended) for r in call.successes],
+            "logged": [r.logged for r in call.successes],
+            "results": [None if r.result is None else encode(r.result) for r in call.successes],
+            "outputs": encode([]),
+            "logs": call.logs,
+            "running": list(call.running),
+            "free": call.free_slots,
+            "max_seconds": call.max_seconds,
+            "channel": CHANNEL,
+            "origin": call.origin,
+        }
+        raw.autocommit = True
+        try:
+            row = raw.execute(SYNC_CALL, params).fetchone()
+        except Exception as e:
+            if getattr(e, "sqlstate", None) == DEFER_SQLSTATE:
+                return None  # rolled back: the boss does it statement by statement
+            raise
+        finally:
+            raw.autocommit = False
+        done: dict[str, Any] = row[0]
+        if done.get("defer"):
+            return None
+        if done.get("missing"):
+            return SyncDone(None, [], [], [], False, False, [])
+        started = [
+            (
+                int(a[0]),
+                ReadyTask(
+                    a[1], a[2], a[3], a[4], a[5], a[9], a[6] - 1, a[7], a[8], a[10], a[11], None
+                ),
+            )
+            for a in done["assign"]
+        ]
+        return SyncDone(
+            worker=ActiveWorker(*done["worker"]),
+            cancel=[int(i) for i in done["cancel"]],
+            started=started,
+            dep_outputs=[DepOutputs(*d) for d in done["fetch"]],
+            idle=bool(done["idle"]),
+            made_ready=bool(done["made_ready"]),
+            ended_runs=[int(i) for i in done["ended"]],
+        )
+
     def _many(self, name: str, rows: list[Any]) -> None:
         # One statement over arrays, not one per row: a sync's Python and the
         # server's work per row are a fraction of a statement's.
@@ -157,6 +228,10 @@ class PostgresTx(Tx):
     def analyze_tasks(self) -> None:
         """Let the planner know the tasks table's new size."""
         self._run("analyze_tasks")
+
+
+def _float(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _uniform(column: list[Any]) -> list[Any]:
