@@ -229,8 +229,11 @@ def test_a_running_run_keeps_its_count_of_unfinished_tasks_across_the_upgrade(db
 # -- a sync in one statement (the server-side function shoal_sync) ------------
 
 
-def test_a_sync_of_plain_successes_is_one_round_trip(proxied: tuple[str, RoundTrips]) -> None:
+def test_a_sync_of_plain_successes_is_one_round_trip(
+    proxied: tuple[str, RoundTrips], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Reports that all succeeded, and a claim: one call to the server, which commits it."""
+    monkeypatch.delenv("SHOAL_PG_SYNC", raising=False)
     url, trips = proxied
     store = Store(url)
     boss = Scheduler(store)
@@ -251,9 +254,10 @@ def test_a_sync_of_plain_successes_is_one_round_trip(proxied: tuple[str, RoundTr
 
 
 def test_a_sync_in_one_statement_does_not_wait_for_another_holding_part_of_the_run_count(
-    pg_url: str,
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A transaction that took finished tasks off the run's count is still open; a sync commits."""
+    monkeypatch.delenv("SHOAL_PG_SYNC", raising=False)
     stores = [Store(pg_url), Store(pg_url)]
     first, second = (Scheduler(st) for st in stores)
     rid = first.submit(
