@@ -110,8 +110,8 @@ def sync(s: Scheduler, req: p.SyncRequest) -> SyncOutcome:
     """One worker round trip: record what finished, renew, hand out work."""
     now = s.clock()
     out = SyncOutcome(p.SyncResponse())
-    call = _one_statement(s, req, now)
-    if call is not None and s.store.syncs_in_one:
+    call = _one_statement(s, req, now) if s.store.syncs_in_one else None
+    if call is not None:
         with s.store.transaction() as tx:
             done = tx.sync_in_one(call)
             if done is not None:
