@@ -1,6 +1,8 @@
 """A worker's sync: record what finished, renew its leases, hand out work.
 
-One transaction per sync. The reports are recorded first: the first report
+One transaction per sync (on PostgreSQL, most syncs are one statement: a
+server-side function that does all of the below, see
+:mod:`shoal.store.sql.routines`). The reports are recorded first: the first report
 of a task wins it (its outputs are promoted then), a late or fenced one is
 dropped, a failure is retried with back-off or fails its task and what is
 downstream. Then the worker's leases are renewed, the attempts it no longer
