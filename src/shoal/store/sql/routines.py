@@ -70,6 +70,7 @@ DECLARE
     reduce_ready int[];
     v_cancel int[] := '{}';
     found_any bool := false;
+    seen int;
     t_id int[] := '{}'; t_run int[] := '{}'; t_name text[] := '{}'; t_spec text[] := '{}';
     t_slots int[] := '{}'; t_number int[] := '{}'; t_deps int[] := '{}'; t_operands text[] := '{}';
     t_requires text[] := '{}'; t_host text[] := '{}'; t_grp text[] := '{}';
@@ -190,7 +191,16 @@ BEGIN
         FROM attempts WHERE id = ANY(p_running) AND state != 'running';
     END IF;
 
-    IF p_free > 0 THEN
+    -- The claim: first as many rows as free slots (most tasks take one): a claim
+    -- locks no row it does not take, and others' claims skip fewer. When those
+    -- do not fill the slots, the claim again as the statement makes it (the rows
+    -- locked already come again), picked from the start.
+    FOR claim IN 1 .. CASE WHEN p_free > 0 THEN 2 ELSE 0 END LOOP
+        t_id := '{}'; t_run := '{}'; t_name := '{}'; t_spec := '{}'; t_slots := '{}';
+        t_number := '{}'; t_deps := '{}'; t_operands := '{}'; t_requires := '{}';
+        t_host := '{}'; t_grp := '{}';
+        v_free := p_free;
+        seen := 0;
         FOR c IN
             SELECT t.id, t.run_id, t.name, t.spec, t.slots, t.attempts, t.n_deps, t.operands,
                    t.requires, t.host, t.grp
@@ -201,10 +211,11 @@ BEGIN
               AND (t.requires IS NULL
                    OR t.requires::jsonb <@ coalesce(nullif(w.labels, ''), '{}')::jsonb)
               AND (p_max_seconds IS NULL OR t.timeout IS NULL OR t.timeout <= p_max_seconds)
-            ORDER BY t.priority DESC, t.id LIMIT p_free * 2 + 8
+            ORDER BY t.priority DESC, t.id
+            LIMIT CASE WHEN claim = 1 THEN p_free ELSE p_free * 2 + 8 END
             FOR UPDATE OF t SKIP LOCKED
         LOOP
-            found_any := true;
+            seen := seen + 1;
             CONTINUE WHEN c.slots > v_free;
             t_id := t_id || c.id; t_run := t_run || c.run_id; t_name := t_name || c.name;
             t_spec := t_spec || c.spec; t_slots := t_slots || c.slots;
@@ -215,7 +226,10 @@ BEGIN
             v_free := v_free - c.slots;
             EXIT WHEN v_free <= 0;
         END LOOP;
-    END IF;
+        found_any := seen > 0;
+        -- Filled, or no more rows than that to take.
+        EXIT WHEN v_free <= 0 OR seen < p_free;
+    END LOOP;
     IF cardinality(t_id) > 0 THEN
         UPDATE tasks SET state = 'running', attempts = attempts + 1, worker_id = p_worker,
                started = coalesce(started, p_now)
