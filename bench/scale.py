@@ -10,13 +10,21 @@ over the same PostgreSQL database), in one invocation:
 * task completions per second through the API: a load generator speaks the
   sync protocol for 200 simulated workers (no process per task: a simulated
   worker "runs" its assignments at once and reports them in its next sync);
-* sync latency percentiles, as the simulated workers see them.
+* sync latency percentiles, as the simulated workers see them;
+* the CPU time the boss(es) and the database server spend per task
+  completed: on a shared machine it moves much less than the wall clock.
+
+On PostgreSQL each number of bosses runs twice: with a worker's sync as one
+call to the server-side function (``shoal_sync``), and as the baseline,
+statement by statement (``SHOAL_PG_SYNC=statements``); ``--no-baseline``
+skips the latter. The ratios printed at the end are between rows of the
+same invocation.
 
 The bosses are real ``shoal boss`` processes; PostgreSQL is a throwaway
 cluster (``scripts/throwaway-postgres``) with its default durability.
 
     python bench/scale.py [--tasks 100000] [--workers 200] [--slots 4]
-                          [--seconds 20] [--only sqlite|postgresql]
+                          [--seconds 20] [--only sqlite|postgresql] [--no-baseline]
 """
 
 from __future__ import annotations
@@ -123,6 +131,8 @@ async def simulated_worker(
             done[0] += len(finished)
             held = answer.get("assignments", [])
             if not held and not finished:
+                if time.perf_counter() < until:
+                    done[1] += 1  # a worker left before the end: it found no work
                 break  # nothing left
             if not held:
                 continue  # the last reports; the next sync finds nothing
@@ -139,7 +149,7 @@ def generate(urls: list[str], workers: int, slots: int, seconds: float) -> dict[
     except ImportError:
         pass
     latencies: list[float] = []
-    done = [0]
+    done = [0, 0]  # tasks completed, workers that left early
 
     async def main() -> float:
         until = time.perf_counter() + seconds
@@ -161,6 +171,7 @@ def generate(urls: list[str], workers: int, slots: int, seconds: float) -> dict[
         "syncs": len(latencies),
         "p50_ms": 1000 * latencies[len(latencies) // 2],
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+        "left_early": done[1],
     }
 
 
@@ -195,8 +206,41 @@ def expanded_run(n: int) -> dict[str, Any]:
     return specs.parse_text(text, path="scale.yaml").to_dict()
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user and system) the processes used, with their reaped children's."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(pg_dir: Path | None) -> list[int]:
+    """The PostgreSQL server's processes: its postmaster and every backend."""
+    if pg_dir is None:
+        return []
+    postmaster = int((pg_dir / "data" / "postmaster.pid").read_text().split()[0])
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                children.append(int(stat.parent.name))
+        except (FileNotFoundError, ValueError, IndexError):
+            continue
+    return [postmaster, *children]
+
+
 def measure(
-    label: str, db: str, n_bosses: int, args: argparse.Namespace, work: Path, env: dict[str, str]
+    label: str,
+    db: str,
+    n_bosses: int,
+    args: argparse.Namespace,
+    work: Path,
+    env: dict[str, str],
+    pg_dir: Path | None = None,
 ) -> dict[str, Any]:
     tag = "".join(c for c in label if c.isalnum())
     bosses = [start_boss(work, f"{tag}-boss{i}", db, env) for i in range(n_bosses)]
@@ -216,7 +260,14 @@ def measure(
 
         submit_s = asyncio.run(submit())
         held_mb = rss_mb(procs[0].pid)
+        # CPU, not only the wall clock: on a shared machine it is what stays put.
+        boss_cpu, db_cpu = cpu_seconds([p.pid for p in procs]), cpu_seconds(server_pids(pg_dir))
         load = generate(urls, args.workers, args.slots, args.seconds)
+        boss_cpu = cpu_seconds([p.pid for p in procs]) - boss_cpu
+        db_cpu = cpu_seconds(server_pids(pg_dir)) - db_cpu
+        done = max(1, load["completed"])
+        load["boss_cpu_ms"] = 1000 * boss_cpu / done
+        load["db_cpu_ms"] = 1000 * db_cpu / done
         peak_mb = max(rss_mb(p.pid, "VmHWM") for p in procs)
         return {
             "label": label,
@@ -267,6 +318,11 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=4, help="slots per simulated worker")
     parser.add_argument("--seconds", type=float, default=20.0, help="how long to drive the load")
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip PostgreSQL's statement-by-statement syncs (the baseline of the function's)",
+    )
     args = parser.parse_args()
 
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
@@ -291,12 +347,25 @@ def main() -> None:
             try:
                 import psycopg
 
-                for n in (1, 2):
-                    name = f"scale{n}"
+                # The baselines: each sync statement by statement (pipelined), as before
+                # the server-side function (SHOAL_PG_SYNC=statements).
+                statements = dict(env, SHOAL_PG_SYNC="statements")
+                for n, mode, boss_env in (
+                    (1, "statements", statements),
+                    (1, "", env),
+                    (2, "statements", statements),
+                    (2, "", env),
+                ):
+                    if mode and args.no_baseline:
+                        continue
+                    name = f"scale{n}{mode}"
                     with psycopg.connect(pg, autocommit=True) as admin:
                         admin.execute(f"CREATE DATABASE {name}")
                     url = pg.rsplit("/", 1)[0] + "/" + name
-                    results.append(measure(f"postgresql, {n} boss(es)", url, n, args, work, env))
+                    label = f"postgresql, {n} boss{'es' if n > 1 else ''}" + (
+                        f", {mode}" if mode else ""
+                    )
+                    results.append(measure(label, url, n, args, work, boss_env, pg_dir))
                     print(json.dumps(results[-1]))
             finally:
                 subprocess.run([script, "stop", str(pg_dir)], check=False)
@@ -306,13 +375,36 @@ def main() -> None:
 
     print()
     print(
-        f"{'':24} {'submit s':>9} {'RSS MB':>7} {'peak MB':>8} {'done/s':>8} {'p50 ms':>7} {'p99 ms':>7}"
+        f"{'':34} {'submit s':>9} {'RSS MB':>7} {'peak MB':>8} {'done/s':>8} {'p50 ms':>7}"
+        f" {'p99 ms':>7} {'CPU ms/task':>12}"
     )
     for r in results:
+        cpu = r["boss_cpu_ms"] + r["db_cpu_ms"]
         print(
-            f"{r['label']:24} {r['submit_s']:9.2f} {r['rss_held_mb']:7.0f} {r['rss_peak_mb']:8.0f}"
-            f" {r['per_second']:8.0f} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f}"
+            f"{r['label']:34} {r['submit_s']:9.2f} {r['rss_held_mb']:7.0f} {r['rss_peak_mb']:8.0f}"
+            f" {r['per_second']:8.0f} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f} {cpu:12.2f}"
         )
+    print(
+        "\nCPU ms/task: CPU time of the boss(es) and the database server per task completed"
+        " (not the load generator's); steadier than done/s on a shared machine."
+    )
+    cost = {r["label"]: r["boss_cpu_ms"] + r["db_cpu_ms"] for r in results}
+    rate = {r["label"]: r["per_second"] for r in results}
+    ratios = [
+        ("postgresql, 1 boss", "sqlite, 1 boss"),
+        ("postgresql, 1 boss, statements", "sqlite, 1 boss"),
+        ("postgresql, 2 bosses", "postgresql, 1 boss"),
+        ("postgresql, 2 bosses, statements", "postgresql, 1 boss, statements"),
+        ("postgresql, 1 boss", "postgresql, 1 boss, statements"),
+        ("postgresql, 2 bosses", "postgresql, 2 bosses, statements"),
+    ]
+    print()
+    for a, b in ratios:
+        if a in rate and b in rate:
+            print(
+                f"{a} vs {b}: completions/s {rate[a] / rate[b]:.2f}x,"
+                f" CPU per task {cost[a] / cost[b]:.2f}x"
+            )
     print(
         f"\n{args.workers} simulated workers x {args.slots} slots, {args.seconds:.0f} s of load each; "
         f"p50/p99: sync round trips as the workers saw them (a sync reports up to {args.slots} "

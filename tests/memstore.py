@@ -79,6 +79,8 @@ class Tables:
 class MemoryStore:
     """A store whose database is a few dicts."""
 
+    syncs_in_one = False  # every sync goes statement by statement
+
     def __init__(self) -> None:
         self.tables = Tables()
         self.statistics_refreshed = 0
@@ -139,6 +141,10 @@ class MemoryTx:
         return row
 
     # -- a worker's sync ---------------------------------------------------------
+
+    def sync_in_one(self, call: Any) -> None:
+        """Never asked: this store's ``syncs_in_one`` is False."""
+        return None
 
     def touch_worker(
         self, worker_id: int, now: float, done: int, failed: int, boss: int | None = None

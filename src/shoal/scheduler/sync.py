@@ -1,6 +1,8 @@
 """A worker's sync: record what finished, renew its leases, hand out work.
 
-One transaction per sync. The reports are recorded first: the first report
+One transaction per sync (on PostgreSQL, most syncs are one statement: a
+server-side function that does all of the below, see
+:mod:`shoal.store.sql.routines`). The reports are recorded first: the first report
 of a task wins it (its outputs are promoted then), a late or fenced one is
 dropped, a failure is retried with back-off or fails its task and what is
 downstream. Then the worker's leases are renewed, the attempts it no longer
@@ -16,16 +18,21 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from shoal import protocol as p
+from shoal.datastore.layout import LOGS
 from shoal.exceptions import NotFound
 from shoal.scheduler import leases, reductions, runs
 from shoal.store.contract import DecisionTx
 from shoal.store.rows import (
     ActiveWorker,
     AttemptEnd,
+    DepOutputs,
     Event,
     NewAttempt,
     ReadyTask,
     ReportedAttempt,
+    Success,
+    SyncCall,
+    SyncDone,
     TaskWin,
 )
 
@@ -105,6 +112,13 @@ def sync(s: Scheduler, req: p.SyncRequest) -> SyncOutcome:
     """One worker round trip: record what finished, renew, hand out work."""
     now = s.clock()
     out = SyncOutcome(p.SyncResponse())
+    call = _one_statement(s, req, now) if s.store.syncs_in_one else None
+    if call is not None:
+        with s.store.transaction() as tx:
+            done = tx.sync_in_one(call)
+            if done is not None:
+                _answer(s, tx, req, done, out, now)
+                return out
     with s.store.batch() as tx:
         batch = _Finished(now)
         if req.finished:
@@ -143,6 +157,59 @@ def sync(s: Scheduler, req: p.SyncRequest) -> SyncOutcome:
             tx.notify_work(s.origin)
         tx.add_events(batch.events)
     return out
+
+
+def _one_statement(s: Scheduler, req: p.SyncRequest, now: float) -> SyncCall | None:
+    """The sync as the store may do it in one statement: reports that all
+    succeeded with no outputs to promote (most syncs); None for any other."""
+    if any(r.outcome != p.SUCCEEDED or r.outputs for r in req.finished):
+        return None
+    successes = [
+        Success(
+            r.attempt_id, r.exit_code, r.started, r.ended, bool(r.log or r.log_uploaded), r.result
+        )
+        for r in req.finished
+    ]
+    return SyncCall(
+        worker_id=req.worker_id,
+        boss=s.boss_id,
+        now=now,
+        lease_expires=now + s.lease_seconds,
+        successes=successes,
+        running=list(req.running),
+        free_slots=req.free_slots,
+        max_seconds=req.max_seconds,
+        origin=s.origin,
+        logs=LOGS,
+    )
+
+
+def _answer(
+    s: Scheduler, tx: DecisionTx, req: p.SyncRequest, done: SyncDone, out: SyncOutcome, now: float
+) -> None:
+    """The worker's answer from a sync the store did in one statement (committed).
+
+    What that statement left to the boss: the runs' fixed parts the boss has
+    not cached, a reducer command's operands, and, when no task was ready
+    for the worker, a straggler's backup (in this transaction, a second one).
+    """
+    worker = done.worker
+    if worker is None:
+        raise NotFound(f"no active worker {req.worker_id}: register again")
+    out.made_ready = done.made_ready
+    out.finished_runs = list(done.ended_runs)
+    out.response.cancel = done.cancel
+    if done.started:
+        attempt_ids = [a for a, _ in done.started]
+        picked = [t for _, t in done.started]
+        out.response.assignments = _hand_out(
+            s, tx, worker, picked, attempt_ids, done.dep_outputs, now, []
+        )
+    elif done.idle and req.free_slots > 0 and s.speculate:
+        events: list[Event] = []
+        backups = _pick(leases.stragglers(s, tx, worker, now, req.max_seconds), req.free_slots)
+        out.response.assignments = _start(s, tx, worker, backups, now, events)
+        tx.add_events(events)
 
 
 def backoff(s: Scheduler, retry_delay: float, failures: int) -> float:
@@ -283,6 +350,11 @@ def _assign(
     )
     if not candidates and s.speculate:
         candidates = leases.stragglers(s, tx, worker, now, max_seconds)
+    return _start(s, tx, worker, _pick(candidates, free), now, events)
+
+
+def _pick(candidates: list[ReadyTask], free: int) -> list[ReadyTask]:
+    """The candidates that fit the worker's free slots, in their order."""
     picked: list[ReadyTask] = []
     for row in candidates:
         if row.slots > free:
@@ -291,6 +363,18 @@ def _assign(
         free -= row.slots
         if free <= 0:
             break
+    return picked
+
+
+def _start(
+    s: Scheduler,
+    tx: DecisionTx,
+    worker: ActiveWorker,
+    picked: list[ReadyTask],
+    now: float,
+    events: list[Event],
+) -> list[p.Assignment]:
+    """Start the picked tasks on the worker; their assignments."""
     if not picked:
         return []
     attempt_ids = tx.start_attempts(
@@ -299,17 +383,31 @@ def _assign(
         now,
         now + s.lease_seconds,
     )
-    fetches: dict[int, list[p.Fetch]] = {}
     with_deps = [r.id for r in picked if r.n_deps]
-    if with_deps:
-        for d in tx.dep_outputs(with_deps):
-            for name in d.outputs:
-                fetches.setdefault(d.task_id, []).append(
-                    p.Fetch(
-                        path=p.output_prefix(d.run_id, d.name) + name,
-                        dest=f"inputs/{d.name}/{name}",
-                    )
+    deps = tx.dep_outputs(with_deps) if with_deps else []
+    return _hand_out(s, tx, worker, picked, attempt_ids, deps, now, events)
+
+
+def _hand_out(
+    s: Scheduler,
+    tx: DecisionTx,
+    worker: ActiveWorker,
+    picked: list[ReadyTask],
+    attempt_ids: list[int],
+    deps: list[DepOutputs],
+    now: float,
+    events: list[Event],
+) -> list[p.Assignment]:
+    """The assignments of the started tasks (their attempts' ids given); their events."""
+    fetches: dict[int, list[p.Fetch]] = {}
+    for d in deps:
+        for name in d.outputs:
+            fetches.setdefault(d.task_id, []).append(
+                p.Fetch(
+                    path=p.output_prefix(d.run_id, d.name) + name,
+                    dest=f"inputs/{d.name}/{name}",
                 )
+            )
     infos = _run_info(s, tx, {r.run_id for r in picked})
     out = []
     for r, attempt_id in zip(picked, attempt_ids, strict=True):

@@ -38,6 +38,8 @@ from shoal.store.rows import (
     Reducer,
     ReportedAttempt,
     RunRow,
+    SyncCall,
+    SyncDone,
     TaskRow,
     TaskWin,
     WorkerRow,
@@ -50,6 +52,7 @@ class DecisionTx(Protocol):
     """The queries of the scheduler's decisions, in one transaction (see ``Tx`` for each)."""
 
     # -- a worker's sync: its reports, leases and claim
+    def sync_in_one(self, call: SyncCall) -> SyncDone | None: ...
     def touch_worker(
         self, worker_id: int, now: float, done: int, failed: int, boss: int | None = None
     ) -> ActiveWorker | None: ...
@@ -215,6 +218,10 @@ class StoreTx(DecisionTx, ViewTx, Protocol):
 
 class StoreLike(Protocol):
     """A store the scheduler runs on: it opens transactions."""
+
+    # Whether a sync whose reports all succeeded with no outputs goes as one
+    # statement (``DecisionTx.sync_in_one``), in a transaction of its own.
+    syncs_in_one: bool
 
     def transaction(self) -> AbstractContextManager[StoreTx]:
         """One write transaction: committed at the end, rolled back on error."""

@@ -21,15 +21,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, create_engine, make_url, text
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import DisconnectionError
 
-from shoal.store.rows import NewAttempt, NewTask
+from shoal.store.rows import (
+    ActiveWorker,
+    DepOutputs,
+    NewAttempt,
+    NewTask,
+    ReadyTask,
+    SyncCall,
+    SyncDone,
+    encode,
+)
 from shoal.store.schema import RUN_SHARDS
 from shoal.store.sql import POSTGRES, POSTGRES_ARRAYS
+from shoal.store.sql.routines import DEFER_SQLSTATE, SYNC_CALL
 from shoal.store.tx import Tx
 
 __all__ = ["AdvisoryLock", "PostgresTx", "listen_for_work", "lock_schema", "make_engine"]
@@ -57,13 +69,29 @@ def libpq_url(url: str | URL) -> str:
 
 def make_engine(url: str) -> Engine:
     # Enough connections for a boss's sync threads (16), its housekeeping and reads.
-    return create_engine(
+    engine = create_engine(
         driver_url(url),
-        pool_pre_ping=True,
         pool_size=4,
         max_overflow=20,
         isolation_level="READ COMMITTED",
     )
+    event.listen(engine, "checkout", _still_connected)
+    return engine
+
+
+def _still_connected(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """Refuse a pooled connection the server has closed; the pool then opens another.
+
+    Instead of a round trip to ask (SQLAlchemy's pre-ping, a fifth of a
+    sync's cost): an idle connection has nothing to read unless the server
+    hung up (a restart, an idle timeout, a terminated backend) or spoke
+    unasked, and either way a new connection is the safe choice.
+    """
+    if dbapi_conn.closed or dbapi_conn.broken:
+        raise DisconnectionError("the connection to PostgreSQL broke")
+    readable, _, _ = select.select([dbapi_conn.fileno()], [], [], 0)
+    if readable:
+        raise DisconnectionError("PostgreSQL closed the connection")
 
 
 def lock_schema(conn: Connection) -> None:
@@ -103,6 +131,69 @@ class PostgresTx(Tx):
                 if raw.info.transaction_status != IDLE:
                     raw.rollback()
                 raw.autocommit = False
+
+    def sync_in_one(self, call: SyncCall) -> SyncDone | None:
+        """The server-side ``shoal_sync`` (:mod:`shoal.store.sql.routines`): one round trip.
+
+        Sent alone, outside a transaction, the call is one: it commits, or
+        rolls back whole, with no wait on the network while it holds locks.
+        """
+        raw = self.raw
+        if raw.info.transaction_status != IDLE:
+            return None  # something was sent in this transaction already
+        params = {
+            "worker": call.worker_id,
+            "boss": call.boss,
+            "now": call.now,
+            "lease_until": call.lease_expires,
+            "ids": [r.attempt_id for r in call.successes],
+            "exit_codes": [r.exit_code for r in call.successes],
+            "started": [_float(r.started) for r in call.successes],
+            "ended": [_float(r.ended) for r in call.successes],
+            "logged": [r.logged for r in call.successes],
+            "results": [None if r.result is None else encode(r.result) for r in call.successes],
+            "outputs": encode([]),
+            "logs": call.logs,
+            "running": list(call.running),
+            "free": call.free_slots,
+            "max_seconds": call.max_seconds,
+            "channel": CHANNEL,
+            "origin": call.origin,
+        }
+        raw.autocommit = True
+        try:
+            row = raw.execute(SYNC_CALL, params).fetchone()
+        except Exception as e:
+            if getattr(e, "sqlstate", None) == DEFER_SQLSTATE:
+                return None  # rolled back: the boss does it statement by statement
+            raise
+        finally:
+            # A connection that broke meanwhile is dropped by the pool, whatever this says.
+            with contextlib.suppress(Exception):
+                raw.autocommit = False
+        done: dict[str, Any] = row[0]
+        if done.get("defer"):
+            return None
+        if done.get("missing"):
+            return SyncDone(None, [], [], [], False, False, [])
+        started = [
+            (
+                int(a[0]),
+                ReadyTask(
+                    a[1], a[2], a[3], a[4], a[5], a[9], a[6] - 1, a[7], a[8], a[10], a[11], None
+                ),
+            )
+            for a in done["assign"]
+        ]
+        return SyncDone(
+            worker=ActiveWorker(*done["worker"]),
+            cancel=[int(i) for i in done["cancel"]],
+            started=started,
+            dep_outputs=[DepOutputs(*d) for d in done["fetch"]],
+            idle=bool(done["idle"]),
+            made_ready=bool(done["made_ready"]),
+            ended_runs=[int(i) for i in done["ended"]],
+        )
 
     def _many(self, name: str, rows: list[Any]) -> None:
         # One statement over arrays, not one per row: a sync's Python and the
@@ -157,6 +248,10 @@ class PostgresTx(Tx):
     def analyze_tasks(self) -> None:
         """Let the planner know the tasks table's new size."""
         self._run("analyze_tasks")
+
+
+def _float(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _uniform(column: list[Any]) -> list[Any]:

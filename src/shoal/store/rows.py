@@ -44,6 +44,9 @@ __all__ = [
     "ReportedAttempt",
     "RunRow",
     "SessionRow",
+    "Success",
+    "SyncCall",
+    "SyncDone",
     "TaskRow",
     "TaskWin",
     "WorkerRow",
@@ -479,3 +482,41 @@ class NamedState(NamedTuple):
 class GroupEdge(NamedTuple):
     source: str
     target: str
+
+
+class Success(NamedTuple):
+    """A report of success with no outputs to promote, as a sync in one statement takes it."""
+
+    attempt_id: int
+    exit_code: int | None
+    started: float | None
+    ended: float | None
+    logged: bool  # its log is in the datastore
+    result: Any  # None: it gave none
+
+
+class SyncCall(NamedTuple):
+    """A worker's sync whose reports are all :class:`Success` (or none), for one statement."""
+
+    worker_id: int
+    boss: int | None
+    now: float
+    lease_expires: float
+    successes: list[Success]
+    running: list[int]
+    free_slots: int
+    max_seconds: float | None
+    origin: str  # this boss's wake-up notices
+    logs: str  # the datastore folder of logs (``log_path``'s)
+
+
+class SyncDone(NamedTuple):
+    """What a sync in one statement did (it is committed)."""
+
+    worker: ActiveWorker | None  # None: no such active worker, and nothing was written
+    cancel: list[int]
+    started: list[tuple[int, ReadyTask]]  # each new attempt's id, and its task
+    dep_outputs: list[DepOutputs]  # of the started tasks' dependencies
+    idle: bool  # no ready task for the worker: a straggler's backup may be
+    made_ready: bool
+    ended_runs: list[int]

@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.visitors import replacement_traverse
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 metadata = MetaData()
 
@@ -412,6 +412,19 @@ JOIN part ON part.n < c.parts"""
     conn.execute(text("ALTER TABLE runs DROP COLUMN unfinished"))
 
 
+def install_routines(conn: Connection) -> None:
+    """PostgreSQL's server-side functions (:mod:`shoal.store.sql.routines`); SQLite has none."""
+    if conn.dialect.name == "postgresql":
+        from shoal.store.sql.routines import SYNC_FUNCTION
+
+        conn.exec_driver_sql(SYNC_FUNCTION)
+
+
+def _v7_to_v8(conn: Connection) -> None:
+    """Version 8: a worker's sync as one server-side function on PostgreSQL (``shoal_sync``)."""
+    install_routines(conn)
+
+
 # Upgrades from each older version.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_to_v2,
@@ -420,4 +433,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _v4_to_v5,
     _v5_to_v6,
     _v6_to_v7,
+    _v7_to_v8,
 ]

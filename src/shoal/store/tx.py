@@ -29,6 +29,8 @@ from shoal.store.rows import (
     Reducer,
     ReportedAttempt,
     RunRow,
+    SyncCall,
+    SyncDone,
     TaskRow,
     TaskWin,
     decode,
@@ -58,6 +60,13 @@ class Tx(Reads):
         return nullcontext()
 
     # -- a worker's sync ---------------------------------------------------
+
+    def sync_in_one(self, call: SyncCall) -> SyncDone | None:
+        """A whole sync as one statement, committed on its own (see ``PostgresTx``).
+
+        None: not done here (nothing was written); the sync goes statement by statement.
+        """
+        return None
 
     def touch_worker(
         self, worker_id: int, now: float, done: int, failed: int, boss: int | None = None
