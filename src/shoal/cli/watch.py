@@ -378,11 +378,20 @@ def _sweep_table(rows: list[dict[str, Any]]) -> Table:
 
     Results that are JSON objects of a few keys get a column per key
     (``loss``, ``accuracy``), so a sweep reads as one table; any other
-    result goes in a ``result`` column.
+    result goes in a ``result`` column. A result key that is also a matrix
+    key is left out where it equals the matrix value in every task, and is
+    headed ``result.KEY`` where it does not.
     """
     keys = list(dict.fromkeys(k for r in rows for k in r["matrix"]))
-    objects = [r["result"] for r in rows if isinstance(r["result"], dict)]
-    fields = list(dict.fromkeys(k for o in objects for k in o))
+    objects = [r for r in rows if isinstance(r["result"], dict)]
+    fields = list(dict.fromkeys(k for o in objects for k in o["result"]))
+    # A result key that repeats a matrix key with the same value in every
+    # task says nothing new; one whose values differ is named result.KEY.
+    fields = [
+        f
+        for f in fields
+        if f not in keys or any(o["result"].get(f) != o["matrix"].get(f) for o in objects)
+    ]
     if len(fields) > 8:
         fields = []  # too wide to spread: each object whole
     spread = [r for r in rows if isinstance(r["result"], dict) and fields]
@@ -391,7 +400,8 @@ def _sweep_table(rows: list[dict[str, Any]]) -> Table:
     for key in keys:
         table.add_column(render.literal(key), no_wrap=True)
     for name in fields:
-        table.add_column(render.literal(name), overflow="fold")
+        head = f"result.{name}" if name in keys else name
+        table.add_column(render.literal(head), overflow="fold")
     whole = len(spread) < len(rows)
     if whole:
         table.add_column("result", overflow="fold")

@@ -1,0 +1,41 @@
+"""What a new user saw wrong when watching and reading back (issue 17's probe): pure parts."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rich.console import Console, RenderableType
+
+from shoal.cli import render
+from shoal.cli.watch import _sweep_table
+
+
+def _text(thing: RenderableType, width: int = 80) -> str:
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None, emoji=False).print(thing)
+    return out.getvalue()
+
+
+def _row(task: str, result: Any, **matrix: Any) -> dict[str, Any]:
+    return {
+        "task": task,
+        "result": result,
+        "matrix": matrix,
+        "after": [],
+        "started": None,
+        "ended": None,
+    }
+
+
+def test_results_table_does_not_repeat_matrix_keys_and_names_a_differing_one_result_key() -> None:
+    same = [_row(f"sim-{d}", {"lr": 0.1, "depth": d, "n": 5}, lr=0.1, depth=d) for d in (1, 2)]
+    head = _text(_sweep_table(same)).splitlines()[0].split()
+    assert head == ["task", "lr", "depth", "n"], head
+    differs = [
+        _row("sim-1", {"lr": 0.05, "loss": 1}, lr=0.1),
+        _row("sim-2", {"lr": 0.2, "loss": 2}, lr=0.2),
+    ]
+    lines = _text(_sweep_table(differs)).splitlines()
+    assert lines[0].split() == ["task", "lr", "result.lr", "loss"], lines
+    assert lines[1].split() == ["sim-1", "0.1", "0.05", "1"], lines
