@@ -39,3 +39,34 @@ def test_results_table_does_not_repeat_matrix_keys_and_names_a_differing_one_res
     lines = _text(_sweep_table(differs)).splitlines()
     assert lines[0].split() == ["task", "lr", "result.lr", "loss"], lines
     assert lines[1].split() == ["sim-1", "0.1", "0.05", "1"], lines
+
+
+def test_a_task_ready_or_running_again_shows_nothing_of_its_earlier_attempt() -> None:
+    from tests.scheduling import clock, on_memory, report, run_of, take, worker
+
+    s = on_memory()
+    rid = s.submit(run_of("tasks:\n- {name: t, run: x, retries: 2, retry_delay: 0s}\n"))
+    w1 = worker(s, "w1")
+    (a,) = take(s, w1)
+    clock(s).now += 55.5
+    report(s, w1, a, code=3)
+    (ready,) = s.tasks_view(rid)
+    assert ready["state"] == "ready"
+    assert (ready["exit_code"], ready["cause"], ready["worker"], ready["duration"]) == (
+        None,
+        None,
+        None,
+        None,
+    ), ready
+    w2 = worker(s, "w2")
+    take(s, w2)
+    (running,) = s.tasks_view(rid)
+    assert running["state"] == "running" and running["worker"] == "w2"
+    assert (running["exit_code"], running["cause"]) == (None, None), running
+    shown = _text(render.task_table([running], now=running["started"] + 1, width=100))
+    assert "exit code 3" not in shown and " 3 " not in shown, shown
+    clock(s).now += 10
+    s.worker_lost(w2, "its machine is gone")
+    (lost,) = s.tasks_view(rid)
+    assert lost["state"] == "ready"
+    assert (lost["worker"], lost["duration"]) == (None, None), lost

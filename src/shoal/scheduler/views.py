@@ -301,21 +301,30 @@ def _task_dict(task: TaskRow, attempt: AttemptRow | None) -> dict[str, Any]:
 
     ``matrix``: the matrix values it was made with ({} if none); ``after``:
     its dependencies' names; ``started``, ``ended``: its latest attempt's
-    times (epoch seconds), or None.
+    times (epoch seconds), or None. Only what belongs to the task's state
+    now: a task ready or running again carries no exit code or cause of an
+    earlier attempt, and a ready one no worker, duration or times.
     """
     duration = None
+    if task.state in ("waiting", "ready"):
+        # The last attempt (lost, failed before a retry) is history: a task
+        # that waits to run again has no worker, time or end of its own.
+        attempt = None
     started = attempt.started if attempt is not None else None
     ended = attempt.ended if attempt is not None else None
     if started is not None and ended is not None:
         duration = max(0.0, ended - started)
+    # How an earlier attempt ended is not how this one will: only a task
+    # that has ended shows an exit code and a cause.
+    settled = task.state not in ("waiting", "ready", "running")
     spec = task.spec
     return {
         "id": task.id,
         "name": task.name,
         "state": task.state,
         "attempts": task.attempts,
-        "exit_code": task.exit_code,
-        "cause": task.cause,
+        "exit_code": task.exit_code if settled else None,
+        "cause": task.cause if settled else None,
         "result": task.result,
         "outputs": task.outputs,
         "worker": attempt.worker_name if attempt is not None else None,
