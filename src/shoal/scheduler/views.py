@@ -302,8 +302,8 @@ def _task_dict(task: TaskRow, attempt: AttemptRow | None) -> dict[str, Any]:
     ``matrix``: the matrix values it was made with ({} if none); ``after``:
     its dependencies' names; ``started``, ``ended``: its latest attempt's
     times (epoch seconds), or None. Only what belongs to the task's state
-    now: a task ready or running again carries no exit code or cause of an
-    earlier attempt, and a ready one no worker, duration or times.
+    now: a task running again carries no exit code or cause of an earlier
+    attempt, and a ready one no worker, duration or times.
     """
     duration = None
     if task.state in ("waiting", "ready"):
@@ -314,9 +314,9 @@ def _task_dict(task: TaskRow, attempt: AttemptRow | None) -> dict[str, Any]:
     ended = attempt.ended if attempt is not None else None
     if started is not None and ended is not None:
         duration = max(0.0, ended - started)
-    # How an earlier attempt ended is not how this one will: only a task
-    # that has ended shows an exit code and a cause.
-    settled = task.state not in ("waiting", "ready", "running")
+    # How an earlier attempt ended is not how the one running now will; a
+    # ready task keeps it, as why it waits to run again.
+    settled = task.state != "running"
     spec = task.spec
     return {
         "id": task.id,
