@@ -65,3 +65,14 @@ def test_a_task_ready_or_running_again_shows_nothing_of_its_earlier_attempt() ->
     (lost,) = s.tasks_view(rid)
     assert lost["state"] == "ready"
     assert (lost["worker"], lost["duration"]) == (None, None), lost
+
+
+def test_the_bar_counts_what_did_not_succeed_in_the_summarys_words() -> None:
+    from shoal.cli.progress import ended_badly
+
+    counts = {"failed": 1, "upstream_failed": 1, "succeeded": 4}
+    assert ended_badly(counts).plain == render.counts_text(counts).plain.replace(
+        "  4 succeeded", ""
+    )
+    assert ended_badly(counts).plain == "1 failed  1 upstream_failed"
+    assert ended_badly({"succeeded": 2, "running": 1}).plain == "0 failed"

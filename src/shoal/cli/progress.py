@@ -56,6 +56,26 @@ class RateColumn(ProgressColumn):
         return Text(f"{rate:,.1f}/s{eta}", style="progress.data.speed")
 
 
+def ended_badly(counts: dict[str, int]) -> Text:
+    """The bar's count of tasks that did not succeed, in the summary's words.
+
+    ``0 failed`` until one fails; then each state that has any, as the
+    summary's counts line says them (``1 failed  1 upstream_failed``).
+    """
+    bad = [s for s in ("failed", "upstream_failed", "cancelled") if counts.get(s)]
+    if not bad:
+        return Text("0 failed", style="red")
+    return render.counts_text({s: counts[s] for s in bad})
+
+
+class EndedBadlyColumn(ProgressColumn):
+    """:func:`ended_badly` of the run's view (the bar's ``view`` field)."""
+
+    def render(self, task: Task) -> Text:
+        view = task.fields.get("view")
+        return ended_badly(view["counts"] if view is not None else {})
+
+
 def bar_style(counts: dict[str, int]) -> str:
     """The bar's colour: red once a task failed, yellow if some were cancelled, else green."""
     if counts.get("failed") or counts.get("upstream_failed"):
@@ -215,7 +235,7 @@ def _wait_with_progress(
         bar_column,
         MofNCompleteColumn(),
         TextColumn("[cyan]{task.fields[running]} running"),
-        TextColumn("[red]{task.fields[failed]} failed"),
+        EndedBadlyColumn(),
         RateColumn(),
         TimeElapsedColumn(),
         console=console,
@@ -223,11 +243,10 @@ def _wait_with_progress(
         refresh_per_second=8,
     )
     with progress:
-        bar = progress.add_task("run", total=None, running=0, failed=0, view=None)
+        bar = progress.add_task("run", total=None, running=0, view=None)
 
         def update(view: dict[str, Any]) -> None:
             counts = view["counts"]
-            failed = sum(counts.get(s, 0) for s in ("failed", "upstream_failed", "cancelled"))
             bar_column.complete_style = bar_column.finished_style = bar_style(counts)
             progress.update(
                 bar,
@@ -235,7 +254,6 @@ def _wait_with_progress(
                 total=view["total"],
                 completed=render.done_count(view),
                 running=render.running_shown(view),
-                failed=failed,
                 view=view,
             )
             warn(view, progress.console)
