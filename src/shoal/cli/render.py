@@ -27,6 +27,8 @@ STATE_STYLE = {
     "ready": "blue",
     "waiting": "dim",
     "active": "green",
+    "draining": "yellow",
+    "stopping": "yellow",
     "stopped": "dim",
     "lost": "red",
     "requested": "dim",
@@ -345,7 +347,19 @@ def pools_line(machines: list[dict[str, Any]]) -> Text:
     return Text.assemble(("pools: ", "bold"), " · ".join(parts))
 
 
+def worker_state(worker: dict[str, Any]) -> str:
+    """A worker's state as the table says it: ``draining`` or ``stopping`` once asked to."""
+    if worker["state"] == "active":
+        order = worker.get("order")
+        if order == "drain":
+            return "draining"
+        if order == "stop":
+            return "stopping"
+    return str(worker["state"])
+
+
 def worker_table(workers: list[dict[str, Any]]) -> Table:
+    """The workers, each with the machine shoal started it on (``-``: one started by hand)."""
     table = Table(box=None, header_style="bold")
     columns = ("worker", "machine", "host", "state", "slots", "running", "done", "failed")
     for col in (*columns, "last sync"):
@@ -354,9 +368,9 @@ def worker_table(workers: list[dict[str, Any]]) -> Table:
     for w in workers:
         table.add_row(
             literal(w["name"]),
-            literal(w.get("machine") or ""),
+            literal(w.get("machine") or "-"),
             literal(w["host"]),
-            styled(w["state"]),
+            styled(worker_state(w)),
             str(w["slots"]),
             str(w["running"]),
             str(w["done"]),

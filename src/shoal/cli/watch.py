@@ -419,17 +419,42 @@ def _sweep_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-@app.command(epilog=_examples("shoal workers", "shoal workers --json"))
+# A worker that left this long ago is history: `shoal workers --all` lists it.
+RECENT_WORKER = 300.0
+
+
+@app.command(epilog=_examples("shoal workers", "shoal workers --all --json"))
 def workers(
+    every: Annotated[
+        bool,
+        typer.Option("--all", help="Every worker the boss ever had, not only the current ones."),
+    ] = False,
     boss: BossOpt = None,
     token: TokenOpt = None,
     state: StateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the workers the boss knows."""
+    """List the workers connected now, and those that left in the last five minutes."""
     client = _client(boss, token, state)
     rows = client.workers()
+    if not every:
+        rows = current_workers(rows, time.time())
     _emit_json(rows) if as_json else console.print(render.worker_table(rows))
+
+
+def current_workers(rows: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """The connected workers, and those that left in the last few minutes.
+
+    A worker that left is not listed once a newer one has its name (the
+    next run's ``local-1``), nor after :data:`RECENT_WORKER` seconds.
+    """
+    newest = {w["name"]: w["id"] for w in sorted(rows, key=lambda w: w["id"])}
+    return [
+        w
+        for w in rows
+        if w["state"] == "active"
+        or (newest[w["name"]] == w["id"] and now - w["last_sync"] <= RECENT_WORKER)
+    ]
 
 
 @app.command(epilog=_examples("shoal bosses"))

@@ -1,0 +1,42 @@
+"""What a new user saw wrong when watching a run and reading it back (issue 17's probe)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import Procs, shoal, shoal_json, start_boss, start_worker, wait_for, write
+
+
+def _words(table: str) -> list[list[str]]:
+    return [line.split() for line in table.splitlines()]
+
+
+def test_workers_lists_the_current_workers_and_all_lists_every_one(tmp_path: Path) -> None:
+    write(tmp_path / "t.yaml", "tasks:\n  - {name: a, run: 'true'}\n")
+    for _ in range(2):
+        assert shoal("run", "t.yaml", "-j", "2", cwd=tmp_path).returncode == 0
+    every = shoal_json("workers", "--all", cwd=tmp_path)
+    assert sorted(w["name"] for w in every) == ["local-1", "local-1", "local-2", "local-2"]
+    current = shoal_json("workers", cwd=tmp_path)
+    newest = sorted(every, key=lambda w: w["id"])[2:]
+    assert sorted(w["id"] for w in current) == [w["id"] for w in newest]
+    rows = _words(shoal("workers", cwd=tmp_path, env={"COLUMNS": "120"}).stdout)
+    assert [r[0] for r in rows[1:]] == ["local-1", "local-2"], rows
+
+
+def test_a_drained_worker_shows_as_draining(tmp_path: Path, procs: Procs) -> None:
+    write(tmp_path / "t.yaml", "name: long\ntasks:\n  - {name: nap, run: sleep 60}\n")
+    info = start_boss(procs, tmp_path)
+    start_worker(procs, tmp_path, info, name="w5")
+    assert shoal("submit", "t.yaml", cwd=tmp_path).returncode == 0
+    wait_for(
+        lambda: shoal_json("tasks", cwd=tmp_path)[0]["state"] == "running",
+        timeout=60,
+        what="the task to run",
+    )
+    assert shoal("drain", "w5", cwd=tmp_path).returncode == 0
+    rows = _words(shoal("workers", cwd=tmp_path, env={"COLUMNS": "120"}).stdout)
+    row = next(r for r in rows if r[0] == "w5")
+    assert "draining" in row and "active" not in row, rows
+    assert row[1] == "-", rows  # started by hand: no machine of shoal's
+    assert shoal("cancel", "long", cwd=tmp_path).returncode == 0
