@@ -40,3 +40,22 @@ def test_a_drained_worker_shows_as_draining(tmp_path: Path, procs: Procs) -> Non
     assert "draining" in row and "active" not in row, rows
     assert row[1] == "-", rows  # started by hand: no machine of shoal's
     assert shoal("cancel", "long", cwd=tmp_path).returncode == 0
+
+
+def test_logs_of_a_task_that_will_not_run_says_so_and_why(tmp_path: Path) -> None:
+    write(
+        tmp_path / "t.yaml",
+        "name: broken\ntasks:\n  - {name: prep, run: exit 3}\n"
+        "  - {name: use-prep, run: 'true', after: prep}\n",
+    )
+    started = shoal("run", "t.yaml", "-j", "1", cwd=tmp_path)
+    assert started.returncode == 1
+    assert "2 tasks on " in started.stderr, started.stderr
+    got = shoal("logs", "use-prep", cwd=tmp_path)
+    assert got.returncode == 2
+    assert got.stderr == (
+        "shoal: task 'use-prep' will not run, so it has no log: upstream prep failed\n"
+    ), got.stderr
+    write(tmp_path / "one.yaml", "name: one\ntasks:\n  - {name: a, run: 'true'}\n")
+    one = shoal("run", "one.yaml", "-j", "1", cwd=tmp_path)
+    assert "run 2 one: 1 task on " in one.stderr, one.stderr

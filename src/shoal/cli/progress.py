@@ -214,7 +214,7 @@ def _started(session: LocalSession, spec: specs.RunSpec, run_id: int, state: Sta
     return Text.assemble(
         f"run {run_id} ",
         (spec.name, "bold"),
-        f": {len(spec.tasks)} tasks on {session.where()} (state in {state.root})",
+        f": {render.plural(len(spec.tasks), 'task')} on {session.where()} (state in {state.root})",
     )
 
 

@@ -72,6 +72,11 @@ def short(value: Any, width: int = 40) -> Text:
     return Text(text if len(text) <= width else text[: width - 1] + "…")
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 task``, ``2 tasks``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def counts_text(counts: dict[str, int]) -> Text:
     out = Text()
     for state in STATE_ORDER:

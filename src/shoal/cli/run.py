@@ -266,4 +266,4 @@ def retry(
     client = _client(boss, token, state)
     run_id = client.run(run_ref)["run"]
     n = client.retry_task(run_id, task) if task is not None else client.retry(run_id)
-    console.print(f"run {run_id}: {n} task(s) will run again")
+    console.print(f"run {run_id}: {n} task{'' if n == 1 else 's'} will run again")

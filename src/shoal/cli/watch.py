@@ -222,7 +222,7 @@ def logs(
         _follow(client, run_ref, task, tail)
         return
     if not view["attempt_list"]:
-        raise BadInput(f"task '{task}' has not run yet (state: {view['state']})")
+        raise BadInput(_no_log(view))
     shown = _attempt(view, attempt)
     if attempt is not None:
         total = len(view["attempt_list"])
@@ -249,6 +249,15 @@ def logs(
             markup=False,
             highlight=False,
         )
+
+
+def _no_log(view: dict[str, Any]) -> str:
+    """Why a task that never started has no log: it waits, or it will not run and why."""
+    name, state = view["name"], view["state"]
+    if state in ("waiting", "ready"):
+        return f"task '{name}' has not run yet ({state}): no log so far"
+    why = view.get("cause") or f"it is {state}"
+    return f"task '{name}' will not run, so it has no log: {why}"
 
 
 def _attempt(view: dict[str, Any], number: int | None) -> dict[str, Any]:
