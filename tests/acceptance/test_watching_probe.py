@@ -59,3 +59,60 @@ def test_logs_of_a_task_that_will_not_run_says_so_and_why(tmp_path: Path) -> Non
     write(tmp_path / "one.yaml", "name: one\ntasks:\n  - {name: a, run: 'true'}\n")
     one = shoal("run", "one.yaml", "-j", "1", cwd=tmp_path)
     assert "run 2 one: 1 task on " in one.stderr, one.stderr
+
+
+PROBE = """\
+name: probe
+tasks:
+  - {name: prep, run: "true"}
+  - name: simulation-with-a-long-name-{lr}-{depth}
+    after: prep
+    matrix: {lr: [0.001, 0.01], depth: [8, 16]}
+    run: |
+      if [ {depth} = 8 ] && [ {lr} = 0.01 ]; then exit 3; fi
+      echo '{{"lr": {lr}, "depth": {depth}}}'
+  - {name: combine, run: "true", after: [simulation-with-a-long-name-0.01-8]}
+  - name: sim-{lr}-{depth}
+    after: prep
+    matrix: {lr: [0.01], depth: [8]}
+    run: exit 4
+  - {name: upstream, run: "true", after: [sim-0.01-8]}
+"""
+NAMES = [
+    "prep",
+    "simulation-with-a-long-name-0.001-8",
+    "simulation-with-a-long-name-0.001-16",
+    "simulation-with-a-long-name-0.01-8",
+    "simulation-with-a-long-name-0.01-16",
+    "combine",
+    "sim-0.01-8",
+    "upstream",
+]
+
+
+def test_at_80_columns_events_and_the_run_summary_cut_no_name_time_or_cause(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path / "probe.yaml", PROBE)
+    ran = shoal("run", "probe.yaml", "-j", "2", cwd=tmp_path, env={"COLUMNS": "80"})
+    assert ran.returncode == 1, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), ran.stdout
+    assert "…" not in ran.stdout
+    words = {w.rstrip(":") for line in lines for w in line.split()}
+    failed = ["simulation-with-a-long-name-0.01-8", "combine", "sim-0.01-8", "upstream"]
+    assert set(failed) <= words, ran.stdout  # no name split
+    # Each cause whole on one line, after its task's name.
+    assert "  upstream sim-0.01-8 failed" in lines, ran.stdout
+    assert "  upstream simulation-with-a-long-name-0.01-8 failed" in lines, ran.stdout
+
+    events = shoal("events", cwd=tmp_path, env={"COLUMNS": "80"})
+    assert events.returncode == 0, events.stderr
+    shown = events.stdout.splitlines()
+    assert all(len(line) <= 80 for line in shown) and "…" not in events.stdout, events.stdout
+    assert set(NAMES) <= {w for line in shown for w in line.split()}, events.stdout
+    times = [line.split()[0] for line in shown[1:] if line[:1].isdigit()]
+    assert times and all(len(t) == 8 and t.count(":") == 2 for t in times), events.stdout
+    # Every detail is there, whole.
+    for detail in ("upstream simulation-with-a-long-name-0.01-8 failed", "exit code 3"):
+        assert any(line.strip() == detail or line.endswith(detail) for line in shown), shown

@@ -76,3 +76,33 @@ def test_the_bar_counts_what_did_not_succeed_in_the_summarys_words() -> None:
     )
     assert ended_badly(counts).plain == "1 failed  1 upstream_failed"
     assert ended_badly({"succeeded": 2, "running": 1}).plain == "0 failed"
+
+
+def _task(
+    name: str, state: str, cause: str | None = None, code: int | None = None
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "state": state,
+        "attempts": 1 if code is not None else 0,
+        "exit_code": code,
+        "duration": 0.002 if code is not None else None,
+        "started": None,
+        "worker": "local-2" if code is not None else None,
+        "cause": cause,
+        "result": None,
+    }
+
+
+def test_causes_that_do_not_fit_beside_follow_the_table_whole_and_names_stay_whole() -> None:
+    tasks = [
+        _task("sim-0.01-8", "failed", "exit code 3", 3),
+        _task("upstream", "upstream_failed", "upstream sim-0.01-8 failed"),
+    ]
+    lines = _text(render.task_table(tasks, width=80)).splitlines()
+    assert "upstream: upstream sim-0.01-8 failed" in lines, lines
+    assert "sim-0.01-8: exit code 3" in lines, lines
+    long = [_task("simulation-with-a-long-name-0.001-16", "upstream_failed", "upstream x failed")]
+    shown = _text(render.task_table(long, width=80), width=80)
+    assert "simulation-with-a-long-name-0.001-16" in shown.split(), shown
+    assert all(len(line) <= 80 for line in shown.splitlines()), shown

@@ -188,14 +188,51 @@ def run_summary_lines(view: dict[str, Any], now: float) -> list[Text]:
     return lines
 
 
+# Columns of a table are this far apart (Rich's padding, no edges).
+GAP = 2
+# A note (a cause, an event's detail) goes beside the row when its column is
+# at least this wide (or the longest note fits); else on lines of its own.
+NOTE_ROOM = 20
+
+
+def note_beside(widths: list[int], notes: list[Text], width: int | None) -> bool:
+    """Whether notes fit in a column after columns of these widths, wrapped between words."""
+    if width is None:
+        return True
+    room = width - sum(widths) - GAP * len(widths)
+    longest = max([len(n.plain) for n in notes] or [0])
+    longest_word = max([len(w) for n in notes for w in n.plain.split()] or [0])
+    return room >= longest or (room >= NOTE_ROOM and room >= longest_word)
+
+
+def padded(
+    cells: list[Text], widths: list[int], right: frozenset[int] = frozenset(), gap: int = GAP
+) -> Text:
+    """Cells in columns of these widths, ``gap`` apart, as one line (nothing cut)."""
+    line = Text()
+    for i, (cell, w) in enumerate(zip(cells, widths, strict=True)):
+        fill = " " * max(0, w - len(cell.plain))
+        if i:
+            line.append(" " * gap)
+        if i in right:
+            line.append(fill)
+        line.append_text(cell)
+        if i not in right and i < len(cells) - 1:
+            line.append(fill)
+    line.rstrip()
+    return line
+
+
 def task_table(
     tasks: list[dict[str, Any]], now: float | None = None, width: int | None = None
 ) -> RenderableType:
     """Tasks with state, attempts, exit code, time taken (so far, if running), worker, result.
 
-    A cause is shown whole, wrapped between words: it says what went wrong.
-    States and figures are never wrapped. Where ``width`` is too narrow for
-    a cause's column beside the rest, the causes follow the table, a line each.
+    Names, states and figures are never cut or split. A cause is shown whole,
+    wrapped between words, in a column of its own where ``width`` leaves it
+    room; else the causes follow the table, a ``task: cause`` line each.
+    Where even the names and figures are wider than ``width``, each task's
+    name has a line of its own, its figures indented below it.
     """
     now = time.time() if now is None else now
     notes = []
@@ -210,34 +247,59 @@ def task_table(
         if t["state"] == "running" and t.get("started") is not None:
             took = max(0.0, now - t["started"])
         exit_code = "" if t["exit_code"] is None else str(t["exit_code"])
-        rows.append([t["name"], t["state"], str(t["attempts"]), exit_code, seconds(took)])
-    heads = ("task", "state", "attempts", "exit", "duration", "worker")
-    workers = [str(t["worker"] or "") for t in tasks]
-    cells = [[*r, w] for r, w in zip(rows, workers, strict=True)]
-    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(heads)]
-    longest_word = max([len(w) for n in notes for w in n.plain.split()] or [0])
-    beside = width is None or sum(widths) + max(longest_word, 6) + 2 * len(heads) <= width
+        rows.append(
+            [t["name"], t["state"], str(t["attempts"]), exit_code, seconds(took), t["worker"] or ""]
+        )
+    heads = ["task", "state", "attempts", "exit", "duration", "worker"]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(heads)]
+    noted = any(n.plain for n in notes)
+    fixed = sum(widths) + GAP * (len(widths) - 1)
+    if width is not None and fixed > width:
+        return _stacked_tasks(heads, rows, widths, notes)
+    beside = noted and note_beside(widths, notes, width)
     table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("task", overflow="fold")
-    table.add_column("state", no_wrap=True)
-    table.add_column("attempts", no_wrap=True, justify="right")
-    table.add_column("exit", no_wrap=True, justify="right")
-    table.add_column("duration", no_wrap=True, justify="right")
-    table.add_column("worker", overflow="fold")
+    for head, w in zip(heads, widths, strict=True):
+        right = head in ("attempts", "exit", "duration")
+        table.add_column(head, no_wrap=True, min_width=w, justify="right" if right else "left")
     if beside:
-        table.add_column("result / cause", overflow="fold", min_width=min(longest_word, 30))
-    for row, worker, note in zip(rows, workers, notes, strict=True):
-        name, state, *figures = row
+        table.add_column("result / cause", overflow="fold")
+    for row, note in zip(rows, notes, strict=True):
+        name, state, *figures, worker = row
         extra = [note] if beside else []
         table.add_row(literal(name), styled(state), *figures, literal(worker), *extra)
-    if beside:
+    if beside or not noted:
         return table
-    below = [
+    return Group(table, *_notes_below(tasks, notes))
+
+
+def _notes_below(tasks: list[dict[str, Any]], notes: list[Text]) -> list[Text]:
+    """``task: cause`` lines, the name whole and bold."""
+    return [
         Text.assemble((t["name"], "bold"), ": ", note)
         for t, note in zip(tasks, notes, strict=True)
         if note.plain
     ]
-    return Group(table, *below)
+
+
+def _stacked_tasks(
+    heads: list[str], rows: list[list[str]], widths: list[int], notes: list[Text]
+) -> Group:
+    """Each task's name on a line, its figures (and cause) indented on the next."""
+    right = frozenset({1, 2, 3})
+    rest = widths[1:]
+    lines = [
+        Text(heads[0], style="bold"),
+        Text("  ") + padded([Text(h) for h in heads[1:]], rest, right),
+    ]
+    lines[1].stylize("bold")
+    for row, note in zip(rows, notes, strict=True):
+        name, state, *figures = row
+        cells = [styled(state), *(literal(f) for f in figures)]
+        lines.append(literal(name))
+        lines.append(Text("  ") + padded(cells, rest, right))
+        if note.plain:
+            lines.append(Text("  ") + note)
+    return Group(*lines)
 
 
 def _host_state(check: Any) -> Text:

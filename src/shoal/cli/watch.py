@@ -498,20 +498,47 @@ def events(
     if as_json:
         _emit_json(rows)
         return
-    table = Table(box=None, header_style="bold")
-    for col in ("time", "event", "task", "attempt", "worker"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("detail", overflow="fold")
-    for e in rows:
-        table.add_row(
+    console.print(_event_table(rows, console.width))
+
+
+def _event_table(rows: list[dict[str, Any]], width: int | None) -> Any:
+    """Events a line each: time, event, task, attempt, worker, detail.
+
+    Nothing is cut: the detail wraps between words in a column of its own
+    where ``width`` leaves it room, else it has an indented line under its
+    event; a line wider than ``width`` wraps between its columns.
+    """
+    heads = ["time", "event", "task", "attempt", "worker"]
+    cells = [
+        [
             time.strftime("%H:%M:%S", time.localtime(e["time"])),
-            e["kind"],
-            render.literal(_named(e.get("task_name"), e["task_id"])),
-            render.literal(_named(e.get("attempt_number"), e["attempt_id"], "id ")),
-            render.literal(_named(e.get("worker_name"), e["worker_id"])),
-            render.literal(e["detail"]),
-        )
-    console.print(table)
+            str(e["kind"]),
+            _named(e.get("task_name"), e["task_id"]),
+            _named(e.get("attempt_number"), e["attempt_id"], "id "),
+            _named(e.get("worker_name"), e["worker_id"]),
+        ]
+        for e in rows
+    ]
+    details = [render.literal(e["detail"]) for e in rows]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(heads)]
+    if render.note_beside(widths, details, width):
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for head, w in zip(heads, widths, strict=True):
+            table.add_column(head, no_wrap=True, min_width=w)
+        table.add_column("detail", overflow="fold")
+        for row, detail in zip(cells, details, strict=True):
+            table.add_row(*(render.literal(c) for c in row), detail)
+        return table
+    # Closer columns, where that makes an event fit on its line.
+    wide = width is not None and sum(widths) + render.GAP * (len(widths) - 1) > width
+    gap = 1 if wide else render.GAP
+    lines = [render.padded([Text(h) for h in heads], widths, gap=gap)]
+    lines[0].stylize("bold")
+    for row, detail in zip(cells, details, strict=True):
+        lines.append(render.padded([render.literal(c) for c in row], widths, gap=gap))
+        if detail.plain:
+            lines.append(Text("    ") + detail)
+    return Group(*lines)
 
 
 def _named(name: Any, row_id: int | None, prefix: str = "#") -> str:
