@@ -91,7 +91,7 @@ def test_boss_workers_and_two_runs_submitted_at_once(tmp_path: Path, procs: Proc
         what="the attempt to stop",
     )
     out = shoal("retry", rid, cwd=tmp_path)
-    assert "2 task(s) will run again" in out.stdout
+    assert "2 tasks will run again" in out.stdout
     assert shoal_json("status", rid, cwd=tmp_path)["state"] == "running"
     shoal("cancel", rid, cwd=tmp_path)
 

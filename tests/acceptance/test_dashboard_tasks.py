@@ -192,7 +192,7 @@ tasks:
     # The command line: one task again, and one line when it cannot be.
     done = shoal("retry", "work", "--task", "nap", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "2 task(s) will run again" in done.stdout  # nap and what ran after it
+    assert "2 tasks will run again" in done.stdout  # nap and what ran after it
     wait_for(lambda: task_state(tmp_path, "work", "nap") == "running", 60, "nap to run again")
     again = shoal("cancel", "work", "--task", "nap", cwd=tmp_path)
     assert again.returncode == 0 and "task nap cancelled" in again.stdout
