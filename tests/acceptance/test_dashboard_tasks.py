@@ -199,7 +199,7 @@ tasks:
     refused = shoal("cancel", "work", "--task", "flaky", cwd=tmp_path)
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines() == [
-        "shoal: task 'flaky' is succeeded already: only an unfinished task stops"
+        "shoal: task 'flaky' has already succeeded: only an unfinished task can be cancelled"
     ]
 
 

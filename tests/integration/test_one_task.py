@@ -46,7 +46,7 @@ def test_cancelling_one_running_task_ends_it_and_what_runs_after_it(sched: Sched
     report(sched, w, d)
     assert sched.run_view(rid)["state"] == "failed"
     assert [e["kind"] for e in sched.task_events(rid, "a")][-1] == "task_cancelled"
-    with pytest.raises(BadInput, match="task 'd' is succeeded already"):
+    with pytest.raises(BadInput, match="task 'd' has already succeeded"):
         sched.cancel_task(rid, "d")
     with pytest.raises(NotFound):
         sched.cancel_task(rid, "nope")

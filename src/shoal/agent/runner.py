@@ -129,16 +129,19 @@ class Attempt:
     def __init__(self, assignment: p.Assignment) -> None:
         self.a = assignment
         self.cancelled: Optional[str] = None  # p.CANCELLED or p.INTERRUPTED
+        # Why, in words, when the outcome alone would mislead (a stop order is no cancel).
+        self.cancel_cause: Optional[str] = None
         # The kernel's count of OOM kills when the attempt began: a SIGKILL
         # while it grew was most likely the OOM killer's.
         self.oom_kills = _oom_kills()
         self._proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
         self._lock = threading.Lock()
 
-    def cancel(self, outcome: str = p.CANCELLED) -> None:
+    def cancel(self, outcome: str = p.CANCELLED, cause: Optional[str] = None) -> None:
         with self._lock:
             if self.cancelled is None:
                 self.cancelled = outcome
+                self.cancel_cause = cause
             proc = self._proc
         if proc is not None:
             _kill_group(proc, signal.SIGTERM)
@@ -235,7 +238,7 @@ class Runner:
                 self._return_workspace(ws)
         if attempt.cancelled is not None and outcome != p.SUCCEEDED:
             outcome = attempt.cancelled
-            cause = attempt.cancelled
+            cause = attempt.cancel_cause or attempt.cancelled
         result, result_error = self._result(result_file, stdout_tail)
         if result_error and outcome == p.SUCCEEDED:
             outcome, cause = p.FAILED, result_error

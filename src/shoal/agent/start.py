@@ -31,7 +31,7 @@ from shoal.agent.client import (
 )
 from shoal.agent.logcap import DEFAULT_LOG_CAP, log_cap
 from shoal.agent.signs import lifeline, touch_alive
-from shoal.agent.worker import LIFELINE_GIVE_UP, Agent
+from shoal.agent.worker import LIFELINE_GIVE_UP, LOG_FORMATS, Agent, set_log_format
 
 __all__ = ["main"]
 
@@ -101,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
         "(e.g. 8M, the default; K, M, G)",
     )
     parser.add_argument("--quiet", action="store_true", help="no log lines on stderr")
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=None,
+        help="text for a person, JSON lines for programs (default: text at a terminal, else json)",
+    )
     parser.add_argument(
         "--parent", type=int, default=None, help="stop when this process (our parent) ends"
     )
@@ -186,6 +192,7 @@ def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
     except ValueError as e:
         sys.stderr.write(f"shoal worker: {e}\n")
         return 2
+    set_log_format(args.log_format or ("text" if sys.stderr.isatty() else "json"))
     agent = Agent(
         client,
         slots=args.slots,

@@ -56,12 +56,30 @@ END_MARGIN_SHARE = 0.1
 # signal may arrive a moment after the task's: it is waited for this long.
 WENT_DOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL)
 WENT_DOWN_GRACE = 1.0
+# The cause an attempt ends with when a stop order from the boss ends it.
+STOPPED_BY_ORDER = "its worker was stopped (shoal drain --now); it runs again elsewhere"
+
+
+# How log lines look: "json" for programs, "text" for a person at a terminal.
+LOG_FORMATS = ("text", "json")
+_log_format = ["json"]
+
+
+def set_log_format(log_format: str) -> None:
+    """Log as ``text`` (``12:03:04 boss unreachable: url=…``) or as JSON lines."""
+    _log_format[0] = log_format
 
 
 def log_event(event: str, **fields: Any) -> None:
-    """One structured log line on stderr."""
-    fields = dict(event=event, time=round(time.time(), 3), **fields)
-    sys.stderr.write(json.dumps(fields, default=str) + "\n")
+    """One log line on stderr: a JSON object with an ``event`` field, or text."""
+    now = time.time()
+    if _log_format[0] == "text":
+        details = ", ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        when = time.strftime("%H:%M:%S", time.localtime(now))
+        line = f"{when} {event.replace('_', ' ')}" + (f": {details}" if details else "")
+    else:
+        line = json.dumps(dict(event=event, time=round(now, 3), **fields), default=str)
+    sys.stderr.write(line + "\n")
     sys.stderr.flush()
 
 
@@ -456,13 +474,21 @@ class Agent:
                     if a.attempt_id == attempt_id:
                         self.pending.remove(a)
                 running = self.running.get(attempt_id)
-                if running is not None:
+                if running is None:
+                    pass
+                elif resp.stop:
+                    # A stop order (shoal drain --now) comes with what runs here to end:
+                    # nobody cancelled those tasks, they run again elsewhere.
+                    running.cancel(p.INTERRUPTED, STOPPED_BY_ORDER)
+                else:
                     running.cancel(p.CANCELLED)
             self.pending.extend(resp.assignments)
             self._start_what_fits()
         if resp.stop and not self.stopping:
             # The boss asked (a drain from its dashboard): once is a drain, not an interruption.
             self.stop_reason = self.stop_reason or "the boss asked it to stop"
+            what = "stop now" if resp.cancel else "drain"
+            log_event("told_to_stop", order=what, worker=self.name)
             self.request_stop()
 
     def _start_what_fits(self) -> None:

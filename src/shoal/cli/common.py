@@ -135,6 +135,28 @@ def _warn_token(value: str | None) -> str | None:
     return value
 
 
+def _more_than_zero(flag: str, example: str) -> Any:
+    """An option callback refusing zero and negative numbers, with one line naming the flag."""
+
+    def check(value: float | None) -> float | None:
+        if value is not None and not value > 0:
+            raise BadInput(f"{flag} {value:g}: must be more than zero (e.g. {flag} {example})")
+        return value
+
+    return check
+
+
+def _one_or_more(flag: str) -> Any:
+    """An option callback refusing a count below one."""
+
+    def check(value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise BadInput(f"{flag} must be 1 or more (got {value})")
+        return value
+
+    return check
+
+
 def _warn_token_file_safer(value: str | None) -> str | None:
     if value:
         sys.stderr.write(
@@ -174,6 +196,7 @@ LeaseOpt = Annotated[
     typer.Option(
         "--lease",
         metavar="SECONDS",
+        callback=_more_than_zero("--lease", "30"),
         help="Seconds an attempt lives without a sync from its worker.",
     ),
 ]
@@ -182,6 +205,7 @@ SpeculateMinOpt = Annotated[
     typer.Option(
         "--speculate-min",
         metavar="SECONDS",
+        callback=_more_than_zero("--speculate-min", "30"),
         help="Seconds a straggler runs before it may get a backup attempt.",
     ),
 ]

@@ -26,11 +26,12 @@ from shoal.cli.common import (
     _datastore,
     _inventory,
     _log_cap,
+    _one_or_more,
     _state,
     app,
     console,
 )
-from shoal.client import BossClient
+from shoal.client import BossClient, OfflineClient
 from shoal.exceptions import BadInput, BossError
 
 __all__ = ["cancel", "flow", "retry", "run", "submit"]
@@ -72,7 +73,15 @@ def _local_workers(jobs: int | None, machines_given: bool) -> int:
 def run(
     file: Annotated[str, typer.Argument(metavar="FILE", help="The task file (YAML or JSON).")],
     jobs: JobsOpt = None,
-    slots: Annotated[int, typer.Option("--slots", metavar="N", help="Slots per local worker.")] = 1,
+    slots: Annotated[
+        int,
+        typer.Option(
+            "--slots",
+            metavar="N",
+            callback=_one_or_more("--slots"),
+            help="Slots per local worker.",
+        ),
+    ] = 1,
     state: StateOpt = None,
     db: DbOpt = None,
     hosts: HostsOpt = None,
@@ -241,12 +250,14 @@ def cancel(
     """Cancel a run: its unfinished tasks stop and will not start."""
     client = _client(boss, token, state)
     run_id = client.run(run_ref)["run"]
+    # Without a boss the database is changed here, as the boss would have done it.
+    how = f" in {client.url} (no boss runs it)" if isinstance(client, OfflineClient) else ""
     if task is not None:
         n = client.cancel_task(run_id, task)
-        console.print(f"run {run_id}: task {task} cancelled ({n} task(s) will not run)")
+        console.print(f"run {run_id}: task {task} cancelled{how} ({n} task(s) will not run)")
         return
     n = client.cancel(run_id)
-    console.print(f"run {run_id}: {n} task(s) cancelled")
+    console.print(f"run {run_id}: {n} task(s) cancelled{how}")
 
 
 @app.command(epilog="Examples:\n  shoal retry sweep\n  shoal retry 12 --task sim-3")

@@ -20,6 +20,8 @@ from shoal.cli.common import (
     StateOpt,
     TokenFileOpt,
     _datastore,
+    _more_than_zero,
+    _one_or_more,
     _state,
     _token,
     _warn_token_file_safer,
@@ -91,7 +93,12 @@ def boss(
     ] = True,
     max_losses: Annotated[
         int,
-        typer.Option("--max-losses", metavar="N", help="Lost attempts after which a task fails."),
+        typer.Option(
+            "--max-losses",
+            metavar="N",
+            callback=_one_or_more("--max-losses"),
+            help="Lost attempts after which a task fails.",
+        ),
     ] = 3,
     max_body: Annotated[
         str,
@@ -343,7 +350,11 @@ def worker(
     slots: Annotated[
         int | None,
         typer.Option(
-            "--slots", metavar="N", show_default=False, help="Attempts at once (default: cores)."
+            "--slots",
+            metavar="N",
+            show_default=False,
+            callback=_one_or_more("--slots"),
+            help="Attempts at once (default: cores).",
         ),
     ] = None,
     name: Annotated[
@@ -359,7 +370,12 @@ def worker(
     ] = None,
     idle_exit: Annotated[
         float | None,
-        typer.Option("--idle-exit", metavar="SECONDS", help="Exit after this many idle seconds."),
+        typer.Option(
+            "--idle-exit",
+            metavar="SECONDS",
+            callback=_more_than_zero("--idle-exit", "60"),
+            help="Exit after this many idle seconds.",
+        ),
     ] = None,
     drain_timeout: Annotated[
         float | None,
@@ -380,6 +396,16 @@ def worker(
     ] = None,
     log_cap: LogCapOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No log lines on stderr.")] = False,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            metavar="text|json",
+            show_default=False,
+            help="How to log: text for a person, JSON lines with an 'event' field for programs "
+            "(default: text at a terminal, else json).",
+        ),
+    ] = None,
     end_at: Annotated[
         float | None,
         typer.Option(
@@ -428,6 +454,8 @@ def worker(
     )
     argv += [f"--label={item}" for item in label or []]
     argv += [flag for flag, on in (("--quiet", quiet), ("--lifeline", lifeline)) if on]
+    if log_format is not None:
+        argv.append("--log-format=" + _log_format(log_format))
     from_state = info is not None or (tok is not None and not given)
     if from_state and ca is None and cert is None and key is None:
         # In the boss's folder: its CA, and the command line's certificate.

@@ -31,6 +31,7 @@ from shoal.cli.common import (
 )
 from shoal.client import BossClient, Client, OfflineClient
 from shoal.exceptions import BadInput, BossUnreachable, NotFound
+from shoal.launch.contract import LIVE_STATES
 
 __all__ = ["bosses", "events", "logs", "results", "status", "tasks", "workers"]
 
@@ -71,6 +72,8 @@ def status(
         return
     if not watch:
         render.run_summary(console, view)
+        if view.get("no_boss"):  # a run whose boss was killed: nothing moves it on
+            console.print(view["no_boss"], style="yellow", highlight=False)
         _pools(client)
         return
     _watch(client, int(view["run"]), state)
@@ -136,7 +139,7 @@ def _pools(client: Client) -> None:
     from shoal.cli.machines import with_usage
 
     machines = with_usage(client.machines(), time.time())
-    if machines:
+    if any(m["state"] in LIVE_STATES or m.get("cost") is not None for m in machines):
         console.print(render.pools_line(machines), highlight=False)
 
 

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from shoal.client.base import Client
 from shoal.datastore import open_datastore
 from shoal.datastore.logtail import attempt_log_path, read_log
-from shoal.exceptions import BossUnreachable
+from shoal.exceptions import BadInput, BossUnreachable
 from shoal.statedir import StateDir
 
 __all__ = ["OfflineClient"]
+
+# A boss that has written nothing in this long is gone (it writes every few seconds).
+BOSS_QUIET = 60.0
 
 
 class OfflineClient(Client):
@@ -28,6 +34,7 @@ class OfflineClient(Client):
         from shoal.store import Store
 
         self.url = str(state.root)
+        self.state = state
         self.store = Store(state.database())
         self.scheduler = Scheduler(self.store)
         self.recorded = Machines(self.store)
@@ -40,7 +47,14 @@ class OfflineClient(Client):
         return self.scheduler.resolve_run(None if ref in (None, "latest") else ref)
 
     def run(self, ref: str | int | None) -> dict[str, Any]:
-        return self.scheduler.run_view(self._id(ref))
+        view = self.scheduler.run_view(self._id(ref))
+        if view["state"] == "running":
+            # The boss that ran it is gone (killed, say): nothing moves it on now.
+            view["no_boss"] = (
+                f"no boss runs this run: 'shoal boss' carries it on, 'shoal cancel {view['run']}' "
+                "ends it"
+            )
+        return view
 
     def runs(self) -> list[dict[str, Any]]:
         return self.scheduler.runs_view()
@@ -82,10 +96,36 @@ class OfflineClient(Client):
         return self.scheduler.bosses_view()
 
     def cancel(self, ref: str | int) -> int:
-        raise BossUnreachable(f"no boss is running for {self.url}: nothing to cancel")
+        """Cancel a run in the database itself, as its boss would have."""
+        run_id = self._id(ref)
+        self._no_boss_serves()
+        return self.scheduler.cancel(run_id)
 
     def cancel_task(self, ref: str | int, name: str) -> int:
-        raise BossUnreachable(f"no boss is running for {self.url}: nothing to cancel")
+        """Cancel one task in the database itself, as its boss would have."""
+        run_id = self._id(ref)
+        self._no_boss_serves()
+        return self.scheduler.cancel_task(run_id, name)
+
+    def _no_boss_serves(self) -> None:
+        """Refuse to change a database a boss serves: changes go through that boss.
+
+        Asked again here (the command chose this client a moment ago), and of
+        the database too: a boss elsewhere may serve it (PostgreSQL).
+        """
+        info = self.state.live_boss()
+        if info is not None:
+            raise BadInput(f"a boss serves {self.url} at {info.get('url')}: retry the command")
+        recent = time.time() - BOSS_QUIET
+        for b in self.scheduler.bosses_view():
+            if b["state"] != "running" or b["last_seen"] <= recent:
+                continue
+            if b["host"] == socket.gethostname() and not _alive(b["pid"]):
+                continue  # killed here without a word (SIGKILL): it serves nothing
+            raise BadInput(
+                f"a boss at {b['url']} (pid {b['pid']} on {b['host']}) serves this "
+                f"database: pass --boss {b['url']}"
+            )
 
     def retry_task(self, ref: str | int, name: str) -> int:
         return self.retry(ref)
@@ -98,3 +138,13 @@ class OfflineClient(Client):
             f"no boss is running for {self.url}: run the task file again with 'shoal run', "
             "or start 'shoal boss' and retry"
         )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True

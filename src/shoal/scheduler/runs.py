@@ -142,7 +142,9 @@ def cancel_task(s: Scheduler, run_id: int, name: str) -> int:
         if task is None:
             raise NotFound(f"no task '{name}' in run {run_id}")
         if task.state not in ("waiting", "ready", "running"):
-            raise BadInput(f"task '{name}' is {task.state} already: only an unfinished task stops")
+            raise BadInput(
+                f"task '{name}' {_has_ended(task.state)}: only an unfinished task can be cancelled"
+            )
         tx.finish_task(task.id, state="cancelled", now=now, cause="cancelled")
         tx.cancel_task_attempts(task.id, now)
         cause_down = f"upstream {name} cancelled"
@@ -268,3 +270,10 @@ def abandon_running(s: Scheduler, cause: str) -> list[int]:
             tx.set_run_state(run_id, "cancelled", now)
             tx.add_events([Event(now, "run_abandoned", run_id, detail=cause)])
     return ids
+
+
+def _has_ended(state: str) -> str:
+    """How a finished task ended, in words: ``has already succeeded``."""
+    if state == "upstream_failed":
+        return "will not run: a task it runs after failed"
+    return f"has already {state}"

@@ -228,9 +228,12 @@ class Expansion:
     def resolve(self, expanded: list[tuple[dict[str, Any], Any]]) -> list[TaskSpec]:
         """The tasks, each checked, with ``after`` patterns made the names they match."""
         seen: dict[str, int | None] = {}
+        made_by: dict[str, Any] = {}
         partial: list[tuple[TaskSpec, list[str], Any]] = []
         for fields, raw in expanded:
             task, after = make_task(fields, raw, self.submitted, self.error)
+            if task.name in seen and made_by[task.name] is raw:
+                raise self.error(_same_name_in_matrix(raw, task.name), task.line, task.name)
             if task.name in seen:
                 first = seen[task.name]
                 where = f" (first defined at line {first})" if first else ""
@@ -240,6 +243,7 @@ class Expansion:
                     task.name,
                 )
             seen[task.name] = task.line
+            made_by[task.name] = raw
             partial.append((task, after, raw))
 
         names = [t.name for t, _, _ in partial]
@@ -338,3 +342,22 @@ def check_cycles(tasks: list[TaskSpec], fail: bounds.Fail) -> None:
                 state[nxt] = 1
                 path.append(nxt)
                 stack.append((nxt, iter(by_name[nxt].after)))
+
+
+def _same_name_in_matrix(raw: Any, name: str) -> str:
+    """Why one matrix entry made two tasks named alike: its name leaves out a key."""
+    matrix = raw.get("matrix") if isinstance(raw, Mapping) else None
+    template = str(raw.get("name", "")) if isinstance(raw, Mapping) else ""
+    missing = [
+        str(k)
+        for k, values in (matrix.items() if isinstance(matrix, Mapping) else ())
+        if f"{{{k}}}" not in template and isinstance(values, list) and len(values) > 1
+    ]
+    if not missing:
+        return f"duplicate task name '{name}'; names must be unique, add a matrix key to the name"
+    keys = " and ".join(f"'{k}'" for k in missing)
+    holes = "".join(f"-{{{k}}}" for k in missing)
+    return (
+        f"task name '{template}' does not use matrix key {keys}, so every task of the matrix "
+        f"gets the same name '{name}' (put it in the name, e.g. name: {template}{holes})"
+    )

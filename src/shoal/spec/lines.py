@@ -90,7 +90,7 @@ def parse_document(text: str, path: str) -> Any:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = e.problem or e.context or "syntax error"
-        raise SpecError(f"invalid YAML: {problem}", path=path, line=line) from None
+        raise SpecError(f"invalid YAML: {problem}{_hint(problem)}", path=path, line=line) from None
     except yaml.YAMLError as e:
         if path.endswith(".json"):
             # Valid JSON that YAML refuses (tabs, say): take it without lines.
@@ -132,3 +132,14 @@ def _check_nesting(text: str, fail: bounds.Fail) -> None:
         return  # the parse proper says what is wrong, with its line
     finally:
         loader.dispose()
+
+
+def _hint(problem: str) -> str:
+    """How to fix the YAML mistakes a command line makes most often."""
+    if "mapping values are not allowed" in problem:
+        # `run: echo '{"a": 1}' | jq .a`: a ': ' inside a plain value starts a mapping.
+        return (
+            " (quote the whole value, as in run: \"...\", or write 'run: |' "
+            "and the command on the next line, indented)"
+        )
+    return ""
