@@ -84,7 +84,7 @@ def test_boss_workers_and_two_runs_submitted_at_once(tmp_path: Path, procs: Proc
         what="nap to start",
     )
     out = shoal("cancel", rid, cwd=tmp_path)
-    assert out.returncode == 0 and "2 task(s) cancelled" in out.stdout
+    assert out.returncode == 0 and "2 tasks cancelled" in out.stdout
     assert shoal_json("status", rid, cwd=tmp_path)["state"] == "cancelled"
     wait_for(
         lambda: all(w["running"] == 0 for w in shoal_json("workers", cwd=tmp_path)),

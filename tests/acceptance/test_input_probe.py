@@ -56,7 +56,7 @@ def test_a_run_whose_boss_was_killed_says_so_and_cancels_without_one(
 
     cancel = shoal("cancel", "sweep", cwd=tmp_path)
     assert cancel.returncode == 0, cancel.stderr
-    assert cancel.stdout.strip() == ("run 1: 4 task(s) cancelled in .shoal (no boss runs it)")
+    assert cancel.stdout.strip() == ("run 1: 4 tasks cancelled in .shoal (no boss runs it)")
     after = shoal_json("status", cwd=tmp_path)
     assert after["state"] == "cancelled"
     assert "no_boss" not in after
@@ -73,7 +73,7 @@ def test_cancel_still_goes_to_the_boss_that_serves_the_state_folder(
     # The state folder names the boss: the command goes to it, and it cancels.
     cancel = shoal("cancel", "sweep", cwd=tmp_path)
     assert cancel.returncode == 0, cancel.stderr
-    assert cancel.stdout.strip() == "run 1: 4 task(s) cancelled"
+    assert cancel.stdout.strip() == "run 1: 4 tasks cancelled"
 
 
 BAD_NUMBERS = [

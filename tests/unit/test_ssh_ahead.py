@@ -77,11 +77,13 @@ def test_a_host_that_does_not_answer_does_not_hold_up_an_exit(tmp_path: Path) ->
     bin_dir.mkdir()
     (bin_dir / "ssh").write_text(
         "#!/bin/sh\n"
-        'printf \'%s\\n\' "$*" >> "$SSH_CALLS"\n'
-        'case "$*" in *"-O exit"*) exit 0 ;; esac\n'
+        # The trap is set before the call is written down: the test waits for
+        # that line, so an ssh ended after it always says so, however slow.
+        "trap 'kill $pid; echo ended >> \"$SSH_CALLS\"; exit 143' TERM\n"
         "sleep 20 &\n"
         "pid=$!\n"
-        "trap 'kill $pid; echo ended >> \"$SSH_CALLS\"; exit 143' TERM\n"
+        'printf \'%s\\n\' "$*" >> "$SSH_CALLS"\n'
+        'case "$*" in *"-O exit"*) kill $pid; exit 0 ;; esac\n'
         "wait $pid\n"
         'echo answered >> "$SSH_CALLS"\n'
     )
