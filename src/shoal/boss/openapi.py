@@ -10,15 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from shoal import protocol as p
+from shoal.boss.openapi_schemas import INT64 as _INT64
+from shoal.boss.openapi_schemas import OBJECT as _OBJECT
+from shoal.boss.openapi_schemas import components as _components
+from shoal.boss.openapi_schemas import ref as _ref
 
 __all__ = ["openapi_schema"]
-
-_OBJECT: dict[str, Any] = {"type": "object"}
-_INT64 = {"type": "integer", "format": "int64", "minimum": 0}
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -100,144 +97,6 @@ def _operation(summary: str, answers: dict[str, Any], **more: Any) -> dict[str, 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
-
-
-def _components() -> dict[str, Any]:
-    string_map = {"type": "object", "additionalProperties": {"type": "string"}}
-    strings = {"type": "array", "items": {"type": "string"}}
-    ints = {"type": "array", "items": _INT64}
-    return {
-        "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
-        "schemas": {
-            "FileInfo": {
-                "type": "object",
-                "required": ["path", "size"],
-                "properties": {
-                    "path": {"type": "string"},
-                    "size": {"type": "integer"},
-                    "modified": {"type": "number", "nullable": True},
-                    "sha256": {"type": "string", "nullable": True},
-                },
-            },
-            "Error": {
-                "type": "object",
-                "required": ["error"],
-                "properties": {"error": {"type": "string"}},
-            },
-            "Registration": {
-                "type": "object",
-                "required": ["name", "host", "slots"],
-                "properties": {
-                    "name": {"type": "string"},
-                    "host": {"type": "string"},
-                    "slots": {"type": "integer", "format": "int64"},
-                    "labels": _OBJECT,
-                    "pid": {"type": "integer", "format": "int64"},
-                    "python": {"type": "string"},
-                    "version": {"type": "string"},
-                    "protocol": {"type": "integer", "format": "int64"},
-                },
-            },
-            "Machine": {
-                "type": "object",
-                "required": ["name", "pool", "provider", "state"],
-                "properties": {
-                    "name": {"type": "string"},
-                    "pool": {"type": "string"},
-                    "provider": {"type": "string"},
-                    "provider_id": {"type": "string"},
-                    "address": {"type": "string"},
-                    "slots": {"type": "integer", "format": "int64"},
-                    "labels": _OBJECT,
-                    "state": {
-                        "type": "string",
-                        "enum": ["requested", "starting", "running", "stopped", "failed"],
-                    },
-                    "price": {"type": "number", "nullable": True},
-                    "detail": {"type": "string"},
-                    "agent": _OBJECT,
-                },
-            },
-            "Registered": {
-                "type": "object",
-                "properties": {
-                    "worker_id": {"type": "integer"},
-                    "lease_seconds": {"type": "number"},
-                    "heartbeat_seconds": {"type": "number"},
-                    "token": {
-                        "type": "string",
-                        "nullable": True,
-                        "description": "the token this worker sends from now on",
-                    },
-                },
-            },
-            "Report": {
-                "type": "object",
-                "required": ["attempt_id", "outcome"],
-                "properties": {
-                    "attempt_id": _INT64,
-                    "outcome": {
-                        "type": "string",
-                        "enum": [p.SUCCEEDED, p.FAILED, p.CANCELLED, p.INTERRUPTED],
-                    },
-                    "run_id": _INT64,
-                    "task": {"type": "string"},
-                    "exit_code": {"type": "integer", "format": "int64", "nullable": True},
-                    "cause": {"type": "string", "nullable": True},
-                    "result": {"nullable": True},
-                    "started": {"type": "number"},
-                    "ended": {"type": "number"},
-                    "outputs": strings,
-                    "log": {"type": "string", "nullable": True},
-                    "log_uploaded": {"type": "boolean"},
-                },
-            },
-            "SyncRequest": {
-                "type": "object",
-                "required": ["worker_id"],
-                "properties": {
-                    "worker_id": _INT64,
-                    "finished": {"type": "array", "items": _ref("Report")},
-                    "running": ints,
-                    "free_slots": {"type": "integer", "format": "int64"},
-                    "wait": {"type": "number", "minimum": 0},
-                    "max_seconds": {"type": "number", "nullable": True},
-                    "usage": {
-                        "type": "object",
-                        "nullable": True,
-                        "description": "cpu (percent), load, cores, memory_used, memory_total",
-                        "additionalProperties": {"type": "number"},
-                    },
-                },
-            },
-            "SyncResponse": {
-                "type": "object",
-                "properties": {
-                    "assignments": {"type": "array", "items": _OBJECT},
-                    "cancel": ints,
-                    "stop": {"type": "boolean"},
-                },
-            },
-            "Submission": {
-                "type": "object",
-                "required": ["spec"],
-                "properties": {
-                    "spec": {
-                        "type": "object",
-                        "description": "the run as the client expanded it (see the task file)",
-                        "properties": {
-                            "name": {"type": "string"},
-                            "env": string_map,
-                            "tasks": {"type": "array", "items": _OBJECT},
-                        },
-                    },
-                    "bundle": {"type": "string", "nullable": True},
-                    "source": {"type": "string", "nullable": True},
-                    "reuse": {"type": "boolean"},
-                },
-            },
-        },
-    }
 
 
 def _token_paths(obj: dict[str, Any]) -> dict[str, Any]:
