@@ -63,6 +63,19 @@ AdvertiseOpt = Annotated[
 ]
 
 
+# How the boss and the worker log: text for a person, JSON lines for programs.
+LogFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        metavar="text|json",
+        show_default=False,
+        help="How to log: text for a person, JSON lines with an 'event' field for programs "
+        "(default: text at a terminal, else json).",
+    ),
+]
+
+
 @app.command(
     epilog="Examples:\n"
     "  shoal boss                               # workers of this machine only\n"
@@ -112,16 +125,7 @@ def boss(
     mtls: MtlsOpt = False,
     insecure: InsecureOpt = False,
     advertise: AdvertiseOpt = None,
-    log_format: Annotated[
-        str | None,
-        typer.Option(
-            "--log-format",
-            metavar="text|json",
-            show_default=False,
-            help="How to log: text for a person, JSON lines with an 'event' field for programs "
-            "(default: text at a terminal, else json).",
-        ),
-    ] = None,
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Serve the boss: the API workers and commands talk to."""
     from shoal.boss.api import Limits
@@ -396,16 +400,7 @@ def worker(
     ] = None,
     log_cap: LogCapOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No log lines on stderr.")] = False,
-    log_format: Annotated[
-        str | None,
-        typer.Option(
-            "--log-format",
-            metavar="text|json",
-            show_default=False,
-            help="How to log: text for a person, JSON lines with an 'event' field for programs "
-            "(default: text at a terminal, else json).",
-        ),
-    ] = None,
+    log_format: LogFormatOpt = None,
     end_at: Annotated[
         float | None,
         typer.Option(
