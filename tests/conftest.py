@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -305,3 +306,17 @@ def pg_url(postgres_server: str) -> Iterator[str]:
     """An empty PostgreSQL database."""
     with fresh_postgres(postgres_server) as url:
         yield url
+
+
+def read_until(fd: int, marker: bytes, seen: bytearray, timeout: float = 60) -> None:
+    """Read a pty's controlling end into ``seen`` until ``marker`` shows (or the terminal closes)."""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {marker!r} in {bytes(seen)!r}"
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:  # the terminal closed: the process ended
+                break

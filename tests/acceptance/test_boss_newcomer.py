@@ -13,15 +13,13 @@ import http.client
 import json
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import SRC, Procs, shoal, start_boss, write
+from tests.conftest import SRC, Procs, read_until, shoal, start_boss, write
 
 
 # The commands whose help is this part's (status, logs, events, tasks, results,
@@ -95,19 +93,6 @@ def test_jobs_says_what_its_default_means_and_zero_alone_is_refused(tmp_path: Pa
     assert not (tmp_path / ".shoal" / "shoal.db").exists()  # nothing ran
 
 
-def _read_until(fd: int, marker: bytes, seen: bytearray, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while marker not in seen:
-        left = deadline - time.monotonic()
-        assert left > 0, f"no {marker!r} in {bytes(seen)!r}"
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
-            try:
-                seen += os.read(fd, 4096)
-            except OSError:  # the terminal closed: the process ended
-                break
-
-
 def _boss_in_a_terminal(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
     controller, terminal = os.openpty()
     boss = subprocess.Popen(
@@ -138,7 +123,7 @@ def test_boss_in_a_terminal_says_where_its_dashboard_and_token_are(tmp_path: Pat
     boss, controller = _boss_in_a_terminal(tmp_path)
     seen = bytearray()
     try:
-        _read_until(controller, b"Ctrl-C", seen)
+        read_until(controller, b"Ctrl-C", seen)
         url = json.loads((tmp_path / ".shoal" / "boss.json").read_text())["url"]
     finally:
         _stop(boss, controller)
@@ -155,7 +140,7 @@ def test_boss_in_a_terminal_logs_json_when_asked(tmp_path: Path) -> None:
     boss, controller = _boss_in_a_terminal(tmp_path, "--log-format", "json")
     seen = bytearray()
     try:
-        _read_until(controller, b"}\r\n", seen)
+        read_until(controller, b"}\r\n", seen)
     finally:
         _stop(boss, controller)
     first = json.loads(seen.decode().splitlines()[0])

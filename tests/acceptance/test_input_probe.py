@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.conftest import (
@@ -17,6 +15,7 @@ from tests.conftest import (
     Procs,
     descendants,
     free_port,
+    read_until,
     shoal,
     shoal_json,
     start_boss,
@@ -102,19 +101,6 @@ def test_zero_or_negative_leases_and_slots_are_refused_up_front(tmp_path: Path) 
     assert not (tmp_path / ".shoal").exists()  # nothing ran, nothing was made
 
 
-def _read_until(fd: int, marker: bytes, seen: bytearray, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while marker not in seen:
-        left = deadline - time.monotonic()
-        assert left > 0, f"no {marker!r} in {bytes(seen)!r}"
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
-            try:
-                seen += os.read(fd, 4096)
-            except OSError:
-                break
-
-
 def test_a_worker_at_a_terminal_logs_text_and_json_when_piped(tmp_path: Path, procs: Procs) -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nobody listens: the worker says so
     controller, terminal = os.openpty()
@@ -130,7 +116,7 @@ def test_a_worker_at_a_terminal_logs_text_and_json_when_piped(tmp_path: Path, pr
     os.close(terminal)
     seen = bytearray()
     try:
-        _read_until(controller, b"boss unreachable", seen)
+        read_until(controller, b"boss unreachable", seen)
     finally:
         worker.kill()
         worker.wait()

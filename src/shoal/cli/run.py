@@ -31,6 +31,7 @@ from shoal.cli.common import (
     app,
     console,
 )
+from shoal.cli.render import plural
 from shoal.client import BossClient, OfflineClient
 from shoal.exceptions import BadInput, BossError
 
@@ -254,11 +255,11 @@ def cancel(
     how = f" in {client.url} (no boss runs it)" if isinstance(client, OfflineClient) else ""
     if task is not None:
         n = client.cancel_task(run_id, task)
-        after = f" ({_tasks(n - 1)} after it will not run)" if n > 1 else ""
+        after = f" ({plural(n - 1, 'task')} after it will not run)" if n > 1 else ""
         console.print(f"run {run_id}: task {task} cancelled{how}{after}")
         return
     n = client.cancel(run_id)
-    console.print(f"run {run_id}: {_tasks(n)} cancelled{how}")
+    console.print(f"run {run_id}: {plural(n, 'task')} cancelled{how}")
 
 
 @app.command(epilog="Examples:\n  shoal retry sweep\n  shoal retry 12 --task sim-3")
@@ -278,9 +279,4 @@ def retry(
     client = _client(boss, token, state)
     run_id = client.run(run_ref)["run"]
     n = client.retry_task(run_id, task) if task is not None else client.retry(run_id)
-    console.print(f"run {run_id}: {_tasks(n)} will run again")
-
-
-def _tasks(n: int) -> str:
-    """``1 task``, ``2 tasks``."""
-    return f"{n} task{'' if n == 1 else 's'}"
+    console.print(f"run {run_id}: {plural(n, 'task')} will run again")
