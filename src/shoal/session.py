@@ -329,6 +329,7 @@ class LocalSession:
                 checked = time.monotonic()
                 self.fleet.settle()  # the machines whose agents registered: running
                 failed = scheduler.fail_unplaceable(run_id, self.worker_shapes())
+                scheduler.fail_setup_stranded()
                 if failed and self.on_unplaceable is not None:
                     self.on_unplaceable(failed)
             # The run's state is one row: look often, so the end is seen at once.

@@ -13,6 +13,7 @@ import pytest
 from shoal import protocol as p
 from shoal import spec
 from shoal.client import BossClient
+from shoal.machines import Machines
 from tests.conftest import AgentThread, RunningBoss, write
 
 
@@ -214,6 +215,33 @@ def test_failed_setup_stops_the_worker_and_leaves_the_task_to_others(
         "w": "stopped",
         "other": "active",
     }
+
+
+def test_setup_failing_waits_for_a_machine_still_starting_then_fails_the_run(
+    client: BossClient, agent: AgentThread, boss: RunningBoss, tmp_path: Path
+) -> None:
+    # A host still connecting (its agent not registered yet) may set the bundle up.
+    book = Machines(boss.scheduler.store, boss.scheduler.clock)
+    book.record(
+        "run:1", [{"name": "slow", "pool": "hosts", "provider": "ssh", "state": "starting"}]
+    )
+    write(tmp_path / "code" / "x.txt", "x")
+    rid = submit(
+        client,
+        tmp_path,
+        "bundle: code\nsetup: echo cannot build >&2; exit 3\ntasks:\n  - {name: t, run: 'true'}\n",
+    )
+    agent.thread.join(30)
+    assert agent.code == 3
+    assert by_name(client, rid)["t"]["state"] == "ready"
+    assert boss.scheduler.fail_setup_stranded() == []  # "slow" may still come
+    # It never came: nothing is left that could take the task, so the run fails, saying why.
+    book.record("run:1", [{"name": "slow", "pool": "hosts", "provider": "ssh", "state": "failed"}])
+    assert boss.scheduler.fail_setup_stranded() == [rid]
+    task = by_name(client, rid)["t"]
+    assert task["state"] == "failed"
+    assert "cannot build" in task["cause"] and "(on every worker: w)" in task["cause"]
+    assert client.run(rid)["state"] == "failed"
 
 
 def test_inputs_come_from_the_datastore(

@@ -106,3 +106,14 @@ def test_causes_that_do_not_fit_beside_follow_the_table_whole_and_names_stay_who
     shown = _text(render.task_table(long, width=80), width=80)
     assert "simulation-with-a-long-name-0.001-16" in shown.split(), shown
     assert all(len(line) <= 80 for line in shown.splitlines()), shown
+
+
+def test_the_current_workers_are_listed_by_name_numbers_as_numbers() -> None:
+    from shoal.cli.watch import current_workers
+
+    def worker(wid: int, name: str) -> dict[str, Any]:
+        return {"id": wid, "name": name, "state": "active", "last_sync": 100.0}
+
+    # Local workers register in whatever order they start.
+    rows = [worker(1, "local-2"), worker(2, "local-10"), worker(3, "local-1")]
+    assert [w["name"] for w in current_workers(rows, 100.0)] == ["local-1", "local-2", "local-10"]

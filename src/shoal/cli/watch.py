@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import difflib
 import itertools
+import re
 import sys
 import time
 from pathlib import Path
@@ -461,12 +462,19 @@ def current_workers(rows: list[dict[str, Any]], now: float) -> list[dict[str, An
     next run's ``local-1``), nor after :data:`RECENT_WORKER` seconds.
     """
     newest = {w["name"]: w["id"] for w in sorted(rows, key=lambda w: w["id"])}
-    return [
+    current = [
         w
         for w in rows
         if w["state"] == "active"
         or (newest[w["name"]] == w["id"] and now - w["last_sync"] <= RECENT_WORKER)
     ]
+    # By name, numbers as numbers (local-2 before local-10): local workers
+    # register in whatever order they start.
+    return sorted(current, key=lambda w: (_natural(w["name"]), w["id"]))
+
+
+def _natural(name: str) -> list[tuple[int, int | str]]:
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name)]
 
 
 @app.command(epilog=_examples("shoal bosses"))

@@ -219,6 +219,20 @@ class Scheduler:
             return runs.fail_where_setup_failed(tx, worker_id, reason, now)
 
     @retried
+    def fail_setup_stranded(self) -> list[int]:
+        """Runs whose bundle setup failed on every worker, none left or coming: fail them.
+
+        The periodic side of :meth:`worker_stopped`, for when the last
+        machine fails to start after the last goodbye. Answers the runs ended.
+        """
+        with self.store.read() as tx:  # the usual answer, nothing: no write lock taken
+            if tx.active_workers() or tx.machines_coming():
+                return []
+        now = self.clock()
+        with self.store.transaction() as tx:
+            return runs.fail_where_setup_failed(tx, None, "", now)
+
+    @retried
     def worker_lost(self, worker_id: int, reason: str) -> None:
         """A worker is known gone (its machine was preempted): what it held runs again now."""
         from shoal.scheduler import leases

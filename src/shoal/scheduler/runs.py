@@ -214,15 +214,23 @@ def fail_unplaceable(
     return found
 
 
-def fail_where_setup_failed(tx: StoreTx, worker_id: int, reason: str, now: float) -> list[int]:
+def fail_where_setup_failed(
+    tx: StoreTx, worker_id: int | None, reason: str, now: float
+) -> list[int]:
     """A worker stopped as its setup of a run's bundle failed: fail the runs no worker can take.
 
-    When no connected worker is left, the run's ready tasks would wait
-    forever for one that can set the bundle up: they fail with the reason
-    (and what depends on them, upstream_failed), which ends the run. A worker
-    that comes later runs them after ``shoal retry``. Answers the runs ended.
+    When no connected worker is left and none is still coming (a machine
+    asked for whose agent has not registered), the run's ready tasks would
+    wait forever for one that can set the bundle up: they fail with the
+    reason (and what depends on them, upstream_failed), which ends the run.
+    A worker that comes later runs them after ``shoal retry``. With
+    ``worker_id`` None, every run whose setup failed somewhere is looked at
+    (the session's periodic look: the last machine may fail to start after
+    the last goodbye). Answers the runs ended.
     """
-    if not reason.startswith(p.SETUP_FAILED) or tx.active_workers():
+    if worker_id is not None and not reason.startswith(p.SETUP_FAILED):
+        return []
+    if tx.active_workers() or tx.machines_coming():
         return []
     ended: list[int] = []
     events: list[Event] = []
@@ -230,11 +238,11 @@ def fail_where_setup_failed(tx: StoreTx, worker_id: int, reason: str, now: float
         run = tx.run(run_id)
         if run is None or run.bundle is None:
             continue
-        failed_on = _setup_failed_on(tx, run_id)
-        if worker_id not in failed_on:
+        failed_on, last = _setup_failed_on(tx, run_id)
+        if not failed_on or (worker_id is not None and worker_id not in failed_on):
             continue
         names = ", ".join(failed_on[w] for w in sorted(failed_on))
-        cause = f"{reason} (on every worker: {names})"
+        cause = f"{reason if worker_id is not None else last} (on every worker: {names})"
         for task in tx.list_tasks(run_id, ["ready"]):
             current = tx.task(task.id)
             if current is None or current.state != "ready":
@@ -246,16 +254,19 @@ def fail_where_setup_failed(tx: StoreTx, worker_id: int, reason: str, now: float
     return ended
 
 
-def _setup_failed_on(tx: StoreTx, run_id: int) -> dict[int, str]:
-    """The workers whose setup of the run's bundle failed, by id: their names."""
+def _setup_failed_on(tx: StoreTx, run_id: int) -> tuple[dict[int, str], str]:
+    """The workers whose setup of the run's bundle failed, by id: their names; the latest why."""
     names = {w.id: w.name for w in tx.list_workers()}
-    return {
-        e.worker_id: names.get(e.worker_id, str(e.worker_id))
+    failed = [
+        e
         for e in tx.list_events(run_id, SETUP_EVENTS)
         if e.kind == "attempt_interrupted"
         and e.worker_id is not None
         and (e.detail or "").startswith(p.SETUP_FAILED)
-    }
+    ]
+    ids = [int(e.worker_id) for e in failed if e.worker_id is not None]
+    by_id = {w: names.get(w, str(w)) for w in ids}
+    return by_id, (failed[-1].detail or "") if failed else ""
 
 
 def abandon_running(s: Scheduler, cause: str) -> list[int]:

@@ -164,6 +164,10 @@ class Reads(Statements):
         """Name, slots and labels of the workers connected now."""
         return self._rows("active_workers", ActiveWorker)
 
+    def machines_coming(self) -> list[str]:
+        """Machines asked for whose agent has not registered yet (workers still to come)."""
+        return [str(n) for n in self._column("machines_coming")]
+
     def list_events(self, run_id: int | None, limit: int = 1000) -> list[EventRow]:
         """The latest events (of one run), oldest first."""
         if run_id is None:

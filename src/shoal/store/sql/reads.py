@@ -105,6 +105,11 @@ WHERE state = 'succeeded' AND started IS NOT NULL AND ended IS NOT NULL
 ORDER BY id DESC LIMIT 50""",
     "active_workers": """
 SELECT id, name, slots, labels AS labels_json FROM workers WHERE state = 'active' ORDER BY id""",
+    # Machines asked for whose agent has not registered yet: workers still to come.
+    "machines_coming": """
+SELECT m.name FROM machines m WHERE m.state IN ('requested', 'starting')
+AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.name = m.name AND w.registered >= m.requested)
+ORDER BY m.id""",
     "list_events": f"SELECT {EVENT_ROW} ORDER BY e.id DESC LIMIT :limit",
     "list_run_events": f"""
 SELECT {EVENT_ROW} WHERE e.run_id = :run_id ORDER BY e.id DESC LIMIT :limit""",
