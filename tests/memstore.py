@@ -729,6 +729,9 @@ class MemoryTx:
         workers = sorted(self.t.workers.values(), key=lambda w: w["id"])
         return [_pick(ActiveWorker, w) for w in workers if w["state"] == "active"]
 
+    def machines_coming(self) -> list[str]:
+        return []  # the machines shoal starts are the SQL store's alone
+
     def ready_shapes(self, run_id: int, plain_slots: int) -> list[ReadyShape]:
         shapes: dict[tuple[int, str | None, str | None], list[int]] = {}
         for t in sorted(self._tasks(run_id), key=lambda t: t["id"]):

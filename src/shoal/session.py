@@ -352,7 +352,9 @@ class LocalSession:
                 if scheduler.run_state(run_id) in FINAL_STATES:
                     continue  # the last one's goodbye ended the run (its setup failed)
                 raise WorkersLost(f"every worker exited before the run ended: {self._why()}")
-            time.sleep(0.02)
+            # Woken at once when a sync ends a run; any other end, at the next look.
+            if self.boss.feed.runs_ended.wait(0.02):
+                self.boss.feed.runs_ended.clear()
 
     def _why(self) -> str:
         """The reasons workers gave for exiting, each once, with who gave it."""

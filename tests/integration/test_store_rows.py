@@ -21,7 +21,7 @@ def test_a_statement_whose_columns_are_not_its_rows_fields_is_refused() -> None:
                 name="r", env={}, setup=None, bundle=None, source=None, total=0, now=1.0
             )
             assert tx.run(run_id) is not None
-            wrong = Misspelled(tx.conn)
+            wrong = Misspelled(tx.raw)
             with pytest.raises(
                 AssertionError, match="statement run gives \\('id', 'state', 'name'\\)"
             ):

@@ -1,5 +1,3 @@
-import sys
+from shoal.agent.start import run_then_exit
 
-from shoal.agent.start import main
-
-sys.exit(main())
+run_then_exit()

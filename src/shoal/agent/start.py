@@ -33,7 +33,7 @@ from shoal.agent.logcap import DEFAULT_LOG_CAP, log_cap
 from shoal.agent.signs import lifeline, touch_alive
 from shoal.agent.worker import LIFELINE_GIVE_UP, LOG_FORMATS, Agent, set_log_format
 
-__all__ = ["main"]
+__all__ = ["main", "run_then_exit"]
 
 
 def _labels(items: List[str]) -> Dict[str, Any]:
@@ -215,3 +215,16 @@ def main(argv: Optional[List[str]] = None, token: Optional[str] = None) -> int:
             target=touch_alive, args=(args.alive_file,), name="alive", daemon=True
         ).start()
     return agent.run()
+
+
+def run_then_exit() -> None:
+    """``python -m shoal.agent`` and the zipapp: :func:`main`, then exit at once.
+
+    Everything is reported and closed when :func:`main` returns: the
+    interpreter's teardown (10-15 ms, which the end of every ``shoal run``
+    waits for) is skipped.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -87,10 +88,15 @@ class ChangeFeed:
         self.generation = 0
         self.closed = False  # the boss is stopping: streams end, so that it can
         self._event: asyncio.Event | None = None
+        # Set when a sync ended a run, for a thread of the boss's process that
+        # waits for one (``shoal run`` sees its run end at once, not at its
+        # next look; runs that end otherwise are seen at that look).
+        self.runs_ended = threading.Event()
 
     def close(self) -> None:
         """End every stream that follows this feed (their browsers reconnect to the next boss)."""
         self.closed = True
+        self.runs_ended.set()
         if self._event is not None:
             self._event.set()
             self._event = None

@@ -128,6 +128,7 @@ def worker_routes(ctx: Context) -> list[BaseRoute]:
             waiter = ctx.signal.waiter()
         for run_id in outcome.finished_runs:
             log.info("run ended", extra={"event": "run_ended", "run": run_id})
+            ctx.feed.runs_ended.set()
         response = outcome.response
         if order is not None:
             ctx.workforce.tell(req.worker_id, req.running, response)

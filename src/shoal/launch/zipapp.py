@@ -37,11 +37,9 @@ AGENT_MODULES = (
     "shoal/agent/worker.py",
 )
 
-_MAIN = b"""import sys
+_MAIN = b"""from shoal.agent.start import run_then_exit
 
-from shoal.agent.start import main
-
-sys.exit(main())
+run_then_exit()
 """
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 # Built once a process: compressing the modules takes 60-150 ms on a busy

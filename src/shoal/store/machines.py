@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
-
-from shoal.store import schema as s
+from shoal.store.sql.spelling import in_list
 from shoal.store.tx import Tx
 
 __all__ = [
@@ -42,33 +40,47 @@ FIELDS = (
 )
 
 
+_COLUMNS = (
+    "id, owner, name, pool, provider, provider_id, address, slots, labels, state, requested, "
+    "since, price, detail, worker_id"
+)
+
+
 def machines(tx: Tx, owner: str | None = None) -> Sequence[Any]:
     """Every recorded machine (or those of one owner), oldest first."""
-    q = select(s.machines).order_by(s.machines.c.id)
-    if owner is not None:
-        q = q.where(s.machines.c.owner == owner)
-    return tx.conn.execute(q).all()
+    if owner is None:
+        return tx.records(f"SELECT {_COLUMNS} FROM machines ORDER BY id")
+    return tx.records(
+        f"SELECT {_COLUMNS} FROM machines WHERE owner = :owner ORDER BY id", {"owner": owner}
+    )
 
 
-def machine(tx: Tx, owner: str, name: str) -> Row[Any] | None:
+def machine(tx: Tx, owner: str, name: str) -> Any | None:
     """The machine ``name`` of ``owner``, if recorded."""
-    m = s.machines.c
-    return tx.conn.execute(select(s.machines).where(m.owner == owner, m.name == name)).first()
+    rows = tx.records(
+        f"SELECT {_COLUMNS} FROM machines WHERE owner = :owner AND name = :name",
+        {"owner": owner, "name": name},
+    )
+    return rows[0] if rows else None
 
 
 def insert_machine(tx: Tx, owner: str, name: str, values: dict[str, Any]) -> None:
-    tx.conn.execute(
-        insert(s.machines).values(
-            owner=owner, name=name, **{k: v for k, v in values.items() if k in FIELDS}
-        )
+    given = {k: v for k, v in values.items() if k in FIELDS}
+    columns = ["owner", "name", *given]
+    tx.execute(
+        f"INSERT INTO machines ({', '.join(columns)}) "
+        f"VALUES ({', '.join(':' + c for c in columns)})",
+        {"owner": owner, "name": name, **given},
     )
 
 
 def update_machine(tx: Tx, machine_id: int, values: dict[str, Any]) -> None:
-    tx.conn.execute(
-        update(s.machines)
-        .where(s.machines.c.id == machine_id)
-        .values(**{k: v for k, v in values.items() if k in FIELDS})
+    given = {k: v for k, v in values.items() if k in FIELDS}
+    if not given:
+        return
+    tx.execute(
+        f"UPDATE machines SET {', '.join(f'{c} = :{c}' for c in given)} WHERE id = :machine_id",
+        {**given, "machine_id": machine_id},
     )
 
 
@@ -76,24 +88,22 @@ def agents_named(tx: Tx, names: Sequence[str]) -> Sequence[Any]:
     """The workers registered under these names, oldest first."""
     if not names:
         return []
-    w = s.workers.c
-    return tx.conn.execute(
-        select(w.id, w.name, w.state, w.registered)
-        .where(w.name.in_(sorted(set(names))))
-        .order_by(w.id)
-    ).all()
+    return tx.records(
+        f"SELECT id, name, state, registered FROM workers WHERE name {in_list('names')} "
+        "ORDER BY id",
+        {"names": tx.array(sorted(set(names)))},
+    )
 
 
 def goodbyes(tx: Tx, worker_ids: Sequence[int]) -> dict[int, str]:
     """Why these workers said they stopped (their goodbye's reason), where they said."""
     if not worker_ids:
         return {}
-    e = s.events.c
-    rows = tx.conn.execute(
-        select(e.worker_id, e.detail)
-        .where(e.kind == "worker_stopped", e.worker_id.in_(sorted(set(worker_ids))))
-        .order_by(e.id)
-    ).all()
+    rows = tx.records(
+        "SELECT worker_id, detail FROM events WHERE kind = 'worker_stopped' "
+        f"AND worker_id {in_list('ids')} ORDER BY id",
+        {"ids": tx.array(sorted(set(worker_ids)))},
+    )
     return {int(r.worker_id): str(r.detail) for r in rows if r.detail}
 
 
@@ -101,8 +111,8 @@ def machine_of_workers(tx: Tx, worker_ids: Sequence[int]) -> dict[int, str]:
     """The machine each of these workers runs on, for those that run on one shoal started."""
     if not worker_ids:
         return {}
-    m = s.machines.c
-    rows = tx.conn.execute(
-        select(m.worker_id, m.name).where(m.worker_id.in_(sorted(set(worker_ids)))).order_by(m.id)
-    ).all()
+    rows = tx.records(
+        f"SELECT worker_id, name FROM machines WHERE worker_id {in_list('ids')} ORDER BY id",
+        {"ids": tx.array(sorted(set(worker_ids)))},
+    )
     return {int(r.worker_id): str(r.name) for r in rows}

@@ -39,9 +39,10 @@ from shoal.store.rows import (
     SyncDone,
     encode,
 )
-from shoal.store.schema import RUN_SHARDS
+from shoal.store.schema import RUN_SHARDS, postgres_indexes
 from shoal.store.sql import POSTGRES, POSTGRES_ARRAYS
 from shoal.store.sql.routines import DEFER_SQLSTATE, SYNC_CALL
+from shoal.store.sql.spelling import for_psycopg
 from shoal.store.tx import Tx
 
 __all__ = ["AdvisoryLock", "PostgresTx", "listen_for_work", "lock_schema", "make_engine"]
@@ -68,6 +69,7 @@ def libpq_url(url: str | URL) -> str:
 
 
 def make_engine(url: str) -> Engine:
+    postgres_indexes()
     # Enough connections for a boss's sync threads (16), its housekeeping and reads.
     engine = create_engine(
         driver_url(url),
@@ -99,10 +101,20 @@ def lock_schema(conn: Connection) -> None:
     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK})
 
 
+_SPELLED: dict[str, str] = {}  # statements in SQLite's spelling, as psycopg takes them
+
+
 class PostgresTx(Tx):
     """A transaction on PostgreSQL: claims skip rows other bosses hold."""
 
     SQL = POSTGRES
+
+    def spell(self, sql: str) -> str:
+        spelled = _SPELLED.get(sql)
+        if spelled is None:
+            spelled = _SPELLED.setdefault(sql, for_psycopg(sql))
+        return spelled
+
     SHARDS = RUN_SHARDS
     _pipeline: Any = None
 

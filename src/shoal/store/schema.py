@@ -36,7 +36,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.visitors import replacement_traverse
 
-SCHEMA_VERSION = 8
+from shoal.store.sizes import RUN_SHARDS as RUN_SHARDS
+from shoal.store.sizes import SCHEMA_VERSION as SCHEMA_VERSION
+from shoal.store.sizes import TASKS_PER_SHARD as TASKS_PER_SHARD
 
 metadata = MetaData()
 
@@ -66,16 +68,7 @@ runs = Table(
 )
 Index("ix_runs_submit_key", runs.c.submit_key, unique=True, info={"since": 3})
 
-# Each run's count of unfinished tasks, in shards. Every sync that finishes
-# tasks takes them off one shard, so that syncs finishing tasks of one run at
-# once (threads, bosses) lock different rows and commit together, instead of
-# queueing on one. A run has ended when every shard is 0. A run has a shard
-# for each ``TASKS_PER_SHARD`` tasks, at most ``RUN_SHARDS`` (PostgreSQL;
-# SQLite, one writer at a time, has one shard a run): a sync takes its
-# tasks off a shard that has as many, and a small run's few shards have
-# enough almost to its end.
-RUN_SHARDS = 32
-TASKS_PER_SHARD = 64
+# Each run's count of unfinished tasks, in shards (see :mod:`shoal.store.sizes`).
 run_counts = Table(
     "run_counts",
     metadata,
@@ -135,14 +128,12 @@ Index(
     "ix_tasks_running",
     tasks.c.run_id,
     sqlite_where=tasks.c.state == "running",
-    postgresql_where=tasks.c.state == "running",
 )
 Index(
     "ix_tasks_ready",
     tasks.c.priority.desc(),
     tasks.c.id,
     sqlite_where=tasks.c.state == "ready",
-    postgresql_where=tasks.c.state == "ready",
 )
 
 deps = Table(
@@ -196,7 +187,6 @@ Index(
     "ix_attempts_lease",
     attempts.c.lease_expires,
     sqlite_where=attempts.c.state == "running",
-    postgresql_where=attempts.c.state == "running",
 )
 
 events = Table(
@@ -435,3 +425,42 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _v6_to_v7,
     _v7_to_v8,
 ]
+
+
+# The partial indexes' condition on PostgreSQL, given when a PostgreSQL engine
+# is made (see :func:`postgres_indexes`): naming it in the Index would load
+# SQLAlchemy's PostgreSQL dialect on every SQLite start.
+_PARTIAL = {
+    "ix_tasks_running": tasks.c.state == "running",
+    "ix_tasks_ready": tasks.c.state == "ready",
+    "ix_attempts_lease": attempts.c.state == "running",
+}
+
+
+def postgres_indexes() -> None:
+    """Give the partial indexes their condition on PostgreSQL too (idempotent)."""
+    for table in (tasks, attempts):
+        for index in table.indexes:
+            where = _PARTIAL.get(str(index.name))
+            if where is not None and "postgresql_where" not in index.dialect_kwargs:
+                index.dialect_kwargs["postgresql_where"] = where
+
+
+def sqlite_ddl() -> str:
+    """The statements that create a fresh database on SQLite, as SQLAlchemy renders them.
+
+    A boss on SQLite creates its database from these, kept as text in
+    :data:`shoal.store.sql.sqlite_schema.CREATE` (a test checks they agree),
+    without loading SQLAlchemy.
+    """
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    dialect = sqlite.dialect()
+    out = []
+    for table in metadata.sorted_tables:
+        out.append(str(CreateTable(table).compile(dialect=dialect)).strip())
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            out.append(str(CreateIndex(index).compile(dialect=dialect)).strip())
+    text = ";\n".join(out) + ";\n"
+    return "\n".join(line.rstrip().replace("\t", "    ") for line in text.splitlines()) + "\n"

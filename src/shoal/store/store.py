@@ -1,29 +1,35 @@
 """A shoal database: open it, create or upgrade its schema, run transactions.
 
-:class:`Store` owns the engine and opens transactions; each is a
+:class:`Store` opens the database and runs transactions; each is a
 :class:`~shoal.store.tx.Tx` of its database (:mod:`~shoal.store.sqlite`,
 :mod:`~shoal.store.postgres`), which offers the queries by name. The SQL is
 in :mod:`shoal.store.sql`; nothing above the store builds a query.
+
+SQLite runs on the standard library's driver alone
+(:class:`~shoal.store.sqlite.SqliteDatabase`): SQLAlchemy, a tenth of a
+second to load, is loaded for PostgreSQL's connection pool and for bringing
+an older database's schema forward, not on every start.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
-from sqlalchemy.pool import StaticPool
+from typing import TYPE_CHECKING, Any
 
 from shoal.exceptions import BadInput, StoreConflict, StoreError
-from shoal.store import postgres
-from shoal.store import schema as s
-from shoal.store.sqlite import SqliteTx
+from shoal.store.sizes import SCHEMA_VERSION
+from shoal.store.sql.sqlite_schema import CREATE
+from shoal.store.sqlite import SqliteDatabase, SqliteTx
 from shoal.store.tx import Tx
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
+
+    from shoal.store import postgres
 
 __all__ = ["HousekeepingLock", "Store", "database_url"]
 
@@ -48,25 +54,97 @@ class Store:
         self.url = database_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self.is_postgres = self.url.startswith("postgres")
-        self._tx: type[Tx]
         # PostgreSQL's syncs as one statement each; SHOAL_PG_SYNC=statements
         # sends them statement by statement, as before (a benchmark's baseline).
         self.syncs_in_one = self.is_postgres and os.environ.get("SHOAL_PG_SYNC") != "statements"
+        self.engine: Engine | None = None  # PostgreSQL's (SQLAlchemy's pool)
+        self._sqlite: SqliteDatabase | None = None
         if self.is_sqlite:
-            self._tx = SqliteTx
+            self._open_sqlite()
         elif self.is_postgres:
-            self._tx = postgres.PostgresTx
+            self._open_postgres()
         else:
             raise BadInput(
                 f"the database {self.url} is neither SQLite nor PostgreSQL: give a file path, "
                 "sqlite:///PATH or postgresql://USER@HOST/NAME"
             )
+
+    # -- SQLite --------------------------------------------------------------
+
+    def _sqlite_path(self) -> Path | None:
+        """The database file (None: a database in memory)."""
+        if self.url in ("sqlite://", "sqlite:///:memory:"):
+            return None
+        return Path(self.url.removeprefix("sqlite:///"))
+
+    def _open_sqlite(self) -> None:
+        try:
+            self._sqlite = SqliteDatabase(self._sqlite_path())
+        except OSError as e:
+            raise StoreError(f"cannot use the database {self.url}: {e}") from e
+        try:
+            version = self._create_sqlite()
+            if version != SCHEMA_VERSION:
+                self._upgrade_sqlite(version)
+        except sqlite3.Error as e:
+            self._sqlite.close()
+            raise StoreError(
+                f"cannot open the database {self.url}: {e.__class__.__name__}: {e}"
+            ) from e
+        except BaseException:
+            self._sqlite.close()
+            raise
+
+    def _create_sqlite(self) -> int | None:
+        """Create a fresh database's schema; the version an existing one has (None: unknown)."""
+        assert self._sqlite is not None
+        with self._sqlite.begin() as raw:
+            made = raw.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+            ).fetchone()
+            if made is None:
+                for statement in CREATE.split(";\n"):
+                    if statement.strip():
+                        raw.execute(statement)
+                raw.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+                return SCHEMA_VERSION
+            row = raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row is not None else None
+
+    def _upgrade_sqlite(self, version: int | None) -> None:
+        """An older database (or one whose making stopped halfway): SQLAlchemy brings it forward."""
+        if version is not None and version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database {self.url} has schema version {version}, newer than this "
+                f"shoal ({SCHEMA_VERSION}): upgrade shoal"
+            )
+        from sqlalchemy.exc import SQLAlchemyError
+
+        engine = self._make_engine()
+        try:
+            self._prepare(engine)
+        except SQLAlchemyError as e:
+            raise StoreError(
+                f"cannot open the database {self.url}: {e.__class__.__name__}: "
+                f"{e.args[0] if e.args else e}"
+            ) from e
+        finally:
+            engine.dispose()
+
+    # -- PostgreSQL (and SQLite's upgrades): SQLAlchemy ------------------------
+
+    def _open_postgres(self) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
         try:
             self.engine = self._make_engine()
         except (SQLAlchemyError, ImportError, OSError) as e:
             raise StoreError(f"cannot use the database {self.url}: {e}") from e
         try:
-            self._prepare()
+            self._prepare(self.engine)
         except SQLAlchemyError as e:
             self.engine.dispose()
             raise StoreError(
@@ -77,21 +155,21 @@ class Store:
             raise
 
     def _make_engine(self) -> Engine:
+        """A SQLAlchemy engine for the database (PostgreSQL's pool; SQLite's upgrades)."""
+        from sqlalchemy import create_engine, event
+        from sqlalchemy.pool import StaticPool
+
         if self.is_postgres:
+            from shoal.store import postgres
+
             return postgres.make_engine(self.url)
-        memory = self.url in ("sqlite://", "sqlite:///:memory:")
-        if not memory:
-            path = Path(self.url.removeprefix("sqlite:///"))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Made here, 0600, before SQLite opens it: its -wal and -shm files
-            # take the database's mode, and the database holds every log's cause.
-            if not path.exists():
-                with contextlib.suppress(FileExistsError):
-                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        path = self._sqlite_path()
+        if path is not None:
+            SqliteDatabase(path).close()  # the file, made 0600
         engine = create_engine(
             self.url,
             connect_args={"check_same_thread": False, "timeout": 30},
-            poolclass=StaticPool if memory else None,
+            poolclass=StaticPool if path is None else None,
         )
 
         @event.listens_for(engine, "connect")
@@ -99,10 +177,8 @@ class Store:
             # We issue BEGIN ourselves (below); pysqlite's own is too late.
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
-            if not memory:
+            if path is not None:
                 cur.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL: every commit is durable against a crash of shoal,
-            # and survives power loss up to the last checkpoint.
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
@@ -110,18 +186,20 @@ class Store:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            # Writers take the lock up front so two writers never deadlock on
-            # an upgrade from a read lock.
-            if conn.get_execution_options().get("shoal_read"):
-                conn.exec_driver_sql("BEGIN")
-            else:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the lock up front, as SqliteDatabase's do.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
 
-    def _prepare(self) -> None:
-        with self.engine.begin() as conn:
+    def _prepare(self, engine: Engine) -> None:
+        from sqlalchemy import insert, select, update
+
+        from shoal.store import schema as s
+
+        with engine.begin() as conn:
             if self.is_postgres:
+                from shoal.store import postgres
+
                 # Bosses starting together: one creates or upgrades, the others wait.
                 postgres.lock_schema(conn)
             s.metadata.create_all(conn, tables=[s.meta])
@@ -153,12 +231,21 @@ class Store:
         with self.read() as tx:
             return tx.schema_version()
 
+    # -- transactions ----------------------------------------------------------
+
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         """One write transaction: committed at the end, rolled back on error."""
+        if self._sqlite is not None:
+            with self._sqlite_errors(), self._sqlite.begin() as raw:
+                yield SqliteTx(raw)
+            return
+        from sqlalchemy.exc import IntegrityError, OperationalError
+
+        assert self.engine is not None
         try:
             with self.engine.begin() as conn:
-                yield self._tx(conn)
+                yield self._postgres_tx(conn)
         except OperationalError as e:
             raise self._error(e) from e
         except IntegrityError as e:
@@ -180,15 +267,35 @@ class Store:
     @contextmanager
     def read(self) -> Iterator[Tx]:
         """A read-only transaction, which never blocks writers on SQLite."""
+        if self._sqlite is not None:
+            with self._sqlite_errors(), self._sqlite.begin(read=True) as raw:
+                yield SqliteTx(raw)
+            return
+        from sqlalchemy.exc import OperationalError
+
+        assert self.engine is not None
         try:
-            with self.engine.connect() as raw:
-                conn = raw.execution_options(shoal_read=True)
-                with conn.begin():
-                    yield self._tx(conn)
+            with self.engine.connect() as conn, conn.begin():
+                yield self._postgres_tx(conn)
         except OperationalError as e:
             raise self._error(e) from e
 
-    def _error(self, e: OperationalError) -> StoreError:
+    @contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        """SQLite's errors as the store's: a broken constraint may be a collision, so runs again."""
+        try:
+            yield
+        except sqlite3.IntegrityError as e:
+            raise StoreConflict(f"transaction conflict on {self.url}: {e}") from e
+        except sqlite3.OperationalError as e:
+            raise StoreError(f"database error on {self.url}: {e}") from e
+
+    def _postgres_tx(self, conn: Connection) -> Tx:
+        from shoal.store import postgres
+
+        return postgres.PostgresTx(conn.connection.driver_connection, conn)
+
+    def _error(self, e: Any) -> StoreError:
         if getattr(e.orig, "sqlstate", None) in _CONFLICTS:
             return StoreConflict(f"transaction conflict on {self.url}: {e.orig}")
         return StoreError(f"database error on {self.url}: {e.orig}")
@@ -200,6 +307,8 @@ class Store:
         looked at: a sort of every ready task on each claim, not an index scan.
         """
         if self.is_postgres:
+            from shoal.store import postgres
+
             with self.transaction() as tx:
                 assert isinstance(tx, postgres.PostgresTx)
                 tx.analyze_tasks()
@@ -207,6 +316,9 @@ class Store:
     def housekeeping_lock(self) -> HousekeepingLock | postgres.AdvisoryLock:
         """The lock that makes one boss of several the housekeeper."""
         if self.is_postgres:
+            from shoal.store import postgres
+
+            assert self.engine is not None
             return postgres.AdvisoryLock(self.engine.url)
         return HousekeepingLock()
 
@@ -217,11 +329,17 @@ class Store:
         one boss, so nothing comes.
         """
         if self.is_postgres:
+            from shoal.store import postgres
+
+            assert self.engine is not None
             return postgres.listen_for_work(self.engine.url, origin, wake)
         return lambda: None
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self._sqlite is not None:
+            self._sqlite.close()
+        if self.engine is not None:
+            self.engine.dispose()
 
 
 class HousekeepingLock:

@@ -12,10 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
-
 from shoal.datastore.layout import bundle_path, output_prefix
-from shoal.store import schema as s
 from shoal.store.tx import Tx
 
 __all__ = [
@@ -35,96 +32,103 @@ __all__ = [
 PER_WORKER = "per-worker"
 
 
+# What a caller may set on a token's row (the rest is the store's).
+FIELDS = (
+    "hash",
+    "name",
+    "kind",
+    "worker_id",
+    "parent",
+    "created",
+    "expires",
+    "last_used",
+    "revoked",
+)
+
+
 def insert_token(tx: Tx, values: dict[str, Any]) -> int:
     """Record a token (its hash, name, kind, …), replacing a revoked one of that name."""
-    t = s.tokens.c
-    tx.conn.execute(delete(s.tokens).where(t.name == values["name"], t.revoked.is_not(None)))
-    return int(tx.conn.execute(insert(s.tokens).values(**values).returning(t.id)).scalar_one())
+    given = {k: v for k, v in values.items() if k in FIELDS}
+    tx.execute(
+        "DELETE FROM tokens WHERE name = :name AND revoked IS NOT NULL", {"name": values["name"]}
+    )
+    [row] = tx.records(
+        f"INSERT INTO tokens ({', '.join(given)}) VALUES ({', '.join(':' + c for c in given)}) "
+        "RETURNING id",
+        given,
+    )
+    return int(row.id)
 
 
 def token_by_hash(tx: Tx, digest: str) -> Any:
     """A token's row by its hash, with its worker's state and whether its parent was revoked."""
-    t = s.tokens.alias("t")
-    parent = s.tokens.alias("parent")
-    w = s.workers
-    q = (
-        select(
-            t.c.id,
-            t.c.name,
-            t.c.kind,
-            t.c.worker_id,
-            t.c.parent,
-            t.c.expires,
-            t.c.revoked,
-            t.c.last_used,
-            w.c.state.label("worker_state"),
-            parent.c.revoked.label("parent_revoked"),
-        )
-        .select_from(
-            t.outerjoin(w, w.c.id == t.c.worker_id).outerjoin(parent, parent.c.id == t.c.parent)
-        )
-        .where(t.c.hash == digest)
+    rows = tx.records(
+        """
+SELECT t.id, t.name, t.kind, t.worker_id, t.parent, t.expires, t.revoked, t.last_used,
+       w.state AS worker_state, parent.revoked AS parent_revoked
+FROM tokens t
+LEFT OUTER JOIN workers w ON w.id = t.worker_id
+LEFT OUTER JOIN tokens parent ON parent.id = t.parent
+WHERE t.hash = :hash""",
+        {"hash": digest},
     )
-    return tx.conn.execute(q).first()
+    return rows[0] if rows else None
 
 
 def live_token_named(tx: Tx, name: str) -> bool:
     """Whether a token of this name is there and not revoked."""
-    t = s.tokens.c
-    row = tx.conn.execute(select(t.id).where(t.name == name, t.revoked.is_(None))).first()
-    return row is not None
+    found = tx.records(
+        "SELECT id FROM tokens WHERE name = :name AND revoked IS NULL", {"name": name}
+    )
+    return bool(found)
 
 
 def touch_token(tx: Tx, token_id: int, now: float) -> None:
-    tx.conn.execute(update(s.tokens).where(s.tokens.c.id == token_id).values(last_used=now))
+    tx.execute("UPDATE tokens SET last_used = :now WHERE id = :id", {"now": now, "id": token_id})
 
 
 def tokens(tx: Tx, *, per_worker: bool = False) -> Sequence[Any]:
     """The tokens, oldest first; those of registered workers only when asked."""
-    t = s.tokens.c
-    q = select(
-        t.id, t.name, t.kind, t.worker_id, t.created, t.expires, t.last_used, t.revoked
-    ).order_by(t.id)
-    if not per_worker:
-        q = q.where(t.kind != PER_WORKER)
-    return tx.conn.execute(q).all()
+    columns = "id, name, kind, worker_id, created, expires, last_used, revoked"
+    if per_worker:
+        return tx.records(f"SELECT {columns} FROM tokens ORDER BY id")
+    return tx.records(
+        f"SELECT {columns} FROM tokens WHERE kind != :kind ORDER BY id", {"kind": PER_WORKER}
+    )
 
 
 def revoke_token(tx: Tx, name: str, now: float) -> Any:
     """Revoke the token so named (and the per-worker tokens it registered); its row, or None."""
-    t = s.tokens.c
-    row = tx.conn.execute(select(t.id, t.kind, t.revoked).where(t.name == name)).first()
-    if row is None:
+    rows = tx.records("SELECT id, kind, revoked FROM tokens WHERE name = :name", {"name": name})
+    if not rows:
         return None
-    tx.conn.execute(
-        update(s.tokens)
-        .where(or_(t.id == row.id, t.parent == row.id), t.revoked.is_(None))
-        .values(revoked=now)
+    row = rows[0]
+    tx.execute(
+        "UPDATE tokens SET revoked = :now WHERE (id = :id OR parent = :id) AND revoked IS NULL",
+        {"now": now, "id": row.id},
     )
     return row
 
 
 def end_sessions(tx: Tx, kind: str) -> None:
     """End the dashboard sessions a token logged in (a revoked read token's)."""
-    tx.conn.execute(delete(s.sessions).where(s.sessions.c.kind == kind))
+    tx.execute("DELETE FROM sessions WHERE kind = :kind", {"kind": kind})
 
 
 def revoke_worker_tokens(tx: Tx, worker_id: int, now: float) -> None:
     """Revoke the tokens of a worker that stopped or is gone."""
-    t = s.tokens.c
-    tx.conn.execute(
-        update(s.tokens).where(t.worker_id == worker_id, t.revoked.is_(None)).values(revoked=now)
+    tx.execute(
+        "UPDATE tokens SET revoked = :now WHERE worker_id = :worker_id AND revoked IS NULL",
+        {"now": now, "worker_id": worker_id},
     )
 
 
 def purge_tokens(tx: Tx, before: float) -> None:
     """Forget per-worker tokens revoked or expired before ``before``: nobody lists them."""
-    t = s.tokens.c
-    tx.conn.execute(
-        delete(s.tokens).where(
-            t.kind == PER_WORKER,
-            or_(t.revoked < before, and_(t.expires.is_not(None), t.expires < before)),
-        )
+    tx.execute(
+        "DELETE FROM tokens WHERE kind = :kind "
+        "AND (revoked < :before OR (expires IS NOT NULL AND expires < :before))",
+        {"kind": PER_WORKER, "before": before},
     )
 
 
@@ -134,12 +138,13 @@ def held_reads(tx: Tx, worker_id: int) -> set[str]:
     The same paths its sync handed it (:func:`shoal.scheduler.sync`): each
     task's ``inputs``, its dependencies' outputs, its run's bundle.
     """
-    a, t, r = s.attempts.c, s.tasks.c, s.runs.c
-    rows = tx.conn.execute(
-        select(t.id, t.spec, t.n_deps, r.bundle)
-        .select_from(s.attempts.join(s.tasks, t.id == a.task_id).join(s.runs, r.id == a.run_id))
-        .where(a.worker_id == worker_id, a.state == "running")
-    ).all()
+    rows = tx.records(
+        """
+SELECT t.id, t.spec, t.n_deps, r.bundle
+FROM attempts a JOIN tasks t ON t.id = a.task_id JOIN runs r ON r.id = a.run_id
+WHERE a.worker_id = :worker_id AND a.state = 'running'""",
+        {"worker_id": worker_id},
+    )
     paths: set[str] = set()
     with_deps = []
     for row in rows:

@@ -13,8 +13,6 @@ from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from sqlalchemy import Connection
-
 from shoal.store.reads import Reads
 from shoal.store.rows import (
     ActiveWorker,
@@ -36,7 +34,7 @@ from shoal.store.rows import (
     decode,
     encode,
 )
-from shoal.store.schema import TASKS_PER_SHARD
+from shoal.store.sizes import TASKS_PER_SHARD
 
 __all__ = ["Tx"]
 
@@ -50,8 +48,8 @@ class Tx(Reads):
     # one transaction writes at a time (SQLite); see ``PostgresTx``.
     SHARDS = 1
 
-    def __init__(self, conn: Connection) -> None:
-        super().__init__(conn)
+    def __init__(self, raw: Any, conn: Any = None) -> None:
+        super().__init__(raw, conn)
         # The shard of each run's count of unfinished tasks this transaction took from.
         self._parts: dict[int, int] = {}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shoal.store.schema import RUN_SHARDS
+from shoal.store.sizes import RUN_SHARDS
 from shoal.store.sql.spelling import in_list
 
 __all__ = ["QUOTED_TASK_COLUMNS", "RUN_ROW", "SQL", "TASK_COLUMNS", "TASK_ROW"]
