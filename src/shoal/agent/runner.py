@@ -131,9 +131,11 @@ class Attempt:
         self.cancelled: Optional[str] = None  # p.CANCELLED or p.INTERRUPTED
         # Why, in words, when the outcome alone would mislead (a stop order is no cancel).
         self.cancel_cause: Optional[str] = None
-        # The kernel's count of OOM kills when the attempt began: a SIGKILL
-        # while it grew was most likely the OOM killer's.
-        self.oom_kills = _oom_kills()
+        # The kernel's count of OOM kills when its command began: a SIGKILL
+        # while it grew was most likely the OOM killer's. Read once the
+        # command started (see Runner._phase), while it runs on another core,
+        # not on the way of every start.
+        self.oom_kills: Optional[int] = None
         self._proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
         self._lock = threading.Lock()
 
@@ -332,6 +334,8 @@ class Runner:
                 if stdin is not None:
                     source.close()
             attempt._proc = proc
+        if attempt.oom_kills is None:
+            attempt.oom_kills = _oom_kills()
         tail = b""
         timed_out = False
         killed_at: Optional[float] = None
@@ -382,7 +386,8 @@ class Runner:
             return code, attempt.cancelled, tail
         if code != 0:
             cause = _exit_cause(code)
-            if code == -signal.SIGKILL and _oom_kills() > attempt.oom_kills:
+            before = attempt.oom_kills
+            if code == -signal.SIGKILL and before is not None and _oom_kills() > before:
                 cause += " (the kernel's out-of-memory killer)"
             return code, cause, tail
         return 0, None, tail
@@ -407,6 +412,8 @@ class Runner:
     def _upload_outputs(self, a: p.Assignment, ws: str) -> List[str]:
         # Where an output may really be: the workspace, and the bundle whose
         # files are linked into it. Every output is checked before any is sent.
+        if not a.outputs:
+            return []
         roots = [os.path.realpath(ws)]
         if a.bundle:
             roots.append(os.path.realpath(os.path.join(self.bundles.root, a.bundle)))
