@@ -50,6 +50,13 @@ class _Argument(TyperArgument):
             name += "..."
         return name if self.required else f"[{name}]"
 
+    def make_metavar(self, ctx: Any, *, usage: bool = False) -> str:
+        # Typer up to 0.28 names the usage line's arguments here.
+        name = self.metavar or (self.name or "value").upper()
+        if self.nargs != 1:
+            name += "..."
+        return name if self.required or not usage else f"[{name}]"
+
     def display_type_rich(self, ctx: Any) -> str | None:
         return None  # its name says what it is: no "<str>" after it
 
