@@ -44,14 +44,7 @@ __all__ = [
 class _Argument(TyperArgument):
     """An argument named in the usage line as ``FILE`` or ``[RUN]`` (Typer writes ``{file}``)."""
 
-    def _usage_display_name(self) -> str:
-        name = self.display_name_raw
-        if self.nargs != 1:
-            name += "..."
-        return name if self.required else f"[{name}]"
-
     def make_metavar(self, ctx: Any, *, usage: bool = False) -> str:
-        # Typer up to 0.28 names the usage line's arguments here.
         name = self.metavar or (self.name or "value").upper()
         if self.nargs != 1:
             name += "..."
