@@ -800,3 +800,24 @@ def test_a_database_other_than_sqlite_or_postgresql_is_refused_in_one_line() -> 
 
     with pytest.raises(BadInput, match="neither SQLite nor PostgreSQL"):
         Store("mysql://alice@db/shoal")
+
+
+def test_the_partial_indexes_hold_only_their_state_on_both_databases(db_url: str) -> None:
+    # The claim and the lease sweep read these: a whole-table index would make
+    # each claim walk every task that ever ran.
+    store = Store(db_url)
+    try:
+        with store.read() as tx:
+            if store.is_postgres:
+                rows = tx.records("SELECT indexname AS name, indexdef AS sql FROM pg_indexes")
+            else:
+                rows = tx.records("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
+        found = {r.name: r.sql for r in rows}
+        for name, state in (
+            ("ix_tasks_ready", "ready"),
+            ("ix_tasks_running", "running"),
+            ("ix_attempts_lease", "running"),
+        ):
+            assert "WHERE" in found[name] and f"'{state}'" in found[name], found[name]
+    finally:
+        store.close()

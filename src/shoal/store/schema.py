@@ -442,7 +442,8 @@ def postgres_indexes() -> None:
     for table in (tasks, attempts):
         for index in table.indexes:
             where = _PARTIAL.get(str(index.name))
-            if where is not None and "postgresql_where" not in index.dialect_kwargs:
+            # (Once the dialect is loaded every index has a postgresql_where, None.)
+            if where is not None and index.dialect_kwargs.get("postgresql_where") is None:
                 index.dialect_kwargs["postgresql_where"] = where
 
 
