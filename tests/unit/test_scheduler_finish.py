@@ -141,7 +141,8 @@ def test_a_failure_fails_everything_downstream_and_ends_the_run() -> None:
         )
     view = s.run_view(rid)
     assert (view["state"], view["unfinished"]) == ("failed", 0)
-    assert kinds(s, rid)[-2:] == ["task_failed", "run_failed"]
+    # Cause before effect: the failure, what it failed downstream, the run's end.
+    assert kinds(s, rid)[-5:] == ["task_failed", *["upstream_failed"] * 3, "run_failed"]
 
 
 def test_a_failed_command_is_retried_with_doubling_back_off_then_fails() -> None:

@@ -91,7 +91,7 @@ def test_after_max_losses_the_task_fails_and_so_does_what_depends_on_it() -> Non
     assert view["cause"] == "lost: no sync for 6s from worker w2 (2 attempts lost)"
     assert states(s, rid)["b"] == "upstream_failed"
     assert s.run_view(rid)["state"] == "failed"
-    assert kinds(s, rid)[-3:] == ["attempt_lost", "task_failed", "run_failed"]
+    assert kinds(s, rid)[-4:] == ["attempt_lost", "task_failed", "upstream_failed", "run_failed"]
 
 
 def test_a_lost_attempt_of_a_task_with_another_still_running_leaves_the_task_to_it() -> None:

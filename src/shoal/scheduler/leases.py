@@ -53,10 +53,15 @@ def expire(s: Scheduler, gone: tuple[int, str] | None = None) -> bool:
                 tx.set_task_ready(a.task_id)
                 readied = True
                 continue
-            ended = runs.fail_task(
-                tx, a.task_id, a.task_name, now, f"{cause} ({losses} attempts lost)"
-            )
             events.append(Event(now, "task_failed", a.run_id, a.task_id, a.id, a.worker_id, cause))
+            ended = runs.fail_task(
+                tx,
+                a.task_id,
+                a.task_name,
+                now,
+                f"{cause} ({losses} attempts lost)",
+                events=events,
+            )
             runs.count_done(tx, a.run_id, ended, now, events)
         tx.add_events(events)
         if not readied:

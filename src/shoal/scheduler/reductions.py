@@ -48,8 +48,8 @@ def reduce(
         try:
             value = combine([(n, results.get(n)) for n in operands])
         except ReduceError as e:
-            n = runs.fail_task(tx, row.id, row.name, now, f"reduction failed: {e}")
             events.append(Event(now, "task_failed", row.run_id, row.id, detail=str(e)))
+            n = runs.fail_task(tx, row.id, row.name, now, f"reduction failed: {e}", events=events)
             runs.count_done(tx, row.run_id, n, now, events, ended)
             continue
         tx.finish_task(

@@ -75,11 +75,14 @@ def fail_task(
     result: Any = None,
     outputs: list[str] | None = None,
     worker_id: int | None = None,
+    events: list[Event],
 ) -> int:
     """Fail a task, and every task downstream of it; how many tasks that ended.
 
-    Each task downstream gets an ``upstream_failed`` event: ``shoal events``
-    and the task's page say why it never ran.
+    Each task downstream gets an ``upstream_failed`` event, added to
+    ``events`` (after the caller's own event of the failure, so that
+    ``shoal events`` reads cause before effect): the task's page says why
+    it never ran.
     """
     tx.finish_task(
         task_id,
@@ -94,9 +97,7 @@ def fail_task(
     )
     cause_down = f"upstream {name} failed"
     marked = tx.fail_downstream(task_id, cause_down, now)
-    tx.add_events(
-        [Event(now, "upstream_failed", run, down, detail=cause_down) for down, run in marked]
-    )
+    events += [Event(now, "upstream_failed", run, down, detail=cause_down) for down, run in marked]
     return 1 + len(marked)
 
 
@@ -207,8 +208,8 @@ def fail_unplaceable(
         events: list[Event] = []
         for need in found:
             for r in tx.ready_of_shape(run_id, need.slots, need.host, need.requires, None):
-                ended = fail_task(tx, r.id, r.name, now, need.reason)
                 events.append(Event(now, "task_failed", run_id, r.id, detail=need.reason))
+                ended = fail_task(tx, r.id, r.name, now, need.reason, events=events)
                 count_done(tx, run_id, ended, now, events)
         tx.add_events(events)
     return found
@@ -247,8 +248,8 @@ def fail_where_setup_failed(
             current = tx.task(task.id)
             if current is None or current.state != "ready":
                 continue  # failed meanwhile, downstream of another
-            n = fail_task(tx, task.id, task.name, now, cause)
             events.append(Event(now, "task_failed", run_id, task.id, detail=cause))
+            n = fail_task(tx, task.id, task.name, now, cause, events=events)
             count_done(tx, run_id, n, now, events, ended)
     tx.add_events(events)
     return ended

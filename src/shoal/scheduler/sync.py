@@ -278,7 +278,11 @@ def _finish(
     cause = r.cause or describe_exit(r.exit_code)
     outcome = r.outcome if r.outcome in (p.FAILED, p.INTERRUPTED) else p.INTERRUPTED
     batch.ends.append(end(outcome, cause))
-    batch.events.append(event(_failed(s, tx, worker_id, row, r, outcome, cause, batch), cause))
+    # What it failed downstream (upstream_failed) is told after it.
+    downstream: list[Event] = []
+    kind = _failed(s, tx, worker_id, row, r, outcome, cause, batch, downstream)
+    batch.events.append(event(kind, cause))
+    batch.events += downstream
 
 
 def _failed(
@@ -290,6 +294,7 @@ def _failed(
     outcome: str,
     cause: str,
     batch: _Finished,
+    downstream: list[Event],
 ) -> str:
     """What an attempt that did not succeed does to its task; the kind of event it is."""
     if row.task_attempts > 1 and tx.others_running(row.task_id, r.attempt_id):
@@ -317,6 +322,7 @@ def _failed(
         result=r.result,
         outputs=r.outputs,
         worker_id=worker_id,
+        events=downstream,
     )
     batch.done(row.run_id, ended)
     return "task_failed"
