@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,27 @@ def test_download_failure_skips_run(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     report = run(tmp_path, attempt([f"touch {marker}"], download=["exit 9"]))
     assert report.exit_code == 9 and not marker.exists()
+
+
+def test_a_new_worker_removes_the_workspaces_of_workers_that_are_gone(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+
+    parent = tmp_path / "work" / "ws"
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    host = socket.gethostname()
+    for name, owner in (
+        ("ws-gone", f"{host} {gone.pid} 1"),
+        ("ws-reused-pid", f"{host} {os.getpid()} 1"),  # this PID, not this process's start
+        ("ws-alive", r._process_mark(os.getpid())),
+        ("ws-making", None),  # no owner yet: being made
+        ("ws-other-host", f"{host}-not {gone.pid} 1"),  # a shared folder: not ours to judge
+    ):
+        (parent / name / "1").mkdir(parents=True)
+        (parent / name / "1" / "big.bin").write_bytes(b"x" * 1000)
+        if owner is not None:
+            (parent / name / r.OWNER_FILE).write_text(owner)
+    removed = r.sweep_workspaces(str(parent))
+    assert sorted(os.path.basename(f) for f in removed) == ["ws-gone", "ws-reused-pid"]
+    assert sorted(os.listdir(parent)) == ["ws-alive", "ws-making", "ws-other-host"]

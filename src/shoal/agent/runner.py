@@ -16,6 +16,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -173,9 +174,13 @@ class Runner:
         self._free: List[str] = []
         self._free_lock = threading.Lock()
         self._made = 0
-        self._ws_root = tempfile.mkdtemp(
-            prefix="ws-", dir=_ensure(os.path.join(self.workdir, "ws"))
-        )
+        ws_parent = _ensure(os.path.join(self.workdir, "ws"))
+        # A worker killed outright (SIGKILL, a host that lost power) left its
+        # workspaces behind: they go now, while nothing of theirs runs.
+        sweep_workspaces(ws_parent)
+        self._ws_root = tempfile.mkdtemp(prefix="ws-", dir=ws_parent)
+        with open(os.path.join(self._ws_root, OWNER_FILE), "w") as f:
+            f.write(_process_mark(os.getpid()) or "")
 
     def _take_workspace(self) -> str:
         with self._free_lock:
@@ -472,6 +477,48 @@ def _oom_kills() -> int:
     except (OSError, ValueError):
         pass
     return 0
+
+
+OWNER_FILE = ".owner"  # in a worker's workspace folder: its process, as _process_mark says
+
+
+def _process_mark(pid: int) -> Optional[str]:
+    """A process as ``HOST PID START``: its start time tells it from a later one of its PID.
+
+    The host, as a work folder may be shared (a cluster's home on NFS):
+    another host's processes are none of this one's business.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (in parentheses) may hold spaces: count fields after it.
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return f"{socket.gethostname()} {pid} {fields[19].decode()}"
+
+
+def sweep_workspaces(parent: str) -> List[str]:
+    """Remove the workspace folders of this host's workers that are gone; those removed.
+
+    A folder whose owner is unknown (no ``.owner`` yet: being made), on
+    another host, or still running is kept.
+    """
+    removed = []
+    host = socket.gethostname()
+    for entry in os.listdir(parent):
+        folder = os.path.join(parent, entry)
+        try:
+            with open(os.path.join(folder, OWNER_FILE)) as f:
+                mark = f.read().split()
+        except OSError:
+            continue
+        if len(mark) != 3 or mark[0] != host or not mark[1].isdigit():
+            continue
+        if _process_mark(int(mark[1])) != " ".join(mark):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def _ensure(path: str) -> str:
