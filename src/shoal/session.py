@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     # The boss, its scheduler and their database library load once the local
     # agents are started (see LocalSession.__enter__), so both load side by side.
     from shoal.boss.server import Boss
+    from shoal.launch.ssh import SshProvider
     from shoal.scheduler import Unplaceable, WorkerShape
 
 __all__ = ["LocalSession", "WorkersLost", "check_fits"]
@@ -114,7 +115,7 @@ class LocalSession:
         self._starts: list[threading.Thread] = []
         self._launch_errors: list[BaseException] = []
         # The local pools' providers, their agents spawned before the boss exists.
-        self._early: dict[str, LocalProvider] = {}
+        self._early: dict[str, LocalProvider | SshProvider] = {}
 
     def __enter__(self) -> LocalSession:
         other = self.state.live_boss()
@@ -128,7 +129,7 @@ class LocalSession:
         token = self.state.token()
         sock = bind("127.0.0.1", 0)
         try:
-            self._spawn_local_agents(url_of(sock))
+            self._spawn_agents(url_of(sock))
             from shoal.boss.server import Boss
 
             self.boss = Boss(
@@ -195,17 +196,28 @@ class LocalSession:
             raise
         return self
 
-    def _spawn_local_agents(self, url: str) -> None:
-        """Start the local pools' agents now: Python starts in them while the boss loads.
+    def _spawn_agents(self, url: str) -> None:
+        """Start the local and ssh pools' agents now: Python starts in them while the boss loads.
 
-        They wait for their token (see :meth:`LocalProvider.spawn`); the fleet
-        records and adopts them as it launches their pools.
+        They wait for their token (see :meth:`LocalProvider.spawn`,
+        :meth:`SshProvider.spawn`); the fleet records and adopts them as it
+        launches their pools.
         """
         for pool in self.pools:
-            if pool.provider == "local" and not elastic(pool) and pool.size > 0:
-                provider = LocalProvider(self.site)
-                self._early[pool.name] = provider
-                provider.spawn(pool, url)
+            if elastic(pool) or pool.size <= 0:
+                continue
+            if pool.provider == "local":
+                provider: LocalProvider | SshProvider = LocalProvider(self.site)
+            elif pool.provider == "ssh":
+                # Each host's agent loads there (over the connection opened
+                # ahead) while the boss loads here.
+                from shoal.launch.ssh import SshProvider
+
+                provider = SshProvider(self.site)
+            else:
+                continue
+            self._early[pool.name] = provider
+            provider.spawn(pool, url)
 
     def _discard_early(self) -> None:
         """Stop the agents spawned ahead that no launch adopted (the session failed)."""

@@ -269,3 +269,29 @@ def test_a_machine_held_by_a_process_gone_is_found_and_stopped_by_its_handle(
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+def test_an_agent_that_registered_then_ended_at_once_did_start(tmp_path: Path) -> None:
+    # Its bundle's setup failed on its first task: it registered, said goodbye
+    # and ended between two looks. The host started (the run says why its
+    # worker left); it is no host that failed to start.
+    import sys
+
+    from shoal.launch.lifeline import HeldAgent
+
+    looks: list[bool] = []
+
+    def registered(name: str, fresh: bool = False) -> bool:
+        looks.append(fresh)
+        return fresh  # only a look made now sees it
+
+    agent = HeldAgent("h3", tmp_path / "h3.log")
+    agent.launch([sys.executable, "-c", "import sys; sys.stdin.readline()"], "token")
+    assert agent.proc is not None
+    agent.proc.wait(30)
+    try:
+        access = BossAccess(url="http://127.0.0.1:1", token=str, registered=registered)
+        assert agent.registered(access)
+        assert looks[-1] is True
+    finally:
+        agent.stop()  # closes its stdin

@@ -183,7 +183,13 @@ class ProviderSchema:
     credentials: Callable[[Mapping[str, Any], Mapping[str, str]], str | None] | None = None
 
 
-def _never(name: str) -> bool:
+class Registered(Protocol):
+    """Whether the agent of the machine so named has registered (``fresh``: look again now)."""
+
+    def __call__(self, name: str, fresh: bool = False) -> bool: ...
+
+
+def _never(name: str, fresh: bool = False) -> bool:
     return False
 
 
@@ -239,7 +245,7 @@ class BossAccess:
     direct_url: str | None = None
     # Whether the agent of the machine so named has registered since the
     # machine was last requested: readiness, never read from a log line.
-    registered: Callable[[str], bool] = _never
+    registered: Registered = _never
     # Record a machine as it goes, before ``up`` returns: a rented machine's
     # provider id as soon as the API call that creates it answers.
     note: Callable[[Machine], None] = _unheard

@@ -187,8 +187,8 @@ class Fleet:
         """This owner's machines as the book has them now (with the times it stamped), by name."""
         return self._book(fresh=True)
 
-    def _registered(self, name: str) -> bool:
-        told = self._book().get(name)
+    def _registered(self, name: str, fresh: bool = False) -> bool:
+        told = self._book(fresh=fresh).get(name)
         return told is not None and told.agent is not None
 
     def settle(self) -> list[Machine]:

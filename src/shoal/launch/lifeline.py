@@ -73,23 +73,34 @@ class HeldAgent:
         """The error to raise when the agent cannot be started (why in ``line``)."""
         return ShoalError(f"{self.name}: {line}")
 
-    def launch(self, argv: Sequence[str], token: str) -> None:
-        """Start the command, its output to the log, and hand the agent the token on stdin."""
+    def launch(self, argv: Sequence[str], token: str | None) -> None:
+        """Start the command, its output to the log, and hand the agent the token on stdin.
+
+        Without a token (started ahead of its boss), the agent waits for
+        :meth:`hand_token`.
+        """
         log = open_private(self.log_path)
         self.log_offset = log.tell()
         try:
             self.proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=log, stderr=log)
         finally:
             log.close()
-        assert self.proc.stdin is not None
+        if token is not None:
+            self.hand_token(token)
+
+    def hand_token(self, token: str) -> None:
+        """Give the agent its token, on the stdin it waits on."""
+        assert self.proc is not None and self.proc.stdin is not None
         self.proc.stdin.write(token.encode() + b"\n")
         self.proc.stdin.flush()
 
     def registered(self, boss: BossAccess) -> bool:
-        """Wait until the agent registers (True) or its command ends (False).
+        """Wait until the agent registers (True) or its command ends first (False).
 
         Registration says the boss took the agent; a command that ends first
-        failed, and its log says why (:meth:`last_words`).
+        failed, and its log says why (:meth:`last_words`). One that ended
+        right after it registered (its bundle's setup failed at once, say)
+        did start: the boss heard its goodbye, and the run says why it left.
         """
         assert self.proc is not None
         deadline = time.monotonic() + READY_TIMEOUT
@@ -103,7 +114,7 @@ class HeldAgent:
                     f"(see {self.log_path})"
                 )
             time.sleep(0.05)
-        return False
+        return boss.registered(self.name, fresh=True)
 
     def last_words(self) -> str:
         """Why the command ended, from what it wrote to the log since it started."""

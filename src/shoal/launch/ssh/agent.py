@@ -12,6 +12,7 @@ certificate of its own (never the CA's key), 0600 in ``~/.shoal/certs``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import random
 import shlex
@@ -57,6 +58,51 @@ class SshAgent(HeldAgent):
         self.log_cap = log_cap
         self.ssh = SshHost(host)
         self.copied = False
+        self.ahead_url: str | None = None  # the boss URL it was started ahead for
+        self.ahead_error: SshFailed | None = None  # why its start ahead failed
+        self.discarded = False  # its session ended before it was adopted
+
+    def spawn_ahead(self, pyz: Path, url: str) -> None:
+        """Start the agent before its boss serves (``shoal run``); it waits for its token.
+
+        Python and the agent load on the host while the boss loads here; the
+        agent's first request waits in the boss's listening socket (``url``).
+        :meth:`adopt` hands it the token.
+        """
+        remote, self.copied = self.ssh.ensure_agent(pyz)
+        forward, tunnel = self._tunnel(url)
+        self.launch([*self.ssh.argv(*forward), self._command(remote, tunnel)], None)
+        self.ahead_url = url
+
+    def adopt(self, boss: BossAccess) -> bool:
+        """Hand the agent started ahead its token; whether it registered.
+
+        False: it cannot serve this boss (another URL, its tunnel's port was
+        taken on the host): it is stopped, and the host is started anew.
+        Raises :class:`SshFailed` with the agent's own error line otherwise.
+        """
+        if self.proc is None or boss.direct_url is not None or boss.url != self.ahead_url:
+            self.stop()
+            return False
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):  # it ended meanwhile: its log says why
+                self.hand_token(boss.token())
+            if self.registered(boss):
+                return True
+        text = self.last_words()
+        self.stop()
+        if "remote port forwarding failed" in text:
+            return False
+        raise SshFailed(self.host.name, text)
+
+    def _tunnel(self, url: str) -> tuple[list[str], str]:
+        """ssh's options for a reverse tunnel to ``url``, and the URL it gives on the host."""
+        # A port on the host's loopback that leads back to the boss.
+        parts = urlsplit(url)
+        rport = random.randint(20000, 60000)
+        target = f"{parts.hostname or '127.0.0.1'}:{parts.port}"
+        forward = ["-o", "ExitOnForwardFailure=yes", "-R", f"{rport}:{target}"]
+        return forward, f"{parts.scheme}://127.0.0.1:{rport}"
 
     def failure(self, line: str) -> SshFailed:
         return SshFailed(self.host.name, line)
@@ -73,12 +119,7 @@ class SshAgent(HeldAgent):
             forward: list[str] = []
             url = boss.direct_url
             if url is None:
-                # A port on the host's loopback that leads back to the boss.
-                parts = urlsplit(boss.url)
-                rport = random.randint(20000, 60000)
-                target = f"{parts.hostname or '127.0.0.1'}:{parts.port}"
-                forward = ["-o", "ExitOnForwardFailure=yes", "-R", f"{rport}:{target}"]
-                url = f"{parts.scheme}://127.0.0.1:{rport}"
+                forward, url = self._tunnel(boss.url)
             self.launch([*self.ssh.argv(*forward), self._command(remote, url, tls)], token)
             if self.registered(boss):
                 return

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
+import threading
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -88,6 +89,80 @@ class SshProvider:
     def __init__(self, site: Site) -> None:
         self.site = site
         self.agents: dict[str, SshAgent] = {}
+        # Agents started ahead of their boss (spawn), by host, until up adopts them.
+        self._early: dict[str, tuple[SshAgent, threading.Thread]] = {}
+        self._early_lock = threading.Lock()
+
+    def spawn(self, pool: Pool, url: str) -> None:
+        """Start the hosts' agents before their boss exists (``shoal run``); :meth:`up` adopts them.
+
+        In the background, one thread a host: each waits for its master
+        connection (opened ahead, see ``connect_ahead``), starts the agent
+        with a tunnel to ``url`` (the socket the boss will serve, listening
+        already), and the agent loads while the boss does, then waits on its
+        stdin for the token. A host whose start fails here is started anew
+        by ``up``, which says why if it fails again.
+        """
+        self.site.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for host in self.hosts(pool, pool.size):
+            agent = self._agent(pool, host)
+            thread = threading.Thread(
+                target=self._ahead, args=(agent, url), name=f"ssh-ahead-{host.name}", daemon=True
+            )
+            self._early[host.name] = (agent, thread)
+            thread.start()
+
+    def _ahead(self, agent: SshAgent, url: str) -> None:
+        from shoal.launch.zipapp import agent_zipapp
+
+        try:
+            agent.spawn_ahead(agent_zipapp(self.site.agents), url)
+        except SshFailed as e:
+            agent.ahead_error = e
+        except (OSError, subprocess.SubprocessError) as e:
+            agent.ahead_error = SshFailed(agent.host.name, str(e))
+        with self._early_lock:
+            if agent.discarded:  # the session ended while it started
+                agent.stop()
+
+    def discard_spawned(self) -> None:
+        """Stop the agents :meth:`spawn` started that no :meth:`up` adopted.
+
+        One still starting (a host slow to answer) is stopped as its start
+        ends, without waiting for it here.
+        """
+        with self._early_lock:
+            early, self._early = self._early, {}
+            for agent, _ in early.values():
+                agent.discarded = True
+        for agent, thread in early.values():
+            if not thread.is_alive():
+                agent.stop()
+
+    def _adopted(self, host: Host, boss: BossAccess) -> SshAgent | None:
+        """The host's agent started ahead, given its token and registered; None: start it anew.
+
+        Raises the :class:`SshFailed` its start met (the host refused the key,
+        say): starting it again would only meet it again.
+        """
+        with self._early_lock:
+            early = self._early.pop(host.name, None)
+        if early is None:
+            return None
+        agent, thread = early
+        thread.join()
+        if agent.ahead_error is not None:
+            raise agent.ahead_error
+        return agent if agent.adopt(boss) else None
+
+    def _agent(self, pool: Pool, host: Host, certs: Sequence[tuple[str, bytes]] = ()) -> SshAgent:
+        return SshAgent(
+            host,
+            labels=self._machine(pool, host).labels,
+            log=self.site.logs / f"ssh-{host.name}.log",
+            log_cap=self.site.log_cap,
+            certs=certs,
+        )
 
     def hosts(self, pool: Pool, count: int) -> list[Host]:
         return [host_of(h) for h in pool.fields.get("hosts", [])][:count]
@@ -137,16 +212,13 @@ class SshProvider:
                 certs = machine_certs(self.site.root / "certs", host.name) if tls else ()
             except ShoalError as e:
                 return m.replace(state="failed", detail=str(e))
-            agent = SshAgent(
-                host,
-                labels=m.labels,
-                log=self.site.logs / f"ssh-{host.name}.log",
-                log_cap=self.site.log_cap,
-                certs=certs,
-            )
-            self.agents[host.name] = agent
             try:
-                agent.start(pyz, boss)
+                early = self._adopted(host, boss)
+                if early is not None:
+                    self.agents[host.name] = agent = early
+                else:
+                    agent = self.agents[host.name] = self._agent(pool, host, certs)
+                    agent.start(pyz, boss)
             except SshFailed as e:
                 return m.replace(state="failed", detail=e.line)
             except (OSError, subprocess.SubprocessError) as e:
