@@ -8,6 +8,7 @@ SQLAlchemy is loaded only to bring an older database's schema forward.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -24,6 +25,7 @@ from shoal.store.tx import Tx
 __all__ = ["SqliteDatabase", "SqliteTx"]
 
 IDLE_KEPT = 16  # connections kept open between transactions (a boss has 16 sync threads)
+WAIT = 30.0  # seconds a transaction waits for the write lock before "database is locked"
 
 
 class SqliteDatabase:
@@ -32,8 +34,9 @@ class SqliteDatabase:
     Each transaction takes a connection of its own (one kept from before,
     or a new one) and gives it back. Writers take the lock up front
     (``BEGIN IMMEDIATE``), so two writers never deadlock on an upgrade from
-    a read lock; readers never block writers (WAL). An in-memory database is
-    one connection, one transaction at a time.
+    a read lock, and this process's writers take it in turn (:class:`_Writers`);
+    readers never block writers (WAL). An in-memory database is one
+    connection, one transaction at a time.
     """
 
     def __init__(self, path: Path | None) -> None:
@@ -43,6 +46,7 @@ class SqliteDatabase:
         self._closed = False
         self._memory: sqlite3.Connection | None = None
         self._memory_lock = threading.RLock()
+        self._writers = _Writers()
         if path is None:
             self._memory = self._connect()
         else:
@@ -56,7 +60,7 @@ class SqliteDatabase:
     def _connect(self) -> sqlite3.Connection:
         where = ":memory:" if self.path is None else str(self.path)
         # Autocommit at the driver: shoal says BEGIN and COMMIT itself.
-        conn = sqlite3.connect(where, timeout=30, check_same_thread=False, isolation_level=None)
+        conn = sqlite3.connect(where, timeout=WAIT, check_same_thread=False, isolation_level=None)
         try:
             if self.path is not None:
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -64,7 +68,7 @@ class SqliteDatabase:
             # and survives power loss up to the last checkpoint.
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={int(WAIT * 1000)}")
         except BaseException:
             conn.close()
             raise
@@ -90,10 +94,20 @@ class SqliteDatabase:
             if conn is not None:
                 conn.close()
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
     @contextlib.contextmanager
     def begin(self, *, read: bool = False) -> Iterator[sqlite3.Connection]:
         """One transaction: committed at the end, rolled back on error."""
-        with self._connection() as conn:
+        # A reader needs no turn; the one connection in memory is a turn of its own.
+        queued = self._memory is None and not read
+        with (
+            self._writers.turn() if queued else contextlib.nullcontext(),
+            self._connection() as conn,
+        ):
             conn.execute("BEGIN" if read else "BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -111,6 +125,41 @@ class SqliteDatabase:
         if self._memory is not None:
             with self._memory_lock:
                 self._memory.close()
+
+
+class _Writers:
+    """This process's writers, first come first served.
+
+    SQLite's own wait for its write lock is a poll (sleeps of up to 100 ms):
+    a thread writing back to back takes the lock again before a sleeping
+    one wakes, for thousands of transactions, until the sleeper gives up
+    with "database is locked". Queued here, each waits for those ahead only.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: collections.deque[threading.Lock] = collections.deque()
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        """Wait for this writer's turn (at most :data:`WAIT`), hold it, pass it on."""
+        mine = threading.Lock()
+        mine.acquire()
+        with self._lock:
+            self._queue.append(mine)
+            waiting = len(self._queue) > 1
+        try:
+            # Released by the writer ahead when it passes the turn on.
+            if waiting and not mine.acquire(timeout=WAIT):
+                raise sqlite3.OperationalError("database is locked")
+            yield
+        finally:
+            # Also when the wait was cut short (an interrupt): never a turn lost.
+            with self._lock:
+                first = self._queue[0] is mine
+                self._queue.remove(mine)
+                if first and self._queue:
+                    self._queue[0].release()
 
 
 def _busy(conn: sqlite3.Connection) -> bool:

@@ -98,21 +98,24 @@ class Store:
     def _create_sqlite(self) -> int | None:
         """Create a fresh database's schema; the version an existing one has (None: unknown)."""
         assert self._sqlite is not None
+        # Read first: opening a made database waits for no writer (a boss in
+        # the middle of a large run's submission, say).
+        with self._sqlite.begin(read=True) as raw:
+            made, version = _sqlite_version(raw)
+        if made:
+            return version
         with self._sqlite.begin() as raw:
-            made = raw.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-            ).fetchone()
-            if made is None:
-                for statement in CREATE.split(";\n"):
-                    if statement.strip():
-                        raw.execute(statement)
-                raw.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-                return SCHEMA_VERSION
-            row = raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        return int(row[0]) if row is not None else None
+            made, version = _sqlite_version(raw)  # another process may have made it meanwhile
+            if made:
+                return version
+            for statement in CREATE.split(";\n"):
+                if statement.strip():
+                    raw.execute(statement)
+            raw.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        return SCHEMA_VERSION
 
     def _upgrade_sqlite(self, version: int | None) -> None:
         """An older database (or one whose making stopped halfway): SQLAlchemy brings it forward."""
@@ -282,12 +285,20 @@ class Store:
 
     @contextmanager
     def _sqlite_errors(self) -> Iterator[None]:
-        """SQLite's errors as the store's: a broken constraint may be a collision, so runs again."""
+        """SQLite's errors as the store's: a broken constraint may be a collision, so runs again.
+
+        A database that cannot be used (locked, full, corrupt, not a database)
+        is a StoreError; a statement shoal got wrong stays the driver's error.
+        """
         try:
             yield
         except sqlite3.IntegrityError as e:
             raise StoreConflict(f"transaction conflict on {self.url}: {e}") from e
-        except sqlite3.OperationalError as e:
+        except sqlite3.ProgrammingError as e:
+            if self._sqlite is not None and self._sqlite.closed:
+                raise StoreError(f"the database {self.url} was closed: open a Store again") from e
+            raise
+        except sqlite3.DatabaseError as e:
             raise StoreError(f"database error on {self.url}: {e}") from e
 
     def _postgres_tx(self, conn: Connection) -> Tx:
@@ -340,6 +351,17 @@ class Store:
             self._sqlite.close()
         if self.engine is not None:
             self.engine.dispose()
+
+
+def _sqlite_version(raw: sqlite3.Connection) -> tuple[bool, int | None]:
+    """Whether the schema is made, and the version it has (None: unknown)."""
+    made = raw.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    ).fetchone()
+    if made is None:
+        return False, None
+    row = raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return True, int(row[0]) if row is not None else None
 
 
 class HousekeepingLock:
