@@ -75,9 +75,11 @@ def test_opening_a_database_waits_for_no_writer(tmp_path: Path) -> None:
     try:
         assert holding.wait(DEADLINE)
         reader = Store(path)
-        opened.set()
+        # Opened, and read, while the writer still holds its lock: what it
+        # writes is not there yet.
         with reader.read() as tx:
             assert tx.execute("SELECT count(*) FROM meta WHERE key = 'long'").fetchone() == (0,)
+        opened.set()
         reader.close()
     finally:
         opened.set()
