@@ -158,6 +158,7 @@ class LocalSession:
                     "interrupted: the shoal run that ran it stopped"
                 )
             self.state.remember_datastore(location, options)
+            self.state.remember_database(self.db)
             self.state.write_boss(self.boss.url, token)
             self.client = BossClient(self.boss.url, token)
             tokens = self.boss.tokens

@@ -69,20 +69,26 @@ class StateDir:
         return self.root / "database"
 
     def database(self, given: str | None = None) -> str:
-        """The database to use: ``given`` (then remembered), the one last given, or shoal.db.
-
-        Remembered so that commands run later in this folder (``shoal status``
-        with no boss running, say) read the same database.
-        """
+        """The database to use: ``given``, the one last remembered, or shoal.db."""
         if given:
-            if given != str(self.db_path):
-                write_private(self.db_file, given + "\n")
-            elif self.db_file.exists():
-                self.db_file.unlink()
             return given
         if self.db_file.exists():
             return self.db_file.read_text().strip()
         return str(self.db_path)
+
+    def remember_database(self, given: str | None) -> None:
+        """Remember the database given, once it opened.
+
+        So that commands run later in this folder (``shoal status`` with no
+        boss running, say) read the same database; one that could not be
+        opened (a mistyped URL) is not remembered in place of the last.
+        """
+        if not given:
+            return
+        if given != str(self.db_path):
+            write_private(self.db_file, given + "\n")
+        elif self.db_file.exists():
+            self.db_file.unlink()
 
     def has_database(self) -> bool:
         return self.db_file.exists() or self.db_path.exists()

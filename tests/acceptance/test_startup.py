@@ -36,6 +36,10 @@ def test_a_run_whose_database_cannot_be_opened_leaves_no_worker_behind(tmp_path:
     assert "Traceback" not in done.stderr
     # The workers were started before the database was opened: they are gone.
     wait_for(lambda: not _agents_of(state), timeout=30, what="the workers to end")
+    # The mistyped database is not remembered: the next run uses the folder's own.
+    again = shoal("run", str(tasks), "-j", "1", "--state", str(state), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (state / "shoal.db").exists()
 
 
 def test_each_worker_of_a_run_starts_once_and_runs_tasks(tmp_path: Path) -> None:

@@ -165,6 +165,7 @@ def boss(
         advertise=advertise.rstrip("/") if advertise else None,
     )
     sd.remember_datastore(location, options)
+    sd.remember_database(db)
     _serve(server, sd, token_from, _log_format(log_format), mtls)
 
 
