@@ -21,9 +21,8 @@ from shoal.exceptions import BadInput, ShoalError
 from shoal.launch import providers
 from shoal.launch.autoscale import SIZE_EVERY, Autoscaler, elastic
 from shoal.launch.book import StoreBook, owner_name
-from shoal.launch.contract import AgentToken, BossAccess, Machine, Pool, Site
+from shoal.launch.contract import AgentToken, BossAccess, Machine, Pool, Provider, Site
 from shoal.launch.fleet import Fleet
-from shoal.launch.local import LocalProvider
 from shoal.launch.pools import run_pools
 from shoal.spec import RunSpec
 from shoal.spec.bundle import pack_bundle
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
     # The boss, its scheduler and their database library load once the local
     # agents are started (see LocalSession.__enter__), so both load side by side.
     from shoal.boss.server import Boss
-    from shoal.launch.ssh import SshProvider
     from shoal.scheduler import Unplaceable, WorkerShape
 
 __all__ = ["LocalSession", "WorkersLost", "check_fits"]
@@ -115,7 +113,7 @@ class LocalSession:
         self._starts: list[threading.Thread] = []
         self._launch_errors: list[BaseException] = []
         # The local pools' providers, their agents spawned before the boss exists.
-        self._early: dict[str, LocalProvider | SshProvider] = {}
+        self._early: dict[str, Provider] = {}
 
     def __enter__(self) -> LocalSession:
         other = self.state.live_boss()
@@ -200,30 +198,26 @@ class LocalSession:
     def _spawn_agents(self, url: str) -> None:
         """Start the local and ssh pools' agents now: Python starts in them while the boss loads.
 
-        They wait for their token (see :meth:`LocalProvider.spawn`,
-        :meth:`SshProvider.spawn`); the fleet records and adopts them as it
-        launches their pools.
+        Those of providers that can (``spawn``, see
+        :class:`~shoal.launch.contract.Provider`: local workers, ssh hosts);
+        they wait for their token, and the fleet records and adopts them as
+        it launches their pools.
         """
         for pool in self.pools:
             if elastic(pool) or pool.size <= 0:
                 continue
-            if pool.provider == "local":
-                provider: LocalProvider | SshProvider = LocalProvider(self.site)
-            elif pool.provider == "ssh":
-                # Each host's agent loads there (over the connection opened
-                # ahead) while the boss loads here.
-                from shoal.launch.ssh import SshProvider
-
-                provider = SshProvider(self.site)
-            else:
-                continue
-            self._early[pool.name] = provider
-            provider.spawn(pool, url)
+            provider = providers.get(pool.provider, self.site)
+            spawn = getattr(provider, "spawn", None)  # optional (see Provider)
+            if spawn is not None:
+                self._early[pool.name] = provider
+                spawn(pool, url)
 
     def _discard_early(self) -> None:
         """Stop the agents spawned ahead that no launch adopted (the session failed)."""
         for provider in self._early.values():
-            provider.discard_spawned()
+            discard = getattr(provider, "discard_spawned", None)  # optional (see Provider)
+            if discard is not None:
+                discard()
 
     def _launch(self, pool: Pool) -> None:
         assert self.fleet is not None

@@ -349,7 +349,7 @@ class Shell(Protocol):
 class Provider(Protocol):
     """Turns a pool's description into machines that run agents.
 
-    Three methods are optional, and so not declared here (a provider
+    Four methods are optional, and so not declared here (a provider
     without them still is one):
 
     * ``ssh_hosts(pool, machines) -> list[Host]``: these live machines of the
@@ -363,7 +363,12 @@ class Provider(Protocol):
       this state folder's boss the provider finds where the pool's machines
       live (by tag or label), whatever was recorded, but those of the owner
       ``spare``; what it removed. ``shoal down`` calls it for every pool
-      remembered.
+      remembered;
+    * ``spawn(pool, url)`` and ``discard_spawned()``: start the pool's agents
+      before their boss exists (``url``: the socket it will serve, listening
+      already), each waiting for its token, which ``up`` then hands it; and
+      stop those no ``up`` took. ``shoal run`` calls them, so that agents
+      load while its boss does (the local and ssh providers have them).
     """
 
     name: str
