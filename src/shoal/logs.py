@@ -18,7 +18,12 @@ __all__ = ["LOG_FORMATS", "JsonFormatter", "TextFormatter", "configure"]
 
 LOG_FORMATS = ("text", "json")
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+# (uvicorn adds its message with terminal colours: not a field of ours.)
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -59,3 +64,7 @@ def configure(level: int = logging.INFO, log_format: str = "json") -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
+    # What the HTTP server says (a malformed request, say), in the same form.
+    server = logging.getLogger("uvicorn")
+    server.handlers[:] = [handler]
+    server.propagate = False

@@ -85,3 +85,32 @@ def test_a_new_worker_removes_the_workspaces_of_workers_that_are_gone(tmp_path: 
     removed = r.sweep_workspaces(str(parent))
     assert sorted(os.path.basename(f) for f in removed) == ["ws-gone", "ws-reused-pid"]
     assert sorted(os.listdir(parent)) == ["ws-alive", "ws-making", "ws-other-host"]
+
+
+def test_a_task_sees_the_workers_environment_its_own_variables_and_shoals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker's environment is read once; each task's variables are laid over it.
+    monkeypatch.setenv("FROM_WORKER", "w-value")
+    monkeypatch.setenv("OVERRIDDEN", "the worker's")
+    runner = r.Runner(None, str(tmp_path), "w")  # type: ignore[arg-type]
+    try:
+        first, second = (
+            runner.run(
+                attempt(
+                    ['echo "$FROM_WORKER|$OVERRIDDEN|$SHOAL_TASK|${ONLY_FIRST-unset}"'],
+                    env=env,
+                )
+            )
+            for env in ({"OVERRIDDEN": "the task's", "ONLY_FIRST": "é"}, {})
+        )
+    finally:
+        runner.close()
+    assert (first.log or "").strip() == "w-value|the task's|t|é"
+    assert (second.log or "").strip() == "w-value|the worker's|t|unset"
+
+
+def test_the_oom_count_is_the_kernels(tmp_path: Path) -> None:
+    with open("/proc/vmstat") as f:
+        told = {k: v for k, v in (line.split() for line in f)}
+    assert r._oom_kills() == int(told.get("oom_kill", 0))

@@ -166,6 +166,14 @@ class Runner:
         self.log_cap = log_cap
         self.workdir = os.path.abspath(workdir)
         self.worker_name = worker_name
+        # The environment every task starts from: this process's, read once
+        # (decoding os.environ at every task cost more than a no-op command),
+        # and its bytes, which is what a command is handed.
+        self._base_env = dict(os.environ)
+        # The worker dropped them already; an agent embedded in another
+        # program (a test, the Python API) may not have.
+        drop_credentials(self._base_env)
+        self._base_env_bytes = {os.fsencode(k): os.fsencode(v) for k, v in self._base_env.items()}
         self.bundles = BundleCache(os.path.join(self.workdir, "bundles"), client, _SHELL)
         # Why a bundle's setup failed here, once it has: the worker then stops.
         self.setup_failed: Optional[str] = None
@@ -217,10 +225,7 @@ class Runner:
         ws = self._take_workspace()
         log_file = ws + ".log"
         result_file = ws + ".result"
-        env = dict(os.environ)
-        # The worker dropped them already; an agent embedded in another
-        # program (a test, the Python API) may not have.
-        drop_credentials(env)
+        env = dict(self._base_env)
         env.update(a.env)
         env.update(
             SHOAL_RUN=a.run,
@@ -327,7 +332,7 @@ class Runner:
                 proc = subprocess.Popen(
                     command_argv(commands),
                     cwd=ws,
-                    env=env,
+                    env=self._command_env(env),
                     stdin=source,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
@@ -396,6 +401,17 @@ class Runner:
                 cause += " (the kernel's out-of-memory killer)"
             return code, cause, tail
         return 0, None, tail
+
+    def _command_env(self, env: Dict[str, str]) -> Dict[bytes, bytes]:
+        """``env`` as a command is handed it: what it shares with the base is encoded already."""
+        base = self._base_env
+        out = dict(self._base_env_bytes)
+        for k, v in env.items():
+            if base.get(k) is not v:  # the base's own value object: encoded already
+                out[os.fsencode(k)] = os.fsencode(v)
+        if len(out) != len(env):  # a variable of the base was taken out
+            return {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
+        return out
 
     def _push_log(self, a: p.Assignment, log: CappedLog) -> None:
         """Send the log so far to the boss (best effort: the final log always goes).
@@ -468,12 +484,20 @@ class Runner:
 
 
 def _oom_kills() -> int:
-    """How many processes the kernel's OOM killer has killed (0 where not told)."""
+    """How many processes the kernel's OOM killer has killed (0 where not told).
+
+    Read at every attempt: one read of the whole file and a search, not a
+    loop over its lines.
+    """
     try:
-        with open("/proc/vmstat", "rb") as f:
-            for line in f:
-                if line.startswith(b"oom_kill "):
-                    return int(line.split()[1])
+        fd = os.open("/proc/vmstat", os.O_RDONLY)
+        try:
+            data = os.read(fd, 65536)
+        finally:
+            os.close(fd)
+        at = data.find(b"\noom_kill ")
+        if at >= 0:
+            return int(data[at + 10 : data.index(b"\n", at + 1)])
     except (OSError, ValueError):
         pass
     return 0

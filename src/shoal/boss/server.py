@@ -62,6 +62,13 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, on_shutdown: Callable[[], None]) -> None:
         super().__init__(config)
         self._on_shutdown = on_shutdown
+        # Set once it accepts requests: whoever started it is woken then, not at a poll.
+        self.serving = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.serving.set()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._on_shutdown()
@@ -128,6 +135,9 @@ class Boss:
             self.app,
             log_level="warning",
             access_log=False,
+            # shoal's logging, not uvicorn's (its dictConfig costs ms at every start):
+            # what uvicorn says goes to the root logger, as the boss's own lines do.
+            log_config=None,
             lifespan="off",
             http=tls.protocol() if tls is not None and tls.mtls else "httptools",
             proxy_headers=False,
@@ -276,10 +286,9 @@ class Boss:
         """Serve in a background thread; returns once the server accepts requests."""
         self._thread = threading.Thread(target=self.serve, name="shoal-boss", daemon=True)
         self._thread.start()
-        while not self.server.started:
+        while not self.server.serving.wait(0.05):
             if not self._thread.is_alive():
                 raise RuntimeError("the boss failed to start")
-            self._thread.join(0.005)
 
     def stop(self, *, fast: bool = False) -> None:
         """Stop serving. ``fast``: no graceful close, for when no client is left."""
