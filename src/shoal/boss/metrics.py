@@ -7,12 +7,10 @@ as they happen.
 
 from __future__ import annotations
 
+import bisect
+import time
 from collections.abc import Iterator
 from typing import Any
-
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from shoal.scheduler import Scheduler
 
@@ -38,11 +36,66 @@ def cause_kind(cause: str | None) -> str:
     return "other"
 
 
-class _FromDatabase(Collector):
+class Count:
+    """A counter, counted in the boss's event loop (the routes that count run there)."""
+
+    def __init__(self, name: str, doc: str) -> None:
+        self.name, self.doc = name, doc
+        self.value = 0
+        self.created = time.time()
+
+    def inc(self) -> None:
+        self.value += 1
+
+
+class Buckets:
+    """A histogram: how many observations fell at or under each bound, their sum and count."""
+
+    def __init__(self, name: str, doc: str, bounds: tuple[float, ...]) -> None:
+        self.name, self.doc = name, doc
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last: over every bound
+        self.sum = 0.0
+        self.created = time.time()
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+
+class Metrics:
+    """The boss's metrics: database counts plus what the API measures.
+
+    The routes count into plain numbers; ``prometheus_client`` is loaded at
+    the first scrape only (a boss that is never scraped, as the one of every
+    ``shoal run``, never loads it).
+    """
+
     def __init__(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
+        self.syncs = Count("shoal_sync_requests", "Sync requests served.")
+        self.sync_seconds = Buckets(
+            "shoal_sync_seconds",
+            "Time to serve a sync (long-poll waits left out).",
+            (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        )
+        self.task_seconds = Buckets(
+            "shoal_task_duration_seconds",
+            "How long succeeded attempts ran.",
+            (0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400),
+        )
+
+    def render(self) -> bytes:
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        registry = CollectorRegistry()
+        registry.register(_Collected(self))
+        return generate_latest(registry)
 
     def collect(self) -> Iterator[Any]:
+        """Every metric family, as ``prometheus_client`` exposes them."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
         counts = self.scheduler.metrics_counts()
         tasks = GaugeMetricFamily("shoal_tasks", "Tasks by state.", labels=["state"])
         for state, n in sorted(counts["tasks"].items()):
@@ -65,27 +118,26 @@ class _FromDatabase(Collector):
         for (state, kind), n in sorted(merged.items()):
             attempts.add_metric([state, kind], n)
         yield attempts
+        c = self.syncs
+        yield CounterMetricFamily(c.name, c.doc, value=c.value, created=c.created)
+        for h in (self.sync_seconds, self.task_seconds):
+            family = Metric(h.name, h.doc, "histogram")
+            below = 0
+            for bound, n in zip([*h.bounds, float("inf")], h.counts, strict=True):
+                below += n
+                le = "+Inf" if bound == float("inf") else repr(float(bound))
+                family.add_sample(h.name + "_bucket", {"le": le}, float(below))
+            family.add_sample(h.name + "_count", {}, float(below))
+            family.add_sample(h.name + "_sum", {}, h.sum)
+            family.add_sample(h.name + "_created", {}, h.created)
+            yield family
 
 
-class Metrics:
-    """The boss's registry: database counts plus what the API measures."""
+class _Collected:
+    """What the registry asks at a scrape: the boss's metrics, collected then."""
 
-    def __init__(self, scheduler: Scheduler) -> None:
-        self.registry = CollectorRegistry()
-        self.registry.register(_FromDatabase(scheduler))
-        self.syncs = Counter("shoal_sync_requests", "Sync requests served.", registry=self.registry)
-        self.sync_seconds = Histogram(
-            "shoal_sync_seconds",
-            "Time to serve a sync (long-poll waits left out).",
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-            registry=self.registry,
-        )
-        self.task_seconds = Histogram(
-            "shoal_task_duration_seconds",
-            "How long succeeded attempts ran.",
-            buckets=(0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400),
-            registry=self.registry,
-        )
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def collect(self) -> Iterator[Any]:
+        return self.metrics.collect()
