@@ -343,7 +343,8 @@ class LocalSession:
             ended = scheduler.run_state(run_id) in FINAL_STATES
             if ended or time.monotonic() - last >= interval:
                 last = time.monotonic()
-                view = self.client.run(run_id)
+                # The boss is in this process: its view, as GET /v1/runs/RUN gives it.
+                view = self.boss.health.warn(scheduler.run_view(run_id))
                 if on_progress is not None:
                     on_progress(view)
                 if view["state"] in FINAL_STATES:

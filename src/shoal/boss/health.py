@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 __all__ = ["Health"]
 
@@ -31,8 +32,15 @@ class Health:
             self._troubles.pop(part, None)
 
     def lines(self) -> list[str]:
-        """One line per trouble: what fails, and since when."""
+        """One line per trouble: what fails, and since when (from any thread)."""
         return [
             f"{message} (since {time.strftime('%H:%M:%S', time.localtime(since))})"
-            for since, message in self._troubles.values()
+            for since, message in list(self._troubles.values())  # one copy, while others write
         ]
+
+    def warn(self, view: dict[str, Any]) -> dict[str, Any]:
+        """A run's view with the boss's troubles first among its warnings."""
+        troubles = self.lines()
+        if troubles:
+            view["warnings"] = [*troubles, *view.get("warnings", [])]
+        return view

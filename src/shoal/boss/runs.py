@@ -64,11 +64,7 @@ def run_routes(ctx: Context) -> list[BaseRoute]:
         return json_response(scheduler.runs_view())
 
     async def run(request: Request) -> Response:
-        view = scheduler.run_view(run_id(ctx, request))
-        troubles = ctx.health.lines()
-        if troubles:
-            view["warnings"] = [*troubles, *view.get("warnings", [])]
-        return json_response(view)
+        return json_response(ctx.health.warn(scheduler.run_view(run_id(ctx, request))))
 
     async def tasks(request: Request) -> Response:
         return json_response(scheduler.tasks_view(run_id(ctx, request), _states(request)))
