@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from shoal.launch.zipapp import agent_zipapp, zipapp_bytes
 from tests.conftest import RunningBoss, wait_for
 
@@ -58,3 +60,67 @@ def test_the_zipapp_works_as_a_worker_without_site_packages(
     finally:
         worker.terminate()
         worker.wait(15)
+
+
+def _imported_from(pyz: Path) -> dict[str, str]:
+    """Which file of the zipapp each agent module was loaded from: its .pyc or its .py."""
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(pyz)!r})\n"
+        "import shoal.agent.worker, shoal.agent.runner, shoal.protocol\n"
+        "for name in ('shoal.agent.worker', 'shoal.agent.runner', 'shoal.protocol'):\n"
+        "    print(name, sys.modules[name].__file__.rsplit('.', 1)[1])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    return dict(line.split() for line in out.splitlines())
+
+
+def test_a_host_with_this_python_reads_the_bytecode_and_another_reads_the_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shoal.launch import zipapp
+
+    same = tmp_path / "same.pyz"
+    same.write_bytes(zipapp._build())
+    assert set(_imported_from(same).values()) == {"pyc"}
+    # Built by a Python of another version: its bytecode cannot be read here.
+    monkeypatch.setattr(zipapp.importlib.util, "MAGIC_NUMBER", b"\x00\x00\r\n")
+    other = tmp_path / "other.pyz"
+    other.write_bytes(zipapp._build())
+    assert set(_imported_from(other).values()) == {"py"}
+    help_text = subprocess.run(
+        [sys.executable, "-I", "-S", str(other), "--help"], capture_output=True, text=True
+    )
+    assert help_text.returncode == 0 and "--boss" in help_text.stdout, help_text.stderr
+
+
+def test_hosts_starting_at_once_all_get_the_zipapp(tmp_path: Path) -> None:
+    # `shoal run --hosts` starts each host in a thread of its own: all ask at once.
+    import threading
+
+    zipapp_bytes()  # built already, so that the threads meet where the file is written
+    for round_ in range(20):
+        folder = tmp_path / str(round_)
+        start = threading.Barrier(6)
+        got: list[Path | BaseException] = []
+
+        def ask(
+            folder: Path = folder,
+            start: threading.Barrier = start,
+            got: list[Path | BaseException] = got,
+        ) -> None:
+            start.wait()
+            try:
+                got.append(agent_zipapp(folder))
+            except BaseException as e:  # what the test reports
+                got.append(e)
+
+        threads = [threading.Thread(target=ask) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(set(got)) == 1 and isinstance(got[0], Path), got
+        assert [p.name for p in folder.iterdir()] == [got[0].name]
