@@ -11,7 +11,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Dict, MutableMapping, NamedTuple, Optional
+from typing import Any, Callable, Dict, MutableMapping, NamedTuple, Optional
 from urllib.parse import quote, urlencode, urlsplit
 
 from shoal import protocol as p
@@ -246,6 +246,8 @@ class AgentClient:
         self._local = threading.local()
         self._sync_conn: Optional[http.client.HTTPConnection] = None
         self._aborted = False
+        # Set for a long poll only: whether the worker began to stop meanwhile.
+        self._broken_off: Optional[Callable[[], bool]] = None
 
     @property
     def url(self) -> str:
@@ -313,7 +315,10 @@ class AgentClient:
             fresh = conn.sock is None
             url = self.base + path
             try:
+                self._check_broken_off()
                 conn.request(method, url, body=body, headers=self._headers(headers, token))
+                # A stop that came while it connected found no socket to shut.
+                self._check_broken_off()
                 return conn.getresponse()
             except (
                 http.client.RemoteDisconnected,
@@ -421,10 +426,17 @@ class AgentClient:
         self.token = answer.token or self.credential
         return answer
 
-    def sync(self, req: p.SyncRequest) -> p.SyncResponse:
+    def sync(
+        self, req: p.SyncRequest, broken_off: Optional[Callable[[], bool]] = None
+    ) -> p.SyncResponse:
+        """One sync. ``broken_off``: asked before the request goes and once it has gone;
+        True ends the sync there (BossDown), as :meth:`abort_sync` ends one waiting
+        for its answer. A signal handler that asks for a stop just before a long
+        poll so never leaves the worker waiting out the poll."""
         timeout = self.timeout + req.wait
         self._sync_conn = self._conn(timeout)
         self._aborted = False
+        self._broken_off = broken_off
         try:
             return p.SyncResponse.from_dict(
                 self.call("POST", "/sync", req.to_dict(), timeout=timeout)
@@ -432,6 +444,12 @@ class AgentClient:
         finally:
             self._sync_conn = None
             self._aborted = False
+            self._broken_off = None
+
+    def _check_broken_off(self) -> None:
+        if self._broken_off is not None and self._broken_off():
+            self._aborted = True
+            raise BossDown(f"{self.url}: the sync was broken off (the worker stops)")
 
     def abort_sync(self) -> None:
         """Break off a sync in progress (from another thread or a signal handler)."""

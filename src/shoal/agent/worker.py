@@ -308,7 +308,9 @@ class Agent:
             try:
                 self._in_long_poll = wait > 0
                 try:
-                    resp = self.client.sync(req)
+                    # A stop asked for once the wait was chosen, before the flag
+                    # was up, found nothing to break off: the sync asks itself.
+                    resp = self.client.sync(req, self._stop_requested.is_set if wait > 0 else None)
                 finally:
                     self._in_long_poll = False
                 backoff = BACKOFF_MIN
