@@ -12,9 +12,22 @@ def _words(table: str) -> list[list[str]]:
 
 
 def test_workers_lists_the_current_workers_and_all_lists_every_one(tmp_path: Path) -> None:
-    write(tmp_path / "t.yaml", "tasks:\n  - {name: a, run: 'true'}\n")
+    # Each task waits until the other has started: both workers of each run take one
+    # (a run of one quick task may end before its second worker has registered).
+    meet = tmp_path / "meet"
+    meet.mkdir()
+    write(
+        tmp_path / "t.yaml",
+        "tasks:\n"
+        + "".join(
+            f"  - name: {me}\n"
+            f"    run: touch {meet}/$SHOAL_RUN_ID.{me}; "
+            f"until [ -e {meet}/$SHOAL_RUN_ID.{other} ]; do sleep 0.05; done\n"
+            for me, other in (("a", "b"), ("b", "a"))
+        ),
+    )
     for _ in range(2):
-        assert shoal("run", "t.yaml", "-j", "2", cwd=tmp_path).returncode == 0
+        assert shoal("run", "t.yaml", "-j", "2", "--fresh", cwd=tmp_path).returncode == 0
     every = shoal_json("workers", "--all", cwd=tmp_path)
     assert sorted(w["name"] for w in every) == ["local-1", "local-1", "local-2", "local-2"]
     current = shoal_json("workers", cwd=tmp_path)
