@@ -135,8 +135,8 @@ class Boss:
             self.app,
             log_level="warning",
             access_log=False,
-            # shoal's logging, not uvicorn's (its dictConfig costs ms at every start):
-            # what uvicorn says goes to the root logger, as the boss's own lines do.
+            # Not uvicorn's logging setup (its dictConfig costs ms at every start):
+            # what uvicorn says goes through shoal's handler (logs.configure).
             log_config=None,
             lifespan="off",
             http=tls.protocol() if tls is not None and tls.mtls else "httptools",

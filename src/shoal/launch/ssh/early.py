@@ -10,7 +10,6 @@ early start.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 __all__ = ["connect_early"]
@@ -44,7 +43,3 @@ def _option(args: Sequence[str], name: str) -> str | None:
         if arg.startswith(name + "="):
             return arg[len(name) + 1 :]
     return None
-
-
-if __name__ == "__main__":  # pragma: no cover
-    connect_early(sys.argv[1:])
