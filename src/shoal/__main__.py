@@ -4,11 +4,13 @@ import sys
 
 
 def main() -> None:
-    from shoal.launch.ssh.early import connect_early
+    try:
+        from shoal.launch.ssh.early import connect_early
 
-    connect_early(sys.argv[1:])
-    from shoal.cli import main as cli
-
+        connect_early(sys.argv[1:])
+        from shoal.cli import main as cli
+    except KeyboardInterrupt:  # Ctrl-C while shoal loads: the same exit as at any other time
+        sys.exit(130)
     cli()
 
 

@@ -52,3 +52,29 @@ def test_nothing_is_reached_ahead_unless_a_run_names_a_good_inventory(
     ):
         early.connect_early(args)
     assert opened == []
+
+
+def test_ctrl_c_while_shoal_loads_exits_130_without_a_traceback() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import shoal.launch.ssh.early as early\n"
+        "def interrupted(args):\n"
+        "    raise KeyboardInterrupt\n"
+        "early.connect_early = interrupted\n"
+        "sys.argv = ['shoal', 'run', 'tasks.yaml', '--hosts', 'hosts.yaml']\n"
+        "from shoal.__main__ import main\n"
+        "main()\n"
+    )
+    import os
+
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": src},
+    )
+    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
