@@ -39,6 +39,10 @@ __all__ = ["LocalSession", "WorkersLost", "check_fits"]
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 UNPLACEABLE_EVERY = 1.0  # seconds between looks for tasks no worker of the session can take
+# How long a worker's exit waits to be told: if the run ends meanwhile and its
+# failure says the same (a bundle setup that failed on every worker), it is
+# said once, by the run's end.
+EXIT_TOLD_AFTER = 1.0
 
 
 class WorkersLost(ShoalError):
@@ -109,6 +113,7 @@ class LocalSession:
         # Told of tasks failed because no worker of this session can take them.
         self.on_unplaceable: Callable[[list[Unplaceable]], None] | None = None
         self._exits: list[tuple[str, str]] = []
+        self._untold: list[tuple[float, str, str]] = []  # (seen at, machine, why)
         self._serving = False
         self._starts: list[threading.Thread] = []
         self._launch_errors: list[BaseException] = []
@@ -348,6 +353,7 @@ class LocalSession:
                 if on_progress is not None:
                     on_progress(view)
                 if view["state"] in FINAL_STATES:
+                    self._tell_exits_at_the_end(run_id, view)
                     return view
             if self.sizer is not None and time.monotonic() - self.sized_at >= SIZE_EVERY:
                 self.sized_at = time.monotonic()
@@ -355,7 +361,7 @@ class LocalSession:
                 for m, why in self.sizer.ended:
                     self._exits.append((m.name, why))
                 self.sizer.ended = []
-            self._note_exits()
+            self._note_exits(run_id)
             if not self.fleet.live() and self.sizer is None:
                 if scheduler.run_state(run_id) in FINAL_STATES:
                     continue  # the last one's goodbye ended the run (its setup failed)
@@ -371,15 +377,47 @@ class LocalSession:
             by_reason.setdefault(why.removesuffix(p.TAKES_NO_MORE), []).append(name)
         return "; ".join(f"{why} ({', '.join(names)})" for why, names in by_reason.items())
 
-    def _note_exits(self) -> None:
-        assert self.fleet is not None
+    def _note_exits(self, run_id: int) -> None:
+        """The workers that exited since the last look; told if the run goes on.
+
+        Told :data:`EXIT_TOLD_AFTER` seconds after, or at the run's end (see
+        :meth:`_tell_exits_at_the_end`). An agent exits after its goodbye is
+        answered: an exit that ended the run is seen after the run's end, and
+        never told here.
+        """
+        assert self.fleet is not None and self.boss is not None
         ended = self.fleet.watch()
         if self.sizer is not None:
             self.sizer.noticed(ended)
+        now = time.monotonic()
+        going_on = self.boss.scheduler.run_state(run_id) not in FINAL_STATES
         for m, why in ended:
             self._exits.append((m.name, why))
-            if self.on_worker_exit is not None:
-                self.on_worker_exit(m.name, why)
+            if going_on:
+                self._untold.append((now, m.name, why))
+        if going_on:
+            due = [u for u in self._untold if now - u[0] >= EXIT_TOLD_AFTER]
+            self._untold = [u for u in self._untold if u not in due]
+            for _, name, why in due:
+                self._tell_exit(name, why)
+
+    def _tell_exits_at_the_end(self, run_id: int, view: dict[str, Any]) -> None:
+        """The exits not told yet, but those a failed task's cause repeats."""
+        untold, self._untold = self._untold, []
+        if not untold:
+            return
+        causes: list[str] = []
+        if view["state"] != "succeeded" and self.boss is not None:
+            failed = self.boss.scheduler.tasks_view(run_id, ["failed"])
+            causes = [t["cause"] for t in failed if t.get("cause")]
+        for _, name, why in untold:
+            reason = why.removesuffix(p.TAKES_NO_MORE)
+            if not any(reason in cause for cause in causes):
+                self._tell_exit(name, why)
+
+    def _tell_exit(self, name: str, why: str) -> None:
+        if self.on_worker_exit is not None:
+            self.on_worker_exit(name, why)
 
     def machines(self) -> list[Machine]:
         """The machines of this session that have not stopped or failed."""
