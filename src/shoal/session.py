@@ -389,6 +389,8 @@ class LocalSession:
         ended = self.fleet.watch()
         if self.sizer is not None:
             self.sizer.noticed(ended)
+        if not ended and not self._untold:
+            return  # the usual look: nothing to tell, nothing to read
         now = time.monotonic()
         going_on = self.boss.scheduler.run_state(run_id) not in FINAL_STATES
         for m, why in ended:
