@@ -107,7 +107,8 @@ def test_a_container_killed_mid_task_has_its_tasks_run_again(
     tasks = shoal_json("tasks", cwd=tmp_path)
     keeper_log = (tmp_path / ".shoal" / "logs" / "keeper.log").read_text()
     rerun = [t for t in tasks if t["attempts"] >= 2]
-    assert len(rerun) == 2, (tasks, keeper_log)  # the two box-1 held ran again
+    events = shoal("events", cwd=tmp_path).stdout  # says who ran what, and why again
+    assert len(rerun) == 2, events + keeper_log  # the two box-1 held ran again
     assert "box-1: preempted (the container is exited)" in keeper_log, keeper_log
     # The pool is held at its size: box-1 runs again, in a new container.
     wait_for(
