@@ -35,6 +35,12 @@ from shoal.agent.usage import UsageProbe
 
 # Keep assignments queued ahead only while tasks take less than this.
 SHORT_TASK = 0.5
+# While tasks are short, each slot queues about this much work ahead (one
+# task at least, AHEAD_MOST at most): enough that a slot seldom waits on a
+# sync, and syncs report many tasks at once; little enough that other
+# workers are not left idle while this one holds the work.
+AHEAD_SECONDS = 0.1
+AHEAD_MOST = 64
 # How long a sync may wait for more attempts to finish while work is queued.
 BATCH_WAIT = 0.05
 # How long an idle worker's sync may wait at the boss for work.
@@ -142,6 +148,7 @@ class Agent:
         self.stopping = 0  # 1: drain, 2: kill what runs
         self.stop_reason = ""  # why this worker stopped by itself
         self.stop_since = 0.0
+        self.ahead = 0  # assignments queued ahead of the free slots (see _room)
         self._in_long_poll = False
         self._stop_requested = threading.Event()
         self._closing = False
@@ -269,7 +276,8 @@ class Agent:
                     # Work is queued ahead, so nothing waits on this sync:
                     # let a few more attempts finish and report them together.
                     limit = time.time() + BATCH_WAIT
-                    while len(self.finished) < 8 * self.slots and len(self.pending) >= self.slots:
+                    enough = max(8 * self.slots, self.ahead // 2)
+                    while len(self.finished) < enough and len(self.pending) >= self.slots:
                         left = limit - time.time()
                         if left <= 0:
                             break
@@ -462,10 +470,10 @@ class Agent:
         ahead = 0
         if len(self.durations) >= 3:
             typical = sorted(self.durations)[len(self.durations) // 2]
-            if typical < 0.05:
-                ahead = 16 * self.slots
-            elif typical < SHORT_TASK:
-                ahead = self.slots
+            if typical < SHORT_TASK:
+                per_slot = AHEAD_SECONDS / max(typical, AHEAD_SECONDS / AHEAD_MOST)
+                ahead = max(1, int(per_slot)) * self.slots
+        self.ahead = ahead
         queued = sum(a.slots for a in self.pending)
         return max(0, self.slots + ahead - self.used - queued)
 
