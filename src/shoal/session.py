@@ -39,6 +39,11 @@ __all__ = ["LocalSession", "WorkersLost", "check_fits"]
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 UNPLACEABLE_EVERY = 1.0  # seconds between looks for tasks no worker of the session can take
+# The run's view counts its tasks, which takes longer the bigger the run: the
+# looks at it take about this share of a core at most (a look is spaced out,
+# up to VIEW_PAUSE_MOST seconds apart).
+VIEW_SHARE = 0.05
+VIEW_PAUSE_MOST = 2.0
 # How long a worker's exit waits to be told: if the run ends meanwhile and its
 # failure says the same (a bundle setup that failed on every worker), it is
 # said once, by the run's end.
@@ -334,6 +339,7 @@ class LocalSession:
         assert self.boss is not None
         scheduler = self.boss.scheduler
         last = checked = 0.0
+        pause = interval
         while True:
             if time.monotonic() - checked >= UNPLACEABLE_EVERY:
                 # This session's workers are all there will be: a task none of
@@ -346,10 +352,12 @@ class LocalSession:
                     self.on_unplaceable(failed)
             # The run's state is one row: look often, so the end is seen at once.
             ended = scheduler.run_state(run_id) in FINAL_STATES
-            if ended or time.monotonic() - last >= interval:
+            if ended or time.monotonic() - last >= pause:
                 last = time.monotonic()
                 # The boss is in this process: its view, as GET /v1/runs/RUN gives it.
                 view = self.boss.health.warn(scheduler.run_view(run_id))
+                spent = time.monotonic() - last
+                pause = min(max(interval, spent / VIEW_SHARE), VIEW_PAUSE_MOST)
                 if on_progress is not None:
                     on_progress(view)
                 if view["state"] in FINAL_STATES:

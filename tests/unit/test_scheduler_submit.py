@@ -106,6 +106,22 @@ def test_with_reuse_an_unchanged_success_is_not_run_again() -> None:
     assert s.events_view(second)[1]["detail"] == "1 tasks"
 
 
+def test_a_runs_count_of_cached_tasks_stays_right_as_its_other_tasks_succeed() -> None:
+    s = on_memory()
+    _first_run(s)
+    second = s.submit(run_of(CHAIN), reuse=True)
+    assert s.run_view(second)["cached"] == 1
+    w = worker(s, "w2", slots=3)
+    while given := [x for x in take(s, w, free=3) if x.run_id == second]:
+        for x in given:
+            report(s, w, x)
+    view = s.run_view(second)
+    assert (view["state"], view["counts"], view["cached"]) == ("succeeded", {"succeeded": 3}, 1)
+    # Another run of the same database counts its own.
+    third = s.submit(run_of(CHAIN), reuse=True)
+    assert s.run_view(third)["cached"] == 3
+
+
 def test_reused_outputs_stay_where_they_were_made_however_often_reused() -> None:
     s = on_memory()
     first = _first_run(s)

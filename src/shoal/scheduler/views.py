@@ -76,6 +76,9 @@ class Views:
 
     def __init__(self, store: StoreLike) -> None:
         self.store = store
+        # Each run's count of cached tasks, by (id, created): it is fixed when
+        # the run is submitted, and counting it reads every task of the run.
+        self._cached: dict[tuple[int, float], int] = {}
 
     def resolve_run(self, ref: str | int | None) -> int:
         """A run id from an id, a run name (its latest run) or None (the latest run)."""
@@ -108,7 +111,12 @@ class Views:
             if run is None:
                 raise NotFound(f"no run {run_id}")
             counts = tx.state_counts(run_id)
-            cached = tx.cached_count(run_id) if counts.get("succeeded") else 0
+            cached = 0
+            if counts.get("succeeded"):
+                key = (run.id, run.created)
+                cached = self._cached.get(key, -1)
+                if cached < 0:
+                    cached = self._cached[key] = tx.cached_count(run_id)
             stuck: list[Unplaceable] = []
             slots = None
             if run.state == "running":
