@@ -149,6 +149,10 @@ class Agent:
         self.stop_reason = ""  # why this worker stopped by itself
         self.stop_since = 0.0
         self.ahead = 0  # assignments queued ahead of the free slots (see _room)
+        # While the sync waits for a batch of reports: how many it waits for
+        # (0: it does not wait so); and the slot threads waiting for work.
+        self._batch = 0
+        self._idle_slots = 0
         self._in_long_poll = False
         self._stop_requested = threading.Event()
         self._closing = False
@@ -276,12 +280,13 @@ class Agent:
                     # Work is queued ahead, so nothing waits on this sync:
                     # let a few more attempts finish and report them together.
                     limit = time.time() + BATCH_WAIT
-                    enough = max(8 * self.slots, self.ahead // 2)
+                    enough = self._batch = max(8 * self.slots, self.ahead // 2)
                     while len(self.finished) < enough and len(self.pending) >= self.slots:
                         left = limit - time.time()
                         if left <= 0:
                             break
                         self.cond.wait(left)
+                    self._batch = 0
                     room = self._room()
                 if not self.finished and (room == 0 or busy or self.stopping):
                     # Wait for an attempt to finish (or the heartbeat).
@@ -517,6 +522,8 @@ class Agent:
         attempt = Attempt(a)
         self.running[a.attempt_id] = attempt
         self.used += a.slots
+        if self._batch and len(self.pending) < self.slots:
+            self.cond.notify_all()  # the queue runs low: the sync waits no more
         return attempt
 
     def _slot_loop(self) -> None:
@@ -528,7 +535,11 @@ class Agent:
                     if self._closing:
                         self.client.drop_connection()  # this slot's, for files
                         return
-                    self.cond.wait()
+                    self._idle_slots += 1
+                    try:
+                        self.cond.wait()
+                    finally:
+                        self._idle_slots -= 1
                     attempt = self._take()
             self._run_one(attempt)
 
@@ -555,7 +566,11 @@ class Agent:
             self.used -= a.slots
             self.finished.append(report)
             self.durations.append(report.ended - report.started)
-            self.cond.notify_all()
+            # A sync waiting for a batch of reports is woken by the one that
+            # completes it, not by each: a wake-up a task costs the slots CPU.
+            batching = 1 < len(self.finished) < self._batch
+            if not batching or self._idle_slots or self.stopping:
+                self.cond.notify_all()
         if self.runner.setup_failed is not None and not self.stop_reason:
             self.stop_reason = self.runner.setup_failed
             sys.stderr.write(f"shoal worker: {self.stop_reason}{p.TAKES_NO_MORE}\n")
