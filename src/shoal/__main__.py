@@ -4,10 +4,13 @@ import sys
 
 
 def main() -> None:
+    args = sys.argv[1:]
     try:
-        from shoal.launch.ssh.early import connect_early
+        if any(a == "--hosts" or a.startswith("--hosts=") for a in args):
+            # Only then: the ssh modules cost every other command a few milliseconds.
+            from shoal.launch.ssh.early import connect_early
 
-        connect_early(sys.argv[1:])
+            connect_early(args)
         from shoal.cli import main as cli
     except KeyboardInterrupt:  # Ctrl-C while shoal loads: the same exit as at any other time
         sys.exit(130)

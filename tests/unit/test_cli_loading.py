@@ -69,3 +69,37 @@ def test_help_lists_every_command_run_first() -> None:
     listed = [line.split()[0] for line in out.split("Commands:")[1].splitlines() if line.strip()]
     assert sorted(listed) == sorted(COMMANDS)
     assert listed[:5] == ["run", "flow", "submit", "cancel", "retry"]
+
+
+def test_the_ssh_modules_load_only_for_a_command_that_names_hosts() -> None:
+    # The command ends with os._exit: what it loaded is said there.
+    code = (
+        "import json, os, sys\n"
+        "sys.argv = ['shoal', *sys.argv[1:]]\n"
+        "def said(code):\n"
+        "    ssh = sorted(m for m in sys.modules if m.startswith('shoal.launch.ssh'))\n"
+        "    sys.stdout.write(json.dumps(ssh) + '\\n')\n"
+        "    sys.stdout.flush()\n"
+        "    raise SystemExit(0)\n"
+        "os._exit = said\n"
+        "from shoal.__main__ import main\n"
+        "main()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC}
+
+    def ssh_modules(*args: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", code, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return list(json.loads(done.stdout.splitlines()[-1]))
+
+    assert ssh_modules("run", "--help") == []
+    # A bad inventory starts nothing early; the command says what is wrong.
+    assert "shoal.launch.ssh.early" in ssh_modules(
+        "run", "t.yaml", "--hosts=missing.yaml", "--help"
+    )
