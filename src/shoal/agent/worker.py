@@ -148,7 +148,6 @@ class Agent:
         self.stopping = 0  # 1: drain, 2: kill what runs
         self.stop_reason = ""  # why this worker stopped by itself
         self.stop_since = 0.0
-        self.ahead = 0  # assignments queued ahead of the free slots (see _room)
         # While the sync waits for a batch of reports: how many it waits for
         # (0: it does not wait so); and the slot threads waiting for work.
         self._batch = 0
@@ -280,7 +279,7 @@ class Agent:
                     # Work is queued ahead, so nothing waits on this sync:
                     # let a few more attempts finish and report them together.
                     limit = time.time() + BATCH_WAIT
-                    enough = self._batch = max(8 * self.slots, self.ahead // 2)
+                    enough = self._batch = max(8 * self.slots, self._ahead() // 2)
                     while len(self.finished) < enough and len(self.pending) >= self.slots:
                         left = limit - time.time()
                         if left <= 0:
@@ -472,15 +471,18 @@ class Agent:
         """Slots to ask for: free ones, plus a queue ahead while tasks are short."""
         if self.stopping:
             return 0
-        ahead = 0
-        if len(self.durations) >= 3:
-            typical = sorted(self.durations)[len(self.durations) // 2]
-            if typical < SHORT_TASK:
-                per_slot = AHEAD_SECONDS / max(typical, AHEAD_SECONDS / AHEAD_MOST)
-                ahead = max(1, int(per_slot)) * self.slots
-        self.ahead = ahead
         queued = sum(a.slots for a in self.pending)
-        return max(0, self.slots + ahead - self.used - queued)
+        return max(0, self.slots + self._ahead() - self.used - queued)
+
+    def _ahead(self) -> int:
+        """Assignments to keep queued ahead of the free slots (see AHEAD_SECONDS)."""
+        if len(self.durations) < 3:
+            return 0
+        typical = sorted(self.durations)[len(self.durations) // 2]
+        if typical >= SHORT_TASK:
+            return 0
+        per_slot = AHEAD_SECONDS / max(typical, AHEAD_SECONDS / AHEAD_MOST)
+        return max(1, int(per_slot)) * self.slots
 
     def _apply(self, resp: p.SyncResponse) -> None:
         with self.cond:
